@@ -1,0 +1,230 @@
+import { createHash, type KeyObject, sign, verify } from 'node:crypto';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { z } from 'zod';
+import { PofrError } from '../errors.js';
+import { LIMITS } from './limits.js';
+import { type PofrRecord, recordSchema } from './records.js';
+
+/**
+ * Batch framing, protocol v1 (docs/protocol.md):
+ *
+ *   magic "POFRBAT1" | u32be header length | header JSON | u32be payload length | payload | u16be
+ *   signature length | ed25519 signature
+ *
+ * The signature covers every byte before the signature length; the batch hash (the chain link the
+ * next batch names as prev_hash) is the sha256 of those same bytes. The header is signed as the exact
+ * bytes sent, so no canonical JSON is needed.
+ */
+export const PROTOCOL_VERSION = 1;
+export const MAGIC = Buffer.from('POFRBAT1', 'ascii');
+export const GENESIS_HASH = '0'.repeat(64);
+export const PAYLOAD_ENCODING = 'gzip+jsonl';
+
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
+const micros = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+
+export const batchHeaderSchema = z
+  .object({
+    v: z.literal(PROTOCOL_VERSION),
+    host_id: z.string().min(1).max(64),
+    boot_id: z.string().min(1).max(64),
+    seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    t_from: micros,
+    t_to: micros,
+    prev_hash: hex64,
+    payload_sha256: hex64,
+    payload_encoding: z.literal(PAYLOAD_ENCODING),
+    payload_bytes: z.number().int().min(0).max(LIMITS.maxPayloadBytes),
+    record_count: z.number().int().min(1).max(LIMITS.maxRecords),
+  })
+  .strict();
+
+export type BatchHeader = Readonly<z.infer<typeof batchHeaderSchema>>;
+
+/** A batch as the recorder seals it and the spool keeps it. */
+export interface SealedBatch {
+  readonly bytes: Buffer;
+  readonly header: BatchHeader;
+  /** sha256 (hex) of the signed bytes: the chain link. */
+  readonly hash: string;
+}
+
+/** The parts of a framed batch, split but not yet trusted. */
+export interface BatchFrame {
+  readonly header: BatchHeader;
+  readonly hash: string;
+  readonly signed: Buffer;
+  readonly payload: Buffer;
+  readonly signature: Buffer;
+}
+
+export interface SealInput {
+  readonly host_id: string;
+  readonly boot_id: string;
+  readonly seq: number;
+  readonly prev_hash: string;
+  readonly records: readonly PofrRecord[];
+}
+
+export function sha256Hex(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * Compresses, hashes and signs records into one framed batch.
+ *
+ * @example
+ * const b = sealBatch({ host_id, boot_id, seq: 1, prev_hash: GENESIS_HASH, records }, key);
+ * // next: sealBatch({ ..., seq: 2, prev_hash: b.hash, ... }, key)
+ */
+export function sealBatch(input: SealInput, signingKey: KeyObject): SealedBatch {
+  if (input.records.length === 0) throw new Error('sealBatch: a batch needs at least one record');
+  const jsonl = Buffer.from(input.records.map((r) => JSON.stringify(r)).join('\n'), 'utf8');
+  const payload = gzipSync(jsonl, { level: 6 });
+  let tFrom = Number.MAX_SAFE_INTEGER;
+  let tTo = 0;
+  for (const r of input.records) {
+    if (r.t < tFrom) tFrom = r.t;
+    if (r.t > tTo) tTo = r.t;
+  }
+  const header: BatchHeader = Object.freeze({
+    v: PROTOCOL_VERSION,
+    host_id: input.host_id,
+    boot_id: input.boot_id,
+    seq: input.seq,
+    t_from: tFrom,
+    t_to: tTo,
+    prev_hash: input.prev_hash,
+    payload_sha256: sha256Hex(payload),
+    payload_encoding: PAYLOAD_ENCODING,
+    payload_bytes: jsonl.length,
+    record_count: input.records.length,
+  });
+  const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
+  const signed = Buffer.concat([MAGIC, u32(headerBytes.length), headerBytes, u32(payload.length), payload]);
+  const signature = sign(null, signed, signingKey);
+  const sigLen = Buffer.alloc(2);
+  sigLen.writeUInt16BE(signature.length);
+  return Object.freeze({ bytes: Buffer.concat([signed, sigLen, signature]), header, hash: sha256Hex(signed) });
+}
+
+/** Splits a framed batch and validates its header, without trusting it yet. */
+export function readBatchFrame(bytes: Uint8Array): BatchFrame {
+  const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
+  if (buf.length > LIMITS.maxBatchBytes) {
+    throw new PofrError('POFR_BATCH_TOO_LARGE', `batch is ${buf.length} bytes, over the ${LIMITS.maxBatchBytes} limit`);
+  }
+  if (buf.length < MAGIC.length + 4 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
+    throw malformed('does not start with the POFRBAT1 magic');
+  }
+  let off = MAGIC.length;
+  const headerLen = buf.readUInt32BE(off);
+  off += 4;
+  if (headerLen > LIMITS.maxHeaderBytes) {
+    throw new PofrError('POFR_BATCH_TOO_LARGE', `batch header is ${headerLen} bytes, over ${LIMITS.maxHeaderBytes}`);
+  }
+  if (off + headerLen + 4 > buf.length) throw malformed('header length runs past the end of the batch');
+  const headerBytes = buf.subarray(off, off + headerLen);
+  off += headerLen;
+  const payloadLen = buf.readUInt32BE(off);
+  off += 4;
+  if (off + payloadLen + 2 > buf.length) throw malformed('payload length runs past the end of the batch');
+  const payload = buf.subarray(off, off + payloadLen);
+  off += payloadLen;
+  const signed = buf.subarray(0, off);
+  const sigLen = buf.readUInt16BE(off);
+  off += 2;
+  if (sigLen !== 64 || off + sigLen !== buf.length) {
+    throw malformed(`signature is ${buf.length - off} bytes (declared ${sigLen}); ed25519 signatures are 64`);
+  }
+  const signature = buf.subarray(off, off + sigLen);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(headerBytes.toString('utf8'));
+  } catch (e) {
+    throw malformed(`header is not JSON: ${(e as Error).message}`);
+  }
+  if (raw !== null && typeof raw === 'object' && 'v' in raw && raw.v !== PROTOCOL_VERSION) {
+    throw new PofrError('POFR_BATCH_VERSION', `batch protocol version ${String(raw.v)} is not ${PROTOCOL_VERSION}`);
+  }
+  const parsed = batchHeaderSchema.safeParse(raw);
+  if (!parsed.success) throw malformed(`header: ${formatIssues(parsed.error)}`);
+  return { header: Object.freeze(parsed.data), hash: sha256Hex(signed), signed, payload, signature };
+}
+
+/** Checks the signature and the payload hash; throws POFR_BATCH_SIGNATURE or POFR_BATCH_PAYLOAD_HASH. */
+export function verifyBatchFrame(frame: BatchFrame, publicKey: KeyObject): void {
+  if (!verify(null, frame.signed, publicKey, frame.signature)) {
+    throw new PofrError(
+      'POFR_BATCH_SIGNATURE',
+      `batch ${frame.header.host_id}#${frame.header.seq}: signature does not verify with the host's registered key`,
+    );
+  }
+  const actual = sha256Hex(frame.payload);
+  if (actual !== frame.header.payload_sha256) {
+    throw new PofrError(
+      'POFR_BATCH_PAYLOAD_HASH',
+      `batch ${frame.header.host_id}#${frame.header.seq}: payload sha256 ${actual} differs from the envelope's ${frame.header.payload_sha256}`,
+    );
+  }
+}
+
+/** Decompresses and validates every record; the error names the first bad record's index. */
+export function decodeRecords(frame: BatchFrame): readonly PofrRecord[] {
+  let jsonl: Buffer;
+  try {
+    jsonl = gunzipSync(frame.payload, { maxOutputLength: LIMITS.maxPayloadBytes });
+  } catch (e) {
+    throw malformed(`payload does not decompress within ${LIMITS.maxPayloadBytes} bytes: ${(e as Error).message}`);
+  }
+  if (jsonl.length !== frame.header.payload_bytes) {
+    throw malformed(`payload is ${jsonl.length} bytes decompressed, envelope says ${frame.header.payload_bytes}`);
+  }
+  const lines = jsonl.toString('utf8').split('\n');
+  if (lines.length !== frame.header.record_count) {
+    throw malformed(`payload holds ${lines.length} records, envelope says ${frame.header.record_count}`);
+  }
+  const records: PofrRecord[] = new Array(lines.length);
+  for (let i = 0; i < lines.length; i++) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(lines[i]);
+    } catch (e) {
+      throw malformed(`record ${i} is not JSON: ${(e as Error).message}`);
+    }
+    const parsed = recordSchema.safeParse(raw);
+    if (!parsed.success) throw malformed(`record ${i}: ${formatIssues(parsed.error)}`);
+    records[i] = parsed.data;
+  }
+  return Object.freeze(records);
+}
+
+export interface OpenedBatch {
+  readonly header: BatchHeader;
+  readonly hash: string;
+  readonly records: readonly PofrRecord[];
+}
+
+/** Frame, signature, payload hash, records: everything a batch can prove about itself. */
+export function openBatch(bytes: Uint8Array, publicKey: KeyObject): OpenedBatch {
+  const frame = readBatchFrame(bytes);
+  verifyBatchFrame(frame, publicKey);
+  return Object.freeze({ header: frame.header, hash: frame.hash, records: decodeRecords(frame) });
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
+function malformed(why: string): PofrError {
+  return new PofrError('POFR_BATCH_MALFORMED', `malformed batch: ${why}`);
+}
+
+function formatIssues(err: z.ZodError): string {
+  return err.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+    .join('; ');
+}

@@ -1,0 +1,9 @@
+/** Size limits of protocol v1: a peer that exceeds one is refused before anything is parsed. */
+export const LIMITS = {
+  /** A whole framed batch on the wire. */
+  maxBatchBytes: 32 * 1024 * 1024,
+  maxHeaderBytes: 16 * 1024,
+  /** The payload once decompressed: bounds memory against a compression bomb. */
+  maxPayloadBytes: 256 * 1024 * 1024,
+  maxRecords: 2_000_000,
+} as const;
