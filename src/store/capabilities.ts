@@ -1,0 +1,39 @@
+import { type ColumnDefinitionBuilder, type RawBuilder, sql } from 'kysely';
+
+/**
+ * What differs between engines, as data (Kysely's habit): queries and migrations ask the
+ * capabilities object, never `if (engine === 'sqlite')`.
+ */
+export interface Capabilities {
+  /** For display and logs only. */
+  readonly engine: 'sqlite' | 'postgres';
+  /** Column type for exact bytes. */
+  readonly bytesType: 'blob' | 'bytea';
+  /** Column type of an auto-generated 64-bit row id. */
+  readonly idType: 'integer' | 'bigserial';
+  /** Makes the id column's builder generate values (SQLite needs AUTOINCREMENT to never reuse ids). */
+  readonly idColumn: (col: ColumnDefinitionBuilder) => ColumnDefinitionBuilder;
+  /** A boolean SQL expression: `expr` matches the POSIX-style regular expression `pattern`. */
+  readonly regexMatch: (expr: RawBuilder<unknown>, pattern: string) => RawBuilder<boolean>;
+  /** True when several server processes may share the database (PostgreSQL). */
+  readonly sharedAcrossNodes: boolean;
+}
+
+export const sqliteCapabilities: Capabilities = Object.freeze({
+  engine: 'sqlite',
+  bytesType: 'blob',
+  idType: 'integer',
+  idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey().autoIncrement(),
+  // regexp() is registered on every connection by the SQLite dialect (JS RegExp semantics).
+  regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`,
+  sharedAcrossNodes: false,
+});
+
+export const postgresCapabilities: Capabilities = Object.freeze({
+  engine: 'postgres',
+  bytesType: 'bytea',
+  idType: 'bigserial',
+  idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey(),
+  regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`,
+  sharedAcrossNodes: true,
+});

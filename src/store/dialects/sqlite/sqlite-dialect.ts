@@ -1,0 +1,65 @@
+import Database from 'better-sqlite3';
+import { Kysely, SqliteDialect } from 'kysely';
+import { PofrError } from '../../../errors.js';
+import { sqliteCapabilities } from '../../capabilities.js';
+import type { Database as Schema } from '../../schema.js';
+import type { EngineHandle } from '../engine-handle.js';
+
+function configure(conn: Database.Database): void {
+  // LIKE must be case-sensitive as on PostgreSQL: paths and command lines are case-sensitive.
+  conn.pragma('case_sensitive_like = ON');
+  conn.function('regexp', { deterministic: true }, (pattern: unknown, value: unknown) => {
+    if (value === null || value === undefined) return 0;
+    return compileRegex(String(pattern)).test(String(value)) ? 1 : 0;
+  });
+}
+
+const regexCache = new Map<string, RegExp>();
+function compileRegex(pattern: string): RegExp {
+  let re = regexCache.get(pattern);
+  if (!re) {
+    re = new RegExp(pattern, 'u');
+    if (regexCache.size > 256) regexCache.clear();
+    regexCache.set(pattern, re);
+  }
+  return re;
+}
+
+/** Opens (creating if needed) a SQLite store file in WAL mode. */
+export function openSqliteEngine(path: string): EngineHandle {
+  let conn: Database.Database;
+  try {
+    conn = new Database(path);
+  } catch (e) {
+    throw new PofrError('POFR_STORE_CONFIG', `cannot open SQLite store ${path}: ${(e as Error).message}`);
+  }
+  // WAL lets analysts read while the server ingests. synchronous=FULL because the server ACKs a
+  // batch right after COMMIT and the client then deletes its copy: the commit must survive power loss.
+  conn.pragma('journal_mode = WAL');
+  conn.pragma('synchronous = FULL');
+  conn.pragma('foreign_keys = ON');
+  conn.pragma('busy_timeout = 10000');
+  configure(conn);
+  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: conn }) });
+  return {
+    db,
+    caps: sqliteCapabilities,
+    async readOnlyQuery(text: string, params: readonly unknown[] = []) {
+      const ro = new Database(path, { readonly: true, fileMustExist: true });
+      try {
+        configure(ro);
+        const stmt = ro.prepare(text);
+        if (!stmt.readonly) {
+          throw new PofrError('POFR_SQL_READONLY', 'pofr sql runs read-only statements only (SELECT, WITH …)');
+        }
+        if (!stmt.reader) return [];
+        return stmt.all(...params) as Record<string, unknown>[];
+      } finally {
+        ro.close();
+      }
+    },
+    async close() {
+      await db.destroy();
+    },
+  };
+}

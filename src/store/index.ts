@@ -1,0 +1,11 @@
+export { type Capabilities, postgresCapabilities, sqliteCapabilities } from './capabilities.js';
+export { createMigrator, migrateToLatest } from './migrate.js';
+export type * from './schema.js';
+export {
+  initStoreConfig,
+  isPostgresUrl,
+  openStore,
+  readStoreConfig,
+  type Store,
+  type StoreConfig,
+} from './store.js';

@@ -1,0 +1,30 @@
+import { type Kysely, type MigrationResultSet, Migrator } from 'kysely';
+import { PofrError } from '../errors.js';
+import type { Capabilities } from './capabilities.js';
+import { initialMigration } from './migrations/0001-initial.js';
+import type { Database } from './schema.js';
+
+/** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
+export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrator {
+  return new Migrator({
+    db,
+    provider: {
+      async getMigrations() {
+        return { '0001-initial': initialMigration(caps) };
+      },
+    },
+  });
+}
+
+/** Brings the schema to the latest version; the result lists what ran. */
+export async function migrateToLatest(db: Kysely<Database>, caps: Capabilities): Promise<MigrationResultSet> {
+  const result = await createMigrator(db, caps).migrateToLatest();
+  if (result.error) {
+    const failed = result.results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new PofrError(
+      'POFR_STORE_MIGRATION',
+      `schema migration ${failed} failed on ${caps.engine}: ${(result.error as Error).message ?? String(result.error)}`,
+    );
+  }
+  return result;
+}

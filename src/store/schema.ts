@@ -1,0 +1,258 @@
+import type { ColumnType, Generated } from 'kysely';
+
+/**
+ * Row types of the store (docs/schema.md). Times are integer microseconds since the Unix epoch,
+ * UTC. Kernel strings are kept twice when they are not valid UTF-8: a readable `x` (invalid bytes
+ * as \xNN) for search and display, and the exact bytes in `x_raw` (NULL when `x` is exact).
+ * Booleans are integers 0/1 so that both dialects read them alike.
+ */
+type Id = Generated<number>;
+type Blob = Uint8Array;
+
+export interface HostsTable {
+  host_id: string;
+  name: string;
+  /** pending | approved | revoked */
+  status: string;
+  ssh_key: string;
+  ssh_fingerprint: string;
+  signing_key: string;
+  enrolled_at: number;
+  approved_at: number | null;
+  revoked_at: number | null;
+  os: string | null;
+  kernel: string | null;
+  arch: string | null;
+  timezone: string | null;
+  machine_id: string | null;
+  boot_id: string | null;
+  boot_time: number | null;
+  first_seen: number | null;
+  last_seen: number | null;
+  last_batch_at: number | null;
+  last_seq: number | null;
+  last_hash: string | null;
+}
+
+export interface EnrollmentTokensTable {
+  token_hash: string;
+  created_at: number;
+  expires_at: number;
+  uses_left: number;
+  approve: number;
+}
+
+export interface EnrollmentsTable {
+  id: Id;
+  host_id: string | null;
+  at: number;
+  /** token | password */
+  method: string;
+  token_hash: string | null;
+  remote: string | null;
+  /** approved | pending | refused */
+  outcome: string;
+  reason: string | null;
+}
+
+export interface BatchesTable {
+  host_id: string;
+  seq: number;
+  hash: string;
+  prev_hash: string;
+  payload_sha256: string;
+  boot_id: string;
+  t_from: number;
+  t_to: number;
+  record_count: number;
+  bytes: number;
+  received_at: number;
+  /** genesis | ok | gap | fork: how this batch links to the one stored before it */
+  chain: string;
+}
+
+export interface BatchEvidenceTable {
+  host_id: string;
+  seq: number;
+  /** The signed batch exactly as received: every stored row can be re-derived from it. */
+  raw: Blob;
+}
+
+export interface RefusedBatchesTable {
+  id: Id;
+  host_id: string | null;
+  seq: number | null;
+  received_at: number;
+  code: string;
+  reason: string;
+  bytes: number;
+  raw: Blob | null;
+}
+
+export interface GapsTable {
+  id: Id;
+  host_id: string;
+  /** seq_gap | fork | recorder */
+  kind: string;
+  seq: number;
+  t_from: number | null;
+  t_to: number | null;
+  detail: string;
+  at: number;
+}
+
+export interface ProcessesTable {
+  id: Id;
+  host_id: string;
+  boot_id: string;
+  pid: number;
+  start_ticks: number;
+  /** 0 for the image seen at start, 1.. for each later exec of the same process */
+  exec_index: number;
+  start: number;
+  end: number | null;
+  /** exit | exec | keyframe (found gone at a keyframe) */
+  end_reason: string | null;
+  ppid: number;
+  parent_id: number | null;
+  exe: string | null;
+  exe_raw: Blob | null;
+  comm: string;
+  comm_raw: Blob | null;
+  /** JSON array of display strings */
+  argv: string;
+  /** every argument followed by a NUL, exactly as /proc/PID/cmdline; only when not UTF-8 */
+  argv_raw: Blob | null;
+  cmdline: string;
+  cwd: string | null;
+  cwd_raw: Blob | null;
+  ruid: number;
+  euid: number;
+  rgid: number;
+  egid: number;
+  user: string | null;
+  source: string;
+  observer: number;
+  open_ord: number;
+  close_ord: number | null;
+}
+
+export interface FileOpensTable {
+  id: Id;
+  host_id: string;
+  process_id: number;
+  pid: number;
+  fd: number;
+  path: string;
+  path_raw: Blob | null;
+  kind: string;
+  first_seen: number;
+  last_seen: number;
+  is_open: number;
+  open_ord: number;
+  close_ord: number | null;
+}
+
+export interface EndpointsTable {
+  id: Id;
+  host_id: string;
+  boot_id: string;
+  key: string;
+  process_id: number | null;
+  pid: number | null;
+  proto: string;
+  family: number;
+  local_ip: string;
+  local_port: number;
+  remote_ip: string;
+  remote_port: number;
+  state: string;
+  inode: number;
+  first_seen: number;
+  last_seen: number;
+  is_open: number;
+  country: string | null;
+  city: string | null;
+  fqdn: string | null;
+  open_ord: number;
+  close_ord: number | null;
+}
+
+export interface EndpointStatesTable {
+  id: Id;
+  endpoint_id: number;
+  host_id: string;
+  t: number;
+  state: string;
+  ord: number;
+}
+
+/** Inventory tables share one shape: a row is valid from `valid_from` until `valid_to` (NULL: still). */
+interface Validity {
+  host_id: string;
+  valid_from: number;
+  valid_to: number | null;
+}
+export interface UsersTable extends Validity {
+  uid: number;
+  gid: number;
+  name: string;
+  home: string;
+  shell: string;
+}
+export interface GroupsTable extends Validity {
+  gid: number;
+  name: string;
+  members: string;
+}
+export interface InterfacesTable extends Validity {
+  name: string;
+  mac: string | null;
+  addresses: string;
+}
+export interface RoutesTable extends Validity {
+  family: number;
+  destination: string;
+  gateway: string;
+  dev: string;
+  metric: number;
+}
+export interface DevicesTable extends Validity {
+  bus: string;
+  device_id: string;
+  vendor_id: string | null;
+  product_id: string | null;
+  name: string | null;
+  serial: string | null;
+}
+
+export interface AlertsTable {
+  id: Id;
+  host_id: string;
+  t: number;
+  severity: string;
+  rule: string;
+  summary: string;
+  detail: string | null;
+  created_at: ColumnType<number, number, never>;
+}
+
+export interface Database {
+  hosts: HostsTable;
+  enrollment_tokens: EnrollmentTokensTable;
+  enrollments: EnrollmentsTable;
+  batches: BatchesTable;
+  batch_evidence: BatchEvidenceTable;
+  refused_batches: RefusedBatchesTable;
+  gaps: GapsTable;
+  processes: ProcessesTable;
+  file_opens: FileOpensTable;
+  endpoints: EndpointsTable;
+  endpoint_states: EndpointStatesTable;
+  users: UsersTable;
+  groups: GroupsTable;
+  interfaces: InterfacesTable;
+  routes: RoutesTable;
+  devices: DevicesTable;
+  alerts: AlertsTable;
+}
