@@ -1,0 +1,192 @@
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { PofrError } from '../errors.js';
+import { ProcfsSampler } from '../recorder/index.js';
+import { loadEnrollment, readStateFile, STATE_FILES, wipeState, writeStateFile } from '../roles/client/client-state.js';
+import { enrollClient } from '../roles/client/enroll-client.js';
+import { runClient } from '../roles/client/run-client.js';
+import { defaultStateDir } from './data-dirs.js';
+import { parsePositiveInt } from './duration.js';
+import { createLog } from './log.js';
+import { printRows } from './output.js';
+import { untilSignal } from './server-commands.js';
+
+async function askYesNo(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) return false;
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+function readPid(stateDir: string): number | null {
+  const text = readStateFile(stateDir, STATE_FILES.pid);
+  if (text === null) return null;
+  const pid = Number(text.trim());
+  if (!Number.isInteger(pid) || pid <= 0) return null;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return null;
+  }
+}
+
+export function registerClientCommands(program: Command): void {
+  const client = program.command('client').description('the recorder on a monitored host');
+  const stateOpt = (c: Command) => c.option('--state <dir>', 'state directory ($POFR_STATE, else /var/lib/pofr)', defaultStateDir());
+
+  stateOpt(client.command('enroll'))
+    .description("create this client's keys, pin the server key and register")
+    .requiredOption('--server <host:port>', 'the pofr server')
+    .option('--token <token>', 'enrollment token from `pofr server token`')
+    .option('--password', 'enroll with a registration password (not supported by this version)')
+    .option('--fingerprint <SHA256:…>', "the server's fingerprint (`pofr server fingerprint`)")
+    .option('--name <name>', 'host name to register (default: this hostname)')
+    .option('--yes', 'trust the server key without asking', false)
+    .action(async (o: { state: string; server: string; token?: string; password?: boolean; fingerprint?: string; name?: string; yes: boolean }) => {
+      if (o.password) throw new PofrError('POFR_USAGE', '--password enrollment is not supported yet; use --token from `pofr server token`');
+      if (!o.token) throw new PofrError('POFR_USAGE', 'enroll needs --token (create one with `pofr server token`)');
+      const e = await enrollClient({
+        stateDir: o.state,
+        server: o.server,
+        token: o.token,
+        name: o.name,
+        fingerprint: o.fingerprint,
+        confirm: o.yes ? async () => true : (fp) => askYesNo(`Server ${o.server} presents key ${fp}. Trust it? [y/N] `),
+      });
+      process.stderr.write(`pofr: enrolled as ${e.name} (${e.host_id}), status ${e.status}, server key ${e.server_fingerprint}\n`);
+    });
+
+  stateOpt(client.command('run'))
+    .description('record in the foreground until SIGINT/SIGTERM, then flush')
+    .option('--interval <ms>', 'sampling interval in milliseconds', '1000')
+    .option('--batch <ms>', 'longest a record waits before its batch is sealed', '5000')
+    .option('--keyframe <ms>', 'full-state keyframe period in milliseconds', '60000')
+    .action(async (o: { state: string; interval: string; batch: string; keyframe: string }) => {
+      const log = createLog({ name: 'pofr-client' });
+      if (process.getuid?.() !== 0) {
+        log('not running as root: other users’ open files, executables and sockets stay invisible', {});
+      }
+      const running = await runClient({
+        stateDir: o.state,
+        intervalMs: parsePositiveInt(o.interval, '--interval'),
+        batchMs: parsePositiveInt(o.batch, '--batch'),
+        keyframeMs: parsePositiveInt(o.keyframe, '--keyframe'),
+        log,
+      });
+      writeStateFile(o.state, STATE_FILES.pid, `${process.pid}\n`, 0o644);
+      const sig = await untilSignal();
+      log('stopping, flushing spool', { signal: sig });
+      await running.stop(10_000);
+    });
+
+  stateOpt(client.command('start'))
+    .description('run the recorder as a background daemon')
+    .option('--interval <ms>', 'sampling interval in milliseconds', '1000')
+    .action(async (o: { state: string; interval: string }) => {
+      loadEnrollment(o.state);
+      const running = readPid(o.state);
+      if (running !== null) throw new PofrError('POFR_USAGE', `the client already runs as pid ${running}`);
+      const main = fileURLToPath(new URL('./main.js', import.meta.url));
+      const logFd = openSync(join(o.state, 'client.log'), 'a', 0o600);
+      const child = spawn(process.execPath, [main, 'client', 'run', '--state', o.state, '--interval', o.interval], {
+        detached: true,
+        stdio: ['ignore', logFd, logFd],
+      });
+      closeSync(logFd);
+      writeStateFile(o.state, STATE_FILES.pid, `${child.pid}\n`, 0o644);
+      child.unref();
+      process.stderr.write(`pofr: client started, pid ${child.pid}, log ${join(o.state, 'client.log')}\n`);
+    });
+
+  stateOpt(client.command('stop'))
+    .description('stop the background recorder (it flushes first)')
+    .action((o: { state: string }) => {
+      const pid = readPid(o.state);
+      if (pid === null) throw new PofrError('POFR_USAGE', `no running client for ${o.state}`);
+      process.kill(pid, 'SIGTERM');
+      process.stderr.write(`pofr: sent SIGTERM to ${pid}\n`);
+    });
+
+  stateOpt(client.command('status'))
+    .description('pid, spool depth, last ACK, source modes')
+    .option('--json', 'JSON Lines output', false)
+    .action((o: { state: string; json: boolean }) => {
+      const e = loadEnrollment(o.state);
+      const text = readStateFile(o.state, STATE_FILES.status);
+      const st = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+      const pid = readPid(o.state);
+      const sources = (st.sources ?? {}) as Record<string, { mode?: string }>;
+      printRows(
+        [
+          {
+            host_id: e.host_id,
+            name: e.name,
+            server: `${e.server_host}:${e.server_port}`,
+            running: pid !== null,
+            pid,
+            spool_depth: st.spool_depth ?? null,
+            last_ack_at: st.last_ack_at ?? null,
+            last_error: st.last_error ?? null,
+            sources: Object.entries(sources)
+              .map(([k, v]) => `${k}:${v.mode ?? '?'}`)
+              .join(','),
+            updated_at: st.updated_at ?? null,
+          },
+        ],
+        {
+          json: o.json,
+          columns: [
+            { key: 'name', header: 'NAME' },
+            { key: 'running', header: 'RUNNING' },
+            { key: 'pid', header: 'PID' },
+            { key: 'spool_depth', header: 'SPOOL' },
+            { key: 'last_ack_at', header: 'LAST_ACK_AT' },
+            { key: 'sources', header: 'SOURCES' },
+            { key: 'last_error', header: 'LAST_ERROR', maxWidth: 60 },
+          ],
+        },
+      );
+    });
+
+  stateOpt(client.command('tune'))
+    .description('measure a sampling cycle on this host and recommend --interval')
+    .action(() => {
+      const sampler = new ProcfsSampler({ observerPids: () => new Set([process.pid]) });
+      sampler.poll(Date.now() * 1000);
+      const times: number[] = [];
+      for (let i = 0; i < 10; i++) {
+        const t0 = process.cpuUsage();
+        sampler.poll(Date.now() * 1000);
+        const d = process.cpuUsage(t0);
+        times.push((d.user + d.system) / 1000);
+      }
+      times.sort((a, b) => a - b);
+      const median = times[times.length >> 1];
+      // Aim at 5 % of one core, never faster than 250 ms.
+      const interval = Math.max(250, Math.ceil((median / 0.05) / 50) * 50);
+      process.stdout.write(`cycle_cpu_ms ${median.toFixed(2)}\nrecommended_interval_ms ${interval}\n`);
+    });
+
+  stateOpt(client.command('deregister'))
+    .description('stop recording, delete local keys and state')
+    .option('--yes', 'do not ask', false)
+    .action(async (o: { state: string; yes: boolean }) => {
+      if (!existsSync(o.state)) throw new PofrError('POFR_NOT_ENROLLED', `${o.state} does not exist`);
+      if (!o.yes && !(await askYesNo(`Delete keys, enrollment and unsent spool in ${o.state}? [y/N] `))) {
+        throw new PofrError('POFR_USAGE', 'deregister cancelled');
+      }
+      const pid = readPid(o.state);
+      if (pid !== null) process.kill(pid, 'SIGTERM');
+      wipeState(o.state);
+      const leftover = existsSync(join(o.state, STATE_FILES.enrollment));
+      process.stderr.write(`pofr: ${leftover ? 'could not remove all state' : 'deregistered'} (${o.state})\n`);
+    });
+}

@@ -1,0 +1,151 @@
+import { createInterface } from 'node:readline/promises';
+import type { Command } from 'commander';
+import { PofrError } from '../errors.js';
+import {
+  createToken,
+  listClients,
+  removeHost,
+  setHostStatus,
+} from '../roles/server/enrollment.js';
+import { ensureHostKey } from '../roles/server/host-key.js';
+import { runServer } from '../roles/server/run-server.js';
+import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
+import { defaultDataDir } from './data-dirs.js';
+import { parseDuration, parseListen, parsePositiveInt } from './duration.js';
+import { createLog } from './log.js';
+import { printRows } from './output.js';
+import { formatTime } from './time-args.js';
+
+export async function openStoreForData(dataDir: string): Promise<Store> {
+  return openStore(readStoreConfig(dataDir));
+}
+
+async function withStore<T>(dataDir: string, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStoreForData(dataDir);
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Resolves when SIGINT or SIGTERM arrives. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
+
+export function registerServerCommands(program: Command): void {
+  const server = program.command('server').description('the central server: SSH listener, ingest, store');
+  const dataOpt = (c: Command) => c.option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir());
+
+  dataOpt(server.command('init'))
+    .description('create the store (SQLite unless --db postgres://…) and the SSH host key; idempotent')
+    .option('--db <url>', 'postgres://user@host/db to store in PostgreSQL instead of SQLite')
+    .action(async (o: { data: string; db?: string }) => {
+      const config = initStoreConfig(o.data, o.db);
+      const store = await openStore(config);
+      await store.close();
+      const key = ensureHostKey(o.data);
+      process.stderr.write(`pofr: store ready (${config.kind}) in ${o.data}\n`);
+      process.stdout.write(`${key.fingerprint}\n`);
+    });
+
+  dataOpt(server.command('run'))
+    .description('run the SSH listener and ingest until SIGINT/SIGTERM')
+    .option('--listen <host:port>', 'SSH listen address', '0.0.0.0:2222')
+    .option('--web <host:port>', 'also serve the web UI (not available in this version)')
+    .action(async (o: { data: string; listen: string; web?: string }) => {
+      if (o.web) {
+        throw new PofrError('POFR_USAGE', '--web: the web UI is not part of this version yet; use the analyst commands (pofr procs, timeline, …)');
+      }
+      const { host, port } = parseListen(o.listen, '--listen');
+      const log = createLog({ name: 'pofr-server' });
+      const running = await runServer({ dataDir: o.data, host, port, log });
+      const sig = await untilSignal();
+      log('shutting down', { signal: sig });
+      await running.close();
+    });
+
+  dataOpt(server.command('fingerprint'))
+    .description("print the server's SSH host key fingerprint (SHA256:…)")
+    .action((o: { data: string }) => {
+      readStoreConfig(o.data);
+      process.stdout.write(`${ensureHostKey(o.data).fingerprint}\n`);
+    });
+
+  dataOpt(server.command('token'))
+    .description('print a new enrollment token')
+    .option('--ttl <duration>', 'validity, e.g. 24h', '24h')
+    .option('--uses <n>', 'how many clients may enroll with it', '1')
+    .option('--approve', 'approve clients that use it at once', false)
+    .action(async (o: { data: string; ttl: string; uses: string; approve: boolean }) => {
+      const ttlMs = parseDuration(o.ttl, '--ttl');
+      const uses = parsePositiveInt(o.uses, '--uses');
+      const token = await withStore(o.data, (s) => createToken(s, { ttlMs, uses, approve: o.approve }));
+      process.stdout.write(`${token}\n`);
+    });
+
+  dataOpt(server.command('clients'))
+    .description('list enrolled clients')
+    .option('--json', 'JSON Lines output', false)
+    .action(async (o: { data: string; json: boolean }) => {
+      const rows = await withStore(o.data, listClients);
+      printRows(
+        rows.map((r) => ({
+          host_id: r.host_id,
+          name: r.name,
+          status: r.status,
+          enrolled_at: formatTime(r.enrolled_at),
+          last_batch_at: formatTime(r.last_batch_at),
+          last_seq: r.last_seq,
+          fingerprint: r.ssh_fingerprint,
+        })),
+        {
+          json: o.json,
+          columns: [
+            { key: 'host_id', header: 'HOST_ID' },
+            { key: 'name', header: 'NAME', maxWidth: 32 },
+            { key: 'status', header: 'STATUS' },
+            { key: 'enrolled_at', header: 'ENROLLED_AT' },
+            { key: 'last_batch_at', header: 'LAST_BATCH_AT' },
+            { key: 'last_seq', header: 'LAST_SEQ' },
+            { key: 'fingerprint', header: 'FINGERPRINT' },
+          ],
+        },
+      );
+    });
+
+  for (const verb of ['approve', 'revoke'] as const) {
+    dataOpt(server.command(verb))
+      .argument('<host>', 'host name or id')
+      .description(verb === 'approve' ? 'let a pending client send data' : 'refuse a client key from now on')
+      .action(async (ref: string, o: { data: string }) => {
+        const host = await withStore(o.data, (s) => setHostStatus(s, ref, verb === 'approve' ? 'approved' : 'revoked'));
+        process.stderr.write(`pofr: ${host.name} (${host.host_id}) is ${host.status}\n`);
+      });
+  }
+
+  dataOpt(server.command('remove'))
+    .argument('<host>', 'host name or id')
+    .description('delete a client and all its data')
+    .option('--yes', 'do not ask for confirmation', false)
+    .action(async (ref: string, o: { data: string; yes: boolean }) => {
+      if (!o.yes) {
+        if (!process.stdin.isTTY) throw new PofrError('POFR_USAGE', `remove ${ref}: confirm with --yes when not on a terminal`);
+        const rl = createInterface({ input: process.stdin, output: process.stderr });
+        const answer = await rl.question(`Delete host ${ref} and everything recorded for it? Type yes: `);
+        rl.close();
+        if (answer.trim() !== 'yes') throw new PofrError('POFR_USAGE', 'remove cancelled');
+      }
+      const host = await withStore(o.data, (s) => removeHost(s, ref));
+      process.stderr.write(`pofr: removed ${host.name} (${host.host_id}) and its data\n`);
+    });
+}

@@ -1,0 +1,120 @@
+import type { KeyObject } from 'node:crypto';
+import { isPofrError } from '../../errors.js';
+import { LIMITS, type PofrRecord, type SealedBatch, sealBatch } from '../../protocol/index.js';
+
+/** The part of the spool the assembler needs: where sealed batches go and the chain head they extend. */
+export interface BatchSink {
+  append(batch: SealedBatch): void;
+  chainHead(): { seq: number; hash: string };
+}
+
+export interface AssemblerOptions {
+  readonly hostId: string;
+  readonly bootId: string;
+  readonly signingKey: KeyObject;
+  readonly sink: BatchSink;
+  /** Seal when this many records are pending… */
+  readonly maxRecords?: number;
+  /** …or when the oldest pending record has waited this long. */
+  readonly maxAgeMs?: number;
+  /** Called after each batch reached the spool (the uploader is told to send). */
+  readonly onSealed?: (batch: SealedBatch) => void;
+  /** Called when records were lost (spool full): the recorder should emit a keyframe to resync. */
+  readonly onLoss?: (dropped: number, reason: string) => void;
+}
+
+/**
+ * Turns the recorder's record stream into sealed, chained batches in the spool. Loss is never
+ * silent: records that could not be spooled become one `gap` record at the head of the next batch.
+ */
+export class BatchAssembler {
+  private pending: PofrRecord[] = [];
+  private firstPendingAt = 0;
+  private lost: { from: number; to: number; dropped: number; reason: string } | null = null;
+  private readonly maxRecords: number;
+  private readonly maxAgeMs: number;
+
+  constructor(private readonly opts: AssemblerOptions) {
+    this.maxRecords = opts.maxRecords ?? 5000;
+    this.maxAgeMs = opts.maxAgeMs ?? 5000;
+  }
+
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
+  add(records: readonly PofrRecord[], nowMs = Date.now()): void {
+    if (records.length > 0) {
+      if (this.pending.length === 0) this.firstPendingAt = nowMs;
+      for (const r of records) this.pending.push(r);
+    }
+    if (this.pending.length >= this.maxRecords || (this.pending.length > 0 && nowMs - this.firstPendingAt >= this.maxAgeMs)) {
+      this.seal();
+    }
+  }
+
+  /** Seals everything pending now (also called at shutdown). Returns the number of batches spooled. */
+  seal(): number {
+    if (this.pending.length === 0 && this.lost === null) return 0;
+    const records = this.pending;
+    this.pending = [];
+    if (this.lost !== null) {
+      const l = this.lost;
+      records.unshift({
+        type: 'gap',
+        t: Date.now() * 1000,
+        from: l.from,
+        to: l.to,
+        reason: l.reason,
+        dropped: l.dropped,
+      });
+    }
+    this.lost = null;
+    return this.sealChunks(records);
+  }
+
+  private recordLoss(records: readonly PofrRecord[], reason: string): void {
+    let from = Number.MAX_SAFE_INTEGER;
+    let to = 0;
+    let dropped = 0;
+    for (const r of records) {
+      if (r.type === 'gap') {
+        from = Math.min(from, r.from);
+        to = Math.max(to, r.to);
+        dropped += r.dropped ?? 0;
+        continue;
+      }
+      from = Math.min(from, r.t);
+      to = Math.max(to, r.t);
+      dropped += 1;
+    }
+    const prev = this.lost;
+    this.lost = prev
+      ? { from: Math.min(prev.from, from), to: Math.max(prev.to, to), dropped: prev.dropped + dropped, reason }
+      : { from, to, dropped, reason };
+    this.opts.onLoss?.(dropped, reason);
+  }
+
+  /** Seals in as few batches as the size limits allow, halving a chunk that comes out too large. */
+  private sealChunks(records: PofrRecord[]): number {
+    const head = this.opts.sink.chainHead();
+    const sealed = sealBatch(
+      { host_id: this.opts.hostId, boot_id: this.opts.bootId, seq: head.seq + 1, prev_hash: head.hash, records },
+      this.opts.signingKey,
+    );
+    const tooBig = sealed.bytes.length > LIMITS.maxBatchBytes || sealed.header.payload_bytes > LIMITS.maxPayloadBytes;
+    if (tooBig && records.length > 1) {
+      const mid = records.length >> 1;
+      return this.sealChunks(records.slice(0, mid)) + this.sealChunks(records.slice(mid));
+    }
+    try {
+      this.opts.sink.append(sealed);
+    } catch (e) {
+      if (!isPofrError(e) || e.code !== 'POFR_SPOOL_FULL') throw e;
+      this.recordLoss(records, e.message);
+      return 0;
+    }
+    this.opts.onSealed?.(sealed);
+    return 1;
+  }
+}

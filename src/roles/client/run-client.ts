@@ -1,0 +1,148 @@
+import { join } from 'node:path';
+import { loadPrivateKey } from '../../protocol/index.js';
+import { InventoryWatcher, ProcfsSampler, readBootId } from '../../recorder/index.js';
+import { Spool } from '../../spool/index.js';
+import { BatchUploader } from '../../transport/index.js';
+import { BatchAssembler } from './batch-assembler.js';
+import { loadEnrollment, loadKeys, STATE_FILES, writeStateFile } from './client-state.js';
+
+export type Log = (msg: string, fields?: object) => void;
+
+export interface ClientOptions {
+  readonly stateDir: string;
+  /** Sampling period. */
+  readonly intervalMs?: number;
+  /** Longest a record waits before its batch is sealed. */
+  readonly batchMs?: number;
+  readonly keyframeMs?: number;
+  readonly procRoot?: string;
+  readonly spoolMaxBytes?: number;
+  readonly log: Log;
+}
+
+export interface ClientStatus {
+  readonly pid: number;
+  readonly host_id: string;
+  readonly name: string;
+  readonly server: string;
+  readonly spool_depth: number;
+  readonly spool_bytes: number;
+  readonly last_ack_at: string | null;
+  readonly acked: number;
+  readonly connected: boolean;
+  readonly last_error: string | null;
+  readonly sources: Record<string, unknown>;
+  readonly updated_at: string;
+}
+
+export interface RunningClient {
+  status(): ClientStatus;
+  /** Seals what is pending and waits until the server has ACKed everything (or the timeout). */
+  flush(timeoutMs: number): Promise<boolean>;
+  /** Samples once more, seals, tries to deliver within `flushMs`, then stops; the spool keeps the rest. */
+  stop(flushMs?: number): Promise<void>;
+}
+
+/**
+ * Composes the client: sources → diff → batch → spool → transport. One sampling cycle at a time
+ * (a timer chain, never overlapping cycles); the uploader runs beside it and is woken per batch.
+ */
+export async function runClient(opts: ClientOptions): Promise<RunningClient> {
+  const enrollment = loadEnrollment(opts.stateDir);
+  const keys = loadKeys(opts.stateDir);
+  const procRoot = opts.procRoot ?? '/proc';
+  const intervalMs = opts.intervalMs ?? 1000;
+  const spool = Spool.open(join(opts.stateDir, STATE_FILES.spool), { maxBytes: opts.spoolMaxBytes });
+  const ownPids = new Set([process.pid]);
+  const sampler = new ProcfsSampler({ procRoot, observerPids: () => ownPids, keyframeEveryMs: opts.keyframeMs });
+  const inventory = new InventoryWatcher({ procRoot });
+  const uploader = new BatchUploader({
+    host: enrollment.server_host,
+    port: enrollment.server_port,
+    username: enrollment.host_id,
+    sshPrivateKey: keys.sshPrivateKey,
+    pinnedFingerprint: enrollment.server_fingerprint,
+    queue: spool,
+    log: opts.log,
+  });
+  const assembler = new BatchAssembler({
+    hostId: enrollment.host_id,
+    bootId: readBootId(procRoot),
+    signingKey: loadPrivateKey(keys.signingPrivatePem),
+    sink: spool,
+    maxAgeMs: opts.batchMs ?? 5000,
+    onSealed: () => uploader.notify(),
+    onLoss: (dropped, reason) => opts.log('records lost, a gap record will say so', { dropped, reason }),
+  });
+
+  const status = (): ClientStatus => {
+    const up = uploader.status();
+    return {
+      pid: process.pid,
+      host_id: enrollment.host_id,
+      name: enrollment.name,
+      server: `${enrollment.server_host}:${enrollment.server_port}`,
+      spool_depth: spool.depth(),
+      spool_bytes: spool.sizeBytes(),
+      last_ack_at: up.lastAckAt === null ? null : new Date(up.lastAckAt).toISOString(),
+      acked: up.acked,
+      connected: up.connected,
+      last_error: up.lastError,
+      sources: { procfs: sampler.health() },
+      updated_at: new Date().toISOString(),
+    };
+  };
+
+  let lastStatusWrite = 0;
+  const cycle = () => {
+    const nowMs = Date.now();
+    const now = nowMs * 1000;
+    assembler.add([...inventory.poll(now), ...sampler.poll(now)], nowMs);
+    if (nowMs - lastStatusWrite >= 2000) {
+      lastStatusWrite = nowMs;
+      writeStateFile(opts.stateDir, STATE_FILES.status, `${JSON.stringify(status())}\n`);
+    }
+  };
+
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  const loop = () => {
+    if (stopped) return;
+    const started = Date.now();
+    try {
+      cycle();
+    } catch (e) {
+      opts.log('sampling cycle failed', { error: (e as Error).stack ?? String(e) });
+    }
+    timer = setTimeout(loop, Math.max(0, intervalMs - (Date.now() - started)));
+  };
+
+  uploader.start();
+  loop();
+  opts.log('pofr client recording', { host_id: enrollment.host_id, name: enrollment.name, interval_ms: intervalMs });
+
+  return {
+    status,
+    async flush(timeoutMs: number) {
+      assembler.seal();
+      uploader.notify();
+      return uploader.flush(timeoutMs);
+    },
+    async stop(flushMs = 5000) {
+      if (stopped) return;
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      try {
+        cycle();
+      } catch (e) {
+        opts.log('final sampling cycle failed', { error: String(e) });
+      }
+      assembler.seal();
+      uploader.notify();
+      const delivered = await uploader.flush(flushMs);
+      if (!delivered) opts.log('stopping with batches still spooled; they are sent at next start', { depth: spool.depth() });
+      await uploader.stop();
+      writeStateFile(opts.stateDir, STATE_FILES.status, `${JSON.stringify({ ...status(), stopped: true })}\n`);
+    },
+  };
+}

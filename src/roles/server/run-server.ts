@@ -1,0 +1,83 @@
+import { ingestBatch } from '../../ingest/index.js';
+import { openStore, readStoreConfig, type Store } from '../../store/index.js';
+import { type BatchAck, type ServerHandlers, startSshServer } from '../../transport/index.js';
+import { authorizeHostKey, enrollWithToken } from './enrollment.js';
+import { ensureHostKey } from './host-key.js';
+
+export type Log = (msg: string, fields?: object) => void;
+
+export interface ServerOptions {
+  readonly dataDir: string;
+  readonly host: string;
+  readonly port: number;
+  readonly log: Log;
+}
+
+export interface RunningServer {
+  readonly port: number;
+  readonly fingerprint: string;
+  readonly store: Store;
+  close(): Promise<void>;
+}
+
+/**
+ * Composes the server: the SSH listener is handed `ingest = batch => ingestBatch(store, batch)`;
+ * transport knows nothing of the store, ingest nothing of SSH.
+ */
+export async function runServer(opts: ServerOptions): Promise<RunningServer> {
+  const store = await openStore(readStoreConfig(opts.dataDir));
+  const hostKey = ensureHostKey(opts.dataDir);
+  const handlers: ServerHandlers = {
+    async authorize(username, key) {
+      if (username === 'enroll') return { ok: true, principal: 'enroll' };
+      const decision = await authorizeHostKey(store, username, key.fingerprint);
+      if (!decision.ok) opts.log('refused SSH key', { username, fingerprint: key.fingerprint, reason: decision.reason });
+      return decision.ok ? { ok: true, principal: decision.hostId } : decision;
+    },
+    async enroll(req, ctx) {
+      if (req.method !== 'token' || !req.token) {
+        return { ok: false, code: 'POFR_ENROLL_FAILED', message: 'this server accepts token enrollment only: pofr server token' };
+      }
+      const outcome = await enrollWithToken(store, {
+        token: req.token,
+        name: req.name,
+        signingKey: req.signing_key,
+        sshKey: ctx.key.openssh,
+        sshFingerprint: ctx.key.fingerprint,
+        remote: ctx.remote,
+      });
+      opts.log(outcome.ok ? 'enrolled client' : 'refused enrollment', { remote: ctx.remote, name: req.name, ...outcome });
+      return outcome;
+    },
+    async ingest(principal, batch, ctx): Promise<BatchAck> {
+      // Throws only when the store itself failed: the transport then closes the channel without an
+      // ACK and the client keeps the batch for a retry.
+      const result = await ingestBatch(store, batch, { principal });
+      if (result.status === 'refused') {
+        opts.log('refused batch', { remote: ctx.remote, host: principal, seq: result.seq, code: result.code, reason: result.reason });
+        return { seq: result.seq, status: 'refused', code: result.code, reason: result.reason };
+      }
+      if (result.status === 'accepted' && result.chain !== 'ok' && result.chain !== 'genesis') {
+        opts.log('chain break recorded', { host: principal, seq: result.seq, chain: result.chain });
+      }
+      return { seq: result.seq, status: result.status };
+    },
+  };
+  let server: { port: number; close(): Promise<void> };
+  try {
+    server = await startSshServer({ hostKey: hostKey.privateKey, host: opts.host, port: opts.port, handlers, log: opts.log });
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  opts.log('pofr server listening', { host: opts.host, port: server.port, fingerprint: hostKey.fingerprint, store: store.caps.engine });
+  return {
+    port: server.port,
+    fingerprint: hostKey.fingerprint,
+    store,
+    async close() {
+      await server.close();
+      await store.close();
+    },
+  };
+}
