@@ -1,0 +1,144 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import Database from 'better-sqlite3';
+import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js';
+
+/**
+ * The spine, end to end, as real processes: `pofr server run` and `pofr client run` talk SSH over
+ * loopback into a real SQLite store; a known command with a unique, hostile argv opens a hostile file
+ * name and a TCP connection; the analyst verbs find all of it; `pofr verify` passes, then fails
+ * after one stored evidence byte is changed.
+ */
+describe('record → SSH → store → query', () => {
+  const base = mkdtempSync(join(tmpdir(), 'pofr-e2e-'));
+  const data = join(base, 'server');
+  const state = join(base, 'client');
+  const work = join(base, 'work');
+  const marker = `pofr-e2e-${randomBytes(4).toString('hex')}`;
+  const big = 'B'.repeat(100 * 1024);
+  const hostileName = Buffer.concat([Buffer.from(`it's "quoted"\n%s%n `), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]);
+  const daemons: Daemon[] = [];
+  const sockets: Socket[] = [];
+  const listener = createServer((s) => sockets.push(s));
+  let server: Daemon;
+  let listenPort = 0;
+  let pid = 0;
+
+  before(async () => {
+    listener.listen(0, '127.0.0.1');
+    await once(listener, 'listening');
+    listenPort = (listener.address() as { port: number }).port;
+  });
+
+  after(async () => {
+    for (const d of daemons) await d.stop(5000);
+    for (const s of sockets) s.destroy();
+    listener.close();
+    rmSync(base, { recursive: true, force: true });
+  });
+
+  test('a server starts, a client enrolls with a token and pins the server key', async () => {
+    const init = await pofr(['server', 'init', '--data', data]);
+    assert.equal(init.code, 0, init.stderr);
+    const fp = (await pofr(['server', 'fingerprint', '--data', data])).stdout.trim();
+    assert.match(fp, /^SHA256:[A-Za-z0-9+/]{43}$/);
+    server = startPofr(['server', 'run', '--data', data, '--listen', '127.0.0.1:0']);
+    daemons.push(server);
+    const port = Number((await server.waitFor(/"port":(\d+)/))[1]);
+    const token = (await pofr(['server', 'token', '--data', data, '--approve'])).stdout.trim();
+    assert.match(token, /^pofr_/);
+    const enroll = await pofr([
+      'client', 'enroll', '--state', state, '--server', `127.0.0.1:${port}`, '--token', token, '--fingerprint', fp, '--name', 'e2e-host',
+    ]);
+    assert.equal(enroll.code, 0, enroll.stderr);
+    const clients = jsonLines((await pofr(['server', 'clients', '--data', data, '--json'])).stdout);
+    assert.equal(clients.length, 1);
+    assert.equal(clients[0].name, 'e2e-host');
+    assert.equal(clients[0].status, 'approved');
+  });
+
+  test('a known command is recorded with its argv, its file and its TCP connection', async () => {
+    const client = startPofr(['client', 'run', '--state', state, '--interval', '200', '--batch', '500']);
+    daemons.push(client);
+    await client.waitFor(/pofr client recording/);
+    // An outer bash builds the hostile bytes ($'\xff' is not valid UTF-8) and execs the marked
+    // command; the trailing `; :` keeps the inner bash (and its argv) alive instead of exec'ing sleep.
+    const script = [
+      `name=$'it\\'s "quoted"\\n%s%n \\xff\\xfe.txt'`,
+      `mkdir -p "$1"`,
+      `exec bash -c 'exec 7>"$1"; exec 8<>"/dev/tcp/127.0.0.1/$2"; sleep 4; :' $'${marker}\\xff' "$1/$name" "$2" "$3"`,
+    ].join('\n');
+    const cmd = spawn('bash', ['-c', script, 'outer', work, String(listenPort), big], { stdio: 'ignore' });
+    pid = cmd.pid!;
+    await once(cmd, 'exit');
+    await new Promise((r) => setTimeout(r, 800));
+    assert.equal(await client.stop(), 0, client.stderr());
+
+    const procs = jsonLines((await pofr(['procs', '--data', data, '--command', marker, '--json'])).stdout);
+    const row = procs.find((p) => p.pid === pid);
+    assert.ok(row, `process ${pid} with marker ${marker} not found; got ${JSON.stringify(procs.map((p) => p.cmdline))}`);
+    const argv = row.argv as string[];
+    assert.equal(argv[0], 'bash');
+    assert.equal(argv[3], `${marker}\\xff`);
+    assert.equal(argv[6], big, 'the 100 kB argument is stored whole');
+    const raw = Buffer.from(row.argv_raw_b64 as string, 'base64');
+    assert.ok(raw.includes(Buffer.concat([Buffer.from(marker), Buffer.from([0xff, 0x00])])), 'argv bytes are kept exactly');
+    assert.ok(typeof row.start === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(row.start));
+    assert.equal(row.source, 'sample');
+    assert.equal(row.observer, false);
+
+    const files = jsonLines((await pofr(['files', '--data', data, '--pid', String(pid), '--json'])).stdout);
+    const file = files.find((f) => f.fd === 7);
+    assert.ok(file, `fd 7 of ${pid} not found in ${JSON.stringify(files)}`);
+    assert.deepEqual(Buffer.from(file.path_raw_b64 as string, 'base64'), Buffer.concat([Buffer.from(`${work}/`), hostileName]));
+    assert.equal(file.kind, 'file');
+
+    const net = jsonLines((await pofr(['net', '--data', data, '--port', String(listenPort), '--proto', 'tcp', '--json'])).stdout);
+    const conn = net.find((n) => n.pid === pid);
+    assert.ok(conn, `no TCP endpoint of ${pid} to port ${listenPort} in ${JSON.stringify(net)}`);
+    assert.equal(conn.remote_ip, '127.0.0.1');
+    assert.equal(conn.remote_port, listenPort);
+    assert.equal(conn.state, 'ESTABLISHED');
+  });
+
+  test('hosts, timeline and tree answer from the same record', async () => {
+    const hosts = jsonLines((await pofr(['hosts', '--data', data, '--json'])).stdout);
+    assert.equal(hosts[0].name, 'e2e-host');
+    assert.ok(typeof hosts[0].kernel === 'string' && (hosts[0].kernel as string).length > 0);
+    const tl = jsonLines((await pofr(['timeline', '--data', data, '--json', '--limit', '1000000'])).stdout);
+    const kinds = new Set(tl.filter((e) => e.pid === pid).map((e) => e.kind));
+    for (const k of ['process_start', 'file_open', 'endpoint_open', 'process_exit']) assert.ok(kinds.has(k), `timeline lacks ${k} for ${pid}`);
+    const times = tl.map((e) => e.time as string);
+    assert.deepEqual([...times].sort(), times, 'timeline is in time order');
+  });
+
+  test('pofr verify passes, and fails once one stored evidence byte changes', async () => {
+    const ok = await pofr(['verify', '--data', data, '--json']);
+    assert.equal(ok.code, 0, ok.stderr + ok.stdout);
+    const report = jsonLines(ok.stdout);
+    assert.equal(report[0].ok, true);
+    assert.ok((report[0].batches as number) > 0);
+
+    assert.equal(await server.stop(), 0, server.stderr());
+    const db = new Database(join(data, 'pofr.db'));
+    try {
+      const row = db.prepare('SELECT host_id, seq, raw FROM batch_evidence ORDER BY seq LIMIT 1').get() as { host_id: string; seq: number; raw: Buffer };
+      const tampered = Buffer.from(row.raw);
+      tampered[tampered.length >> 1] ^= 0x20;
+      db.prepare('UPDATE batch_evidence SET raw = ? WHERE host_id = ? AND seq = ?').run(tampered, row.host_id, row.seq);
+    } finally {
+      db.close();
+    }
+    const bad = await pofr(['verify', '--data', data, '--json']);
+    assert.equal(bad.code, 1);
+    const badReport = jsonLines(bad.stdout);
+    assert.equal(badReport[0].ok, false);
+  });
+});
