@@ -2,6 +2,7 @@ import { type Kysely, type MigrationResultSet, Migrator } from 'kysely';
 import { PofrError } from '../errors.js';
 import type { Capabilities } from './capabilities.js';
 import { initialMigration } from './migrations/0001-initial.js';
+import { openIntervalIndexesMigration } from './migrations/0002-open-interval-indexes.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -10,7 +11,10 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
     db,
     provider: {
       async getMigrations() {
-        return { '0001-initial': initialMigration(caps) };
+        return {
+          '0001-initial': initialMigration(caps),
+          '0002-open-interval-indexes': openIntervalIndexesMigration(),
+        };
       },
     },
   });
