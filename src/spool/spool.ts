@@ -1,0 +1,319 @@
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { PofrError } from '../errors.js';
+import { GENESIS_HASH, readBatchFrame, type SealedBatch } from '../protocol/index.js';
+
+export const DEFAULT_SPOOL_MAX_BYTES = 512 * 1024 * 1024;
+
+const BATCH_SUFFIX = '.pofrb';
+const BATCH_NAME = /^(\d{20})\.pofrb$/;
+const HEAD_FILE = 'chain-head.json';
+const REJECTED_DIR = 'rejected';
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** The last batch the client sealed into its spool: the next batch links to it. */
+export interface ChainHead {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/** One batch waiting in the spool for the server's ACK. */
+export interface SpooledBatch {
+  readonly seq: number;
+  readonly size: number;
+  /** Reads the batch bytes from disk (throws if it was acked or quarantined meanwhile). */
+  read(): Buffer;
+}
+
+export interface SpoolOptions {
+  /** Upper bound of the pending batches' total size; default 512 MiB. */
+  readonly maxBytes?: number;
+}
+
+/** What a read-only look at a spool directory finds, for `pofr client status`. */
+export interface SpoolSummary {
+  readonly depth: number;
+  readonly sizeBytes: number;
+  readonly head: ChainHead | null;
+}
+
+/**
+ * The client's durable, bounded FIFO of sealed batches, and the owner of its chain head.
+ *
+ * A batch leaves the spool only through ack() (the server committed it) or quarantine() (the
+ * server refused it for good). A full spool throws POFR_SPOOL_FULL instead of dropping anything, so
+ * the recorder can account for what it could not keep with an explicit gap record.
+ *
+ * One process owns a spool directory at a time (the client daemon); use Spool.inspect() to look
+ * at it from another process, since open() repairs the directory (removes half-written files).
+ *
+ * @example
+ * const spool = Spool.open(join(stateDir, 'spool'));
+ * const head = spool.chainHead();
+ * spool.append(sealBatch({ ...ids, seq: head.seq + 1, prev_hash: head.hash, records }, key));
+ * for (const b of spool.pending()) upload(b.read()); // then spool.ack(b.seq) on the server's ACK
+ */
+export class Spool {
+  readonly dir: string;
+  readonly maxBytes: number;
+  readonly #entries: { seq: number; size: number }[] = [];
+  readonly #warnings: string[] = [];
+  #head: ChainHead = { seq: 0, hash: GENESIS_HASH };
+  #bytes = 0;
+
+  private constructor(dir: string, maxBytes: number) {
+    this.dir = dir;
+    this.maxBytes = maxBytes;
+  }
+
+  static open(dir: string, opts: SpoolOptions = {}): Spool {
+    const maxBytes = opts.maxBytes ?? DEFAULT_SPOOL_MAX_BYTES;
+    if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) {
+      throw new PofrError('POFR_USAGE', `spool maxBytes must be a positive integer, got ${maxBytes}`);
+    }
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const spool = new Spool(dir, maxBytes);
+    spool.#recover();
+    return spool;
+  }
+
+  /** Counts what a spool directory holds without changing it (safe while a daemon owns it). */
+  static inspect(dir: string): SpoolSummary {
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { depth: 0, sizeBytes: 0, head: null };
+      throw e;
+    }
+    let depth = 0;
+    let sizeBytes = 0;
+    for (const name of names) {
+      if (!BATCH_NAME.test(name)) continue;
+      try {
+        sizeBytes += statSync(join(dir, name)).size;
+        depth++;
+      } catch {
+        // acked while we looked
+      }
+    }
+    let head: ChainHead | null = null;
+    try {
+      head = parseHead(readFileSync(join(dir, HEAD_FILE), 'utf8'));
+    } catch {
+      head = null;
+    }
+    return { depth, sizeBytes, head };
+  }
+
+  /**
+   * Stores a sealed batch durably; when this returns, the batch survives a crash or power loss.
+   * The batch must extend the chain head (seq above it, prev_hash equal to its hash).
+   */
+  append(batch: SealedBatch): void {
+    const { seq, prev_hash } = batch.header;
+    if (seq <= this.#head.seq) {
+      throw new PofrError(
+        'POFR_BATCH_CHAIN',
+        `spool ${this.dir}: batch seq ${seq} is not above the last sealed seq ${this.#head.seq}; seal the next batch from chainHead()`,
+      );
+    }
+    if (prev_hash !== this.#head.hash) {
+      throw new PofrError(
+        'POFR_BATCH_CHAIN',
+        `spool ${this.dir}: batch ${seq} links to ${prev_hash}, but the chain head (seq ${this.#head.seq}) is ${this.#head.hash}; seal the next batch from chainHead()`,
+      );
+    }
+    const size = batch.bytes.length;
+    if (this.#bytes + size > this.maxBytes) {
+      throw new PofrError(
+        'POFR_SPOOL_FULL',
+        `spool ${this.dir} holds ${this.#entries.length} batches (${this.#bytes} bytes); batch ${seq} (${size} bytes) would exceed the ${this.maxBytes}-byte bound; the server has not acknowledged for a while: check \`pofr client status\` and the server`,
+        { seq, size, sizeBytes: this.#bytes, maxBytes: this.maxBytes },
+      );
+    }
+    const name = batchName(seq);
+    writeDurably(this.dir, name, batch.bytes);
+    // The batch file is durable before the head moves: a crash in between is repaired on open
+    // from the highest batch file, never the other way round (a head naming a lost batch).
+    const head = { seq, hash: batch.hash };
+    writeDurably(this.dir, HEAD_FILE, Buffer.from(`${JSON.stringify(head)}\n`, 'utf8'));
+    this.#head = head;
+    this.#entries.push({ seq, size });
+    this.#bytes += size;
+  }
+
+  chainHead(): ChainHead {
+    return this.#head;
+  }
+
+  /** Batches waiting for an ACK, oldest first. */
+  pending(): readonly SpooledBatch[] {
+    return this.#entries.map(({ seq, size }) => {
+      const path = join(this.dir, batchName(seq));
+      return Object.freeze({ seq, size, read: () => readFileSync(path) });
+    });
+  }
+
+  /** The server committed this batch: forget it. Idempotent. */
+  ack(seq: number): void {
+    const i = this.#entries.findIndex((e) => e.seq === seq);
+    if (i < 0) return;
+    try {
+      unlinkSync(join(this.dir, batchName(seq)));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    // No directory fsync: if the unlink is lost in a crash, the batch is sent again and the
+    // server acknowledges it as a duplicate.
+    this.#bytes -= this.#entries[i].size;
+    this.#entries.splice(i, 1);
+  }
+
+  /** The server refused this batch for good: move it aside so it never blocks the queue. Idempotent. */
+  quarantine(seq: number, reason: string): void {
+    const i = this.#entries.findIndex((e) => e.seq === seq);
+    if (i < 0) return;
+    this.#moveToRejected(batchName(seq), reason);
+    this.#bytes -= this.#entries[i].size;
+    this.#entries.splice(i, 1);
+  }
+
+  depth(): number {
+    return this.#entries.length;
+  }
+
+  sizeBytes(): number {
+    return this.#bytes;
+  }
+
+  /** What open() found and repaired (corrupt batch files moved to rejected/, a lost head). */
+  warnings(): readonly string[] {
+    return this.#warnings;
+  }
+
+  #recover(): void {
+    const found: { seq: number; size: number; hash: string }[] = [];
+    let corrupt = 0;
+    for (const name of readdirSync(this.dir)) {
+      if (name.endsWith('.tmp')) {
+        // A write that never reached its rename: the append did not return, nothing relied on it.
+        unlinkSync(join(this.dir, name));
+        continue;
+      }
+      const m = BATCH_NAME.exec(name);
+      if (!m) continue;
+      const seq = Number(m[1]);
+      try {
+        const bytes = readFileSync(join(this.dir, name));
+        const frame = readBatchFrame(bytes);
+        if (frame.header.seq !== seq) {
+          throw new Error(`its header says seq ${frame.header.seq}, its name says ${seq}`);
+        }
+        found.push({ seq, size: bytes.length, hash: frame.hash });
+      } catch (e) {
+        const reason = `unreadable on spool open: ${(e as Error).message}`;
+        this.#moveToRejected(name, reason);
+        corrupt++;
+        this.#warnings.push(`${join(this.dir, name)}: ${reason}; moved to ${REJECTED_DIR}/`);
+      }
+    }
+    found.sort((a, b) => a.seq - b.seq);
+
+    let head: ChainHead | null = null;
+    let headLost = false;
+    try {
+      head = parseHead(readFileSync(join(this.dir, HEAD_FILE), 'utf8'));
+    } catch (e) {
+      headLost = (e as NodeJS.ErrnoException).code !== 'ENOENT' || found.length + corrupt > 0;
+      if (headLost) this.#warnings.push(`${join(this.dir, HEAD_FILE)}: ${(e as Error).message}`);
+    }
+    const last = found.at(-1);
+    if (last && (head === null || last.seq > head.seq)) {
+      // Crash between the batch file and the head file: the batch file is the truth.
+      head = { seq: last.seq, hash: last.hash };
+      writeDurably(this.dir, HEAD_FILE, Buffer.from(`${JSON.stringify(head)}\n`, 'utf8'));
+    } else if (head === null && headLost) {
+      this.#warnings.push(
+        `chain head lost and no batch left to rebuild it from: restarting the chain at seq 1, the server will see a fork`,
+      );
+    }
+    this.#head = head ?? { seq: 0, hash: GENESIS_HASH };
+    for (const f of found) {
+      this.#entries.push({ seq: f.seq, size: f.size });
+      this.#bytes += f.size;
+    }
+  }
+
+  #moveToRejected(name: string, reason: string): void {
+    const rejected = join(this.dir, REJECTED_DIR);
+    mkdirSync(rejected, { recursive: true, mode: 0o700 });
+    writeFileSync(join(rejected, `${name}.reason.txt`), `${new Date().toISOString()} ${reason}\n`, {
+      mode: 0o600,
+    });
+    try {
+      renameSync(join(this.dir, name), join(rejected, name));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    fsyncDir(rejected);
+    fsyncDir(this.dir);
+  }
+}
+
+function batchName(seq: number): string {
+  return `${String(seq).padStart(20, '0')}${BATCH_SUFFIX}`;
+}
+
+function parseHead(text: string): ChainHead {
+  const raw = JSON.parse(text) as unknown;
+  if (
+    raw === null ||
+    typeof raw !== 'object' ||
+    !('seq' in raw) ||
+    !('hash' in raw) ||
+    !Number.isSafeInteger(raw.seq) ||
+    (raw.seq as number) < 0 ||
+    typeof raw.hash !== 'string' ||
+    !HEX64.test(raw.hash)
+  ) {
+    throw new Error(`not a chain head: ${text.slice(0, 120)}`);
+  }
+  return { seq: raw.seq as number, hash: raw.hash };
+}
+
+/** write tmp → fsync → rename → fsync dir: after it returns, `name` holds `data` even after power loss. */
+function writeDurably(dir: string, name: string, data: Buffer): void {
+  const tmp = join(dir, `${name}.tmp`);
+  const fd = openSync(tmp, 'w', 0o600);
+  try {
+    let off = 0;
+    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, join(dir, name));
+  fsyncDir(dir);
+}
+
+function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
