@@ -1,0 +1,23 @@
+import { run as ingestThroughput } from './ingest-throughput.js';
+import { run as recordedHourSize } from './recorded-hour-size.js';
+import { run as samplingCycle } from './sampling-cycle.js';
+import type { BenchResult } from './bench-result.js';
+
+/** `npm run bench`: every benchmark in turn, each printing what it measured beside its baseline. */
+const benches: [string, () => Promise<BenchResult>][] = [
+  ['sampling-cycle', samplingCycle],
+  ['ingest-throughput', ingestThroughput],
+  ['recorded-hour-size', recordedHourSize],
+];
+
+const only = process.argv.slice(2);
+const results: BenchResult[] = [];
+console.log(`pofr benchmarks — node ${process.version}, ${new Date().toISOString()}`);
+for (const [name, fn] of benches) {
+  if (only.length > 0 && !only.includes(name)) continue;
+  console.log(`\n## ${name}`);
+  const r = await fn();
+  for (const l of r.lines) console.log(l);
+  results.push(r);
+}
+console.log(`\nJSON ${JSON.stringify(results.map((r) => ({ name: r.name, metrics: r.metrics })))}`);
