@@ -21,7 +21,7 @@ export interface TestStore {
 
 /**
  * Runs `body` with a fresh, migrated store of `dialect`, removed afterwards even when `body` throws.
- * Returns false (after `t.skip` with the reason) when the dialect is not available here.
+ * When the dialect is not available here, the test is marked skipped with the reason and `body` never runs.
  *
  * @example
  * for (const dialect of DIALECTS) {
@@ -32,20 +32,19 @@ export async function withStore(
   t: TestContext,
   dialect: DialectName,
   body: (store: Store) => Promise<void>,
-): Promise<boolean> {
+): Promise<void> {
   const ts = await createTestStore(dialect);
   if (ts === null) {
     t.skip(
       `${PG_URL_ENV} not set: PostgreSQL tests need e.g. ${PG_URL_ENV}=postgres://postgres@127.0.0.1:5432/test`,
     );
-    return false;
+    return;
   }
   try {
     await body(ts.store);
   } finally {
     await ts.cleanup();
   }
-  return true;
 }
 
 /** A fresh store of `dialect`, or null when PostgreSQL is asked for and POFR_TEST_PG_URL is unset. */
