@@ -59,7 +59,7 @@ export function renderTable(rows: readonly object[], columns: readonly Column[])
     }),
   );
   const headers = columns.map((c) => escapeControl(c.header));
-  const widths = columns.map((_, i) => Math.max(width(headers[i]), ...cells.map((r) => width(r[i]))));
+  const widths = columns.map((_, i) => cells.reduce((w, r) => Math.max(w, width(r[i])), width(headers[i])));
   const line = (values: readonly string[]): string =>
     `${values
       .map((v, i) => (columns[i].align === 'right' ? padStart(v, widths[i]) : padEnd(v, widths[i])))
@@ -84,12 +84,13 @@ const NAMED: Readonly<Record<string, string>> = Object.freeze({ '\n': '\\n', '\r
  * overrides. A hostile command line or file name then shows as text instead of acting.
  */
 export function escapeControl(s: string): string {
-  // biome-ignore lint/suspicious/noMisleadingCharacterClass: the class lists code points, not graphemes
   return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
     const named = NAMED[c];
     if (named) return named;
     const code = c.codePointAt(0)!;
-    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+    return code <= 0xff
+      ? `\\x${code.toString(16).padStart(2, '0')}`
+      : `\\u${code.toString(16).padStart(4, '0')}`;
   });
 }
 

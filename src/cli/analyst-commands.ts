@@ -1,0 +1,472 @@
+import type { Writable } from 'node:stream';
+import type { Command } from 'commander';
+import { PofrError } from '../errors.js';
+import {
+  DEFAULT_LIMIT,
+  findEndpoints,
+  findFiles,
+  findProcesses,
+  formatAddress,
+  listHosts,
+  resolveHosts,
+  runSql,
+  TIMELINE_KINDS,
+  timeline,
+  treeAt,
+  type WindowOptions,
+} from '../query/index.js';
+import type { Store } from '../store/index.js';
+import { defaultDataDir } from './data-dirs.js';
+import { type Column, printRows } from './output.js';
+import { formatTime, nowMicros, parseTimeArg } from './time-args.js';
+
+/** One host's re-verification, as `pofr verify` prints it. */
+export interface VerifyRow {
+  host_id: string;
+  host: string;
+  batches: number;
+  ok: boolean;
+  gaps: number;
+  failures: { seq: number; code: string; reason: string }[];
+}
+
+export interface AnalystDeps {
+  openStoreForData(dataDir: string): Promise<Store>;
+  verify(store: Store, opts: { hostId?: string }): Promise<VerifyRow[]>;
+  /** Where rows go (default process.stdout); tests pass a buffer. */
+  readonly out?: Writable;
+  /** Where notes go (default process.stderr). */
+  readonly err?: Writable;
+}
+
+interface CommonOpts {
+  data: string;
+  host?: string;
+  from?: string;
+  to?: string;
+  json?: boolean;
+  limit?: string;
+}
+
+interface Printed {
+  readonly rows: readonly object[];
+  readonly columns: readonly Column[];
+  /** Rows as the table shows them, when it needs derived cells; JSON always prints `rows`. */
+  readonly tableRows?: readonly object[];
+  /** The query's row limit, to tell the analyst when it was reached. */
+  readonly limit?: number;
+}
+
+const TIME_KEYS = [
+  'time',
+  'start',
+  'end',
+  'first_seen',
+  'last_seen',
+  't_from',
+  't_to',
+  'last_batch_at',
+] as const;
+
+/**
+ * Adds the analyst's read-only verbs (CLI.md "Analyst"): hosts, procs, files, net, timeline, tree,
+ * sql, verify. Each opens the store, asks one question of src/query, prints rows and closes it.
+ */
+export function registerAnalystCommands(program: Command, deps: AnalystDeps): void {
+  const withStore = async (o: { data: string }, fn: (store: Store) => Promise<Printed>, json: boolean) => {
+    const store = await deps.openStoreForData(o.data);
+    let printed: Printed;
+    try {
+      printed = await fn(store);
+    } finally {
+      await store.close();
+    }
+    const out = deps.out ?? process.stdout;
+    const err = deps.err ?? process.stderr;
+    printRows(
+      json ? printed.rows : (printed.tableRows ?? printed.rows),
+      { json, columns: printed.columns },
+      out,
+      err,
+    );
+    if (printed.limit !== undefined && printed.rows.length >= printed.limit) {
+      err.write(
+        `note: showing the first ${printed.limit} rows; narrow with --from/--to or filters, or raise --limit\n`,
+      );
+    }
+  };
+
+  common(program.command('hosts'))
+    .description('monitored hosts: id, name, status, OS, kernel, timezone, first and last seen')
+    .action((o: CommonOpts) =>
+      withStore(
+        o,
+        async (store) => {
+          const w = await windowOf(store, o);
+          const ids = w.hosts ? new Set(w.hosts) : null;
+          const rows = (await listHosts(store))
+            .filter((h) => ids === null || ids.has(h.host_id))
+            .filter((h) => w.to === undefined || (h.first_seen !== null && h.first_seen <= w.to))
+            .filter((h) => w.from === undefined || (h.last_seen !== null && h.last_seen >= w.from))
+            .slice(0, w.limit)
+            .map((h) => withTimes(h));
+          return {
+            rows,
+            columns: [
+              { key: 'host_id', header: 'HOST ID' },
+              { key: 'name', header: 'NAME' },
+              { key: 'status', header: 'STATUS' },
+              { key: 'os', header: 'OS', maxWidth: 40 },
+              { key: 'kernel', header: 'KERNEL', maxWidth: 30 },
+              { key: 'timezone', header: 'TZ' },
+              { key: 'first_seen', header: 'FIRST SEEN' },
+              { key: 'last_seen', header: 'LAST SEEN' },
+              { key: 'last_seq', header: 'LAST SEQ', align: 'right' },
+            ],
+          };
+        },
+        Boolean(o.json),
+      ),
+    );
+
+  common(program.command('procs'))
+    .description('processes (one row per program image) that ran in the window')
+    .option('--command <regex>', 'regular expression matched against the command line or the exe path')
+    .option('--user <name|uid>', 'user name, or a uid matching the real or effective uid')
+    .option('--pid <n>', 'process id')
+    .option('--exclude-observer', "leave out the recorder's own processes")
+    .action((o: CommonOpts & { command?: string; user?: string; pid?: string; excludeObserver?: boolean }) =>
+      withStore(
+        o,
+        async (store) => {
+          const w = await windowOf(store, o);
+          const found = await findProcesses(store, {
+            ...w,
+            command: o.command,
+            user: o.user,
+            pid: intOption(o.pid, '--pid', 0, 0xffff_ffff),
+            observer: o.excludeObserver ? false : undefined,
+          });
+          return {
+            rows: found.map((p) => withTimes(p)),
+            limit: w.limit,
+            columns: [
+              { key: 'host', header: 'HOST' },
+              { key: 'pid', header: 'PID', align: 'right' },
+              { key: 'ppid', header: 'PPID', align: 'right' },
+              { key: 'start', header: 'START' },
+              { key: 'end', header: 'END' },
+              { key: 'user', header: 'USER', format: (v) => (v === null ? '-' : String(v)) },
+              { key: 'cmdline', header: 'COMMAND', maxWidth: 100 },
+            ],
+          };
+        },
+        Boolean(o.json),
+      ),
+    );
+
+  common(program.command('files'))
+    .description('files held open in the window')
+    .option('--path <glob>', 'path glob: * matches any characters, / included; ? one character')
+    .option('--pid <n>', 'process id')
+    .option('--kind <kind>', 'file, dir, dev, socket, pipe, anon or other')
+    .option('--exclude-observer', "leave out files of the recorder's own processes")
+    .action((o: CommonOpts & { path?: string; pid?: string; kind?: string; excludeObserver?: boolean }) =>
+      withStore(
+        o,
+        async (store) => {
+          const w = await windowOf(store, o);
+          const found = await findFiles(store, {
+            ...w,
+            path: o.path,
+            pid: intOption(o.pid, '--pid', 0, 0xffff_ffff),
+            kind: o.kind,
+            observer: o.excludeObserver ? false : undefined,
+          });
+          return {
+            rows: found.map((f) => withTimes(f)),
+            limit: w.limit,
+            columns: [
+              { key: 'host', header: 'HOST' },
+              { key: 'pid', header: 'PID', align: 'right' },
+              { key: 'comm', header: 'COMM' },
+              { key: 'fd', header: 'FD', align: 'right' },
+              { key: 'kind', header: 'KIND' },
+              { key: 'first_seen', header: 'FIRST SEEN' },
+              { key: 'last_seen', header: 'LAST SEEN' },
+              { key: 'open', header: 'OPEN', format: (v) => (v ? 'yes' : 'no') },
+              { key: 'path', header: 'PATH', maxWidth: 100 },
+            ],
+          };
+        },
+        Boolean(o.json),
+      ),
+    );
+
+  common(program.command('net'))
+    .description('network endpoints alive in the window')
+    .option('--remote <ip>', 'remote address')
+    .option('--port <n>', 'local or remote port')
+    .option('--country <cc>', 'country code of the remote address (e.g. DE)')
+    .option('--proto <proto>', 'tcp or udp')
+    .option('--pid <n>', 'process id')
+    .option('--exclude-observer', "leave out the recorder's own endpoints")
+    .action(
+      (
+        o: CommonOpts & {
+          remote?: string;
+          port?: string;
+          country?: string;
+          proto?: string;
+          pid?: string;
+          excludeObserver?: boolean;
+        },
+      ) =>
+        withStore(
+          o,
+          async (store) => {
+            if (o.proto !== undefined && o.proto !== 'tcp' && o.proto !== 'udp') {
+              throw new PofrError('POFR_USAGE', `--proto ${o.proto}: use tcp or udp`);
+            }
+            if (o.country !== undefined && !/^[A-Za-z]{2}$/.test(o.country)) {
+              throw new PofrError(
+                'POFR_USAGE',
+                `--country ${o.country}: use a two-letter country code such as DE`,
+              );
+            }
+            const w = await windowOf(store, o);
+            const found = await findEndpoints(store, {
+              ...w,
+              remote: o.remote,
+              port: intOption(o.port, '--port', 0, 65535),
+              country: o.country,
+              proto: o.proto,
+              pid: intOption(o.pid, '--pid', 0, 0xffff_ffff),
+              observer: o.excludeObserver ? false : undefined,
+            });
+            const rows = found.map((e) => withTimes(e));
+            return {
+              rows,
+              limit: w.limit,
+              tableRows: rows.map((e) => ({
+                ...e,
+                local: formatAddress(e.local_ip, e.local_port),
+                remote: formatAddress(e.remote_ip, e.remote_port),
+              })),
+              columns: [
+                { key: 'host', header: 'HOST' },
+                { key: 'pid', header: 'PID', align: 'right' },
+                { key: 'comm', header: 'COMM' },
+                { key: 'proto', header: 'PROTO' },
+                { key: 'local', header: 'LOCAL' },
+                { key: 'remote', header: 'REMOTE' },
+                { key: 'state', header: 'STATE' },
+                { key: 'first_seen', header: 'FIRST SEEN' },
+                { key: 'last_seen', header: 'LAST SEEN' },
+                { key: 'country', header: 'CC' },
+                { key: 'fqdn', header: 'FQDN', maxWidth: 50 },
+              ],
+            };
+          },
+          Boolean(o.json),
+        ),
+    );
+
+  common(program.command('timeline'))
+    .description('every event in the window in exact order')
+    .option('--kind <kinds>', `only these event kinds, comma-separated: ${TIMELINE_KINDS.join(', ')}`)
+    .option('--pid <n>', 'only events of this process id (gaps are always shown)')
+    .option('--exclude-observer', "leave out the recorder's own processes and what they hold")
+    .action((o: CommonOpts & { kind?: string; pid?: string; excludeObserver?: boolean }) =>
+      withStore(
+        o,
+        async (store) => {
+          const w = await windowOf(store, o);
+          const events = await timeline(store, {
+            ...w,
+            kinds: o.kind?.split(',').map((k) => k.trim()),
+            pid: intOption(o.pid, '--pid', 0, 0xffff_ffff),
+            observer: o.excludeObserver ? false : undefined,
+          });
+          return {
+            rows: events.map((e) => withTimes(e)),
+            limit: w.limit,
+            columns: [
+              { key: 'time', header: 'TIME' },
+              { key: 'host', header: 'HOST' },
+              { key: 'kind', header: 'KIND' },
+              { key: 'pid', header: 'PID', align: 'right' },
+              { key: 'summary', header: 'SUMMARY', maxWidth: 120 },
+            ],
+          };
+        },
+        Boolean(o.json),
+      ),
+    );
+
+  common(program.command('tree'))
+    .description('the process tree alive at an instant (default: now)')
+    .option('--at <time>', 'the instant: ISO 8601 or relative (-15m); default now')
+    .option('--exclude-observer', "leave out the recorder's own processes")
+    .action((o: CommonOpts & { at?: string; excludeObserver?: boolean }) =>
+      withStore(
+        o,
+        async (store) => {
+          if (o.from !== undefined || o.to !== undefined) {
+            throw new PofrError('POFR_USAGE', 'tree shows one instant: use --at T instead of --from/--to');
+          }
+          const w = await windowOf(store, o);
+          const at = o.at === undefined ? nowMicros() : parseTimeArg(o.at);
+          const rows = (
+            await treeAt(store, {
+              hosts: w.hosts,
+              at,
+              limit: w.limit,
+              observer: o.excludeObserver ? false : undefined,
+            })
+          ).map((p) => withTimes(p));
+          return {
+            rows,
+            limit: w.limit,
+            tableRows: rows.map((p) => ({
+              ...p,
+              tree: `${'  '.repeat(p.depth)}${p.cmdline || `[${p.comm}]`}`,
+            })),
+            columns: [
+              { key: 'host', header: 'HOST' },
+              { key: 'pid', header: 'PID', align: 'right' },
+              { key: 'ppid', header: 'PPID', align: 'right' },
+              { key: 'start', header: 'START' },
+              { key: 'user', header: 'USER' },
+              { key: 'tree', header: 'COMMAND', maxWidth: 120 },
+            ],
+          };
+        },
+        Boolean(o.json),
+      ),
+    );
+
+  program
+    .command('sql')
+    .description('run one read-only SQL statement on the store (tables: docs/schema.md)')
+    .argument('<statement>', 'e.g. "SELECT comm, count(*) AS n FROM processes GROUP BY comm"')
+    .option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir())
+    .option('--json', 'JSON Lines on stdout, one object per row')
+    .option('--limit <n>', 'print at most N rows')
+    .action((statement: string, o: { data: string; json?: boolean; limit?: string }) =>
+      withStore(
+        o,
+        async (store) => {
+          const limit = intOption(o.limit, '--limit', 1, Number.MAX_SAFE_INTEGER);
+          const all = await runSql(store, statement);
+          const rows = limit === undefined ? all : all.slice(0, limit);
+          const keys = [...new Set(rows.flatMap((r) => Object.keys(r)))];
+          return {
+            rows,
+            columns: keys.map((k) => ({ key: k, header: k, format: formatSqlCell })),
+          };
+        },
+        Boolean(o.json),
+      ),
+    );
+
+  program
+    .command('verify')
+    .description('re-verify signatures and hash chains of every stored batch; exit 1 on any failure')
+    .option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir())
+    .option('--host <name|id>', 'only this host')
+    .option('--json', 'JSON Lines on stdout, one object per host')
+    .action((o: { data: string; host?: string; json?: boolean }) =>
+      withStore(
+        o,
+        async (store) => {
+          const hostIds = o.host === undefined ? [undefined] : await resolveHosts(store, o.host);
+          const reports: VerifyRow[] = [];
+          for (const hostId of hostIds) reports.push(...(await deps.verify(store, { hostId })));
+          if (reports.some((r) => !r.ok)) process.exitCode = 1;
+          return {
+            rows: reports.map((r) => ({
+              host: r.host,
+              host_id: r.host_id,
+              batches: r.batches,
+              ok: r.ok,
+              gaps: r.gaps,
+              failures: r.failures,
+            })),
+            tableRows: reports.map((r) => ({ ...r, failures: describeFailures(r.failures) })),
+            columns: [
+              { key: 'host', header: 'HOST' },
+              { key: 'host_id', header: 'HOST ID' },
+              { key: 'batches', header: 'BATCHES', align: 'right' },
+              { key: 'ok', header: 'OK', format: (v) => (v ? 'yes' : 'NO') },
+              { key: 'gaps', header: 'GAPS', align: 'right' },
+              { key: 'failures', header: 'FAILURES', maxWidth: 120 },
+            ],
+          };
+        },
+        Boolean(o.json),
+      ),
+    );
+}
+
+/** The options every windowed verb takes (CLI.md conventions). */
+function common(cmd: Command): Command {
+  return cmd
+    .option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir())
+    .option('--host <name|id>', 'only this host (name or host id)')
+    .option(
+      '--from <time>',
+      'window start: ISO 8601 (2026-11-24T20:15:00Z, local time allowed) or relative (-15m)',
+    )
+    .option('--to <time>', 'window end: ISO 8601 or relative')
+    .option('--json', 'JSON Lines on stdout, one object per row')
+    .option('--limit <n>', `at most N rows (default ${DEFAULT_LIMIT})`);
+}
+
+async function windowOf(store: Store, o: CommonOpts): Promise<WindowOptions & { limit: number }> {
+  // One clock reading for both ends, so "-1h" and "-0m" describe the same hour.
+  const now = nowMicros();
+  const from = o.from === undefined ? undefined : parseTimeArg(o.from, now);
+  const to = o.to === undefined ? undefined : parseTimeArg(o.to, now);
+  if (from !== undefined && to !== undefined && from > to) {
+    throw new PofrError('POFR_USAGE', `--from ${o.from} is after --to ${o.to}; swap them`);
+  }
+  const limit = intOption(o.limit, '--limit', 1, Number.MAX_SAFE_INTEGER) ?? DEFAULT_LIMIT;
+  const hosts = o.host === undefined ? undefined : await resolveHosts(store, o.host);
+  return { hosts, from, to, limit };
+}
+
+function intOption(s: string | undefined, option: string, min: number, max: number): number | undefined {
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  if (!/^\d+$/.test(s.trim()) || n < min || n > max) {
+    throw new PofrError('POFR_USAGE', `${option} ${s} is not a whole number from ${min} to ${max}`);
+  }
+  return n;
+}
+
+/** The same row with its µs times as ISO 8601 UTC strings (CLI.md: times out). */
+function withTimes<T extends object>(
+  row: T,
+): { [K in keyof T]: K extends (typeof TIME_KEYS)[number] ? string | null : T[K] } {
+  const out: Record<string, unknown> = { ...(row as Record<string, unknown>) };
+  for (const k of TIME_KEYS) {
+    const v = out[k];
+    if (typeof v === 'number' || (v === null && k in out)) out[k] = formatTime(v);
+  }
+  return out as { [K in keyof T]: K extends (typeof TIME_KEYS)[number] ? string | null : T[K] };
+}
+
+function describeFailures(failures: readonly { seq: number; code: string; reason: string }[]): string {
+  if (failures.length === 0) return '-';
+  const first = failures
+    .slice(0, 2)
+    .map((f) => `seq ${f.seq} ${f.code}: ${f.reason}`)
+    .join('; ');
+  return `${failures.length}: ${first}${failures.length > 2 ? '; …' : ''}`;
+}
+
+function formatSqlCell(v: unknown): string {
+  if (v === null || v === undefined) return 'NULL';
+  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+}

@@ -1,0 +1,126 @@
+import type { Store } from '../store/index.js';
+import { limitOf, type WindowOptions } from './window.js';
+
+export interface EndpointQuery extends WindowOptions {
+  /** Exact remote address. */
+  readonly remote?: string;
+  /** Local or remote port. */
+  readonly port?: number;
+  /** ISO 3166 country code of the remote address (case-insensitive). */
+  readonly country?: string;
+  readonly proto?: 'tcp' | 'udp';
+  readonly pid?: number;
+  /** false: leave out endpoints of the recorder's own processes (its SSH link to the server…). */
+  readonly observer?: boolean;
+}
+
+/** One network endpoint (socket) from first to last sight. */
+export interface EndpointRow {
+  readonly id: number;
+  readonly process_id: number | null;
+  readonly host: string;
+  readonly host_id: string;
+  readonly pid: number | null;
+  readonly comm: string | null;
+  readonly proto: string;
+  /** 4 or 6 */
+  readonly family: number;
+  readonly local_ip: string;
+  readonly local_port: number;
+  readonly remote_ip: string;
+  readonly remote_port: number;
+  /** The last state seen (ESTABLISHED, LISTEN, …). */
+  readonly state: string;
+  readonly inode: number;
+  readonly first_seen: number;
+  readonly last_seen: number;
+  readonly open: boolean;
+  readonly country: string | null;
+  readonly city: string | null;
+  readonly fqdn: string | null;
+  readonly open_ord: number;
+  readonly close_ord: number | null;
+}
+
+/**
+ * Endpoints alive in the window (first_seen <= to, and last_seen >= from or still open), in the
+ * order they appeared.
+ *
+ * @example
+ * const rows = await findEndpoints(store, { port: 443, country: 'RU' });
+ */
+export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Promise<readonly EndpointRow[]> {
+  if (opts.hosts?.length === 0) return Object.freeze([]);
+  let q = store.db
+    .selectFrom('endpoints as e')
+    .innerJoin('hosts as h', 'h.host_id', 'e.host_id')
+    .leftJoin('processes as p', 'p.id', 'e.process_id')
+    .select([
+      'e.id',
+      'e.process_id',
+      'h.name as host',
+      'e.host_id',
+      'e.pid',
+      'p.comm',
+      'e.proto',
+      'e.family',
+      'e.local_ip',
+      'e.local_port',
+      'e.remote_ip',
+      'e.remote_port',
+      'e.state',
+      'e.inode',
+      'e.first_seen',
+      'e.last_seen',
+      'e.is_open',
+      'e.country',
+      'e.city',
+      'e.fqdn',
+      'e.open_ord',
+      'e.close_ord',
+    ]);
+  if (opts.hosts) q = q.where('e.host_id', 'in', opts.hosts);
+  const { from, to, remote, port, country, proto, pid } = opts;
+  if (to !== undefined) q = q.where('e.first_seen', '<=', to);
+  if (from !== undefined)
+    q = q.where((eb) => eb.or([eb('e.last_seen', '>=', from), eb('e.is_open', '=', 1)]));
+  if (remote !== undefined) q = q.where('e.remote_ip', '=', remote);
+  if (port !== undefined)
+    q = q.where((eb) => eb.or([eb('e.local_port', '=', port), eb('e.remote_port', '=', port)]));
+  if (country !== undefined) q = q.where('e.country', '=', country.toUpperCase());
+  if (proto !== undefined) q = q.where('e.proto', '=', proto);
+  if (pid !== undefined) q = q.where('e.pid', '=', pid);
+  if (opts.observer === false)
+    q = q.where((eb) => eb.or([eb('p.observer', 'is', null), eb('p.observer', '=', 0)]));
+  const rows = await q
+    .orderBy('e.first_seen')
+    .orderBy('e.open_ord')
+    .orderBy('e.id')
+    .limit(limitOf(opts))
+    .execute();
+  return Object.freeze(
+    rows.map((r) => {
+      const { is_open, ...rest } = r;
+      return Object.freeze({ ...rest, open: Number(is_open) !== 0 });
+    }),
+  );
+}
+
+/** "10.0.0.1:5555", "[::1]:443". */
+export function formatAddress(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** "tcp 10.0.0.1:5555 → 1.2.3.4:443 ESTABLISHED"; a listener has no remote side to show. */
+export function describeEndpoint(
+  e: Pick<
+    EndpointRow,
+    'proto' | 'local_ip' | 'local_port' | 'remote_ip' | 'remote_port' | 'state' | 'fqdn' | 'country'
+  >,
+): string {
+  const local = formatAddress(e.local_ip, e.local_port);
+  const unbound = e.remote_port === 0 && /^(0\.0\.0\.0|::|\*)?$/.test(e.remote_ip);
+  const remote = unbound ? '' : ` → ${formatAddress(e.remote_ip, e.remote_port)}`;
+  const where = [e.fqdn, e.country].filter((x) => x).join(', ');
+  return `${e.proto} ${local}${remote}${e.state ? ` ${e.state}` : ''}${where ? ` (${where})` : ''}`;
+}

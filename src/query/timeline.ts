@@ -1,0 +1,570 @@
+import { type Expression, type SqlBool, sql } from 'kysely';
+import { PofrError } from '../errors.js';
+import type { Store } from '../store/index.js';
+import { describeEndpoint } from './net.js';
+import { describeProcess, PROCESS_COLUMNS, toProcessRow } from './process-row.js';
+import { limitOf, toBase64, type WindowOptions } from './window.js';
+
+export const TIMELINE_KINDS = Object.freeze([
+  'process_start',
+  'process_exec',
+  'process_exit',
+  'file_open',
+  'file_close',
+  'endpoint_open',
+  'endpoint_state',
+  'endpoint_close',
+  'gap',
+] as const);
+export type TimelineKind = (typeof TIMELINE_KINDS)[number];
+
+export interface TimelineQuery extends WindowOptions {
+  /** false: leave out the recorder's own processes and what they hold. */
+  readonly observer?: boolean;
+  /** Only these kinds of event (default: all of TIMELINE_KINDS). */
+  readonly kinds?: readonly string[];
+  /** Only events of this pid (gaps are always shown: they concern every process). */
+  readonly pid?: number;
+}
+
+interface EventBase {
+  /** µs UTC */
+  readonly time: number;
+  /** Exact order among events of a host at the same time (null for gaps, which sort first). */
+  readonly ord: number | null;
+  readonly host: string;
+  readonly host_id: string;
+  readonly kind: TimelineKind;
+  readonly pid: number | null;
+  /** One readable line. */
+  readonly summary: string;
+}
+
+export interface ProcessEvent extends EventBase {
+  readonly kind: 'process_start' | 'process_exec' | 'process_exit';
+  readonly process_id: number;
+  readonly parent_id: number | null;
+  readonly ppid: number;
+  readonly exe: string | null;
+  readonly exe_raw_b64: string | null;
+  readonly comm: string;
+  readonly argv: readonly string[];
+  readonly argv_raw_b64: string | null;
+  readonly cmdline: string;
+  readonly cwd: string | null;
+  readonly cwd_raw_b64: string | null;
+  readonly ruid: number;
+  readonly euid: number;
+  readonly rgid: number;
+  readonly egid: number;
+  readonly user: string | null;
+  readonly source: string;
+  readonly observer: boolean;
+  readonly exec_index: number;
+  readonly start: number;
+  readonly end: number | null;
+  readonly end_reason: string | null;
+}
+
+export interface FileEvent extends EventBase {
+  readonly kind: 'file_open' | 'file_close';
+  readonly file_id: number;
+  readonly process_id: number;
+  readonly comm: string | null;
+  readonly fd: number;
+  readonly path: string;
+  readonly path_raw_b64: string | null;
+  /** file | dir | dev | socket | pipe | anon | other */
+  readonly file_kind: string;
+}
+
+export interface EndpointEvent extends EventBase {
+  readonly kind: 'endpoint_open' | 'endpoint_state' | 'endpoint_close';
+  readonly endpoint_id: number;
+  readonly process_id: number | null;
+  readonly comm: string | null;
+  readonly proto: string;
+  readonly family: number;
+  readonly local_ip: string;
+  readonly local_port: number;
+  readonly remote_ip: string;
+  readonly remote_port: number;
+  /** The state entered by this event (close: the last one; open: null when not recorded). */
+  readonly state: string | null;
+  readonly country: string | null;
+  readonly fqdn: string | null;
+}
+
+export interface GapEvent extends EventBase {
+  readonly kind: 'gap';
+  /** seq_gap | fork | recorder */
+  readonly gap_kind: string;
+  readonly seq: number;
+  readonly t_from: number | null;
+  readonly t_to: number | null;
+  readonly detail: string;
+}
+
+export type TimelineEvent = ProcessEvent | FileEvent | EndpointEvent | GapEvent;
+
+// At equal time and ord (different hosts, or gaps): openings before changes before endings.
+const RANK: Readonly<Record<TimelineKind, number>> = Object.freeze({
+  gap: 0,
+  process_start: 1,
+  process_exec: 1,
+  file_open: 2,
+  endpoint_open: 3,
+  endpoint_state: 4,
+  file_close: 5,
+  endpoint_close: 6,
+  process_exit: 7,
+});
+
+/**
+ * Every event in the window in exact order: by time, then by the ingest order `ord`. Each source
+ * table is read in that order up to `limit` rows and the lists are merged, so the result is the
+ * first `limit` events overall.
+ *
+ * @example
+ * for (const e of await timeline(store, { from: t0, to: t1, observer: false })) console.log(e.summary);
+ */
+export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<readonly TimelineEvent[]> {
+  const kinds = new Set<TimelineKind>(checkKinds(opts.kinds));
+  if (opts.hosts?.length === 0 || kinds.size === 0) return Object.freeze([]);
+  const limit = limitOf(opts);
+  const reads: Promise<readonly TimelineEvent[]>[] = [];
+  if (kinds.has('process_start') || kinds.has('process_exec'))
+    reads.push(processImages(store, opts, kinds, limit));
+  if (kinds.has('process_exit')) reads.push(processExits(store, opts, limit));
+  if (kinds.has('file_open')) reads.push(fileEvents(store, opts, 'file_open', limit));
+  if (kinds.has('file_close')) reads.push(fileEvents(store, opts, 'file_close', limit));
+  if (kinds.has('endpoint_open')) reads.push(endpointEvents(store, opts, 'endpoint_open', limit));
+  if (kinds.has('endpoint_close')) reads.push(endpointEvents(store, opts, 'endpoint_close', limit));
+  if (kinds.has('endpoint_state')) reads.push(endpointStates(store, opts, limit));
+  if (kinds.has('gap')) reads.push(gaps(store, opts, limit));
+  const all = (await Promise.all(reads)).flat();
+  all.sort(compareEvents);
+  return Object.freeze(all.slice(0, limit));
+}
+
+function checkKinds(kinds: readonly string[] | undefined): readonly TimelineKind[] {
+  if (kinds === undefined) return TIMELINE_KINDS;
+  for (const k of kinds) {
+    if (!(TIMELINE_KINDS as readonly string[]).includes(k)) {
+      throw new PofrError('POFR_USAGE', `unknown event kind "${k}"; kinds are: ${TIMELINE_KINDS.join(', ')}`);
+    }
+  }
+  return kinds as readonly TimelineKind[];
+}
+
+/** The SQL order of every source read is (time, ord, host_id, id), the prefix of this one. */
+function compareEvents(a: TimelineEvent, b: TimelineEvent): number {
+  return (
+    a.time - b.time ||
+    (a.ord ?? -1) - (b.ord ?? -1) ||
+    (a.host_id < b.host_id ? -1 : a.host_id > b.host_id ? 1 : 0) ||
+    RANK[a.kind] - RANK[b.kind] ||
+    idOf(a) - idOf(b)
+  );
+}
+
+function idOf(e: TimelineEvent): number {
+  switch (e.kind) {
+    case 'gap':
+      return e.seq;
+    case 'file_open':
+    case 'file_close':
+      return e.file_id;
+    case 'endpoint_open':
+    case 'endpoint_state':
+    case 'endpoint_close':
+      return e.endpoint_id;
+    default:
+      return e.process_id;
+  }
+}
+
+/** Instant events fall in the window when from <= time <= to. */
+function inWindow(time: Expression<number>, opts: TimelineQuery): Expression<SqlBool>[] {
+  const out: Expression<SqlBool>[] = [];
+  if (opts.from !== undefined) out.push(sql<SqlBool>`${time} >= ${opts.from}`);
+  if (opts.to !== undefined) out.push(sql<SqlBool>`${time} <= ${opts.to}`);
+  return out;
+}
+
+async function processImages(
+  store: Store,
+  opts: TimelineQuery,
+  kinds: ReadonlySet<TimelineKind>,
+  limit: number,
+): Promise<readonly ProcessEvent[]> {
+  let q = store.db
+    .selectFrom('processes as p')
+    .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
+    .select([...PROCESS_COLUMNS, 'h.name as host'])
+    .where((eb) => eb.and(inWindow(eb.ref('p.start'), opts)));
+  if (opts.hosts) q = q.where('p.host_id', 'in', opts.hosts);
+  if (opts.pid !== undefined) q = q.where('p.pid', '=', opts.pid);
+  if (opts.observer === false) q = q.where('p.observer', '=', 0);
+  if (!kinds.has('process_exec')) q = q.where('p.exec_index', '=', 0);
+  if (!kinds.has('process_start')) q = q.where('p.exec_index', '>', 0);
+  const rows = await q
+    .orderBy('p.start')
+    .orderBy('p.open_ord')
+    .orderBy('p.host_id')
+    .orderBy('p.id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => {
+    const p = toProcessRow(r, r.host);
+    return processEvent(
+      p,
+      p.exec_index === 0 ? 'process_start' : 'process_exec',
+      p.start,
+      p.open_ord,
+      describeProcess(p),
+    );
+  });
+}
+
+async function processExits(
+  store: Store,
+  opts: TimelineQuery,
+  limit: number,
+): Promise<readonly ProcessEvent[]> {
+  let q = store.db
+    .selectFrom('processes as p')
+    .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
+    .select([...PROCESS_COLUMNS, 'h.name as host'])
+    .where('p.end', 'is not', null)
+    // An image ended by exec is followed by the next image's process_exec: the process lives on.
+    .where((eb) => eb.or([eb('p.end_reason', 'is', null), eb('p.end_reason', '<>', 'exec')]))
+    .where((eb) => eb.and(inWindow(eb.ref('p.end') as Expression<number>, opts)));
+  if (opts.hosts) q = q.where('p.host_id', 'in', opts.hosts);
+  if (opts.pid !== undefined) q = q.where('p.pid', '=', opts.pid);
+  if (opts.observer === false) q = q.where('p.observer', '=', 0);
+  const rows = await q
+    .orderBy('p.end')
+    .orderBy('p.close_ord')
+    .orderBy('p.host_id')
+    .orderBy('p.id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => {
+    const p = toProcessRow(r, r.host);
+    const how =
+      p.end_reason === 'exit' || p.end_reason === null
+        ? 'exited'
+        : p.end_reason === 'keyframe'
+          ? 'gone (its exit was not seen; found gone at a keyframe)'
+          : `ended (${p.end_reason})`;
+    return processEvent(p, 'process_exit', p.end!, p.close_ord, `${p.comm} ${how}`);
+  });
+}
+
+function processEvent(
+  p: ReturnType<typeof toProcessRow>,
+  kind: ProcessEvent['kind'],
+  time: number,
+  ord: number | null,
+  summary: string,
+): ProcessEvent {
+  return Object.freeze({
+    time,
+    ord,
+    host: p.host,
+    host_id: p.host_id,
+    kind,
+    pid: p.pid,
+    summary,
+    process_id: p.id,
+    parent_id: p.parent_id,
+    ppid: p.ppid,
+    exe: p.exe,
+    exe_raw_b64: p.exe_raw_b64,
+    comm: p.comm,
+    argv: p.argv,
+    argv_raw_b64: p.argv_raw_b64,
+    cmdline: p.cmdline,
+    cwd: p.cwd,
+    cwd_raw_b64: p.cwd_raw_b64,
+    ruid: p.ruid,
+    euid: p.euid,
+    rgid: p.rgid,
+    egid: p.egid,
+    user: p.user,
+    source: p.source,
+    observer: p.observer,
+    exec_index: p.exec_index,
+    start: p.start,
+    end: p.end,
+    end_reason: p.end_reason,
+  });
+}
+
+async function fileEvents(
+  store: Store,
+  opts: TimelineQuery,
+  kind: 'file_open' | 'file_close',
+  limit: number,
+): Promise<readonly FileEvent[]> {
+  const timeCol = kind === 'file_open' ? 'f.first_seen' : 'f.last_seen';
+  const ordCol = kind === 'file_open' ? 'f.open_ord' : 'f.close_ord';
+  let q = store.db
+    .selectFrom('file_opens as f')
+    .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
+    .leftJoin('processes as p', 'p.id', 'f.process_id')
+    .select([
+      'f.id',
+      'f.process_id',
+      'h.name as host',
+      'f.host_id',
+      'f.pid',
+      'p.comm',
+      'f.fd',
+      'f.path',
+      'f.path_raw',
+      'f.kind',
+      'f.first_seen',
+      'f.last_seen',
+      'f.open_ord',
+      'f.close_ord',
+    ])
+    .where((eb) => eb.and(inWindow(eb.ref(timeCol), opts)));
+  if (kind === 'file_close') q = q.where('f.is_open', '=', 0);
+  if (opts.hosts) q = q.where('f.host_id', 'in', opts.hosts);
+  if (opts.pid !== undefined) q = q.where('f.pid', '=', opts.pid);
+  if (opts.observer === false)
+    q = q.where((eb) => eb.or([eb('p.observer', 'is', null), eb('p.observer', '=', 0)]));
+  const rows = await q
+    .orderBy(timeCol)
+    .orderBy(ordCol)
+    .orderBy('f.host_id')
+    .orderBy('f.id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => {
+    const open = kind === 'file_open';
+    const detail = r.kind === 'file' ? `fd ${r.fd}` : `fd ${r.fd}, ${r.kind}`;
+    return Object.freeze({
+      time: open ? r.first_seen : r.last_seen,
+      ord: open ? r.open_ord : r.close_ord,
+      host: r.host,
+      host_id: r.host_id,
+      kind,
+      pid: r.pid,
+      summary: `${open ? 'opened' : 'closed'} ${r.path} (${detail})`,
+      file_id: r.id,
+      process_id: r.process_id,
+      comm: r.comm,
+      fd: r.fd,
+      path: r.path,
+      path_raw_b64: toBase64(r.path_raw),
+      file_kind: r.kind,
+    });
+  });
+}
+
+const ENDPOINT_COLUMNS = [
+  'e.id',
+  'e.process_id',
+  'h.name as host',
+  'e.host_id',
+  'e.pid',
+  'p.comm',
+  'e.proto',
+  'e.family',
+  'e.local_ip',
+  'e.local_port',
+  'e.remote_ip',
+  'e.remote_port',
+  'e.country',
+  'e.fqdn',
+] as const;
+
+async function endpointEvents(
+  store: Store,
+  opts: TimelineQuery,
+  kind: 'endpoint_open' | 'endpoint_close',
+  limit: number,
+): Promise<readonly EndpointEvent[]> {
+  const timeCol = kind === 'endpoint_open' ? 'e.first_seen' : 'e.last_seen';
+  const ordCol = kind === 'endpoint_open' ? 'e.open_ord' : 'e.close_ord';
+  let q = store.db
+    .selectFrom('endpoints as e')
+    .innerJoin('hosts as h', 'h.host_id', 'e.host_id')
+    .leftJoin('processes as p', 'p.id', 'e.process_id')
+    .select([...ENDPOINT_COLUMNS, 'e.state', 'e.first_seen', 'e.last_seen', 'e.open_ord', 'e.close_ord'])
+    // Which state an endpoint opened in is known only from a state row at its opening (the last
+    // state is all the endpoint row keeps); without any state row it never changed.
+    .select((eb) =>
+      eb
+        .selectFrom('endpoint_states as s')
+        .select('s.state')
+        .whereRef('s.endpoint_id', '=', 'e.id')
+        .whereRef('s.t', '=', 'e.first_seen')
+        .orderBy('s.ord')
+        .limit(1)
+        .as('opening_state'),
+    )
+    .select((eb) =>
+      eb
+        .selectFrom('endpoint_states as s')
+        .select((c) => c.fn.countAll<number>().as('n'))
+        .whereRef('s.endpoint_id', '=', 'e.id')
+        .as('state_changes'),
+    )
+    .where((eb) => eb.and(inWindow(eb.ref(timeCol), opts)));
+  if (kind === 'endpoint_close') q = q.where('e.is_open', '=', 0);
+  if (opts.hosts) q = q.where('e.host_id', 'in', opts.hosts);
+  if (opts.pid !== undefined) q = q.where('e.pid', '=', opts.pid);
+  if (opts.observer === false)
+    q = q.where((eb) => eb.or([eb('p.observer', 'is', null), eb('p.observer', '=', 0)]));
+  const rows = await q
+    .orderBy(timeCol)
+    .orderBy(ordCol)
+    .orderBy('e.host_id')
+    .orderBy('e.id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => {
+    const open = kind === 'endpoint_open';
+    const state = !open
+      ? r.state
+      : (r.opening_state ?? (Number(r.state_changes ?? 0) === 0 ? r.state : null));
+    const summary = describeEndpoint({ ...r, state: open ? (state ?? '') : 'closed' });
+    return endpointEvent(
+      r,
+      kind,
+      open ? r.first_seen : r.last_seen,
+      open ? r.open_ord : r.close_ord,
+      state,
+      summary,
+    );
+  });
+}
+
+async function endpointStates(
+  store: Store,
+  opts: TimelineQuery,
+  limit: number,
+): Promise<readonly EndpointEvent[]> {
+  let q = store.db
+    .selectFrom('endpoint_states as s')
+    .innerJoin('endpoints as e', 'e.id', 's.endpoint_id')
+    .innerJoin('hosts as h', 'h.host_id', 's.host_id')
+    .leftJoin('processes as p', 'p.id', 'e.process_id')
+    .select([...ENDPOINT_COLUMNS, 's.t', 's.ord', 's.state', 's.id as state_id'])
+    // Ingest also records the state an endpoint opened in; endpoint_open already tells that one.
+    .whereRef('s.ord', '<>', 'e.open_ord')
+    .where((eb) => eb.and(inWindow(eb.ref('s.t'), opts)));
+  if (opts.hosts) q = q.where('s.host_id', 'in', opts.hosts);
+  if (opts.pid !== undefined) q = q.where('e.pid', '=', opts.pid);
+  if (opts.observer === false)
+    q = q.where((eb) => eb.or([eb('p.observer', 'is', null), eb('p.observer', '=', 0)]));
+  const rows = await q
+    .orderBy('s.t')
+    .orderBy('s.ord')
+    .orderBy('s.host_id')
+    .orderBy('s.id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => endpointEvent(r, 'endpoint_state', r.t, r.ord, r.state, describeEndpoint(r)));
+}
+
+interface EndpointSelection {
+  readonly id: number;
+  readonly process_id: number | null;
+  readonly host: string;
+  readonly host_id: string;
+  readonly pid: number | null;
+  readonly comm: string | null;
+  readonly proto: string;
+  readonly family: number;
+  readonly local_ip: string;
+  readonly local_port: number;
+  readonly remote_ip: string;
+  readonly remote_port: number;
+  readonly country: string | null;
+  readonly fqdn: string | null;
+}
+
+function endpointEvent(
+  r: EndpointSelection,
+  kind: EndpointEvent['kind'],
+  time: number,
+  ord: number | null,
+  state: string | null,
+  summary: string,
+): EndpointEvent {
+  return Object.freeze({
+    time,
+    ord,
+    host: r.host,
+    host_id: r.host_id,
+    kind,
+    pid: r.pid,
+    summary,
+    endpoint_id: r.id,
+    process_id: r.process_id,
+    comm: r.comm,
+    proto: r.proto,
+    family: r.family,
+    local_ip: r.local_ip,
+    local_port: r.local_port,
+    remote_ip: r.remote_ip,
+    remote_port: r.remote_port,
+    state,
+    country: r.country,
+    fqdn: r.fqdn,
+  });
+}
+
+async function gaps(store: Store, opts: TimelineQuery, limit: number): Promise<readonly GapEvent[]> {
+  // A gap covers [t_from, t_to]; it belongs to any window it overlaps. A sequence gap found by the
+  // server knows only where the loss ended (t_to: the next batch's start); without any time, when
+  // the server noticed it stands in.
+  const start = sql<number>`coalesce(g.t_from, g.t_to, g.at)`;
+  const end = sql<number>`coalesce(g.t_to, g.t_from, g.at)`;
+  let q = store.db
+    .selectFrom('gaps as g')
+    .innerJoin('hosts as h', 'h.host_id', 'g.host_id')
+    .select([
+      'g.id',
+      'g.host_id',
+      'h.name as host',
+      'g.kind',
+      'g.seq',
+      'g.t_from',
+      'g.t_to',
+      'g.detail',
+      'g.at',
+    ])
+    .select(start.as('time'));
+  if (opts.to !== undefined) q = q.where(sql<SqlBool>`${start} <= ${opts.to}`);
+  if (opts.from !== undefined) q = q.where(sql<SqlBool>`${end} >= ${opts.from}`);
+  if (opts.hosts) q = q.where('g.host_id', 'in', opts.hosts);
+  const rows = await q
+    .orderBy(start)
+    .orderBy('g.host_id')
+    .orderBy('g.seq')
+    .orderBy('g.id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) =>
+    Object.freeze({
+      time: Number(r.time),
+      ord: null,
+      host: r.host,
+      host_id: r.host_id,
+      kind: 'gap',
+      pid: null,
+      summary: `gap (${r.kind}, batch ${r.seq}): ${r.detail}`,
+      gap_kind: r.kind,
+      seq: r.seq,
+      t_from: r.t_from,
+      t_to: r.t_to,
+      detail: r.detail,
+    }),
+  );
+}
