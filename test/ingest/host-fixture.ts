@@ -36,7 +36,12 @@ export class TestHost {
   }
 
   /** Seals a batch at any place, without moving the chain (for gaps, forks and replays). */
-  sealAt(seq: number, prevHash: string, records: PofrRecord[], keys: SigningKeyPair = this.keys): SealedBatch {
+  sealAt(
+    seq: number,
+    prevHash: string,
+    records: PofrRecord[],
+    keys: SigningKeyPair = this.keys,
+  ): SealedBatch {
     return sealBatch(
       { host_id: this.hostId, boot_id: this.bootId, seq, prev_hash: prevHash, records },
       loadPrivateKey(keys.privatePem),
@@ -88,7 +93,13 @@ export function proc(pid: number, startTicks: number, over: Partial<ProcessImage
   };
 }
 
-export function file(pid: number, startTicks: number, fd: number, path: string, over: Partial<FileInfo> = {}): FileInfo {
+export function file(
+  pid: number,
+  startTicks: number,
+  fd: number,
+  path: string,
+  over: Partial<FileInfo> = {},
+): FileInfo {
   return { pid, start_ticks: startTicks, fd, path, kind: 'file', ...over };
 }
 
@@ -109,7 +120,10 @@ export function endpoint(key: string, over: Partial<EndpointInfo> = {}): Endpoin
   };
 }
 
-export function inventory(t: number, over: Partial<Extract<PofrRecord, { type: 'inventory' }>['inventory']> = {}) {
+export function inventory(
+  t: number,
+  over: Partial<Extract<PofrRecord, { type: 'inventory' }>['inventory']> = {},
+) {
   return {
     type: 'inventory' as const,
     t,
@@ -127,7 +141,9 @@ export function inventory(t: number, over: Partial<Extract<PofrRecord, { type: '
       ],
       groups: [{ gid: 1000, name: 'alice', members: ['alice'] }],
       interfaces: [{ name: 'eth0', mac: '52:54:00:00:00:01', addresses: ['10.0.0.2/24'] }],
-      routes: [{ family: 4 as const, destination: '0.0.0.0/0', gateway: '10.0.0.1', dev: 'eth0', metric: 100 }],
+      routes: [
+        { family: 4 as const, destination: '0.0.0.0/0', gateway: '10.0.0.1', dev: 'eth0', metric: 100 },
+      ],
       devices: [{ bus: 'usb', id: '1-1', vendor_id: '1d6b', product_id: '0002', name: 'hub', serial: null }],
       ...over,
     },

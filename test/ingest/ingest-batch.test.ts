@@ -18,13 +18,33 @@ for (const dialect of DIALECTS) {
       const host = await addHost(store);
       const big = 'x'.repeat(100 * 1024);
       const invalid = Buffer.from([0x66, 0x6f, 0xff, 0xfe, 0x6f]); // "fo\xff\xfeo"
-      const argv = ['/bin/sh', '-c', 'echo "quoted" \'single\'', 'line1\nline2', '100%s %n', { b64: invalid.toString('base64') }, big];
+      const argv = [
+        '/bin/sh',
+        '-c',
+        'echo "quoted" \'single\'',
+        'line1\nline2',
+        '100%s %n',
+        { b64: invalid.toString('base64') },
+        big,
+      ];
       const batch = host.next([
         start(100, 5, { argv: ['sh'] }),
-        start(200, 7, { argv, ppid: 100, parent_start_ticks: 5, exe: { b64: Buffer.from([0x2f, 0x78, 0xff]).toString('base64') } }),
+        start(200, 7, {
+          argv,
+          ppid: 100,
+          parent_start_ticks: 5,
+          exe: { b64: Buffer.from([0x2f, 0x78, 0xff]).toString('base64') },
+        }),
       ]);
       const r = await ingestBatch(store, batch.bytes, { principal: host.hostId, receivedAt: T0 + 1 });
-      assert.deepEqual(r, { status: 'accepted', host_id: host.hostId, seq: 1, chain: 'genesis', records: 2, warnings: [] });
+      assert.deepEqual(r, {
+        status: 'accepted',
+        host_id: host.hostId,
+        seq: 1,
+        chain: 'genesis',
+        records: 2,
+        warnings: [],
+      });
 
       const rows = await store.db.selectFrom('processes').selectAll().orderBy('pid').execute();
       assert.equal(rows.length, 2);
@@ -32,7 +52,15 @@ for (const dialect of DIALECTS) {
       assert.equal(child.parent_id, parent.id);
       assert.equal(parent.argv_raw, null, 'UTF-8 argv keeps no raw copy');
       const display = JSON.parse(child.argv) as string[];
-      assert.deepEqual(display, ['/bin/sh', '-c', 'echo "quoted" \'single\'', 'line1\nline2', '100%s %n', 'fo\\xff\\xfeo', big]);
+      assert.deepEqual(display, [
+        '/bin/sh',
+        '-c',
+        'echo "quoted" \'single\'',
+        'line1\nline2',
+        '100%s %n',
+        'fo\\xff\\xfeo',
+        big,
+      ]);
       assert.equal(child.cmdline, display.join(' '));
       const expectedRaw = Buffer.concat(
         [...(argv.slice(0, 5) as string[]).map((a) => Buffer.from(a)), invalid, Buffer.from(big)].map((a) =>
@@ -40,7 +68,10 @@ for (const dialect of DIALECTS) {
         ),
       );
       assert.ok(child.argv_raw !== null);
-      assert.ok(Buffer.from(child.argv_raw).equals(expectedRaw), 'argv_raw is every argument, NUL-terminated, byte for byte');
+      assert.ok(
+        Buffer.from(child.argv_raw).equals(expectedRaw),
+        'argv_raw is every argument, NUL-terminated, byte for byte',
+      );
       assert.equal(child.exe, '/x\\xff');
       assert.deepEqual([...Buffer.from(child.exe_raw ?? [])], [0x2f, 0x78, 0xff]);
       assert.equal(child.open_ord, 1_000_001);
@@ -50,7 +81,11 @@ for (const dialect of DIALECTS) {
       assert.equal(b.chain, 'genesis');
       const ev = await store.db.selectFrom('batch_evidence').select('raw').executeTakeFirstOrThrow();
       assert.ok(Buffer.from(ev.raw).equals(batch.bytes), 'evidence is the bytes exactly as received');
-      const h = await store.db.selectFrom('hosts').selectAll().where('host_id', '=', host.hostId).executeTakeFirstOrThrow();
+      const h = await store.db
+        .selectFrom('hosts')
+        .selectAll()
+        .where('host_id', '=', host.hostId)
+        .executeTakeFirstOrThrow();
       assert.equal(h.last_seq, 1);
       assert.equal(h.last_hash, batch.hash);
       assert.equal(h.boot_id, host.bootId);
@@ -110,7 +145,10 @@ for (const dialect of DIALECTS) {
       assert.equal(r.status === 'refused' && r.code, 'POFR_BATCH_HOST');
       assert.match(r.status === 'refused' ? r.reason : '', new RegExp(victim.hostId));
       assert.equal(await countRows(store, 'batches'), 0);
-      const refused = await store.db.selectFrom('refused_batches').select('host_id').executeTakeFirstOrThrow();
+      const refused = await store.db
+        .selectFrom('refused_batches')
+        .select('host_id')
+        .executeTakeFirstOrThrow();
       assert.equal(refused.host_id, sender.hostId, 'the refusal is filed under the authenticated sender');
     }));
 
@@ -132,7 +170,10 @@ for (const dialect of DIALECTS) {
   test(`[${dialect}] one flipped byte anywhere in a batch gets it refused, and nothing of it is stored`, (t) =>
     withStore(t, dialect, async (store) => {
       const host = await addHost(store);
-      const batch = host.next([start(100, 5), { type: 'file_open', t: T0 + 60_000, file: file(100, 5, 3, '/etc/passwd') }]);
+      const batch = host.next([
+        start(100, 5),
+        { type: 'file_open', t: T0 + 60_000, file: file(100, 5, 3, '/etc/passwd') },
+      ]);
       const codes = new Set<string>();
       for (let i = 0; i < batch.bytes.length; i++) {
         const bad = Buffer.from(batch.bytes);
@@ -154,7 +195,11 @@ for (const dialect of DIALECTS) {
     withStore(t, dialect, async (store) => {
       const host = await addHost(store);
       const good = host.next([start(100, 5)]);
-      for (const bytes of [Buffer.from('GET / HTTP/1.1\r\n\r\n'), Buffer.alloc(0), good.bytes.subarray(0, good.bytes.length - 10)]) {
+      for (const bytes of [
+        Buffer.from('GET / HTTP/1.1\r\n\r\n'),
+        Buffer.alloc(0),
+        good.bytes.subarray(0, good.bytes.length - 10),
+      ]) {
         const r = await ingestBatch(store, bytes, { principal: host.hostId });
         assert.equal(r.status, 'refused');
         if (r.status !== 'refused') continue;
@@ -183,7 +228,11 @@ for (const dialect of DIALECTS) {
       // The late batch fills the hole and links; the chain head stays at 3.
       const r2 = await ingestBatch(store, b2.bytes, { principal: host.hostId });
       assert.equal(r2.status === 'accepted' && r2.chain, 'ok');
-      const h = await store.db.selectFrom('hosts').selectAll().where('host_id', '=', host.hostId).executeTakeFirstOrThrow();
+      const h = await store.db
+        .selectFrom('hosts')
+        .selectAll()
+        .where('host_id', '=', host.hostId)
+        .executeTakeFirstOrThrow();
       assert.equal(h.last_seq, 3);
       assert.equal(h.last_hash, b3.hash);
       assert.equal(await countRows(store, 'processes'), 3);
@@ -200,7 +249,11 @@ for (const dialect of DIALECTS) {
       assert.equal(gap.kind, 'fork');
       assert.equal(gap.seq, 2);
       assert.match(gap.detail, /f{64}/);
-      const b = await store.db.selectFrom('batches').select('chain').where('seq', '=', 2).executeTakeFirstOrThrow();
+      const b = await store.db
+        .selectFrom('batches')
+        .select('chain')
+        .where('seq', '=', 2)
+        .executeTakeFirstOrThrow();
       assert.equal(b.chain, 'fork');
     }));
 
@@ -218,13 +271,20 @@ for (const dialect of DIALECTS) {
           store.db,
         );
       }
-      const batch = host.next([start(100, 5), { type: 'file_open', t: T0 + 60_000, file: file(100, 5, 3, '/boom') }]);
+      const batch = host.next([
+        start(100, 5),
+        { type: 'file_open', t: T0 + 60_000, file: file(100, 5, 3, '/boom') },
+      ]);
       const r = await ingestBatch(store, batch.bytes, { principal: host.hostId });
       assert.equal(r.status === 'refused' && r.code, 'POFR_BATCH_MALFORMED');
       assert.match(r.status === 'refused' ? r.reason : '', /\/boom is refused/);
       assert.equal(await countRows(store, 'batches'), 0);
       assert.equal(await countRows(store, 'batch_evidence'), 0);
-      assert.equal(await countRows(store, 'processes'), 0, 'the process applied before the failure was rolled back');
+      assert.equal(
+        await countRows(store, 'processes'),
+        0,
+        'the process applied before the failure was rolled back',
+      );
       assert.equal(await countRows(store, 'refused_batches'), 1);
     }));
 
@@ -239,12 +299,21 @@ for (const dialect of DIALECTS) {
         await sql`CREATE FUNCTION outage() RETURNS trigger LANGUAGE plpgsql AS $$
           BEGIN IF NEW.path = '/outage' THEN RAISE EXCEPTION 'disk full' USING ERRCODE = '53100'; END IF;
           RETURN NEW; END $$`.execute(store.db);
-        await sql`CREATE TRIGGER outage BEFORE INSERT ON file_opens FOR EACH ROW EXECUTE FUNCTION outage()`.execute(store.db);
+        await sql`CREATE TRIGGER outage BEFORE INSERT ON file_opens FOR EACH ROW EXECUTE FUNCTION outage()`.execute(
+          store.db,
+        );
       }
-      const batch = host.next([start(100, 5), { type: 'file_open', t: T0 + 60_000, file: file(100, 5, 3, '/outage') }]);
+      const batch = host.next([
+        start(100, 5),
+        { type: 'file_open', t: T0 + 60_000, file: file(100, 5, 3, '/outage') },
+      ]);
       await assert.rejects(ingestBatch(store, batch.bytes, { principal: host.hostId }));
       assert.equal(await countRows(store, 'batches'), 0);
       assert.equal(await countRows(store, 'processes'), 0);
-      assert.equal(await countRows(store, 'refused_batches'), 0, 'a server failure is not the batch being refused');
+      assert.equal(
+        await countRows(store, 'refused_batches'),
+        0,
+        'a server failure is not the batch being refused',
+      );
     }));
 }
