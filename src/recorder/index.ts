@@ -1,0 +1,59 @@
+export {
+  diffEndpoints,
+  diffFiles,
+  diffProcesses,
+  type EndpointDiff,
+  type ObservedEndpoint,
+  sameImage,
+} from './diff.js';
+export {
+  type InventoryOptions,
+  InventoryWatcher,
+  parseGroup,
+  parsePasswd,
+  readInterfaces,
+  readInventory,
+  readOsName,
+  readRoutes,
+  readTimezone,
+  readUsbDevices,
+} from './inventory.js';
+export { LiveState, type LiveStateView, processKey } from './live-state.js';
+export { ProcfsSampler, type ProcfsSamplerOptions } from './procfs-sampler.js';
+export type { RecorderSource, SourceHealth } from './source.js';
+export {
+  formatIpv6,
+  hexToIp,
+  type NetRow,
+  parseNetTable,
+  readNetTables,
+  tcpStateName,
+  udpStateName,
+} from './sources/net-table-reader.js';
+export {
+  classifyFdTarget,
+  DEFAULT_PROC_ROOT,
+  isFdDirectory,
+  isKernelThread,
+  isReadFailure,
+  listTgids,
+  type ProcStat,
+  type ProcStatus,
+  parseStat,
+  parseStatus,
+  type ReadFailure,
+  readBootId,
+  readBootTimeMicros,
+  readClockTicks,
+  readCmdline,
+  readCwd,
+  readExe,
+  readFdTable,
+  readLinkBytes,
+  readProcFile,
+  readSchedRunNs,
+  readStat,
+  readStatus,
+  socketInode,
+  splitCmdline,
+} from './sources/procfs-reader.js';

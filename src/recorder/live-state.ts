@@ -1,0 +1,188 @@
+import type {
+  EndpointInfo,
+  FileInfo,
+  PofrRecord,
+  ProcessImage,
+  ProcRef,
+  RecordOf,
+} from '../protocol/index.js';
+
+/** The key of a process on its host and boot: a reused pid has another start_ticks. */
+export function processKey(pid: number, startTicks: number): string {
+  return `${pid}:${startTicks}`;
+}
+
+/** What the diff functions read: the recorder's current belief about the host. */
+export interface LiveStateView {
+  readonly processes: ReadonlyMap<string, ProcessImage>;
+  readonly endpoints: ReadonlyMap<string, EndpointInfo>;
+  filesOf(key: string): ReadonlyMap<number, FileInfo> | undefined;
+  /** The process holding the socket with this inode, when one is known. */
+  socketOwner(inode: number): ProcRef | null;
+}
+
+/**
+ * The one owner of the recorder's live state: processes, their open files, network endpoints.
+ * It changes only by applying records (what the server will also apply), so every source, the
+ * procfs sampler and a tracefs source alike, feeds the same table the same way; the one exception
+ * is `reviseEndpoint`, for facts the protocol has no record for (an endpoint's inode or owner
+ * learned after it opened), which matter to later diffs and keyframes only.
+ *
+ * @example
+ * const live = new LiveState();
+ * live.apply(diffProcesses(live, seen, now));
+ * const kf = live.keyframe(now);
+ */
+export class LiveState implements LiveStateView {
+  readonly #processes = new Map<string, ProcessImage>();
+  readonly #files = new Map<string, Map<number, FileInfo>>();
+  readonly #endpoints = new Map<string, EndpointInfo>();
+  /** socket inode → holders, in the order their fds were first seen (usually parent first). */
+  readonly #socketHolders = new Map<number, ProcRef[]>();
+  #fileCount = 0;
+
+  get processes(): ReadonlyMap<string, ProcessImage> {
+    return this.#processes;
+  }
+
+  get endpoints(): ReadonlyMap<string, EndpointInfo> {
+    return this.#endpoints;
+  }
+
+  get fileCount(): number {
+    return this.#fileCount;
+  }
+
+  filesOf(key: string): ReadonlyMap<number, FileInfo> | undefined {
+    return this.#files.get(key);
+  }
+
+  socketOwner(inode: number): ProcRef | null {
+    const holders = this.#socketHolders.get(inode);
+    return holders && holders.length > 0 ? holders[0] : null;
+  }
+
+  apply(records: Iterable<PofrRecord>): void {
+    for (const r of records) this.#applyOne(r);
+  }
+
+  /** Records a fact no record carries: a known endpoint's inode, state or owner, same key. */
+  reviseEndpoint(info: EndpointInfo): void {
+    if (this.#endpoints.has(info.key)) this.#endpoints.set(info.key, info);
+  }
+
+  /** The full current state as a keyframe record. */
+  keyframe(t: number): RecordOf<'keyframe'> {
+    const files: FileInfo[] = [];
+    for (const table of this.#files.values()) for (const f of table.values()) files.push(f);
+    return {
+      type: 'keyframe',
+      t,
+      processes: [...this.#processes.values()],
+      files,
+      endpoints: [...this.#endpoints.values()],
+    };
+  }
+
+  #applyOne(r: PofrRecord): void {
+    switch (r.type) {
+      case 'process_start':
+      case 'process_exec':
+        this.#processes.set(processKey(r.proc.pid, r.proc.start_ticks), r.proc);
+        break;
+      case 'process_exit':
+        this.#dropProcess(processKey(r.pid, r.start_ticks));
+        break;
+      case 'file_open':
+        this.#openFile(r.file);
+        break;
+      case 'file_close': {
+        const table = this.#files.get(processKey(r.pid, r.start_ticks));
+        const old = table?.get(r.fd);
+        if (table && old) this.#closeFile(table, old);
+        break;
+      }
+      case 'endpoint_open':
+        this.#endpoints.set(r.endpoint.key, r.endpoint);
+        break;
+      case 'endpoint_state': {
+        const ep = this.#endpoints.get(r.key);
+        if (ep) this.#endpoints.set(r.key, { ...ep, state: r.state });
+        break;
+      }
+      case 'endpoint_close':
+        this.#endpoints.delete(r.key);
+        break;
+      case 'keyframe':
+        this.#replaceAll(r);
+        break;
+      case 'inventory':
+      case 'gap':
+        break;
+    }
+  }
+
+  #dropProcess(key: string): void {
+    this.#processes.delete(key);
+    const table = this.#files.get(key);
+    if (!table) return;
+    for (const f of [...table.values()]) this.#closeFile(table, f);
+    this.#files.delete(key);
+  }
+
+  #openFile(file: FileInfo): void {
+    const key = processKey(file.pid, file.start_ticks);
+    let table = this.#files.get(key);
+    if (!table) {
+      table = new Map();
+      this.#files.set(key, table);
+    }
+    const old = table.get(file.fd);
+    if (old) this.#closeFile(table, old);
+    table.set(file.fd, file);
+    this.#fileCount++;
+    const inode = fileSocketInode(file);
+    if (inode !== 0) {
+      const holders = this.#socketHolders.get(inode);
+      const ref = { pid: file.pid, start_ticks: file.start_ticks };
+      if (holders) {
+        if (!holders.some((h) => h.pid === ref.pid && h.start_ticks === ref.start_ticks)) holders.push(ref);
+      } else {
+        this.#socketHolders.set(inode, [ref]);
+      }
+    }
+  }
+
+  #closeFile(table: Map<number, FileInfo>, file: FileInfo): void {
+    table.delete(file.fd);
+    this.#fileCount--;
+    const inode = fileSocketInode(file);
+    if (inode === 0) return;
+    const holders = this.#socketHolders.get(inode);
+    if (!holders) return;
+    // The process may hold the same socket on another fd (dup): it stays a holder then.
+    for (const f of table.values()) if (fileSocketInode(f) === inode) return;
+    const left = holders.filter((h) => !(h.pid === file.pid && h.start_ticks === file.start_ticks));
+    if (left.length === 0) this.#socketHolders.delete(inode);
+    else this.#socketHolders.set(inode, left);
+  }
+
+  #replaceAll(kf: RecordOf<'keyframe'>): void {
+    this.#processes.clear();
+    this.#files.clear();
+    this.#endpoints.clear();
+    this.#socketHolders.clear();
+    this.#fileCount = 0;
+    for (const p of kf.processes) this.#processes.set(processKey(p.pid, p.start_ticks), p);
+    for (const f of kf.files) this.#openFile(f);
+    for (const e of kf.endpoints) this.#endpoints.set(e.key, e);
+  }
+}
+
+function fileSocketInode(file: FileInfo): number {
+  if (file.kind !== 'socket' || typeof file.path !== 'string') return 0;
+  const p = file.path;
+  if (!p.startsWith('socket:[')) return 0;
+  const n = Number(p.slice(8, -1));
+  return Number.isInteger(n) ? n : 0;
+}

@@ -1,0 +1,425 @@
+import {
+  type FileInfo,
+  type PofrRecord,
+  type ProcessImage,
+  toWireBytes,
+  type WireBytes,
+} from '../protocol/index.js';
+import { diffEndpoints, diffFiles, diffProcesses, type ObservedEndpoint } from './diff.js';
+import { LiveState, processKey } from './live-state.js';
+import type { RecorderSource, SourceHealth } from './source.js';
+import { readNetCounters, readNetTables } from './sources/net-table-reader.js';
+import {
+  classifyFdTarget,
+  DEFAULT_PROC_ROOT,
+  isFdDirectory,
+  isKernelThread,
+  isReadFailure,
+  listTgids,
+  type ProcStat,
+  readBootTimeMicros,
+  readClockTicks,
+  readCmdline,
+  readCwd,
+  readExe,
+  readFdTable,
+  readSchedRunNs,
+  readStat,
+  readStatus,
+} from './sources/procfs-reader.js';
+
+export interface ProcfsSamplerOptions {
+  procRoot?: string;
+  /** Pids of the recorder's own processes, tagged `observer: true`. Default: this process. */
+  observerPids?: () => ReadonlySet<number>;
+  /** Full keyframe interval, milliseconds (default 60 000). */
+  keyframeEveryMs?: number;
+  /** Longest time between two reads of the socket tables, milliseconds (default 5 000). */
+  endpointsEveryMs?: number;
+  /** The live state to feed; pass one to share it with another source. */
+  live?: LiveState;
+}
+
+/** What the sampler remembers of one process between cycles (the records' state lives in LiveState). */
+interface ProcMemo {
+  readonly key: string;
+  readonly pid: number;
+  readonly startTicks: number;
+  image: ProcessImage;
+  comm: Buffer;
+  execSignature: number;
+  cpuTicks: number;
+  numThreads: number;
+  runNs: number;
+  readonly kernel: boolean;
+  denied: boolean;
+  /** Raw fd targets as last read: an fd whose bytes did not change keeps its FileInfo. */
+  fds: Map<number, Buffer>;
+  cycle: number;
+}
+
+/**
+ * The procfs source: one poll = one pass over /proc, adaptive so that a steady host costs two
+ * tiny reads per process (stat, schedstat) and nothing more.
+ *
+ * - status, cmdline, exe, cwd are read at first sight. They are re-read (exec check) when stat
+ *   shows a new comm or new exec addresses (start/end code, stack, arg_start/arg_end: an exec maps
+ *   a new, ASLR-randomised image, so they move even when the program and comm are the same), when
+ *   those addresses are hidden (not root) and the process used CPU, and on every keyframe cycle.
+ * - The fd table is re-read at first sight, after an exec, on keyframe cycles, and when the
+ *   process used CPU since the last look: leader's schedstat run time, or utime+stime or the
+ *   thread count of the whole group (schedstat is the leader's alone).
+ * - Kernel threads are read once: they have no fds and never exec.
+ *
+ * @example
+ * const sampler = new ProcfsSampler({ keyframeEveryMs: 60_000 });
+ * setInterval(() => spool.push(sampler.poll(Date.now() * 1000)), 500);
+ */
+export class ProcfsSampler implements RecorderSource {
+  readonly name = 'procfs';
+  readonly live: LiveState;
+  readonly #procRoot: string;
+  readonly #observerPids: () => ReadonlySet<number>;
+  readonly #keyframeEveryUs: number;
+  readonly #bootTimeUs: number;
+  readonly #clockTicks: number;
+  readonly #memos = new Map<number, ProcMemo>();
+  #cycle = 0;
+  #lastKeyframe: number | null = null;
+  #lastCycleMs = 0;
+  #denied = 0;
+  #fresh: ProcessImage[] = [];
+  #fdUpdates: Array<[ProcMemo, Map<number, FileInfo>]> = [];
+  readonly #endpointsEveryUs: number;
+  #lastEndpointRead = 0;
+  #netCounters: Buffer | null = null;
+  #deferred = new Set<number>();
+
+  constructor(opts: ProcfsSamplerOptions = {}) {
+    this.#procRoot = opts.procRoot ?? DEFAULT_PROC_ROOT;
+    const self = new Set([process.pid]);
+    this.#observerPids = opts.observerPids ?? (() => self);
+    this.#keyframeEveryUs = (opts.keyframeEveryMs ?? 60_000) * 1000;
+    this.#endpointsEveryUs = (opts.endpointsEveryMs ?? 5_000) * 1000;
+    this.#bootTimeUs = readBootTimeMicros(this.#procRoot);
+    this.#clockTicks = readClockTicks();
+    this.live = opts.live ?? new LiveState();
+  }
+
+  health(): SourceHealth {
+    return {
+      mode: 'sampling',
+      limited: this.#denied > 0,
+      denied: this.#denied,
+      lastCycleMs: this.#lastCycleMs,
+      processes: this.#memos.size,
+    };
+  }
+
+  poll(now: number): PofrRecord[] {
+    const started = performance.now();
+    const first = this.#lastKeyframe === null;
+    const keyframe = first || now - this.#lastKeyframe! >= this.#keyframeEveryUs;
+    const cycle = ++this.#cycle;
+    const observers = this.#observerPids();
+    this.#denied = 0;
+    this.#fresh = [];
+    this.#fdUpdates = [];
+    const seen = new Map<string, ProcessImage>();
+    for (const pid of listTgids(this.#procRoot)) this.#observe(pid, cycle, keyframe, observers, seen);
+    this.#linkParents();
+    this.#keepUnsampled(seen);
+    for (const [pid, memo] of this.#memos) if (memo.cycle !== cycle) this.#memos.delete(pid);
+
+    const live = this.live;
+    const records = diffProcesses(live, seen, now);
+    const fileStart = records.length;
+    for (const [memo, next] of this.#fdUpdates) {
+      diffFiles({ pid: memo.pid, start_ticks: memo.startTicks }, live.filesOf(memo.key), next, now, records);
+    }
+    const socketsMoved = this.#touchesSockets(records);
+    live.apply(records.slice(0, fileStart));
+    live.apply(records.slice(fileStart));
+    if (this.#endpointsDue(now, keyframe, socketsMoved)) this.#diffEndpoints(now, keyframe, records);
+
+    this.#fresh = [];
+    this.#fdUpdates = [];
+    this.#lastCycleMs = performance.now() - started;
+    if (!keyframe) return records;
+    this.#lastKeyframe = now;
+    const kf = live.keyframe(now);
+    // The first keyframe is the whole story so far: events diffed against nothing add nothing.
+    if (first) return [kf];
+    records.push(kf);
+    return records;
+  }
+
+  /**
+   * Reading /proc/net/tcp walks the kernel's whole TCP hash table (milliseconds on a large host,
+   * whatever the socket count), so the tables are re-read only when something may have changed:
+   * a socket fd came or went, the TCP/UDP counters moved (every TCP state change sends or
+   * receives a segment), an endpoint was deferred last cycle, on keyframes, and at least every
+   * `endpointsEveryMs` for the changes that timers make alone (TIME_WAIT expiring).
+   */
+  #endpointsDue(now: number, keyframe: boolean, socketsMoved: boolean): boolean {
+    const counters = readNetCounters(this.#procRoot);
+    const countersMoved =
+      counters === null || this.#netCounters === null || !counters.equals(this.#netCounters);
+    this.#netCounters = counters;
+    return (
+      keyframe ||
+      socketsMoved ||
+      countersMoved ||
+      this.#deferred.size > 0 ||
+      now - this.#lastEndpointRead >= this.#endpointsEveryUs
+    );
+  }
+
+  #diffEndpoints(now: number, keyframe: boolean, records: PofrRecord[]): void {
+    const live = this.live;
+    this.#lastEndpointRead = now;
+    const rows = readNetTables(this.#procRoot);
+    const deferredBefore = this.#deferred;
+    const deferred = new Set<number>();
+    // A socket made after its owner's fd table was read this cycle is listed without an owner;
+    // waiting one cycle (the owner used CPU, so its fds are read next time) joins it. Sockets
+    // that stay ownerless (other pid namespaces, denied processes) open on their second sighting.
+    const defer = (row: ObservedEndpoint): boolean => {
+      if (keyframe || row.inode === 0 || deferredBefore.has(row.inode)) return false;
+      deferred.add(row.inode);
+      return true;
+    };
+    const ep = diffEndpoints(live.endpoints, rows, (inode) => live.socketOwner(inode), now, defer);
+    this.#deferred = deferred;
+    live.apply(ep.records);
+    for (const info of ep.revised) live.reviseEndpoint(info);
+    for (const r of ep.records) records.push(r);
+  }
+
+  /** Whether these (not yet applied) records open or close a socket fd. */
+  #touchesSockets(records: readonly PofrRecord[]): boolean {
+    for (const r of records) {
+      if (r.type === 'file_open' && r.file.kind === 'socket') return true;
+      if (r.type === 'file_close') {
+        const f = this.live.filesOf(processKey(r.pid, r.start_ticks))?.get(r.fd);
+        if (f?.kind === 'socket') return true;
+      }
+    }
+    return false;
+  }
+
+  #observe(
+    pid: number,
+    cycle: number,
+    keyframe: boolean,
+    observers: ReadonlySet<number>,
+    seen: Map<string, ProcessImage>,
+  ): void {
+    const root = this.#procRoot;
+    const st = readStat(root, pid);
+    if (isReadFailure(st)) return;
+    let memo = this.#memos.get(pid);
+    if (memo === undefined || memo.startTicks !== st.startTicks) {
+      memo = this.#firstSight(st, observers);
+      if (memo === undefined) return;
+      this.#memos.set(pid, memo);
+    } else if (!memo.kernel) {
+      const zombie = st.state === 'Z' || st.state === 'X';
+      const runNs = readSchedRunNs(root, pid);
+      if (isReadFailure(runNs)) return;
+      const cpuUsed =
+        runNs !== memo.runNs || st.cpuTicks !== memo.cpuTicks || st.numThreads !== memo.numThreads;
+      let execed = false;
+      // A zombie has lost its mm and argv: what it shows now is no exec.
+      if (
+        !zombie &&
+        (keyframe ||
+          st.execSignature !== memo.execSignature ||
+          !st.comm.equals(memo.comm) ||
+          (st.execSignature === 0 && cpuUsed))
+      ) {
+        execed = this.#recheckImage(memo, st);
+      }
+      memo.comm = st.comm;
+      memo.execSignature = st.execSignature;
+      memo.runNs = runNs;
+      memo.cpuTicks = st.cpuTicks;
+      memo.numThreads = st.numThreads;
+      if (cpuUsed || keyframe || execed) this.#rereadFds(memo);
+    }
+    memo.cycle = cycle;
+    if (memo.denied) this.#denied++;
+    seen.set(memo.key, memo.image);
+  }
+
+  #firstSight(st: ProcStat, observers: ReadonlySet<number>): ProcMemo | undefined {
+    const root = this.#procRoot;
+    const pid = st.pid;
+    const kernel = isKernelThread(st);
+    const runNs = kernel ? 0 : readSchedRunNs(root, pid);
+    if (isReadFailure(runNs)) return undefined;
+    const key = processKey(pid, st.startTicks);
+    const known = this.live.processes.get(key);
+    let denied = false;
+    let image: ProcessImage;
+    if (known !== undefined) {
+      // Another source (tracefs) recorded it already: keep its image, it was read nearer the exec.
+      image = known;
+    } else {
+      const built = this.#readImage(st, observers.has(pid), kernel);
+      if (built === undefined) return undefined;
+      image = built.image;
+      denied = built.denied;
+      this.#fresh.push(image);
+    }
+    const memo: ProcMemo = {
+      key,
+      pid,
+      startTicks: st.startTicks,
+      image,
+      comm: st.comm,
+      execSignature: st.execSignature,
+      cpuTicks: st.cpuTicks,
+      numThreads: st.numThreads,
+      runNs,
+      kernel,
+      denied,
+      fds: new Map(),
+      cycle: 0,
+    };
+    if (!kernel) this.#rereadFds(memo);
+    return memo;
+  }
+
+  /** A full image from status, cmdline, exe and cwd; undefined when the process is gone. */
+  #readImage(
+    st: ProcStat,
+    observer: boolean,
+    kernel: boolean,
+    argv?: WireBytes[],
+    exe?: WireBytes | null,
+  ): { image: ProcessImage; denied: boolean } | undefined {
+    const root = this.#procRoot;
+    const pid = st.pid;
+    let denied = false;
+    const status = readStatus(root, pid);
+    if (isReadFailure(status)) return undefined;
+    if (argv === undefined) {
+      const raw = kernel ? [] : readCmdline(root, pid);
+      if (raw === 'gone') return undefined;
+      argv = raw === 'denied' ? [] : raw.map(toWireBytes);
+    }
+    if (exe === undefined) {
+      const raw = kernel ? null : readExe(root, pid);
+      if (raw === 'denied') denied = true;
+      exe = raw === null || raw === 'denied' ? null : toWireBytes(raw);
+    }
+    const cwdRaw = readCwd(root, pid);
+    if (cwdRaw === 'denied') denied = true;
+    const image: ProcessImage = {
+      pid,
+      start_ticks: st.startTicks,
+      start: this.#bootTimeUs + Math.round((st.startTicks * 1e6) / this.#clockTicks),
+      ppid: st.ppid,
+      parent_start_ticks: null,
+      exe,
+      comm: toWireBytes(st.comm),
+      argv,
+      cwd: cwdRaw === null || cwdRaw === 'denied' ? null : toWireBytes(cwdRaw),
+      ruid: status.ruid,
+      euid: status.euid,
+      rgid: status.rgid,
+      egid: status.egid,
+      source: 'sample',
+      observer,
+    };
+    return { image, denied };
+  }
+
+  /** Reads cmdline and exe; on a change, a new image (status, cwd read again). True if it execed. */
+  #recheckImage(memo: ProcMemo, st: ProcStat): boolean {
+    const root = this.#procRoot;
+    const rawArgv = readCmdline(root, memo.pid);
+    if (isReadFailure(rawArgv)) return false;
+    const rawExe = readExe(root, memo.pid);
+    const exe = rawExe === null || rawExe === 'denied' ? null : toWireBytes(rawExe);
+    const argv = rawArgv.map(toWireBytes);
+    const old = memo.image;
+    if (
+      sameWire(old.exe, exe) &&
+      argv.length === old.argv.length &&
+      argv.every((a, i) => sameWire(a, old.argv[i]))
+    ) {
+      return false;
+    }
+    const built = this.#readImage(st, old.observer, false, argv, exe);
+    if (built === undefined) return false;
+    memo.image = built.image;
+    memo.denied = built.denied;
+    this.#fresh.push(built.image);
+    return true;
+  }
+
+  #rereadFds(memo: ProcMemo): void {
+    if (memo.denied && memo.fds.size === 0 && this.live.filesOf(memo.key) === undefined) return;
+    const root = this.#procRoot;
+    const table = readFdTable(root, memo.pid);
+    if (table === 'gone') return;
+    const next = new Map<number, FileInfo>();
+    if (table === 'denied') {
+      memo.denied = true;
+      memo.fds = new Map();
+      this.#fdUpdates.push([memo, next]);
+      return;
+    }
+    const prev = this.live.filesOf(memo.key);
+    for (const [fd, raw] of table) {
+      const oldRaw = memo.fds.get(fd);
+      const old = prev?.get(fd);
+      if (old && oldRaw?.equals(raw)) {
+        next.set(fd, old);
+        continue;
+      }
+      next.set(fd, {
+        pid: memo.pid,
+        start_ticks: memo.startTicks,
+        fd,
+        path: toWireBytes(raw),
+        kind: classifyFdTarget(raw, () => isFdDirectory(root, memo.pid, fd)),
+      });
+    }
+    memo.fds = table;
+    this.#fdUpdates.push([memo, next]);
+  }
+
+  /** parent_start_ticks of the images made this cycle, once every live pid is known. */
+  #linkParents(): void {
+    for (const img of this.#fresh) {
+      if (img.ppid === 0) continue;
+      const parent = this.#memos.get(img.ppid);
+      // A parent cannot start after its child: a later start is a reused pid, not the parent.
+      if (parent !== undefined && parent.startTicks <= img.start_ticks)
+        img.parent_start_ticks = parent.startTicks;
+    }
+  }
+
+  /**
+   * Processes another source put in the live state after this cycle listed /proc are not gone:
+   * keep them unless /proc confirms they are.
+   */
+  #keepUnsampled(seen: Map<string, ProcessImage>): void {
+    for (const [key, img] of this.live.processes) {
+      if (seen.has(key)) continue;
+      const memo = this.#memos.get(img.pid);
+      if (memo !== undefined && memo.key === key) continue;
+      const st = readStat(this.#procRoot, img.pid);
+      if (!isReadFailure(st) && st.startTicks === img.start_ticks) seen.set(key, img);
+    }
+  }
+}
+
+function sameWire(a: WireBytes | null, b: WireBytes | null): boolean {
+  if (a === b) return true;
+  if (a === null || b === null || typeof a === 'string' || typeof b === 'string') return false;
+  return a.b64 === b.b64;
+}
