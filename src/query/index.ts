@@ -9,7 +9,7 @@ export {
 } from './net.js';
 export { describeProcess, type ProcessRow, shellQuote } from './process-row.js';
 export { findProcesses, type ProcessQuery } from './procs.js';
-export { hasSecondStatement, runSql } from './sql.js';
+export { firstKeyword, hasSecondStatement, runSql } from './sql.js';
 export {
   type EndpointEvent,
   type FileEvent,

@@ -23,6 +23,13 @@ export async function runSql(
       'pofr sql runs exactly one statement; remove everything after the ";"',
     );
   }
+  const keyword = firstKeyword(text);
+  if (!READING_STATEMENTS.has(keyword)) {
+    throw new PofrError(
+      'POFR_SQL_READONLY',
+      `pofr sql runs read-only queries only (SELECT, WITH, VALUES, TABLE, EXPLAIN, SHOW, PRAGMA), not ${keyword.toUpperCase() || 'this statement'}`,
+    );
+  }
   let rows: Record<string, unknown>[];
   try {
     rows = await store.readOnlyQuery(text);
@@ -50,8 +57,29 @@ function toJsonValues(row: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-// What PostgreSQL lexes as part of an identifier or keyword (letters, digits, _, $, non-ASCII).
+// What PostgreSQL lexes as an identifier or keyword: it starts with a letter, _ or non-ASCII and goes
+// on with those, digits and $.
+const IDENT_START = /[A-Za-z_\u0080-\uffff]/;
 const IDENT_CHAR = /[A-Za-z0-9_$\u0080-\uffff]/;
+
+// Statements that only read. Anything else (COPY … TO PROGRAM, DO, CALL, SET, LOCK, …) is refused
+// here even where the engine's read-only mode would let it through.
+const READING_STATEMENTS = new Set(['select', 'with', 'values', 'table', 'explain', 'show', 'pragma']);
+
+/** The statement's first keyword, lower-cased, past leading comments and parentheses. */
+export function firstKeyword(text: string): string {
+  let i = 0;
+  while (i < text.length) {
+    const c = text[i];
+    if (/\s/.test(c) || c === '(') i++;
+    else if (c === '-' && text[i + 1] === '-') {
+      const eol = text.slice(i).search(/[\n\r]/);
+      i = eol === -1 ? text.length : i + eol + 1;
+    } else if (c === '/' && text[i + 1] === '*') i = skipBlockComment(text, i);
+    else break;
+  }
+  return (/^[A-Za-z_]+/.exec(text.slice(i))?.[0] ?? '').toLowerCase();
+}
 
 /**
  * True when something other than whitespace or comments follows a top-level ';'. String literals,
@@ -90,7 +118,7 @@ export function hasSecondStatement(text: string): boolean {
       i = skipQuoted(text, i, c, backslashEscapes);
       continue;
     }
-    if (IDENT_CHAR.test(c)) {
+    if (IDENT_START.test(c)) {
       // A whole word at once: '$' inside an identifier (a$x$) is not a dollar quote.
       while (i < n && IDENT_CHAR.test(text[i])) i++;
       continue;
