@@ -1,6 +1,6 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
 import type { EndpointInfo, FileInfo, PofrRecord, ProcessImage, RecordOf } from '../protocol/index.js';
-import type { Database, ProcessesTable } from '../store/index.js';
+import type { Database, EndpointStatesTable, ProcessesTable } from '../store/index.js';
 import { syncInventory } from './inventory-versions.js';
 import { kernelArgv, kernelText } from './kernel-text.js';
 
@@ -40,6 +40,12 @@ interface OpenEndpoint {
   state: string;
 }
 
+interface OpenFile {
+  id: number;
+  path: string;
+  path_raw: Uint8Array | null;
+}
+
 // Keeps statements under SQLite's 32766 and PostgreSQL's 65535 bind-parameter limits.
 const MAX_PARAMS = 30_000;
 const IMAGE_COLUMNS = ['id', 'exec_index', 'start', 'end', 'parent_id', 'ppid'] as const;
@@ -51,7 +57,15 @@ const IMAGE_COLUMNS = ['id', 'exec_index', 'start', 'end', 'parent_id', 'ppid'] 
  */
 export class BatchApplier {
   private readonly images = new Map<string, ImageRow[]>();
+  /** pid → identity keys in `images`; complete for the pids in `loadedPids`. */
+  private readonly pidKeys = new Map<number, Set<string>>();
+  private readonly loadedPids = new Set<number>();
+  /** Open descriptors by process identity, loaded on first use (or known empty for new processes). */
+  private readonly fds = new Map<string, Map<number, OpenFile>>();
   private readonly endpoints = new Map<string, OpenEndpoint | null>();
+  // Nothing reads these back within the batch: written once, in bulk, before commit.
+  private readonly pendingStates: Insertable<EndpointStatesTable>[] = [];
+  private readonly dirtyEndpoints = new Map<number, { state: string; last_seen: number }>();
   private users: Map<number, UserRow[]> | null = null;
   private otherBootsClosed = false;
   private readonly warned = new Map<string, { count: number; example: string }>();
@@ -109,6 +123,7 @@ export class BatchApplier {
           break;
       }
     }
+    await this.flushEndpoints();
   }
 
   // ---- processes ---------------------------------------------------------------------------
@@ -139,6 +154,9 @@ export class BatchApplier {
       return;
     }
     await this.closeImages(open, t, 'exit', ord);
+    const key = identityKey(pid, startTicks);
+    if (this.fds.get(key)?.size === 0) return;
+    this.fds.set(key, new Map());
     // Descriptors survive exec, so a file may belong to any image of the process.
     await this.trx
       .updateTable('file_opens')
@@ -180,6 +198,8 @@ export class BatchApplier {
       .values(row)
       .returning('id')
       .executeTakeFirstOrThrow();
+    const key = identityKey(proc.pid, proc.start_ticks);
+    if ((this.images.get(key)?.length ?? 0) === 0) this.fds.set(key, new Map());
     return this.remember(proc, {
       id: Number(id),
       exec_index: execIndex,
@@ -195,7 +215,14 @@ export class BatchApplier {
     const list = this.images.get(key);
     if (list) list.push(image);
     else this.images.set(key, [image]);
+    this.indexPid(proc.pid, key);
     return image;
+  }
+
+  private indexPid(pid: number, key: string): void {
+    const keys = this.pidKeys.get(pid);
+    if (keys) keys.add(key);
+    else this.pidKeys.set(pid, new Set([key]));
   }
 
   private async processRow(
@@ -248,6 +275,21 @@ export class BatchApplier {
       const images = await this.imagesOf(proc.ppid, proc.parent_start_ticks);
       return imageAt(images, proc.start)?.id ?? null;
     }
+    if (this.loadedPids.has(proc.ppid)) {
+      let best: ImageRow | undefined;
+      for (const key of this.pidKeys.get(proc.ppid) ?? []) {
+        for (const i of this.images.get(key) ?? []) {
+          if (
+            i.start <= proc.start &&
+            (i.end === null || i.end >= proc.start) &&
+            (!best || i.start >= best.start)
+          ) {
+            best = i;
+          }
+        }
+      }
+      return best?.id ?? null;
+    }
     const row = await this.trx
       .selectFrom('processes')
       .select('id')
@@ -278,6 +320,7 @@ export class BatchApplier {
       .execute();
     const images = rows.map(toImageRow);
     this.images.set(key, images);
+    this.indexPid(pid, key);
     return images;
   }
 
@@ -286,9 +329,8 @@ export class BatchApplier {
     const wanted = new Set<string>();
     const pids = new Set<number>();
     const want = (pid: number, st: number | null) => {
-      if (st === null) return;
-      wanted.add(identityKey(pid, st));
       pids.add(pid);
+      if (st !== null) wanted.add(identityKey(pid, st));
     };
     for (const r of records) {
       switch (r.type) {
@@ -318,6 +360,7 @@ export class BatchApplier {
       }
     }
     for (const key of wanted) if (!this.images.has(key)) this.images.set(key, []);
+    for (const pid of pids) this.loadedPids.add(pid);
     for (const part of chunks([...pids], MAX_PARAMS)) {
       const rows = await this.trx
         .selectFrom('processes')
@@ -328,8 +371,11 @@ export class BatchApplier {
         .orderBy('exec_index')
         .execute();
       for (const r of rows) {
-        const list = this.images.get(identityKey(Number(r.pid), Number(r.start_ticks)));
+        const key = identityKey(Number(r.pid), Number(r.start_ticks));
+        const list = this.images.get(key);
         if (list) list.push(toImageRow(r));
+        else this.images.set(key, [toImageRow(r)]);
+        this.indexPid(Number(r.pid), key);
       }
     }
   }
@@ -374,35 +420,51 @@ export class BatchApplier {
       return;
     }
     const path = kernelText(file.path);
-    const open = await this.trx
+    const fds = await this.openFds(file.pid, file.start_ticks, images);
+    const existing = fds.get(file.fd);
+    if (existing && samePath(existing, path)) {
+      await this.trx.updateTable('file_opens').set({ last_seen: t }).where('id', '=', existing.id).execute();
+      return;
+    }
+    // A new open of a descriptor that is still open here means the close was missed.
+    if (existing) await this.closeFiles([existing.id], t, ord);
+    const { id } = await this.trx
+      .insertInto('file_opens')
+      .values(this.fileRow(current.id, file, path, t, ord))
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    fds.set(file.fd, { id: Number(id), path: path.text, path_raw: path.raw });
+  }
+
+  private async openFds(pid: number, startTicks: number, images: ImageRow[]): Promise<Map<number, OpenFile>> {
+    const key = identityKey(pid, startTicks);
+    const cached = this.fds.get(key);
+    if (cached) return cached;
+    const rows = await this.trx
       .selectFrom('file_opens')
-      .select(['id', 'path', 'path_raw'])
+      .select(['id', 'fd', 'path', 'path_raw'])
       .where(
         'process_id',
         'in',
         images.map((i) => i.id),
       )
-      .where('fd', '=', file.fd)
       .where('is_open', '=', sql.lit(1))
+      .orderBy('id')
       .execute();
-    const same = open.find((o) => samePath(o, path));
-    const stale = open.filter((o) => o !== same).map((o) => Number(o.id));
-    // A new open of a descriptor that is still open here means the close was missed.
-    if (stale.length > 0) {
+    const fds = new Map<number, OpenFile>();
+    for (const r of rows) fds.set(Number(r.fd), { id: Number(r.id), path: r.path, path_raw: r.path_raw });
+    this.fds.set(key, fds);
+    return fds;
+  }
+
+  private async closeFiles(ids: number[], t: number, ord: number): Promise<void> {
+    for (const part of chunks(ids, MAX_PARAMS)) {
       await this.trx
         .updateTable('file_opens')
         .set({ last_seen: t, is_open: 0, close_ord: ord })
-        .where('id', 'in', stale)
+        .where('id', 'in', part)
         .execute();
     }
-    if (same) {
-      await this.trx.updateTable('file_opens').set({ last_seen: t }).where('id', '=', same.id).execute();
-      return;
-    }
-    await this.trx
-      .insertInto('file_opens')
-      .values(this.fileRow(current.id, file, path, t, ord))
-      .execute();
   }
 
   private fileRow(
@@ -437,18 +499,13 @@ export class BatchApplier {
   ): Promise<void> {
     const images = await this.imagesOf(pid, startTicks);
     if (images.length > 0) {
-      const res = await this.trx
-        .updateTable('file_opens')
-        .set({ last_seen: t, is_open: 0, close_ord: ord })
-        .where(
-          'process_id',
-          'in',
-          images.map((i) => i.id),
-        )
-        .where('fd', '=', fd)
-        .where('is_open', '=', sql.lit(1))
-        .executeTakeFirst();
-      if (res.numUpdatedRows > 0n) return;
+      const fds = await this.openFds(pid, startTicks, images);
+      const open = fds.get(fd);
+      if (open) {
+        await this.closeFiles([open.id], t, ord);
+        fds.delete(fd);
+        return;
+      }
     }
     this.warn('file_close for a descriptor the store does not hold open', `pid ${pid} fd ${fd}`);
   }
@@ -475,7 +532,7 @@ export class BatchApplier {
   private async endpointOpen(t: number, ep: EndpointInfo, ord: number): Promise<void> {
     const existing = await this.openEndpoint(ep.key);
     if (existing) {
-      await this.touchEndpoint(existing, t, ep.state, ord);
+      this.touchEndpoint(existing, t, ep.state, ord);
       return;
     }
     const row = this.endpointRow(ep, await this.endpointProcess(ep), t, ord);
@@ -485,21 +542,16 @@ export class BatchApplier {
       .returning('id')
       .executeTakeFirstOrThrow();
     this.endpoints.set(ep.key, { id: Number(id), state: ep.state });
-    await this.trx
-      .insertInto('endpoint_states')
-      .values({ endpoint_id: Number(id), host_id: this.scope.hostId, t, state: ep.state, ord })
-      .execute();
+    this.pendingStates.push({ endpoint_id: Number(id), host_id: this.scope.hostId, t, state: ep.state, ord });
   }
 
-  private async touchEndpoint(ep: OpenEndpoint, t: number, state: string, ord: number): Promise<void> {
-    if (ep.state !== state) {
-      await this.trx
-        .insertInto('endpoint_states')
-        .values({ endpoint_id: ep.id, host_id: this.scope.hostId, t, state, ord })
-        .execute();
-      ep.state = state;
+  /** Records a state change (if any) and the sighting; written by flushEndpoints. */
+  private touchEndpoint(ep: OpenEndpoint, t: number, state: string, ord: number, always = false): void {
+    if (always || ep.state !== state) {
+      this.pendingStates.push({ endpoint_id: ep.id, host_id: this.scope.hostId, t, state, ord });
     }
-    await this.trx.updateTable('endpoints').set({ last_seen: t, state }).where('id', '=', ep.id).execute();
+    ep.state = state;
+    this.dirtyEndpoints.set(ep.id, { state, last_seen: t });
   }
 
   private async endpointState(t: number, key: string, state: string, ord: number): Promise<void> {
@@ -508,12 +560,7 @@ export class BatchApplier {
       this.warn('endpoint_state for an endpoint the store does not hold open', key);
       return;
     }
-    await this.trx
-      .insertInto('endpoint_states')
-      .values({ endpoint_id: ep.id, host_id: this.scope.hostId, t, state, ord })
-      .execute();
-    ep.state = state;
-    await this.trx.updateTable('endpoints').set({ last_seen: t, state }).where('id', '=', ep.id).execute();
+    this.touchEndpoint(ep, t, state, ord, true);
   }
 
   private async endpointClose(t: number, key: string, ord: number): Promise<void> {
@@ -522,12 +569,24 @@ export class BatchApplier {
       this.warn('endpoint_close for an endpoint the store does not hold open', key);
       return;
     }
+    this.dirtyEndpoints.delete(ep.id);
     await this.trx
       .updateTable('endpoints')
-      .set({ last_seen: t, is_open: 0, close_ord: ord })
+      .set({ state: ep.state, last_seen: t, is_open: 0, close_ord: ord })
       .where('id', '=', ep.id)
       .execute();
     this.endpoints.set(key, null);
+  }
+
+  private async flushEndpoints(): Promise<void> {
+    for (const [id, e] of this.dirtyEndpoints) {
+      await this.trx.updateTable('endpoints').set(e).where('id', '=', id).execute();
+    }
+    this.dirtyEndpoints.clear();
+    const states = this.pendingStates.splice(0);
+    for (const part of chunks(states, Math.floor(MAX_PARAMS / 5))) {
+      await this.trx.insertInto('endpoint_states').values(part).execute();
+    }
   }
 
   private async endpointProcess(ep: EndpointInfo): Promise<number | null> {
@@ -716,6 +775,7 @@ export class BatchApplier {
       insert.push(this.fileRow(current.id, file, path, t, ord));
     }
     for (const o of openByFd.values()) close.push(Number(o.id));
+    this.fds.clear();
     for (const ids of chunks(touch, MAX_PARAMS)) {
       await this.trx.updateTable('file_opens').set({ last_seen: t }).where('id', 'in', ids).execute();
     }
@@ -732,6 +792,7 @@ export class BatchApplier {
   }
 
   private async keyframeEndpoints(t: number, eps: readonly EndpointInfo[], ord: number): Promise<void> {
+    await this.flushEndpoints();
     const open = await this.trx
       .selectFrom('endpoints')
       .select(['id', 'key', 'state'])
@@ -755,7 +816,7 @@ export class BatchApplier {
       }
       openByKey.delete(ep.key);
       if (existing.state === ep.state) touch.push(existing.id);
-      else await this.touchEndpoint(existing, t, ep.state, ord);
+      else this.touchEndpoint(existing, t, ep.state, ord);
     }
     for (const ids of chunks(touch, MAX_PARAMS)) {
       await this.trx.updateTable('endpoints').set({ last_seen: t }).where('id', 'in', ids).execute();
@@ -779,18 +840,15 @@ export class BatchApplier {
         .values(part)
         .returning(['id', 'key', 'state'])
         .execute();
-      await this.trx
-        .insertInto('endpoint_states')
-        .values(
-          inserted.map((e) => ({
-            endpoint_id: Number(e.id),
-            host_id: this.scope.hostId,
-            t,
-            state: e.state,
-            ord,
-          })),
-        )
-        .execute();
+      for (const e of inserted) {
+        this.pendingStates.push({
+          endpoint_id: Number(e.id),
+          host_id: this.scope.hostId,
+          t,
+          state: e.state,
+          ord,
+        });
+      }
       for (const e of inserted) this.endpoints.set(e.key, { id: Number(e.id), state: e.state });
     }
   }
@@ -799,6 +857,7 @@ export class BatchApplier {
   private async closeOtherBoots(): Promise<void> {
     if (this.otherBootsClosed) return;
     this.otherBootsClosed = true;
+    await this.flushEndpoints();
     const { hostId, bootId, tFrom } = this.scope;
     const closeOrd = this.scope.seq * ORD_PER_BATCH;
     const stale = await this.trx
