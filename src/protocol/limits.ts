@@ -5,5 +5,6 @@ export const LIMITS = {
   maxHeaderBytes: 16 * 1024,
   /** The payload once decompressed: bounds memory against a compression bomb. */
   maxPayloadBytes: 256 * 1024 * 1024,
-  maxRecords: 2_000_000,
+  // Below 1,000,000 so `seq × 1,000,000 + index` (the store's exact order) never collides.
+  maxRecords: 1_000_000,
 } as const;
