@@ -130,6 +130,20 @@ function isConnectedTcp(proto: string, remotePort: number): boolean {
   return proto === 'tcp' && remotePort !== 0;
 }
 
+/** States in which a socket can still sit in a listener's accept queue, with no file yet. */
+const ACCEPTABLE = new Set(['SYN_RECV', 'NEW_SYN_RECV', 'ESTABLISHED', 'CLOSE_WAIT']);
+
+/**
+ * Whether a row with a live endpoint's 4-tuple is that endpoint. A socket closed by its process
+ * loses its inode (FIN_WAIT, TIME_WAIT) and never gets one back; only a socket not yet accepted
+ * gains one. Anything else (two different inodes, a TIME_WAIT followed by a fresh connection on
+ * the same ports) is a new connection.
+ */
+function sameConnection(ep: EndpointInfo, row: ObservedEndpoint): boolean {
+  if (ep.inode === row.inode || row.inode === 0) return true;
+  return ep.inode === 0 && ep.pid === null && ACCEPTABLE.has(ep.state);
+}
+
 /**
  * Endpoints against the full socket list at `t`. An endpoint is followed by socket inode and, for
  * connected TCP, by 4-tuple as well: a connection keeps its key when the inode appears (accepted
@@ -167,8 +181,7 @@ export function diffEndpoints(
         tupleId(row.proto, row.family, row.localIp, row.localPort, row.remoteIp, row.remotePort),
       );
       const ep = k === undefined ? undefined : live.get(k);
-      // Both inodes known and different: a new connection reusing the tuple, not the old one.
-      if (ep && (ep.inode === 0 || row.inode === 0 || ep.inode === row.inode)) key = k;
+      if (ep && sameConnection(ep, row)) key = k;
     }
     if (key !== undefined && matched.has(key)) key = undefined;
     if (key !== undefined) {
