@@ -154,7 +154,9 @@ test('endpoints: open joined to the owning process by socket inode, then state c
   live.apply(d1.records);
 
   const d2 = diffEndpoints(live.endpoints, [row({ state: 'CLOSE_WAIT' })], owner, T0 + 1);
-  assert.deepEqual(valid(d2.records), [{ type: 'endpoint_state', t: T0 + 1, key: 'tcp4:500', state: 'CLOSE_WAIT' }]);
+  assert.deepEqual(valid(d2.records), [
+    { type: 'endpoint_state', t: T0 + 1, key: 'tcp4:500', state: 'CLOSE_WAIT' },
+  ]);
   live.apply(d2.records);
 
   const d3 = diffEndpoints(live.endpoints, [], owner, T0 + 2);
@@ -211,9 +213,21 @@ test('endpoints: inode 0 keys by 4-tuple, UDP UNCONN and listeners key by inode'
 
 test('endpoints: a deferred ownerless endpoint is left out; its owner learned later revises it', () => {
   const live = new LiveState();
-  const d1 = diffEndpoints(live.endpoints, [row({})], () => null, T0, () => true);
+  const d1 = diffEndpoints(
+    live.endpoints,
+    [row({})],
+    () => null,
+    T0,
+    () => true,
+  );
   assert.deepEqual(d1.records, []);
-  const d2 = diffEndpoints(live.endpoints, [row({})], () => null, T0 + 1, () => false);
+  const d2 = diffEndpoints(
+    live.endpoints,
+    [row({})],
+    () => null,
+    T0 + 1,
+    () => false,
+  );
   live.apply(d2.records);
   assert.equal(live.endpoints.get('tcp4:500')?.pid, null);
   const d3 = diffEndpoints(live.endpoints, [row({})], () => ({ pid: 4, start_ticks: 8 }), T0 + 2);
@@ -254,8 +268,5 @@ test('endpoints: a connection seen in the accept queue (inode 0) keeps its key o
   const d2 = diffEndpoints(live.endpoints, [row({ inode: 700 })], owner, T0 + 1);
   assert.deepEqual(d2.records, []);
   for (const r of d2.revised) live.reviseEndpoint(r);
-  assert.deepEqual(
-    [live.endpoints.get(key)?.inode, live.endpoints.get(key)?.pid],
-    [700, 10],
-  );
+  assert.deepEqual([live.endpoints.get(key)?.inode, live.endpoints.get(key)?.pid], [700, 10]);
 });

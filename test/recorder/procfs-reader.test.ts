@@ -92,15 +92,15 @@ test('cmdline: invalid UTF-8 survives, empty args are kept, a missing trailing N
   assert.equal(wire[0], 'prog');
   assert.deepEqual(fromWireBytes(wire[1]), Buffer.from([...Buffer.from('--name='), 0xff, 0xfe]));
   assert.deepEqual(readCmdline(FIXTURE_PROC, 2), []);
-  assert.deepEqual(
-    splitCmdline(Buffer.from('a\0b\0')).map(String),
-    ['a', 'b'],
-  );
+  assert.deepEqual(splitCmdline(Buffer.from('a\0b\0')).map(String), ['a', 'b']);
 });
 
 test('exe and cwd are raw bytes; a kernel thread has no exe', () => {
   assert.deepEqual(readExe(FIXTURE_PROC, 100), Buffer.from('/usr/bin/prog'));
-  assert.deepEqual(readCwd(FIXTURE_PROC, 100), Buffer.from([...Buffer.from('/home/'), 0xff, ...Buffer.from('dir')]));
+  assert.deepEqual(
+    readCwd(FIXTURE_PROC, 100),
+    Buffer.from([...Buffer.from('/home/'), 0xff, ...Buffer.from('dir')]),
+  );
   assert.equal(readExe(FIXTURE_PROC, 2), null);
 });
 
@@ -114,9 +114,14 @@ test('fd table: every fd with its raw target, classified by kind', () => {
   const kinds = [...fds.entries()].sort((a, b) => a[0] - b[0]).map(([, t]) => classifyFdTarget(t));
   assert.deepEqual(kinds, ['dev', 'socket', 'pipe', 'anon', 'file', 'file']);
   assert.equal(socketInode(fds.get(1)!), 5001);
-  assert.deepEqual(toWireBytes(fds.get(4)!), { b64: Buffer.from('/tmp/caf\xe9.txt', 'latin1').toString('base64') });
+  assert.deepEqual(toWireBytes(fds.get(4)!), {
+    b64: Buffer.from('/tmp/caf\xe9.txt', 'latin1').toString('base64'),
+  });
   assert.equal(toWireBytes(fds.get(5)!), '/tmp/ünïcode');
-  assert.equal(classifyFdTarget(Buffer.from('/srv'), () => true), 'dir');
+  assert.equal(
+    classifyFdTarget(Buffer.from('/srv'), () => true),
+    'dir',
+  );
   assert.equal(classifyFdTarget(Buffer.from('net:[4026531840]')), 'other');
 });
 
