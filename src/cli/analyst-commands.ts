@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { PofrError } from '../errors.js';
 import {
   DEFAULT_LIMIT,
@@ -304,7 +304,7 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
       ),
     );
 
-  common(program.command('tree'))
+  common(program.command('tree'), false)
     .description('the process tree alive at an instant (default: now)')
     .option('--at <time>', 'the instant: ISO 8601 or relative (-15m); default now')
     .option('--exclude-observer', "leave out the recorder's own processes")
@@ -409,16 +409,21 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
     );
 }
 
-/** The options every windowed verb takes (CLI.md conventions). */
-function common(cmd: Command): Command {
+/**
+ * The options every analyst verb takes (CLI.md conventions). `tree` looks at one instant: it still
+ * accepts --from/--to (to explain that --at is wanted) but does not advertise them.
+ */
+function common(cmd: Command, window = true): Command {
+  const from = new Option(
+    '--from <time>',
+    'window start: ISO 8601 (2026-11-24T20:15:00Z, local time allowed) or relative (-15m)',
+  );
+  const to = new Option('--to <time>', 'window end: ISO 8601 or relative');
   return cmd
     .option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir())
     .option('--host <name|id>', 'only this host (name or host id)')
-    .option(
-      '--from <time>',
-      'window start: ISO 8601 (2026-11-24T20:15:00Z, local time allowed) or relative (-15m)',
-    )
-    .option('--to <time>', 'window end: ISO 8601 or relative')
+    .addOption(window ? from : from.hideHelp())
+    .addOption(window ? to : to.hideHelp())
     .option('--json', 'JSON Lines on stdout, one object per row')
     .option('--limit <n>', `at most N rows (default ${DEFAULT_LIMIT})`);
 }

@@ -14,20 +14,20 @@ export async function runSql(
   text: string,
 ): Promise<readonly Readonly<Record<string, unknown>>[]> {
   if (text.trim() === '')
-    throw new PofrError('POFR_USAGE', 'pofr sql needs a statement, e.g. "SELECT * FROM hosts"');
+    throw new PofrError('POFR_USAGE', 'the statement is empty; give one, e.g. "SELECT * FROM hosts"');
   if (hasSecondStatement(text)) {
     // PostgreSQL's simple protocol runs "COMMIT; DELETE …" as two statements, the second outside
     // the read-only transaction: refuse before the engine sees it.
     throw new PofrError(
       'POFR_SQL_READONLY',
-      'pofr sql runs exactly one statement; remove everything after the ";"',
+      'only one statement may run at a time; remove everything after the ";"',
     );
   }
   const keyword = firstKeyword(text);
   if (!READING_STATEMENTS.has(keyword)) {
     throw new PofrError(
       'POFR_SQL_READONLY',
-      `pofr sql runs read-only queries only (SELECT, WITH, VALUES, TABLE, EXPLAIN, SHOW, PRAGMA), not ${keyword.toUpperCase() || 'this statement'}`,
+      `only read-only queries may run (SELECT, WITH, VALUES, TABLE, EXPLAIN, SHOW, PRAGMA), not ${keyword.toUpperCase() || 'this statement'}`,
     );
   }
   let rows: Record<string, unknown>[];
@@ -38,7 +38,7 @@ export async function runSql(
     const err = e as { code?: string; message?: string };
     // SQLITE_READONLY*: the read-only connection refused a write that the statement check let through.
     if (typeof err.code === 'string' && err.code.startsWith('SQLITE_READONLY')) {
-      throw new PofrError('POFR_SQL_READONLY', `pofr sql runs read-only statements only: ${err.message}`);
+      throw new PofrError('POFR_SQL_READONLY', `only read-only statements may run: ${err.message}`);
     }
     throw new PofrError('POFR_USAGE', `the statement failed: ${err.message ?? String(e)}`);
   }
