@@ -92,8 +92,13 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
           }
         }
       }
+      // The story, without the plumbing every process holds (stdio pipes, /dev/null, event fds):
+      // sockets appear as endpoints, so descriptors of kind file and dir are what the analyst reads.
       const events = (await timeline(server.store, { from, observer: false, limit: 1_000_000 })).filter(
-        (e) => e.pid !== null && pids.has(e.pid),
+        (e) =>
+          e.pid !== null &&
+          pids.has(e.pid) &&
+          (e.kind !== 'file_open' && e.kind !== 'file_close' ? true : e.file_kind === 'file' || e.file_kind === 'dir'),
       );
       return { dataDir: keep ? dataDir : null, marker, incidentEvents: events, root };
     } finally {
