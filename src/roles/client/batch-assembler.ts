@@ -19,7 +19,7 @@ export interface AssemblerOptions {
   readonly maxAgeMs?: number;
   /** Called after each batch reached the spool (the uploader is told to send). */
   readonly onSealed?: (batch: SealedBatch) => void;
-  /** Called when records were lost (spool full): the recorder should emit a keyframe to resync. */
+  /** Called when records were lost (spool full), with the total lost since the last spooled batch. */
   readonly onLoss?: (dropped: number, reason: string) => void;
 }
 
