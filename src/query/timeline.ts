@@ -132,17 +132,19 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
   const kinds = new Set<TimelineKind>(checkKinds(opts.kinds));
   if (opts.hosts?.length === 0 || kinds.size === 0) return Object.freeze([]);
   const limit = limitOf(opts);
-  const reads: Promise<readonly TimelineEvent[]>[] = [];
+  // One source after the other on one connection: an analyst query should not take a whole pool.
+  const reads: (() => Promise<readonly TimelineEvent[]>)[] = [];
   if (kinds.has('process_start') || kinds.has('process_exec'))
-    reads.push(processImages(store, opts, kinds, limit));
-  if (kinds.has('process_exit')) reads.push(processExits(store, opts, limit));
-  if (kinds.has('file_open')) reads.push(fileEvents(store, opts, 'file_open', limit));
-  if (kinds.has('file_close')) reads.push(fileEvents(store, opts, 'file_close', limit));
-  if (kinds.has('endpoint_open')) reads.push(endpointEvents(store, opts, 'endpoint_open', limit));
-  if (kinds.has('endpoint_close')) reads.push(endpointEvents(store, opts, 'endpoint_close', limit));
-  if (kinds.has('endpoint_state')) reads.push(endpointStates(store, opts, limit));
-  if (kinds.has('gap')) reads.push(gaps(store, opts, limit));
-  const all = (await Promise.all(reads)).flat();
+    reads.push(() => processImages(store, opts, kinds, limit));
+  if (kinds.has('process_exit')) reads.push(() => processExits(store, opts, limit));
+  if (kinds.has('file_open')) reads.push(() => fileEvents(store, opts, 'file_open', limit));
+  if (kinds.has('file_close')) reads.push(() => fileEvents(store, opts, 'file_close', limit));
+  if (kinds.has('endpoint_open')) reads.push(() => endpointEvents(store, opts, 'endpoint_open', limit));
+  if (kinds.has('endpoint_close')) reads.push(() => endpointEvents(store, opts, 'endpoint_close', limit));
+  if (kinds.has('endpoint_state')) reads.push(() => endpointStates(store, opts, limit));
+  if (kinds.has('gap')) reads.push(() => gaps(store, opts, limit));
+  const all: TimelineEvent[] = [];
+  for (const read of reads) for (const e of await read()) all.push(e);
   all.sort(compareEvents);
   return Object.freeze(all.slice(0, limit));
 }
