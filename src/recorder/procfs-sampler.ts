@@ -11,19 +11,26 @@ import type { RecorderSource, SourceHealth } from './source.js';
 import { readNetCounters, readNetTables } from './sources/net-table-reader.js';
 import {
   classifyFdTarget,
+  closeProcFile,
   DEFAULT_PROC_ROOT,
   isFdDirectory,
   isKernelThread,
   isReadFailure,
   listTgids,
+  ONE_READ,
+  openProcFile,
   type ProcStat,
+  parseSchedRunNs,
+  parseStat,
+  preadProcFile,
   readBootTimeMicros,
   readClockTicks,
   readCmdline,
   readCwd,
   readExe,
   readFdTable,
-  readSchedRunNs,
+  readOpenFileLimit,
+  readProcFile,
   readStat,
   readStatus,
 } from './sources/procfs-reader.js';
@@ -56,20 +63,29 @@ interface ProcMemo {
   /** Raw fd targets as last read: an fd whose bytes did not change keeps its FileInfo. */
   fds: Map<number, Buffer>;
   cycle: number;
+  /** /proc/PID/stat and schedstat held open (see openProcFile), or -1. */
+  statFd: number;
+  schedFd: number;
 }
 
 /**
- * The procfs source: one poll = one pass over /proc, adaptive so that a steady host costs two
- * tiny reads per process (stat, schedstat) and nothing more.
+ * The procfs source: one poll = one pass over /proc, adaptive so that an idle process costs one
+ * pread(2) of its schedstat per cycle and nothing more.
  *
- * - status, cmdline, exe, cwd are read at first sight. They are re-read (exec check) when stat
- *   shows a new comm or new exec addresses (start/end code, stack, arg_start/arg_end: an exec maps
- *   a new, ASLR-randomised image, so they move even when the program and comm are the same), when
- *   those addresses are hidden (not root) and the process used CPU, and on every keyframe cycle.
- * - The fd table is re-read at first sight, after an exec, on keyframe cycles, and when the
- *   process used CPU since the last look: leader's schedstat run time, or utime+stime or the
- *   thread count of the whole group (schedstat is the leader's alone).
+ * - Each process's stat and schedstat stay open between cycles (within a quarter of the fd
+ *   limit; past it, they are read by path). A held procfs fd fails with ESRCH once its process
+ *   is gone, even if the pid was reused, so it doubles as the identity check.
+ * - stat is read again when schedstat's run time moved, for multi-threaded processes (schedstat
+ *   is the leader's alone; stat's utime+stime and thread count cover the group), on keyframes.
+ * - status, cmdline, exe, cwd are read at first sight. cmdline and exe are read again (exec
+ *   check) when stat shows a new comm or new exec addresses (start/end code, stack, arg_start,
+ *   arg_end: an exec maps a new, ASLR-randomised image, so they move even when program and comm
+ *   are the same), when those are hidden (not root) and the process used CPU, and on keyframes;
+ *   status and cwd again only when the image changed.
+ * - The fd table is read again at first sight, after an exec, on keyframes, and when the process
+ *   used CPU since the last look.
  * - Kernel threads are read once: they have no fds and never exec.
+ * - Call `close()` to release the held fds.
  *
  * @example
  * const sampler = new ProcfsSampler({ keyframeEveryMs: 60_000 });
@@ -94,6 +110,9 @@ export class ProcfsSampler implements RecorderSource {
   #lastEndpointRead = 0;
   #netCounters: Buffer | null = null;
   #deferred = new Set<number>();
+  #held = 0;
+  /** Held procfs fds allowed: a quarter of the fd limit, so the rest of the recorder never runs short. */
+  #heldBudget = Math.min(16_384, Math.floor(readOpenFileLimit() / 4));
 
   constructor(opts: ProcfsSamplerOptions = {}) {
     this.#procRoot = opts.procRoot ?? DEFAULT_PROC_ROOT;
@@ -129,7 +148,7 @@ export class ProcfsSampler implements RecorderSource {
     for (const pid of listTgids(this.#procRoot)) this.#observe(pid, cycle, keyframe, observers, seen);
     this.#linkParents();
     this.#keepUnsampled(seen);
-    for (const [pid, memo] of this.#memos) if (memo.cycle !== cycle) this.#memos.delete(pid);
+    for (const memo of [...this.#memos.values()]) if (memo.cycle !== cycle) this.#forget(memo);
 
     const live = this.live;
     const records = diffProcesses(live, seen, now);
@@ -215,49 +234,91 @@ export class ProcfsSampler implements RecorderSource {
     observers: ReadonlySet<number>,
     seen: Map<string, ProcessImage>,
   ): void {
-    const root = this.#procRoot;
-    const st = readStat(root, pid);
-    if (isReadFailure(st)) return;
     let memo = this.#memos.get(pid);
-    if (memo === undefined || memo.startTicks !== st.startTicks) {
-      memo = this.#firstSight(st, observers);
+    if (memo !== undefined && !this.#revisit(memo, keyframe)) {
+      this.#forget(memo);
+      memo = undefined;
+    }
+    if (memo === undefined) {
+      memo = this.#firstSight(pid, observers);
       if (memo === undefined) return;
       this.#memos.set(pid, memo);
-    } else if (!memo.kernel) {
-      const zombie = st.state === 'Z' || st.state === 'X';
-      const runNs = readSchedRunNs(root, pid);
-      if (isReadFailure(runNs)) return;
-      const cpuUsed =
-        runNs !== memo.runNs || st.cpuTicks !== memo.cpuTicks || st.numThreads !== memo.numThreads;
-      let execed = false;
-      // A zombie has lost its mm and argv: what it shows now is no exec.
-      if (
-        !zombie &&
-        (keyframe ||
-          st.execSignature !== memo.execSignature ||
-          !st.comm.equals(memo.comm) ||
-          (st.execSignature === 0 && cpuUsed))
-      ) {
-        execed = this.#recheckImage(memo, st);
-      }
-      memo.comm = st.comm;
-      memo.execSignature = st.execSignature;
-      memo.runNs = runNs;
-      memo.cpuTicks = st.cpuTicks;
-      memo.numThreads = st.numThreads;
-      if (cpuUsed || keyframe || execed) this.#rereadFds(memo);
     }
     memo.cycle = cycle;
     if (memo.denied) this.#denied++;
     seen.set(memo.key, memo.image);
   }
 
-  #firstSight(st: ProcStat, observers: ReadonlySet<number>): ProcMemo | undefined {
+  /**
+   * Looks again at a known process, reading as little as it can: the schedstat run time alone
+   * when it did not move (single-threaded, no keyframe). False when this is no longer the same
+   * process (gone, or its pid reused).
+   */
+  #revisit(memo: ProcMemo, keyframe: boolean): boolean {
     const root = this.#procRoot;
-    const pid = st.pid;
+    const runBuf =
+      memo.schedFd >= 0
+        ? preadProcFile(memo.schedFd)
+        : readProcFile(`${root}/${memo.pid}/schedstat`, ONE_READ);
+    if (isReadFailure(runBuf)) return false;
+    const runNs = parseSchedRunNs(runBuf);
+    // A held fd proves identity by itself; without one, only stat's start time does. The leader's
+    // schedstat misses the other threads' work: a multi-threaded process gets stat every time.
+    const identityKnown = memo.schedFd >= 0;
+    if (identityKnown && !keyframe && runNs === memo.runNs && (memo.numThreads <= 1 || memo.kernel))
+      return true;
+    if (memo.kernel && identityKnown) return true;
+    const statBuf =
+      memo.statFd >= 0 ? preadProcFile(memo.statFd) : readProcFile(`${root}/${memo.pid}/stat`, ONE_READ);
+    if (isReadFailure(statBuf)) return false;
+    const st = parseStat(statBuf);
+    if (st === null || st.startTicks !== memo.startTicks) return false;
+    if (memo.kernel) return true;
+    const cpuUsed =
+      runNs !== memo.runNs || st.cpuTicks !== memo.cpuTicks || st.numThreads !== memo.numThreads;
+    const zombie = st.state === 'Z' || st.state === 'X';
+    let execed = false;
+    // A zombie has lost its mm and argv: what it shows now is no exec.
+    if (
+      !zombie &&
+      (keyframe ||
+        st.execSignature !== memo.execSignature ||
+        !st.comm.equals(memo.comm) ||
+        (st.execSignature === 0 && cpuUsed))
+    ) {
+      execed = this.#recheckImage(memo, st);
+    }
+    memo.comm = st.comm;
+    memo.execSignature = st.execSignature;
+    memo.runNs = runNs;
+    memo.cpuTicks = st.cpuTicks;
+    memo.numThreads = st.numThreads;
+    if (cpuUsed || keyframe || execed) this.#rereadFds(memo);
+    return true;
+  }
+
+  #firstSight(pid: number, observers: ReadonlySet<number>): ProcMemo | undefined {
+    const root = this.#procRoot;
+    const statFd = this.#hold(`${root}/${pid}/stat`);
+    if (statFd === 'gone' || statFd === 'denied') return undefined;
+    const statBuf = statFd >= 0 ? preadProcFile(statFd) : readProcFile(`${root}/${pid}/stat`, ONE_READ);
+    const st = isReadFailure(statBuf) ? null : parseStat(statBuf);
+    const schedFd = st === null ? -1 : this.#hold(`${root}/${pid}/schedstat`);
+    const runBuf =
+      typeof schedFd !== 'number'
+        ? schedFd
+        : schedFd >= 0
+          ? preadProcFile(schedFd)
+          : readProcFile(`${root}/${pid}/schedstat`, ONE_READ);
+    const cleanup = () => {
+      this.#release(statFd);
+      if (typeof schedFd === 'number') this.#release(schedFd);
+    };
+    if (st === null || isReadFailure(runBuf)) {
+      cleanup();
+      return undefined;
+    }
     const kernel = isKernelThread(st);
-    const runNs = kernel ? 0 : readSchedRunNs(root, pid);
-    if (isReadFailure(runNs)) return undefined;
     const key = processKey(pid, st.startTicks);
     const known = this.live.processes.get(key);
     let denied = false;
@@ -267,7 +328,10 @@ export class ProcfsSampler implements RecorderSource {
       image = known;
     } else {
       const built = this.#readImage(st, observers.has(pid), kernel);
-      if (built === undefined) return undefined;
+      if (built === undefined) {
+        cleanup();
+        return undefined;
+      }
       image = built.image;
       denied = built.denied;
       this.#fresh.push(image);
@@ -281,14 +345,54 @@ export class ProcfsSampler implements RecorderSource {
       execSignature: st.execSignature,
       cpuTicks: st.cpuTicks,
       numThreads: st.numThreads,
-      runNs,
+      runNs: parseSchedRunNs(runBuf),
       kernel,
       denied,
       fds: new Map(),
       cycle: 0,
+      statFd,
+      schedFd: typeof schedFd === 'number' ? schedFd : -1,
     };
-    if (!kernel) this.#rereadFds(memo);
+    if (kernel) {
+      // A kernel thread is checked through schedstat alone: its stat fd is not worth keeping.
+      this.#release(memo.statFd);
+      memo.statFd = -1;
+    } else {
+      this.#rereadFds(memo);
+    }
     return memo;
+  }
+
+  /** Opens a file to keep while the fd budget lasts; -1 means "read it by path". */
+  #hold(path: string): number | 'gone' | 'denied' {
+    if (this.#held >= this.#heldBudget) return -1;
+    const fd = openProcFile(path);
+    if (fd === 'exhausted') {
+      // Never starve the rest of the recorder of fds: stop holding for good.
+      this.#heldBudget = this.#held;
+      return -1;
+    }
+    if (typeof fd === 'number') this.#held++;
+    return fd;
+  }
+
+  #release(fd: number): void {
+    if (fd < 0) return;
+    closeProcFile(fd);
+    this.#held--;
+  }
+
+  #forget(memo: ProcMemo): void {
+    this.#release(memo.statFd);
+    this.#release(memo.schedFd);
+    memo.statFd = -1;
+    memo.schedFd = -1;
+    this.#memos.delete(memo.pid);
+  }
+
+  /** Releases the procfs files held open between polls. The sampler can poll again afterwards. */
+  close(): void {
+    for (const memo of [...this.#memos.values()]) this.#forget(memo);
   }
 
   /** A full image from status, cmdline, exe and cwd; undefined when the process is gone. */

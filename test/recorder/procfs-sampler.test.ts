@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,8 +24,9 @@ function nowMicros(): number {
   return Date.now() * 1000;
 }
 
-test('fixture tree: the first poll is one keyframe with processes, files and joined endpoints', () => {
+test('fixture tree: the first poll is one keyframe with processes, files and joined endpoints', (t) => {
   const sampler = new ProcfsSampler({ procRoot: FIXTURE_PROC, observerPids: () => new Set([101]) });
+  t.after(() => sampler.close());
   const out = valid(sampler.poll(nowMicros()));
   assert.equal(out.length, 1);
   const kf = out[0];
@@ -58,11 +59,12 @@ test('fixture tree: the first poll is one keyframe with processes, files and joi
   assert.deepEqual(sampler.health(), { ...sampler.health(), mode: 'sampling', processes: 3, denied: 0 });
 });
 
-test('fixture tree: exec, exit, fd change and endpoint state change become events', () => {
+test('fixture tree: exec, exit, fd change and endpoint state change become events', (t) => {
   const root = mkdtempSync(join(tmpdir(), 'pofr-proc-'));
   try {
     copyProcTree(FIXTURE_PROC, root);
     const sampler = new ProcfsSampler({ procRoot: root, endpointsEveryMs: 0 });
+    t.after(() => sampler.close());
     const t0 = nowMicros();
     sampler.poll(t0);
     assert.deepEqual(valid(sampler.poll(t0 + 500_000)), []);
@@ -131,7 +133,7 @@ function killGroup(child: ChildProcess): void {
   }
 }
 
-test('real /proc: a child with a marker argv and an open fd 7 appears, then exits with its file closed', async () => {
+test('real /proc: a child with a marker argv and an open fd 7 appears, then exits with its file closed', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pofr-sampler-'));
   const marker = `pofr-marker-${process.pid}-${Date.now()}`;
   const held = join(dir, 'held.txt');
@@ -141,6 +143,7 @@ test('real /proc: a child with a marker argv and an open fd 7 appears, then exit
   });
   try {
     const sampler = new ProcfsSampler();
+    t.after(() => sampler.close());
     const all: PofrRecord[] = [];
     const poll = () => {
       const out = valid(sampler.poll(nowMicros()));
@@ -188,7 +191,7 @@ test('real /proc: a child with a marker argv and an open fd 7 appears, then exit
   }
 });
 
-test('real /proc: an exec in place (same pid and start) is a process_exec with the new argv', async () => {
+test('real /proc: an exec in place (same pid and start) is a process_exec with the new argv', async (t) => {
   const marker = `pofr-exec-${process.pid}-${Date.now()}`;
   const child = spawn('bash', ['-c', 'read line; exec sleep 30', marker], {
     detached: true,
@@ -196,6 +199,7 @@ test('real /proc: an exec in place (same pid and start) is a process_exec with t
   });
   try {
     const sampler = new ProcfsSampler();
+    t.after(() => sampler.close());
     sampler.poll(nowMicros());
     await waitFor('the bash child', () => {
       sampler.poll(nowMicros());
@@ -214,7 +218,7 @@ test('real /proc: an exec in place (same pid and start) is a process_exec with t
   }
 });
 
-test('real /proc: an ESTABLISHED tcp connection is joined to the child process that holds it', async () => {
+test('real /proc: an ESTABLISHED tcp connection is joined to the child process that holds it', async (t) => {
   const server: Server = createServer();
   const accepted: Socket[] = [];
   server.on('connection', (s) => accepted.push(s));
@@ -230,6 +234,7 @@ test('real /proc: an ESTABLISHED tcp connection is joined to the child process t
     const [line] = (await once(child.stdout!, 'data')) as [Buffer];
     const clientPort = Number(line.toString().trim().split(' ')[1]);
     const sampler = new ProcfsSampler();
+    t.after(() => sampler.close());
     const kf = valid(sampler.poll(nowMicros()))[0];
     assert.ok(kf.type === 'keyframe');
     const client = kf.endpoints.find(
@@ -263,4 +268,17 @@ test('real /proc: an ESTABLISHED tcp connection is joined to the child process t
     for (const s of accepted) s.destroy();
     server.close();
   }
+});
+
+test('real /proc: close() releases the procfs files held open between polls', () => {
+  const open = () => readdirSync('/proc/self/fd').length;
+  const before = open();
+  const sampler = new ProcfsSampler();
+  try {
+    sampler.poll(nowMicros());
+    assert.ok(open() > before + sampler.health().processes / 2, 'stat and schedstat are held');
+  } finally {
+    sampler.close();
+  }
+  assert.equal(open(), before);
 });

@@ -70,6 +70,53 @@ export function readProcFile(path: string, shortReadIsEnd = 0): Buffer | ReadFai
 /** For readProcFile: the whole file comes in the first read that does not fill the buffer. */
 export const ONE_READ = Number.POSITIVE_INFINITY;
 
+/**
+ * Opens a per-process procfs file to be read again and again with `preadProcFile`. The open file
+ * is bound to the process, not to its pid number: once the process is gone every read fails with
+ * ESRCH, even if the pid was reused, so a held stat or schedstat fd is both the cheapest way to
+ * re-read it (one pread instead of open, read, close) and an exact identity check.
+ * 'exhausted' means no file descriptor is left (EMFILE, ENFILE).
+ */
+export function openProcFile(path: string): number | ReadFailure | 'exhausted' {
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EMFILE' || code === 'ENFILE') return 'exhausted';
+    return failureOf(e);
+  }
+}
+
+/** The whole text of a single_open procfs file held open, read from offset 0 (see readProcFile). */
+export function preadProcFile(fd: number): Buffer | ReadFailure {
+  try {
+    for (;;) {
+      const n = readSync(fd, scratch, 0, scratch.length, 0);
+      if (n < scratch.length) return scratch.subarray(0, n);
+      scratch = Buffer.allocUnsafe(scratch.length * 2);
+    }
+  } catch (e) {
+    return failureOf(e);
+  }
+}
+
+export function closeProcFile(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Closing a procfs fd cannot fail in a way that leaves anything to clean up.
+  }
+}
+
+/** The soft RLIMIT_NOFILE of this process (Node raises it to the hard limit at start). */
+export function readOpenFileLimit(): number {
+  const buf = readProcFile('/proc/self/limits');
+  if (isReadFailure(buf)) return 1024;
+  const m = /^Max open files\s+(\d+|unlimited)/m.exec(buf.toString('latin1'));
+  if (!m) return 1024;
+  return m[1] === 'unlimited' ? 1 << 20 : Number(m[1]);
+}
+
 /** Reads a symlink's target as raw bytes (paths are bytes, not always UTF-8). */
 export function readLinkBytes(path: string): Buffer | ReadFailure {
   try {
@@ -300,13 +347,17 @@ export function readCwd(procRoot: string, pid: number): Buffer | null | 'denied'
 }
 
 /** First field of /proc/PID/schedstat: nanoseconds on CPU (of the thread-group leader). */
-export function readSchedRunNs(procRoot: string, pid: number): number | ReadFailure {
-  const buf = readProcFile(`${procRoot}/${pid}/schedstat`, ONE_READ);
-  if (isReadFailure(buf)) return buf;
+export function parseSchedRunNs(buf: Buffer): number {
   let j = 0;
   while (j < buf.length && buf[j] >= 0x30 && buf[j] <= 0x39) j++;
   // Float precision past 2^53 ns (104 days of CPU) still moves on any change the sampler cares about.
   return j === 0 ? 0 : parseDecimal(buf, 0, j);
+}
+
+export function readSchedRunNs(procRoot: string, pid: number): number | ReadFailure {
+  const buf = readProcFile(`${procRoot}/${pid}/schedstat`, ONE_READ);
+  if (isReadFailure(buf)) return buf;
+  return parseSchedRunNs(buf);
 }
 
 /** fd number → raw link target, for every fd of the process. */
