@@ -10,7 +10,9 @@ import { migrateToLatest } from './migrate.js';
 import type { Database } from './schema.js';
 
 /** Where the store lives: a SQLite file (embedded default) or a PostgreSQL URL (scale-out). */
-export type StoreConfig = { readonly kind: 'sqlite'; readonly path: string } | { readonly kind: 'postgres'; readonly url: string };
+export type StoreConfig =
+  | { readonly kind: 'sqlite'; readonly path: string }
+  | { readonly kind: 'postgres'; readonly url: string };
 
 /**
  * The open store: a typed Kysely instance plus what differs between engines.
@@ -35,7 +37,8 @@ export function isPostgresUrl(s: string): boolean {
 
 /** Opens the store and migrates it to the latest schema version. */
 export async function openStore(config: StoreConfig): Promise<Store> {
-  const engine: EngineHandle = config.kind === 'sqlite' ? openSqliteEngine(config.path) : openPostgresEngine(config.url);
+  const engine: EngineHandle =
+    config.kind === 'sqlite' ? openSqliteEngine(config.path) : openPostgresEngine(config.url);
   try {
     await migrateToLatest(engine.db, engine.caps);
   } catch (e) {
@@ -85,7 +88,10 @@ export function initStoreConfig(dataDir: string, dbUrl?: string): StoreConfig {
 export function readStoreConfig(dataDir: string): StoreConfig {
   const file = join(dataDir, CONFIG_FILE);
   if (!existsSync(file)) {
-    throw new PofrError('POFR_STORE_INIT', `${dataDir} has no pofr store; run: pofr server init --data ${dataDir}`);
+    throw new PofrError(
+      'POFR_STORE_INIT',
+      `${dataDir} has no pofr store; run: pofr server init --data ${dataDir}`,
+    );
   }
   let parsed: { db?: unknown };
   try {

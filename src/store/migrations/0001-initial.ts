@@ -78,8 +78,12 @@ export function initialMigration(caps: Capabilities): Migration {
         .addColumn('seq', 'bigint', (c) => c.notNull())
         .addColumn('raw', B, (c) => c.notNull())
         .addPrimaryKeyConstraint('batch_evidence_pk', ['host_id', 'seq'])
-        .addForeignKeyConstraint('batch_evidence_batch', ['host_id', 'seq'], 'batches', ['host_id', 'seq'], (c) =>
-          c.onDelete('cascade'),
+        .addForeignKeyConstraint(
+          'batch_evidence_batch',
+          ['host_id', 'seq'],
+          'batches',
+          ['host_id', 'seq'],
+          (c) => c.onDelete('cascade'),
         )
         .execute();
 
@@ -161,7 +165,11 @@ export function initialMigration(caps: Capabilities): Migration {
         .addColumn('open_ord', 'bigint', (c) => c.notNull())
         .addColumn('close_ord', 'bigint')
         .execute();
-      await s.createIndex('file_opens_process').on('file_opens').columns(['process_id', 'fd', 'is_open']).execute();
+      await s
+        .createIndex('file_opens_process')
+        .on('file_opens')
+        .columns(['process_id', 'fd', 'is_open'])
+        .execute();
       await s.createIndex('file_opens_time').on('file_opens').columns(['host_id', 'first_seen']).execute();
       await s.createIndex('file_opens_path').on('file_opens').columns(['host_id', 'path']).execute();
 

@@ -50,7 +50,10 @@ export function openSqliteEngine(path: string): EngineHandle {
         configure(ro);
         const stmt = ro.prepare(text);
         if (!stmt.readonly) {
-          throw new PofrError('POFR_SQL_READONLY', 'pofr sql runs read-only statements only (SELECT, WITH …)');
+          throw new PofrError(
+            'POFR_SQL_READONLY',
+            'pofr sql runs read-only statements only (SELECT, WITH …)',
+          );
         }
         if (!stmt.reader) return [];
         return stmt.all(...params) as Record<string, unknown>[];
