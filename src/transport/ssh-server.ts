@@ -107,12 +107,16 @@ export async function startSshServer(opts: SshServerOptions): Promise<SshServer>
     return p;
   };
 
-  const ssh = new ssh2.Server({ hostKeys: [opts.hostKey], ident: 'pofr' }, (conn, info) => {
-    const remote = `${info.ip}:${info.port}`;
-    connections.add(conn);
-    conn.on('close', () => connections.delete(conn));
-    serveConnection(conn, remote, opts.handlers, log, authTimeoutMs, track);
-  });
+  const ssh = new ssh2.Server(
+    // Keepalives find clients that vanished without a FIN (power loss, NAT timeout).
+    { hostKeys: [opts.hostKey], ident: 'pofr', keepaliveInterval: 30_000, keepaliveCountMax: 3 },
+    (conn, info) => {
+      const remote = `${info.ip}:${info.port}`;
+      connections.add(conn);
+      conn.on('close', () => connections.delete(conn));
+      serveConnection(conn, remote, opts.handlers, log, authTimeoutMs, track);
+    },
+  );
   const listener = createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));

@@ -336,6 +336,29 @@ describe('SSH server refusals', () => {
     assert.ok(server.logs.some((l) => l.startsWith('ssh exec refused') && l.includes('"command":"id"')));
   });
 
+  test('an oversize frame on the ingest channel closes it with a protocol error, storing nothing', async () => {
+    const store = new FakeStore();
+    const server = await startServer(store);
+    const client = await rawClient(server.port, HOST_ID);
+    const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+      client.exec('pofr-ingest', (err, ch) => (err ? reject(err) : resolve(ch))),
+    );
+    let stderr = '';
+    channel.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exitCode = new Promise<number>((resolve) => channel.on('exit', (code: number) => resolve(code)));
+    const closed = new Promise<void>((resolve) => channel.on('close', () => resolve()));
+    channel.on('data', () => {});
+    const huge = Buffer.alloc(4);
+    huge.writeUInt32BE(0xffff_fff0);
+    channel.write(huge);
+    assert.equal(await exitCode, 1);
+    await closed;
+    assert.match(stderr, /protocol error: peer announced a frame of 4294967280 bytes/);
+    assert.equal(store.ingestCalls, 0);
+  });
+
   test('close() ends client connections and frees the port', async () => {
     const store = new FakeStore();
     const server = await startServer(store);
