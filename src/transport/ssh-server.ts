@@ -80,6 +80,8 @@ const MAX_QUEUED_FRAMES = 16;
 const MAX_SESSIONS_PER_CONNECTION = 4;
 const ENROLL_MAX_FRAME_BYTES = 64 * 1024;
 const CLOSE_GRACE_MS = 500;
+/** Each key is tried twice (query, then signature); a client offering more than this is probing. */
+const MAX_AUTH_ATTEMPTS = 20;
 
 /**
  * The embedded SSH listener: publickey (ed25519) auth, then exactly two things a client may do,
@@ -178,6 +180,7 @@ function serveConnection(
   let authKey: AuthKey | null = null;
   let sessions = 0;
   const refusalsLogged = new Set<string>();
+  let authAttempts = 0;
   // ssh2 does not always emit 'close' on a channel whose connection died; its handlers must stop
   // anyway, or a queued batch would reach the store after the client gave up on it.
   const onConnectionGone = new Set<() => void>();
@@ -225,6 +228,12 @@ function serveConnection(
   });
 
   async function authenticate(ctx: AuthContext): Promise<void> {
+    if (++authAttempts > MAX_AUTH_ATTEMPTS) {
+      log('ssh connection dropped: too many authentication attempts', { remote, user: ctx.username });
+      ctx.reject();
+      conn.end();
+      return;
+    }
     if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
     if (ctx.key.algo !== 'ssh-ed25519') {
       log('ssh auth refused', {
