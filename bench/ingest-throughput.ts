@@ -58,7 +58,11 @@ function makeBatches(hostId: string, signingPem: string): SealedBatch[] {
         },
       });
       for (let fd = 3; fd < 9; fd++) {
-        recs.push({ type: 'file_open', t: t + fd, file: { pid, start_ticks, fd, path: `/var/lib/app/data-${pid}-${fd}.db`, kind: 'file' } });
+        recs.push({
+          type: 'file_open',
+          t: t + fd,
+          file: { pid, start_ticks, fd, path: `/var/lib/app/data-${pid}-${fd}.db`, kind: 'file' },
+        });
       }
       const key = `tcp4:${pid * 7}`;
       recs.push({
@@ -83,14 +87,21 @@ function makeBatches(hostId: string, signingPem: string): SealedBatch[] {
       for (let fd = 3; fd < 9; fd++) recs.push({ type: 'file_close', t: t + 40 + fd, pid, start_ticks, fd });
       recs.push({ type: 'process_exit', t: t + 50, pid, start_ticks });
     }
-    const sealed = sealBatch({ host_id: hostId, boot_id: 'bench-boot', seq: b + 1, prev_hash: prev, records: recs }, key);
+    const sealed = sealBatch(
+      { host_id: hostId, boot_id: 'bench-boot', seq: b + 1, prev_hash: prev, records: recs },
+      key,
+    );
     prev = sealed.hash;
     out.push(sealed);
   }
   return out;
 }
 
-async function pofrIngest(batches: readonly SealedBatch[], publicPem: string, hostId: string): Promise<number> {
+async function pofrIngest(
+  batches: readonly SealedBatch[],
+  publicPem: string,
+  hostId: string,
+): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'pofr-bench-ingest-'));
   try {
     const store = await openStore({ kind: 'sqlite', path: join(dir, 'pofr.db') });
@@ -123,7 +134,8 @@ async function pofrIngest(batches: readonly SealedBatch[], publicPem: string, ho
     const t0 = process.hrtime.bigint();
     for (const b of batches) {
       const r = await ingestBatch(store, b.bytes, { principal: hostId });
-      if (r.status !== 'accepted') throw new Error(`bench batch ${b.header.seq} was ${r.status}: ${JSON.stringify(r)}`);
+      if (r.status !== 'accepted')
+        throw new Error(`bench batch ${b.header.seq} was ${r.status}: ${JSON.stringify(r)}`);
     }
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     await store.close();
@@ -145,7 +157,8 @@ function rawInsert(batches: readonly SealedBatch[]): number {
     for (const b of batches) {
       const n = b.header.record_count;
       db.transaction(() => {
-        for (let i = 0; i < n; i++) ins.run('bench', b.header.t_from + i, 'x', 'record body of typical length for a file open row');
+        for (let i = 0; i < n; i++)
+          ins.run('bench', b.header.t_from + i, 'x', 'record body of typical length for a file open row');
       })();
     }
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
@@ -161,7 +174,11 @@ export async function run(): Promise<BenchResult> {
   const hostId = 'bench-host';
   const batches = makeBatches(hostId, keys.privatePem);
   const records = batches.reduce((n, b) => n + b.header.record_count, 0);
-  const runs = [await pofrIngest(batches, keys.publicPem, hostId), await pofrIngest(batches, keys.publicPem, hostId), await pofrIngest(batches, keys.publicPem, hostId)];
+  const runs = [
+    await pofrIngest(batches, keys.publicPem, hostId),
+    await pofrIngest(batches, keys.publicPem, hostId),
+    await pofrIngest(batches, keys.publicPem, hostId),
+  ];
   const raws = [rawInsert(batches), rawInsert(batches), rawInsert(batches)];
   const ms = median(runs);
   const rawMs = median(raws);
@@ -176,7 +193,15 @@ export async function run(): Promise<BenchResult> {
       `  baseline raw rows ${rawMs.toFixed(0)} ms  → ${rawPerS.toFixed(0)} rows/s (bare better-sqlite3, 1 tx per batch)`,
       `  ratio pofr/raw time ${(ms / rawMs).toFixed(1)}×`,
     ],
-    metrics: { records, batches: batches.length, ms, events_per_s: eventsPerS, batches_per_s: batchesPerS, raw_ms: rawMs, raw_rows_per_s: rawPerS },
+    metrics: {
+      records,
+      batches: batches.length,
+      ms,
+      events_per_s: eventsPerS,
+      batches_per_s: batchesPerS,
+      raw_ms: rawMs,
+      raw_rows_per_s: rawPerS,
+    },
   };
 }
 

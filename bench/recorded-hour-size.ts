@@ -1,12 +1,12 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runServer } from '../src/roles/server/run-server.js';
-import { createToken } from '../src/roles/server/enrollment.js';
 import { enrollClient } from '../src/roles/client/enroll-client.js';
 import { runClient } from '../src/roles/client/run-client.js';
+import { createToken } from '../src/roles/server/enrollment.js';
+import { runServer } from '../src/roles/server/run-server.js';
 import { initStoreConfig } from '../src/store/index.js';
 import { type BenchResult, isMain } from './bench-result.js';
 
@@ -40,28 +40,53 @@ export async function run(): Promise<BenchResult> {
     const server = await runServer({ dataDir, host: '127.0.0.1', port: 0, log: quiet });
     try {
       const token = await createToken(server.store, { ttlMs: 60_000, uses: 1, approve: true });
-      await enrollClient({ stateDir: join(base, 'client'), server: `127.0.0.1:${server.port}`, token, fingerprint: server.fingerprint, name: 'bench' });
+      await enrollClient({
+        stateDir: join(base, 'client'),
+        server: `127.0.0.1:${server.port}`,
+        token,
+        fingerprint: server.fingerprint,
+        name: 'bench',
+      });
       const sink = createServer((s) => s.on('data', () => {}).on('error', () => {}));
       await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
       const port = (sink.address() as { port: number }).port;
       stops.push(() => sink.close());
       const dbBefore = sqliteBytes(dataDir);
-      const client = await runClient({ stateDir: join(base, 'client'), intervalMs: 1000, batchMs: 5000, keyframeMs: 60_000, log: quiet });
-      const procTimer = setInterval(() => spawn('sh', ['-c', 'sleep 0.3; :', 'bench-workload'], { stdio: 'ignore' }), 1000);
+      const client = await runClient({
+        stateDir: join(base, 'client'),
+        intervalMs: 1000,
+        batchMs: 5000,
+        keyframeMs: 60_000,
+        log: quiet,
+      });
+      const procTimer = setInterval(
+        () => spawn('sh', ['-c', 'sleep 0.3; :', 'bench-workload'], { stdio: 'ignore' }),
+        1000,
+      );
       const netTimer = setInterval(() => {
         const c = connect(port, '127.0.0.1', () => setTimeout(() => c.destroy(), 1500));
         c.on('error', () => {});
       }, 2000);
-      stops.push(() => clearInterval(procTimer), () => clearInterval(netTimer));
+      stops.push(
+        () => clearInterval(procTimer),
+        () => clearInterval(netTimer),
+      );
       await new Promise((r) => setTimeout(r, SECONDS * 1000));
       clearInterval(procTimer);
       clearInterval(netTimer);
       await client.stop(20_000);
       const batches = await server.store.db
         .selectFrom('batches')
-        .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('bytes').as('bytes'), eb.fn.sum<number>('record_count').as('records')])
+        .select((eb) => [
+          eb.fn.countAll<number>().as('n'),
+          eb.fn.sum<number>('bytes').as('bytes'),
+          eb.fn.sum<number>('record_count').as('records'),
+        ])
         .executeTakeFirstOrThrow();
-      const procs = await server.store.db.selectFrom('processes').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+      const procs = await server.store.db
+        .selectFrom('processes')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .executeTakeFirstOrThrow();
       const alive = await server.store.db
         .selectFrom('processes')
         .select((eb) => eb.fn.countAll<number>().as('n'))

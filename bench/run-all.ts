@@ -1,7 +1,7 @@
+import type { BenchResult } from './bench-result.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
 import { run as samplingCycle } from './sampling-cycle.js';
-import type { BenchResult } from './bench-result.js';
 
 /** `npm run bench`: every benchmark in turn, each printing what it measured beside its baseline. */
 const benches: [string, () => Promise<BenchResult>][] = [

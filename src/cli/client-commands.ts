@@ -6,7 +6,13 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
 import { ProcfsSampler } from '../recorder/index.js';
-import { loadEnrollment, readStateFile, STATE_FILES, wipeState, writeStateFile } from '../roles/client/client-state.js';
+import {
+  loadEnrollment,
+  readStateFile,
+  STATE_FILES,
+  wipeState,
+  writeStateFile,
+} from '../roles/client/client-state.js';
 import { enrollClient } from '../roles/client/enroll-client.js';
 import { runClient } from '../roles/client/run-client.js';
 import { defaultStateDir } from './data-dirs.js';
@@ -40,7 +46,8 @@ function readPid(stateDir: string): number | null {
 
 export function registerClientCommands(program: Command): void {
   const client = program.command('client').description('the recorder on a monitored host');
-  const stateOpt = (c: Command) => c.option('--state <dir>', 'state directory ($POFR_STATE, else /var/lib/pofr)', defaultStateDir());
+  const stateOpt = (c: Command) =>
+    c.option('--state <dir>', 'state directory ($POFR_STATE, else /var/lib/pofr)', defaultStateDir());
 
   stateOpt(client.command('enroll'))
     .description("create this client's keys, pin the server key and register")
@@ -50,19 +57,38 @@ export function registerClientCommands(program: Command): void {
     .option('--fingerprint <SHA256:…>', "the server's fingerprint (`pofr server fingerprint`)")
     .option('--name <name>', 'host name to register (default: this hostname)')
     .option('--yes', 'trust the server key without asking', false)
-    .action(async (o: { state: string; server: string; token?: string; password?: boolean; fingerprint?: string; name?: string; yes: boolean }) => {
-      if (o.password) throw new PofrError('POFR_USAGE', '--password enrollment is not supported yet; use --token from `pofr server token`');
-      if (!o.token) throw new PofrError('POFR_USAGE', 'enroll needs --token (create one with `pofr server token`)');
-      const e = await enrollClient({
-        stateDir: o.state,
-        server: o.server,
-        token: o.token,
-        name: o.name,
-        fingerprint: o.fingerprint,
-        confirm: o.yes ? async () => true : (fp) => askYesNo(`Server ${o.server} presents key ${fp}. Trust it? [y/N] `),
-      });
-      process.stderr.write(`pofr: enrolled as ${e.name} (${e.host_id}), status ${e.status}, server key ${e.server_fingerprint}\n`);
-    });
+    .action(
+      async (o: {
+        state: string;
+        server: string;
+        token?: string;
+        password?: boolean;
+        fingerprint?: string;
+        name?: string;
+        yes: boolean;
+      }) => {
+        if (o.password)
+          throw new PofrError(
+            'POFR_USAGE',
+            '--password enrollment is not supported yet; use --token from `pofr server token`',
+          );
+        if (!o.token)
+          throw new PofrError('POFR_USAGE', 'enroll needs --token (create one with `pofr server token`)');
+        const e = await enrollClient({
+          stateDir: o.state,
+          server: o.server,
+          token: o.token,
+          name: o.name,
+          fingerprint: o.fingerprint,
+          confirm: o.yes
+            ? async () => true
+            : (fp) => askYesNo(`Server ${o.server} presents key ${fp}. Trust it? [y/N] `),
+        });
+        process.stderr.write(
+          `pofr: enrolled as ${e.name} (${e.host_id}), status ${e.status}, server key ${e.server_fingerprint}\n`,
+        );
+      },
+    );
 
   stateOpt(client.command('run'))
     .description('record in the foreground until SIGINT/SIGTERM, then flush')
@@ -96,10 +122,14 @@ export function registerClientCommands(program: Command): void {
       if (running !== null) throw new PofrError('POFR_USAGE', `the client already runs as pid ${running}`);
       const main = fileURLToPath(new URL('./main.js', import.meta.url));
       const logFd = openSync(join(o.state, 'client.log'), 'a', 0o600);
-      const child = spawn(process.execPath, [main, 'client', 'run', '--state', o.state, '--interval', o.interval], {
-        detached: true,
-        stdio: ['ignore', logFd, logFd],
-      });
+      const child = spawn(
+        process.execPath,
+        [main, 'client', 'run', '--state', o.state, '--interval', o.interval],
+        {
+          detached: true,
+          stdio: ['ignore', logFd, logFd],
+        },
+      );
       closeSync(logFd);
       writeStateFile(o.state, STATE_FILES.pid, `${child.pid}\n`, 0o644);
       child.unref();
@@ -171,7 +201,7 @@ export function registerClientCommands(program: Command): void {
       times.sort((a, b) => a - b);
       const median = times[times.length >> 1];
       // Aim at 5 % of one core, never faster than 250 ms.
-      const interval = Math.max(250, Math.ceil((median / 0.05) / 50) * 50);
+      const interval = Math.max(250, Math.ceil(median / 0.05 / 50) * 50);
       process.stdout.write(`cycle_cpu_ms ${median.toFixed(2)}\nrecommended_interval_ms ${interval}\n`);
     });
 
@@ -187,6 +217,8 @@ export function registerClientCommands(program: Command): void {
       if (pid !== null) process.kill(pid, 'SIGTERM');
       wipeState(o.state);
       const leftover = existsSync(join(o.state, STATE_FILES.enrollment));
-      process.stderr.write(`pofr: ${leftover ? 'could not remove all state' : 'deregistered'} (${o.state})\n`);
+      process.stderr.write(
+        `pofr: ${leftover ? 'could not remove all state' : 'deregistered'} (${o.state})\n`,
+      );
     });
 }

@@ -8,7 +8,9 @@ import { formatTime } from './time-args.js';
 export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
-    .description('record this machine for N seconds through a temporary server while a scripted incident runs')
+    .description(
+      'record this machine for N seconds through a temporary server while a scripted incident runs',
+    )
     .option('--seconds <n>', 'how long to record', '30')
     .option('--cleanup', 'delete the demo data afterwards instead of keeping it for exploration', false)
     .option('--json', 'print the incident timeline as JSON Lines', false)

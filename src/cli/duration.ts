@@ -1,6 +1,13 @@
 import { PofrError } from '../errors.js';
 
-const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+  d: 86_400_000,
+  w: 604_800_000,
+};
 
 /** Parses `90s`, `15m`, `24h`, `7d` (or plain milliseconds) into milliseconds. */
 export function parseDuration(s: string, option: string): number {
@@ -10,12 +17,14 @@ export function parseDuration(s: string, option: string): number {
 }
 
 export function parsePositiveInt(s: string, option: string): number {
-  if (!/^\d+$/.test(s) || Number(s) < 1) throw new PofrError('POFR_USAGE', `${option} ${s} is not a positive whole number`);
+  if (!/^\d+$/.test(s) || Number(s) < 1)
+    throw new PofrError('POFR_USAGE', `${option} ${s} is not a positive whole number`);
   return Number(s);
 }
 
 export function parseListen(s: string, option: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(s);
-  if (!m || Number(m[2]) > 65535) throw new PofrError('POFR_USAGE', `${option} ${s} is not HOST:PORT (e.g. 0.0.0.0:2222)`);
+  if (!m || Number(m[2]) > 65535)
+    throw new PofrError('POFR_USAGE', `${option} ${s} is not HOST:PORT (e.g. 0.0.0.0:2222)`);
   return { host: m[1] === '' ? '0.0.0.0' : m[1], port: Number(m[2]) };
 }

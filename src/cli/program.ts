@@ -9,7 +9,11 @@ import { openStoreForData, registerServerCommands } from './server-commands.js';
 
 function version(): string {
   try {
-    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    return (
+      JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+        version: string;
+      }
+    ).version;
   } catch {
     return 'unknown';
   }
@@ -17,7 +21,9 @@ function version(): string {
 
 export function buildProgram(): Command {
   const program = new Command('pofr')
-    .description('forensic flight recorder for Linux: record processes, files and endpoints; store and replay them')
+    .description(
+      'forensic flight recorder for Linux: record processes, files and endpoints; store and replay them',
+    )
     .version(version())
     .showHelpAfterError('(pofr --help lists every command)')
     .exitOverride();
@@ -47,9 +53,9 @@ export async function main(argv: readonly string[]): Promise<void> {
       process.exitCode = e.code === 'POFR_USAGE' || e.code === 'POFR_TIME_FORMAT' ? 2 : 1;
       return;
     }
-    process.stderr.write(`pofr: unexpected error (a bug; please report it with this trace):\n${(e as Error).stack ?? String(e)}\n`);
+    process.stderr.write(
+      `pofr: unexpected error (a bug; please report it with this trace):\n${(e as Error).stack ?? String(e)}\n`,
+    );
     process.exitCode = 1;
   }
 }
-
-

@@ -1,12 +1,7 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
-import {
-  createToken,
-  listClients,
-  removeHost,
-  setHostStatus,
-} from '../roles/server/enrollment.js';
+import { createToken, listClients, removeHost, setHostStatus } from '../roles/server/enrollment.js';
 import { ensureHostKey } from '../roles/server/host-key.js';
 import { runServer } from '../roles/server/run-server.js';
 import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
@@ -44,7 +39,8 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 
 export function registerServerCommands(program: Command): void {
   const server = program.command('server').description('the central server: SSH listener, ingest, store');
-  const dataOpt = (c: Command) => c.option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir());
+  const dataOpt = (c: Command) =>
+    c.option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir());
 
   dataOpt(server.command('init'))
     .description('create the store (SQLite unless --db postgres://…) and the SSH host key; idempotent')
@@ -64,7 +60,10 @@ export function registerServerCommands(program: Command): void {
     .option('--web <host:port>', 'also serve the web UI (not available in this version)')
     .action(async (o: { data: string; listen: string; web?: string }) => {
       if (o.web) {
-        throw new PofrError('POFR_USAGE', '--web: the web UI is not part of this version yet; use the analyst commands (pofr procs, timeline, …)');
+        throw new PofrError(
+          'POFR_USAGE',
+          '--web: the web UI is not part of this version yet; use the analyst commands (pofr procs, timeline, …)',
+        );
       }
       const { host, port } = parseListen(o.listen, '--listen');
       const log = createLog({ name: 'pofr-server' });
@@ -128,7 +127,9 @@ export function registerServerCommands(program: Command): void {
       .argument('<host>', 'host name or id')
       .description(verb === 'approve' ? 'let a pending client send data' : 'refuse a client key from now on')
       .action(async (ref: string, o: { data: string }) => {
-        const host = await withStore(o.data, (s) => setHostStatus(s, ref, verb === 'approve' ? 'approved' : 'revoked'));
+        const host = await withStore(o.data, (s) =>
+          setHostStatus(s, ref, verb === 'approve' ? 'approved' : 'revoked'),
+        );
         process.stderr.write(`pofr: ${host.name} (${host.host_id}) is ${host.status}\n`);
       });
   }
@@ -139,7 +140,8 @@ export function registerServerCommands(program: Command): void {
     .option('--yes', 'do not ask for confirmation', false)
     .action(async (ref: string, o: { data: string; yes: boolean }) => {
       if (!o.yes) {
-        if (!process.stdin.isTTY) throw new PofrError('POFR_USAGE', `remove ${ref}: confirm with --yes when not on a terminal`);
+        if (!process.stdin.isTTY)
+          throw new PofrError('POFR_USAGE', `remove ${ref}: confirm with --yes when not on a terminal`);
         const rl = createInterface({ input: process.stdin, output: process.stderr });
         const answer = await rl.question(`Delete host ${ref} and everything recorded for it? Type yes: `);
         rl.close();

@@ -105,14 +105,21 @@ export function sealBatch(input: SealInput, signingKey: KeyObject): SealedBatch 
   const signature = sign(null, signed, signingKey);
   const sigLen = Buffer.alloc(2);
   sigLen.writeUInt16BE(signature.length);
-  return Object.freeze({ bytes: Buffer.concat([signed, sigLen, signature]), header, hash: sha256Hex(signed) });
+  return Object.freeze({
+    bytes: Buffer.concat([signed, sigLen, signature]),
+    header,
+    hash: sha256Hex(signed),
+  });
 }
 
 /** Splits a framed batch and validates its header, without trusting it yet. */
 export function readBatchFrame(bytes: Uint8Array): BatchFrame {
   const buf = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes);
   if (buf.length > LIMITS.maxBatchBytes) {
-    throw new PofrError('POFR_BATCH_TOO_LARGE', `batch is ${buf.length} bytes, over the ${LIMITS.maxBatchBytes} limit`);
+    throw new PofrError(
+      'POFR_BATCH_TOO_LARGE',
+      `batch is ${buf.length} bytes, over the ${LIMITS.maxBatchBytes} limit`,
+    );
   }
   if (buf.length < MAGIC.length + 4 || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
     throw malformed('does not start with the POFRBAT1 magic');
@@ -121,7 +128,10 @@ export function readBatchFrame(bytes: Uint8Array): BatchFrame {
   const headerLen = buf.readUInt32BE(off);
   off += 4;
   if (headerLen > LIMITS.maxHeaderBytes) {
-    throw new PofrError('POFR_BATCH_TOO_LARGE', `batch header is ${headerLen} bytes, over ${LIMITS.maxHeaderBytes}`);
+    throw new PofrError(
+      'POFR_BATCH_TOO_LARGE',
+      `batch header is ${headerLen} bytes, over ${LIMITS.maxHeaderBytes}`,
+    );
   }
   if (off + headerLen + 4 > buf.length) throw malformed('header length runs past the end of the batch');
   const headerBytes = buf.subarray(off, off + headerLen);
@@ -145,7 +155,10 @@ export function readBatchFrame(bytes: Uint8Array): BatchFrame {
     throw malformed(`header is not JSON: ${(e as Error).message}`);
   }
   if (raw !== null && typeof raw === 'object' && 'v' in raw && raw.v !== PROTOCOL_VERSION) {
-    throw new PofrError('POFR_BATCH_VERSION', `batch protocol version ${String(raw.v)} is not ${PROTOCOL_VERSION}`);
+    throw new PofrError(
+      'POFR_BATCH_VERSION',
+      `batch protocol version ${String(raw.v)} is not ${PROTOCOL_VERSION}`,
+    );
   }
   const parsed = batchHeaderSchema.safeParse(raw);
   if (!parsed.success) throw malformed(`header: ${formatIssues(parsed.error)}`);
@@ -175,10 +188,14 @@ export function decodeRecords(frame: BatchFrame): readonly PofrRecord[] {
   try {
     jsonl = gunzipSync(frame.payload, { maxOutputLength: LIMITS.maxPayloadBytes });
   } catch (e) {
-    throw malformed(`payload does not decompress within ${LIMITS.maxPayloadBytes} bytes: ${(e as Error).message}`);
+    throw malformed(
+      `payload does not decompress within ${LIMITS.maxPayloadBytes} bytes: ${(e as Error).message}`,
+    );
   }
   if (jsonl.length !== frame.header.payload_bytes) {
-    throw malformed(`payload is ${jsonl.length} bytes decompressed, envelope says ${frame.header.payload_bytes}`);
+    throw malformed(
+      `payload is ${jsonl.length} bytes decompressed, envelope says ${frame.header.payload_bytes}`,
+    );
   }
   const lines = jsonl.toString('utf8').split('\n');
   if (lines.length !== frame.header.record_count) {

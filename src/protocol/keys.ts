@@ -16,12 +16,14 @@ export function generateSigningKeyPair(): SigningKeyPair {
 
 export function loadPrivateKey(pem: string): KeyObject {
   const key = createPrivateKey(pem);
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`signing key is ${key.asymmetricKeyType}, not ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new Error(`signing key is ${key.asymmetricKeyType}, not ed25519`);
   return key;
 }
 
 export function loadPublicKey(pem: string): KeyObject {
   const key = createPublicKey(pem);
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`public key is ${key.asymmetricKeyType}, not ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new Error(`public key is ${key.asymmetricKeyType}, not ed25519`);
   return key;
 }

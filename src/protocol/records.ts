@@ -13,7 +13,14 @@ const MAX_ARGV = 65_536;
 
 export const wireBytesSchema = z.union([
   z.string().max(1 << 20),
-  z.object({ b64: z.string().max(1_400_000).regex(/^[A-Za-z0-9+/]*={0,2}$/) }).strict(),
+  z
+    .object({
+      b64: z
+        .string()
+        .max(1_400_000)
+        .regex(/^[A-Za-z0-9+/]*={0,2}$/),
+    })
+    .strict(),
 ]);
 
 /** Where a process record came from: exact kernel events or /proc sampling. */
@@ -76,7 +83,13 @@ export const endpointInfoSchema = z
   .strict();
 
 export const userSchema = z
-  .object({ uid: u32, gid: u32, name: z.string().max(256), home: z.string().max(4096), shell: z.string().max(4096) })
+  .object({
+    uid: u32,
+    gid: u32,
+    name: z.string().max(256),
+    home: z.string().max(4096),
+    shell: z.string().max(4096),
+  })
   .strict();
 export const groupSchema = z
   .object({ gid: u32, name: z.string().max(256), members: z.array(z.string().max(256)).max(65_536) })
@@ -136,7 +149,12 @@ export const recordSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('file_close'), ...at, pid: u32, start_ticks: micros, fd: u32 }).strict(),
   z.object({ type: z.literal('endpoint_open'), ...at, endpoint: endpointInfoSchema }).strict(),
   z
-    .object({ type: z.literal('endpoint_state'), ...at, key: z.string().min(1).max(256), state: z.string().max(32) })
+    .object({
+      type: z.literal('endpoint_state'),
+      ...at,
+      key: z.string().min(1).max(256),
+      state: z.string().max(32),
+    })
     .strict(),
   z.object({ type: z.literal('endpoint_close'), ...at, key: z.string().min(1).max(256) }).strict(),
   z.object({ type: z.literal('inventory'), ...at, inventory: inventorySchema }).strict(),

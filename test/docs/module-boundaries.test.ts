@@ -46,7 +46,8 @@ test('modules import only the stages STYLE.md allows, and only through their ind
         continue;
       }
       if (!(folder in MAY_IMPORT)) problems.push(`${rel}: folder ${folder} has no import rule`);
-      else if (!MAY_IMPORT[folder].includes(targetFolder)) problems.push(`${rel} imports ${target}: ${folder} may not import ${targetFolder}`);
+      else if (!MAY_IMPORT[folder].includes(targetFolder))
+        problems.push(`${rel} imports ${target}: ${folder} may not import ${targetFolder}`);
       else if (targetFolder !== 'roles' && !/^[a-z]+\/index\.js$/.test(target)) {
         problems.push(`${rel} imports ${target}: go through ${targetFolder}/index.js`);
       }

@@ -23,7 +23,11 @@ describe('record → SSH → store → query', () => {
   const work = join(base, 'work');
   const marker = `pofr-e2e-${randomBytes(4).toString('hex')}`;
   const big = 'B'.repeat(100 * 1024);
-  const hostileName = Buffer.concat([Buffer.from(`it's "quoted"\n%s%n `), Buffer.from([0xff, 0xfe]), Buffer.from('.txt')]);
+  const hostileName = Buffer.concat([
+    Buffer.from(`it's "quoted"\n%s%n `),
+    Buffer.from([0xff, 0xfe]),
+    Buffer.from('.txt'),
+  ]);
   const daemons: Daemon[] = [];
   const sockets: Socket[] = [];
   const listener = createServer((s) => sockets.push(s));
@@ -55,7 +59,18 @@ describe('record → SSH → store → query', () => {
     const token = (await pofr(['server', 'token', '--data', data, '--approve'])).stdout.trim();
     assert.match(token, /^pofr_/);
     const enroll = await pofr([
-      'client', 'enroll', '--state', state, '--server', `127.0.0.1:${port}`, '--token', token, '--fingerprint', fp, '--name', 'e2e-host',
+      'client',
+      'enroll',
+      '--state',
+      state,
+      '--server',
+      `127.0.0.1:${port}`,
+      '--token',
+      token,
+      '--fingerprint',
+      fp,
+      '--name',
+      'e2e-host',
     ]);
     assert.equal(enroll.code, 0, enroll.stderr);
     const clients = jsonLines((await pofr(['server', 'clients', '--data', data, '--json'])).stdout);
@@ -83,13 +98,19 @@ describe('record → SSH → store → query', () => {
 
     const procs = jsonLines((await pofr(['procs', '--data', data, '--command', marker, '--json'])).stdout);
     const row = procs.find((p) => p.pid === pid);
-    assert.ok(row, `process ${pid} with marker ${marker} not found; got ${JSON.stringify(procs.map((p) => p.cmdline))}`);
+    assert.ok(
+      row,
+      `process ${pid} with marker ${marker} not found; got ${JSON.stringify(procs.map((p) => p.cmdline))}`,
+    );
     const argv = row.argv as string[];
     assert.equal(argv[0], 'bash');
     assert.equal(argv[3], `${marker}\\xff`);
     assert.equal(argv[6], big, 'the 100 kB argument is stored whole');
     const raw = Buffer.from(row.argv_raw_b64 as string, 'base64');
-    assert.ok(raw.includes(Buffer.concat([Buffer.from(marker), Buffer.from([0xff, 0x00])])), 'argv bytes are kept exactly');
+    assert.ok(
+      raw.includes(Buffer.concat([Buffer.from(marker), Buffer.from([0xff, 0x00])])),
+      'argv bytes are kept exactly',
+    );
     assert.ok(typeof row.start === 'string' && /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/.test(row.start));
     assert.equal(row.source, 'sample');
     assert.equal(row.observer, false);
@@ -97,17 +118,24 @@ describe('record → SSH → store → query', () => {
     const files = jsonLines((await pofr(['files', '--data', data, '--pid', String(pid), '--json'])).stdout);
     const file = files.find((f) => f.fd === 7);
     assert.ok(file, `fd 7 of ${pid} not found in ${JSON.stringify(files)}`);
-    assert.deepEqual(Buffer.from(file.path_raw_b64 as string, 'base64'), Buffer.concat([Buffer.from(`${work}/`), hostileName]));
+    assert.deepEqual(
+      Buffer.from(file.path_raw_b64 as string, 'base64'),
+      Buffer.concat([Buffer.from(`${work}/`), hostileName]),
+    );
     assert.equal(file.kind, 'file');
 
-    const net = jsonLines((await pofr(['net', '--data', data, '--port', String(listenPort), '--proto', 'tcp', '--json'])).stdout);
+    const net = jsonLines(
+      (await pofr(['net', '--data', data, '--port', String(listenPort), '--proto', 'tcp', '--json'])).stdout,
+    );
     const conn = net.find((n) => n.pid === pid);
     assert.ok(conn, `no TCP endpoint of ${pid} to port ${listenPort} in ${JSON.stringify(net)}`);
     assert.equal(conn.remote_ip, '127.0.0.1');
     assert.equal(conn.remote_port, listenPort);
     // `state` is the latest one (by the end, often TIME_WAIT); the history must show it established.
     const tl = jsonLines((await pofr(['timeline', '--data', data, '--json', '--limit', '1000000'])).stdout);
-    const states = tl.filter((e) => e.pid === pid && String(e.kind).startsWith('endpoint_') && e.remote_port === listenPort);
+    const states = tl.filter(
+      (e) => e.pid === pid && String(e.kind).startsWith('endpoint_') && e.remote_port === listenPort,
+    );
     assert.ok(
       states.some((e) => e.state === 'ESTABLISHED'),
       `no ESTABLISHED state for the connection in ${JSON.stringify(states)}`,
@@ -120,7 +148,8 @@ describe('record → SSH → store → query', () => {
     assert.ok(typeof hosts[0].kernel === 'string' && (hosts[0].kernel as string).length > 0);
     const tl = jsonLines((await pofr(['timeline', '--data', data, '--json', '--limit', '1000000'])).stdout);
     const kinds = new Set(tl.filter((e) => e.pid === pid).map((e) => e.kind));
-    for (const k of ['process_start', 'file_open', 'endpoint_open', 'process_exit']) assert.ok(kinds.has(k), `timeline lacks ${k} for ${pid}`);
+    for (const k of ['process_start', 'file_open', 'endpoint_open', 'process_exit'])
+      assert.ok(kinds.has(k), `timeline lacks ${k} for ${pid}`);
     const times = tl.map((e) => e.time as string);
     assert.deepEqual([...times].sort(), times, 'timeline is in time order');
   });
@@ -135,10 +164,18 @@ describe('record → SSH → store → query', () => {
     assert.equal(await server.stop(), 0, server.stderr());
     const db = new Database(join(data, 'pofr.db'));
     try {
-      const row = db.prepare('SELECT host_id, seq, raw FROM batch_evidence ORDER BY seq LIMIT 1').get() as { host_id: string; seq: number; raw: Buffer };
+      const row = db.prepare('SELECT host_id, seq, raw FROM batch_evidence ORDER BY seq LIMIT 1').get() as {
+        host_id: string;
+        seq: number;
+        raw: Buffer;
+      };
       const tampered = Buffer.from(row.raw);
       tampered[tampered.length >> 1] ^= 0x20;
-      db.prepare('UPDATE batch_evidence SET raw = ? WHERE host_id = ? AND seq = ?').run(tampered, row.host_id, row.seq);
+      db.prepare('UPDATE batch_evidence SET raw = ? WHERE host_id = ? AND seq = ?').run(
+        tampered,
+        row.host_id,
+        row.seq,
+      );
     } finally {
       db.close();
     }

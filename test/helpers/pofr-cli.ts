@@ -11,8 +11,14 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-export async function pofr(args: readonly string[], opts: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [POFR_MAIN, ...args], { env: { ...process.env, ...opts.env }, stdio: ['pipe', 'pipe', 'pipe'] });
+export async function pofr(
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; input?: string } = {},
+): Promise<CliResult> {
+  const child = spawn(process.execPath, [POFR_MAIN, ...args], {
+    env: { ...process.env, ...opts.env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => {
@@ -45,7 +51,10 @@ export interface Daemon {
 }
 
 export function startPofr(args: readonly string[], env: NodeJS.ProcessEnv = {}): Daemon {
-  const child = spawn(process.execPath, [POFR_MAIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [POFR_MAIN, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
   let err = '';
   const waiters: { re: RegExp; resolve: (m: RegExpMatchArray) => void }[] = [];
   child.stderr!.on('data', (d: Buffer) => {
@@ -66,7 +75,10 @@ export function startPofr(args: readonly string[], env: NodeJS.ProcessEnv = {}):
       const m = err.match(re);
       if (m) return Promise.resolve(m);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`timed out waiting for ${re} in stderr:\n${err}`)), timeoutMs);
+        const timer = setTimeout(
+          () => reject(new Error(`timed out waiting for ${re} in stderr:\n${err}`)),
+          timeoutMs,
+        );
         waiters.push({
           re,
           resolve: (mm) => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { isPofrError } from '../../src/errors.js';
 import {
   decodeRecords,
   GENESIS_HASH,
@@ -12,7 +13,6 @@ import {
   sealBatch,
   verifyBatchFrame,
 } from '../../src/protocol/index.js';
-import { isPofrError } from '../../src/errors.js';
 
 const keys = generateSigningKeyPair();
 const priv = loadPrivateKey(keys.privatePem);
@@ -32,7 +32,12 @@ function records(n = 3): PofrRecord[] {
         parent_start_ticks: null,
         exe: '/usr/bin/bash',
         comm: 'bash',
-        argv: ['bash', '-c', `echo "it's" %s\n${i}`, { b64: Buffer.from([0x66, 0xff, 0xfe]).toString('base64') }],
+        argv: [
+          'bash',
+          '-c',
+          `echo "it's" %s\n${i}`,
+          { b64: Buffer.from([0x66, 0xff, 0xfe]).toString('base64') },
+        ],
         cwd: '/tmp',
         ruid: 0,
         euid: 0,
@@ -95,7 +100,10 @@ describe('batch protocol v1', () => {
 
   test('a batch signed by another key is refused as a signature failure', () => {
     const other = loadPrivateKey(generateSigningKeyPair().privatePem);
-    const forged = sealBatch({ host_id: 'host-a', boot_id: 'b', seq: 1, prev_hash: GENESIS_HASH, records: records() }, other);
+    const forged = sealBatch(
+      { host_id: 'host-a', boot_id: 'b', seq: 1, prev_hash: GENESIS_HASH, records: records() },
+      other,
+    );
     assert.equal(
       codeOf(() => verifyBatchFrame(readBatchFrame(forged.bytes), pub)),
       'POFR_BATCH_SIGNATURE',
@@ -104,14 +112,29 @@ describe('batch protocol v1', () => {
 
   test('truncated, empty and oversize inputs are refused before parsing', () => {
     const sealed = seal();
-    assert.equal(codeOf(() => readBatchFrame(sealed.bytes.subarray(0, sealed.bytes.length - 1))), 'POFR_BATCH_MALFORMED');
-    assert.equal(codeOf(() => readBatchFrame(Buffer.alloc(0))), 'POFR_BATCH_MALFORMED');
-    assert.equal(codeOf(() => readBatchFrame(Buffer.from('GET / HTTP/1.1\r\n\r\n'))), 'POFR_BATCH_MALFORMED');
-    assert.equal(codeOf(() => readBatchFrame(Buffer.alloc(33 * 1024 * 1024))), 'POFR_BATCH_TOO_LARGE');
+    assert.equal(
+      codeOf(() => readBatchFrame(sealed.bytes.subarray(0, sealed.bytes.length - 1))),
+      'POFR_BATCH_MALFORMED',
+    );
+    assert.equal(
+      codeOf(() => readBatchFrame(Buffer.alloc(0))),
+      'POFR_BATCH_MALFORMED',
+    );
+    assert.equal(
+      codeOf(() => readBatchFrame(Buffer.from('GET / HTTP/1.1\r\n\r\n'))),
+      'POFR_BATCH_MALFORMED',
+    );
+    assert.equal(
+      codeOf(() => readBatchFrame(Buffer.alloc(33 * 1024 * 1024))),
+      'POFR_BATCH_TOO_LARGE',
+    );
   });
 
   test('records that do not match their schema are refused with the record index', () => {
-    const bogus = [records(1)[0], { type: 'process_exit', t: 1, pid: -5, start_ticks: 1 }] as unknown as PofrRecord[];
+    const bogus = [
+      records(1)[0],
+      { type: 'process_exit', t: 1, pid: -5, start_ticks: 1 },
+    ] as unknown as PofrRecord[];
     const sealed = seal(1, GENESIS_HASH, bogus);
     const frame = readBatchFrame(sealed.bytes);
     verifyBatchFrame(frame, pub);

@@ -36,7 +36,14 @@ class FlakySink {
 
 test('seals by count and by age, chaining each batch to the previous one', () => {
   const sink = new FlakySink();
-  const a = new BatchAssembler({ hostId: 'h', bootId: 'b', signingKey: key, sink, maxRecords: 3, maxAgeMs: 1000 });
+  const a = new BatchAssembler({
+    hostId: 'h',
+    bootId: 'b',
+    signingKey: key,
+    sink,
+    maxRecords: 3,
+    maxAgeMs: 1000,
+  });
   a.add([rec(1), rec(2)], 0);
   assert.equal(sink.batches.length, 0);
   a.add([rec(3)], 10);
@@ -51,7 +58,14 @@ test('seals by count and by age, chaining each batch to the previous one', () =>
 test('records lost to a full spool become one gap record at the head of the next batch', () => {
   const sink = new FlakySink();
   const losses: number[] = [];
-  const a = new BatchAssembler({ hostId: 'h', bootId: 'b', signingKey: key, sink, maxRecords: 2, onLoss: (n) => losses.push(n) });
+  const a = new BatchAssembler({
+    hostId: 'h',
+    bootId: 'b',
+    signingKey: key,
+    sink,
+    maxRecords: 2,
+    onLoss: (n) => losses.push(n),
+  });
   sink.full = true;
   a.add([rec(10), rec(11)], 0);
   a.add([rec(12), rec(13)], 1);

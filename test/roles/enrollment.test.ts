@@ -77,7 +77,10 @@ for (const dialect of DIALECTS) {
         assert.equal(pending.ok, false);
         assert.match(!pending.ok ? pending.reason : '', /awaits approval/);
         await setHostStatus(store, 'web-1', 'approved');
-        assert.deepEqual(await authorizeHostKey(store, a.host_id, 'SHA256:fp1'), { ok: true, hostId: a.host_id });
+        assert.deepEqual(await authorizeHostKey(store, a.host_id, 'SHA256:fp1'), {
+          ok: true,
+          hostId: a.host_id,
+        });
         const otherKey = await authorizeHostKey(store, a.host_id, 'SHA256:fp2');
         assert.equal(otherKey.ok, false, "another host's key cannot write as this host");
         await setHostStatus(store, a.host_id, 'revoked');

@@ -48,7 +48,10 @@ export class BatchAssembler {
       if (this.pending.length === 0) this.firstPendingAt = nowMs;
       for (const r of records) this.pending.push(r);
     }
-    if (this.pending.length >= this.maxRecords || (this.pending.length > 0 && nowMs - this.firstPendingAt >= this.maxAgeMs)) {
+    if (
+      this.pending.length >= this.maxRecords ||
+      (this.pending.length > 0 && nowMs - this.firstPendingAt >= this.maxAgeMs)
+    ) {
       this.seal();
     }
   }
@@ -90,7 +93,12 @@ export class BatchAssembler {
     }
     const prev = this.lost;
     this.lost = prev
-      ? { from: Math.min(prev.from, from), to: Math.max(prev.to, to), dropped: prev.dropped + dropped, reason }
+      ? {
+          from: Math.min(prev.from, from),
+          to: Math.max(prev.to, to),
+          dropped: prev.dropped + dropped,
+          reason,
+        }
       : { from, to, dropped, reason };
     this.opts.onLoss?.(dropped, reason);
   }
@@ -99,10 +107,17 @@ export class BatchAssembler {
   private sealChunks(records: PofrRecord[]): number {
     const head = this.opts.sink.chainHead();
     const sealed = sealBatch(
-      { host_id: this.opts.hostId, boot_id: this.opts.bootId, seq: head.seq + 1, prev_hash: head.hash, records },
+      {
+        host_id: this.opts.hostId,
+        boot_id: this.opts.bootId,
+        seq: head.seq + 1,
+        prev_hash: head.hash,
+        records,
+      },
       this.opts.signingKey,
     );
-    const tooBig = sealed.bytes.length > LIMITS.maxBatchBytes || sealed.header.payload_bytes > LIMITS.maxPayloadBytes;
+    const tooBig =
+      sealed.bytes.length > LIMITS.maxBatchBytes || sealed.header.payload_bytes > LIMITS.maxPayloadBytes;
     if (tooBig && records.length > 1) {
       const mid = records.length >> 1;
       return this.sealChunks(records.slice(0, mid)) + this.sealChunks(records.slice(mid));

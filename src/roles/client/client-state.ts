@@ -60,7 +60,10 @@ export function loadEnrollment(stateDir: string): ClientEnrollment {
   }
   const parsed = enrollmentSchema.safeParse(JSON.parse(text));
   if (!parsed.success) {
-    throw new PofrError('POFR_NOT_ENROLLED', `${join(stateDir, STATE_FILES.enrollment)} is damaged; enroll again`);
+    throw new PofrError(
+      'POFR_NOT_ENROLLED',
+      `${join(stateDir, STATE_FILES.enrollment)} is damaged; enroll again`,
+    );
   }
   return parsed.data;
 }
@@ -69,13 +72,17 @@ export function loadKeys(stateDir: string): { sshPrivateKey: string; signingPriv
   const ssh = readStateFile(stateDir, STATE_FILES.sshKey);
   const signing = readStateFile(stateDir, STATE_FILES.signingKey);
   if (ssh === null || signing === null) {
-    throw new PofrError('POFR_NOT_ENROLLED', `${stateDir} lacks its key pair; enroll again with pofr client enroll`);
+    throw new PofrError(
+      'POFR_NOT_ENROLLED',
+      `${stateDir} lacks its key pair; enroll again with pofr client enroll`,
+    );
   }
   return { sshPrivateKey: ssh, signingPrivatePem: signing };
 }
 
 /** Removes keys, enrollment and spool: what `client deregister` promises. */
 export function wipeState(stateDir: string): void {
-  for (const name of Object.values(STATE_FILES)) rmSync(join(stateDir, name), { recursive: true, force: true });
+  for (const name of Object.values(STATE_FILES))
+    rmSync(join(stateDir, name), { recursive: true, force: true });
   for (const pub of [`${STATE_FILES.sshKey}.pub`]) rmSync(join(stateDir, pub), { force: true });
 }

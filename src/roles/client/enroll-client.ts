@@ -4,12 +4,12 @@ import { PofrError } from '../../errors.js';
 import { generateSigningKeyPair } from '../../protocol/index.js';
 import { enrollOverSsh, generateSshKeyPair } from '../../transport/index.js';
 import {
+  type ClientEnrollment,
   ensureStateDir,
   readStateFile,
   STATE_FILES,
   saveEnrollment,
   writeStateFile,
-  type ClientEnrollment,
 } from './client-state.js';
 
 export interface EnrollOptions {
@@ -24,7 +24,8 @@ export interface EnrollOptions {
 
 export function parseServerAddress(s: string): { host: string; port: number } {
   const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(s);
-  if (!m || Number(m[2]) > 65535) throw new PofrError('POFR_USAGE', `--server ${s} is not HOST:PORT (e.g. pofr.example.org:2222)`);
+  if (!m || Number(m[2]) > 65535)
+    throw new PofrError('POFR_USAGE', `--server ${s} is not HOST:PORT (e.g. pofr.example.org:2222)`);
   return { host: m[1], port: Number(m[2]) };
 }
 

@@ -54,7 +54,11 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
   const intervalMs = opts.intervalMs ?? 1000;
   const spool = Spool.open(join(opts.stateDir, STATE_FILES.spool), { maxBytes: opts.spoolMaxBytes });
   const ownPids = new Set([process.pid]);
-  const sampler = new ProcfsSampler({ procRoot, observerPids: () => ownPids, keyframeEveryMs: opts.keyframeMs });
+  const sampler = new ProcfsSampler({
+    procRoot,
+    observerPids: () => ownPids,
+    keyframeEveryMs: opts.keyframeMs,
+  });
   const inventory = new InventoryWatcher({ procRoot });
   const uploader = new BatchUploader({
     host: enrollment.server_host,
@@ -119,7 +123,11 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
 
   uploader.start();
   loop();
-  opts.log('pofr client recording', { host_id: enrollment.host_id, name: enrollment.name, interval_ms: intervalMs });
+  opts.log('pofr client recording', {
+    host_id: enrollment.host_id,
+    name: enrollment.name,
+    interval_ms: intervalMs,
+  });
 
   return {
     status,
@@ -140,9 +148,17 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       assembler.seal();
       uploader.notify();
       const delivered = await uploader.flush(flushMs);
-      if (!delivered) opts.log('stopping with batches still spooled; they are sent at next start', { depth: spool.depth() });
+      if (!delivered)
+        opts.log('stopping with batches still spooled; they are sent at next start', {
+          depth: spool.depth(),
+        });
       await uploader.stop();
-      writeStateFile(opts.stateDir, STATE_FILES.status, `${JSON.stringify({ ...status(), stopped: true })}\n`);
+      sampler.close();
+      writeStateFile(
+        opts.stateDir,
+        STATE_FILES.status,
+        `${JSON.stringify({ ...status(), stopped: true })}\n`,
+      );
     },
   };
 }

@@ -52,7 +52,9 @@ export interface Incident {
 }
 
 export async function startIncident(workDir: string, marker: string): Promise<Incident> {
-  const c2 = spawn(process.execPath, ['-e', C2_SERVER, PAYLOAD, `${marker}-c2`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const c2 = spawn(process.execPath, ['-e', C2_SERVER, PAYLOAD, `${marker}-c2`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const [line] = (await once(c2.stdout!, 'data')) as [Buffer];
   const c2Port = Number(line.toString().trim());
   const script = join(workDir, 'incident.sh');

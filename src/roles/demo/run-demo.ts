@@ -45,7 +45,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   let keep = opts.keep;
   try {
     if (!root) {
-      opts.say('not root: recording what an unprivileged user can see (other users’ files, executables and sockets stay hidden)');
+      opts.say(
+        'not root: recording what an unprivileged user can see (other users’ files, executables and sockets stay hidden)',
+      );
     }
     initStoreConfig(dataDir);
     const server = await runServer({ dataDir, host: '127.0.0.1', port: 0, log: opts.log });
@@ -59,11 +61,21 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         fingerprint: server.fingerprint,
         name: 'demo-host',
       });
-      opts.say(`server on 127.0.0.1:${server.port} (${server.fingerprint}); client enrolled over SSH as ${enrollment.host_id}`);
-      client = await runClient({ stateDir, intervalMs: 200, batchMs: 1000, keyframeMs: 10_000, log: opts.log });
+      opts.say(
+        `server on 127.0.0.1:${server.port} (${server.fingerprint}); client enrolled over SSH as ${enrollment.host_id}`,
+      );
+      client = await runClient({
+        stateDir,
+        intervalMs: 200,
+        batchMs: 1000,
+        keyframeMs: 10_000,
+        log: opts.log,
+      });
       const started = Date.now();
       await sleep(1000);
-      opts.say(`incident ${marker}: download over TCP, payload under /tmp executed, loot file, short-lived shell`);
+      opts.say(
+        `incident ${marker}: download over TCP, payload under /tmp executed, loot file, short-lived shell`,
+      );
       const incident = await startIncident(workDir, marker);
       const code = await Promise.race([incident.done, sleep(30_000).then(() => -1)]);
       if (code !== 0) {
@@ -98,7 +110,9 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
         (e) =>
           e.pid !== null &&
           pids.has(e.pid) &&
-          (e.kind !== 'file_open' && e.kind !== 'file_close' ? true : e.file_kind === 'file' || e.file_kind === 'dir'),
+          (e.kind !== 'file_open' && e.kind !== 'file_close'
+            ? true
+            : e.file_kind === 'file' || e.file_kind === 'dir'),
       );
       return { dataDir: keep ? dataDir : null, marker, incidentEvents: events, root };
     } finally {

@@ -49,14 +49,27 @@ export interface EnrollmentInput {
 }
 
 export type EnrollmentOutcome =
-  | { readonly ok: true; readonly host_id: string; readonly name: string; readonly status: 'approved' | 'pending' }
-  | { readonly ok: false; readonly code: 'POFR_ENROLL_TOKEN' | 'POFR_ENROLL_FAILED'; readonly message: string };
+  | {
+      readonly ok: true;
+      readonly host_id: string;
+      readonly name: string;
+      readonly status: 'approved' | 'pending';
+    }
+  | {
+      readonly ok: false;
+      readonly code: 'POFR_ENROLL_TOKEN' | 'POFR_ENROLL_FAILED';
+      readonly message: string;
+    };
 
 /**
  * Registers a client's keys with a token. Enrolling the same SSH key again returns the same host
  * (a client retrying after a lost reply must not create a second host), without using the token.
  */
-export async function enrollWithToken(store: Store, input: EnrollmentInput, now = nowMicros()): Promise<EnrollmentOutcome> {
+export async function enrollWithToken(
+  store: Store,
+  input: EnrollmentInput,
+  now = nowMicros(),
+): Promise<EnrollmentOutcome> {
   const tokenHash = hashToken(input.token);
   const outcome = await store.db.transaction().execute(async (trx): Promise<EnrollmentOutcome> => {
     const existing = await trx
@@ -73,9 +86,18 @@ export async function enrollWithToken(store: Store, input: EnrollmentInput, now 
         };
       }
       if (existing.status === 'revoked') {
-        return { ok: false, code: 'POFR_ENROLL_FAILED', message: `host ${existing.name} (${existing.host_id}) is revoked` };
+        return {
+          ok: false,
+          code: 'POFR_ENROLL_FAILED',
+          message: `host ${existing.name} (${existing.host_id}) is revoked`,
+        };
       }
-      return { ok: true, host_id: existing.host_id, name: existing.name, status: existing.status as 'approved' | 'pending' };
+      return {
+        ok: true,
+        host_id: existing.host_id,
+        name: existing.name,
+        status: existing.status as 'approved' | 'pending',
+      };
     }
     const token = await trx
       .selectFrom('enrollment_tokens')
@@ -141,20 +163,30 @@ export async function enrollWithToken(store: Store, input: EnrollmentInput, now 
   return outcome;
 }
 
-export type KeyDecision = { readonly ok: true; readonly hostId: string } | { readonly ok: false; readonly reason: string };
+export type KeyDecision =
+  | { readonly ok: true; readonly hostId: string }
+  | { readonly ok: false; readonly reason: string };
 
 /** May this SSH key write as this host? Only its own approved host, never a revoked one. */
-export async function authorizeHostKey(store: Store, hostId: string, fingerprint: string): Promise<KeyDecision> {
+export async function authorizeHostKey(
+  store: Store,
+  hostId: string,
+  fingerprint: string,
+): Promise<KeyDecision> {
   const host = await store.db
     .selectFrom('hosts')
     .select(['host_id', 'name', 'status', 'ssh_fingerprint'])
     .where('host_id', '=', hostId)
     .executeTakeFirst();
   if (!host) return { ok: false, reason: `no enrolled host ${hostId}` };
-  if (host.ssh_fingerprint !== fingerprint) return { ok: false, reason: `key ${fingerprint} is not the key of host ${hostId}` };
+  if (host.ssh_fingerprint !== fingerprint)
+    return { ok: false, reason: `key ${fingerprint} is not the key of host ${hostId}` };
   if (host.status === 'revoked') return { ok: false, reason: `host ${host.name} (${hostId}) is revoked` };
   if (host.status !== 'approved') {
-    return { ok: false, reason: `host ${host.name} (${hostId}) awaits approval: pofr server approve ${host.name}` };
+    return {
+      ok: false,
+      reason: `host ${host.name} (${hostId}) awaits approval: pofr server approve ${host.name}`,
+    };
   }
   return { ok: true, hostId };
 }
@@ -178,7 +210,10 @@ export async function listClients(store: Store): Promise<ClientRow[]> {
 }
 
 /** Finds exactly one host by id or name; a name shared by several hosts must be given as an id. */
-export async function findHost(store: Store, ref: string): Promise<{ host_id: string; name: string; status: string }> {
+export async function findHost(
+  store: Store,
+  ref: string,
+): Promise<{ host_id: string; name: string; status: string }> {
   const rows = await store.db
     .selectFrom('hosts')
     .select(['host_id', 'name', 'status'])
@@ -187,7 +222,10 @@ export async function findHost(store: Store, ref: string): Promise<{ host_id: st
   const exact = rows.find((r) => r.host_id === ref);
   if (exact) return exact;
   if (rows.length === 0) {
-    throw new PofrError('POFR_HOST_UNKNOWN', `no host named or with id "${ref}"; list them with: pofr server clients`);
+    throw new PofrError(
+      'POFR_HOST_UNKNOWN',
+      `no host named or with id "${ref}"; list them with: pofr server clients`,
+    );
   }
   if (rows.length > 1) {
     throw new PofrError('POFR_USAGE', `${rows.length} hosts are named "${ref}"; give the host id instead`);
@@ -195,7 +233,12 @@ export async function findHost(store: Store, ref: string): Promise<{ host_id: st
   return rows[0];
 }
 
-export async function setHostStatus(store: Store, ref: string, status: 'approved' | 'revoked', now = nowMicros()) {
+export async function setHostStatus(
+  store: Store,
+  ref: string,
+  status: 'approved' | 'revoked',
+  now = nowMicros(),
+) {
   const host = await findHost(store, ref);
   await store.db
     .updateTable('hosts')
@@ -211,7 +254,14 @@ export async function removeHost(store: Store, ref: string) {
   await store.db.transaction().execute(async (trx) => {
     // Evidence and batches first: their foreign keys cascade, but explicit deletes keep PostgreSQL
     // and SQLite behaviour identical even where a foreign key was not declared.
-    for (const table of ['file_opens', 'endpoint_states', 'endpoints', 'processes', 'batch_evidence', 'batches'] as const) {
+    for (const table of [
+      'file_opens',
+      'endpoint_states',
+      'endpoints',
+      'processes',
+      'batch_evidence',
+      'batches',
+    ] as const) {
       await trx.deleteFrom(table).where('host_id', '=', host.host_id).execute();
     }
     await trx.deleteFrom('hosts').where('host_id', '=', host.host_id).execute();

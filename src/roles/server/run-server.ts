@@ -31,12 +31,17 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     async authorize(username, key) {
       if (username === 'enroll') return { ok: true, principal: 'enroll' };
       const decision = await authorizeHostKey(store, username, key.fingerprint);
-      if (!decision.ok) opts.log('refused SSH key', { username, fingerprint: key.fingerprint, reason: decision.reason });
+      if (!decision.ok)
+        opts.log('refused SSH key', { username, fingerprint: key.fingerprint, reason: decision.reason });
       return decision.ok ? { ok: true, principal: decision.hostId } : decision;
     },
     async enroll(req, ctx) {
       if (req.method !== 'token' || !req.token) {
-        return { ok: false, code: 'POFR_ENROLL_FAILED', message: 'this server accepts token enrollment only: pofr server token' };
+        return {
+          ok: false,
+          code: 'POFR_ENROLL_FAILED',
+          message: 'this server accepts token enrollment only: pofr server token',
+        };
       }
       const outcome = await enrollWithToken(store, {
         token: req.token,
@@ -46,7 +51,11 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
         sshFingerprint: ctx.key.fingerprint,
         remote: ctx.remote,
       });
-      opts.log(outcome.ok ? 'enrolled client' : 'refused enrollment', { remote: ctx.remote, name: req.name, ...outcome });
+      opts.log(outcome.ok ? 'enrolled client' : 'refused enrollment', {
+        remote: ctx.remote,
+        name: req.name,
+        ...outcome,
+      });
       return outcome;
     },
     async ingest(principal, batch, ctx): Promise<BatchAck> {
@@ -54,7 +63,13 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       // ACK and the client keeps the batch for a retry.
       const result = await ingestBatch(store, batch, { principal });
       if (result.status === 'refused') {
-        opts.log('refused batch', { remote: ctx.remote, host: principal, seq: result.seq, code: result.code, reason: result.reason });
+        opts.log('refused batch', {
+          remote: ctx.remote,
+          host: principal,
+          seq: result.seq,
+          code: result.code,
+          reason: result.reason,
+        });
         return { seq: result.seq, status: 'refused', code: result.code, reason: result.reason };
       }
       if (result.status === 'accepted' && result.chain !== 'ok' && result.chain !== 'genesis') {
@@ -65,12 +80,23 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   };
   let server: { port: number; close(): Promise<void> };
   try {
-    server = await startSshServer({ hostKey: hostKey.privateKey, host: opts.host, port: opts.port, handlers, log: opts.log });
+    server = await startSshServer({
+      hostKey: hostKey.privateKey,
+      host: opts.host,
+      port: opts.port,
+      handlers,
+      log: opts.log,
+    });
   } catch (e) {
     await store.close();
     throw e;
   }
-  opts.log('pofr server listening', { host: opts.host, port: server.port, fingerprint: hostKey.fingerprint, store: store.caps.engine });
+  opts.log('pofr server listening', {
+    host: opts.host,
+    port: server.port,
+    fingerprint: hostKey.fingerprint,
+    store: store.caps.engine,
+  });
   return {
     port: server.port,
     fingerprint: hostKey.fingerprint,
