@@ -371,11 +371,14 @@ export function readFdTable(procRoot: string, pid: number): Map<number, Buffer> 
   }
   const out = new Map<number, Buffer>();
   for (const name of names) {
+    // /proc only has numeric fd names; anything else (a fixture tree's .gitkeep) is not an fd.
+    const fd = Number(name);
+    if (!Number.isInteger(fd) || name.length === 0) continue;
     const target = readLinkBytes(`${dir}/${name}`);
     if (target === 'denied') return 'denied';
     // An fd closed between readdir and readlink is simply not open any more.
     if (target === 'gone') continue;
-    out.set(Number(name), target);
+    out.set(fd, target);
   }
   return out;
 }
