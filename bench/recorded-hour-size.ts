@@ -1,33 +1,34 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { sql } from 'kysely';
 import { enrollClient } from '../src/roles/client/enroll-client.js';
 import { runClient } from '../src/roles/client/run-client.js';
 import { createToken } from '../src/roles/server/enrollment.js';
 import { runServer } from '../src/roles/server/run-server.js';
-import { initStoreConfig } from '../src/store/index.js';
+import { initStoreConfig, type Store } from '../src/store/index.js';
 import { type BenchResult, isMain } from './bench-result.js';
 
 /**
  * The size of a recorded hour per host: the real client (1 s sampling, 60 s keyframes) records this
- * machine through a real server for SECONDS while a light workload runs (a short process every
+ * machine through a real server for SECONDS while a light workload runs (a 1.5 s shell and sleep every
  * second, a TCP connection every 2 s), then the bytes on the wire (sum of sealed batches) and the
  * growth of the SQLite store (rows + raw evidence) are scaled to one hour.
  */
 const SECONDS = Number(process.env.POFR_BENCH_HOUR_SECONDS ?? 120);
 
-function sqliteBytes(dir: string): number {
-  let n = 0;
-  for (const f of ['pofr.db', 'pofr.db-wal']) {
-    try {
-      n += statSync(join(dir, f)).size;
-    } catch {
-      /* absent */
-    }
-  }
-  return n;
+/** Bytes the store really uses: WAL folded in, free pages not counted. */
+async function sqliteBytes(store: Store): Promise<number> {
+  await sql`PRAGMA wal_checkpoint(TRUNCATE)`.execute(store.db);
+  const pages = await sql<{
+    n: number;
+  }>`SELECT (SELECT page_count FROM pragma_page_count()) - (SELECT freelist_count FROM pragma_freelist_count()) AS n`.execute(
+    store.db,
+  );
+  const size = await sql<{ page_size: number }>`PRAGMA page_size`.execute(store.db);
+  return pages.rows[0].n * size.rows[0].page_size;
 }
 
 export async function run(): Promise<BenchResult> {
@@ -51,7 +52,7 @@ export async function run(): Promise<BenchResult> {
       await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
       const port = (sink.address() as { port: number }).port;
       stops.push(() => sink.close());
-      const dbBefore = sqliteBytes(dataDir);
+      const dbBefore = await sqliteBytes(server.store);
       const client = await runClient({
         stateDir: join(base, 'client'),
         intervalMs: 1000,
@@ -60,7 +61,7 @@ export async function run(): Promise<BenchResult> {
         log: quiet,
       });
       const procTimer = setInterval(
-        () => spawn('sh', ['-c', 'sleep 0.3; :', 'bench-workload'], { stdio: 'ignore' }),
+        () => spawn('sh', ['-c', 'sleep 1.5; :', 'bench-workload'], { stdio: 'ignore' }),
         1000,
       );
       const netTimer = setInterval(() => {
@@ -94,11 +95,11 @@ export async function run(): Promise<BenchResult> {
         .executeTakeFirstOrThrow();
       const scale = 3600 / SECONDS;
       const wire = Number(batches.bytes) * scale;
-      const db = (sqliteBytes(dataDir) - dbBefore) * scale;
+      const db = ((await sqliteBytes(server.store)) - dbBefore) * scale;
       return {
         name: 'recorded-hour-size',
         lines: [
-          `recorded ${SECONDS} s of this host (~${Number(alive.n)} live processes, 1 s sampling, 60 s keyframes, workload: 1 process/s, 1 TCP connection/2 s)`,
+          `recorded ${SECONDS} s of this host (~${Number(alive.n)} live processes, 1 s sampling, 60 s keyframes, workload: a 1.5 s shell + sleep every second, a 1.5 s TCP connection every 2 s)`,
           `  ${Number(batches.n)} batches, ${Number(batches.records)} records, ${Number(procs.n)} process images`,
           `  on the wire: ${(wire / 1e6).toFixed(2)} MB per host-hour (signed, compressed batches)`,
           `  in SQLite:   ${(db / 1e6).toFixed(2)} MB per host-hour (rows + indexes + raw evidence)`,

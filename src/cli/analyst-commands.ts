@@ -74,6 +74,7 @@ const TIME_KEYS = [
  */
 export function registerAnalystCommands(program: Command, deps: AnalystDeps): void {
   const withStore = async (o: { data: string }, fn: (store: Store) => Promise<Printed>, json: boolean) => {
+    checkUsage(o as { from?: unknown; to?: unknown; at?: unknown; limit?: unknown });
     const store = await deps.openStoreForData(o.data);
     let printed: Printed;
     try {
@@ -426,6 +427,12 @@ function common(cmd: Command, window = true): Command {
     .addOption(window ? to : to.hideHelp())
     .option('--json', 'JSON Lines on stdout, one object per row')
     .option('--limit <n>', `at most N rows (default ${DEFAULT_LIMIT})`);
+}
+
+/** Bad times and limits are usage errors (exit 2), found before any store is opened. */
+function checkUsage(o: { from?: unknown; to?: unknown; at?: unknown; limit?: unknown }): void {
+  for (const t of [o.from, o.to, o.at]) if (typeof t === 'string') parseTimeArg(t);
+  if (typeof o.limit === 'string') intOption(o.limit, '--limit', 1, Number.MAX_SAFE_INTEGER);
 }
 
 async function windowOf(store: Store, o: CommonOpts): Promise<WindowOptions & { limit: number }> {
