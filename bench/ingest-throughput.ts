@@ -116,19 +116,6 @@ async function pofrIngest(
         signing_key: publicPem,
         enrolled_at: 0,
         approved_at: 0,
-        revoked_at: null,
-        os: null,
-        kernel: null,
-        arch: null,
-        timezone: null,
-        machine_id: null,
-        boot_id: null,
-        boot_time: null,
-        first_seen: null,
-        last_seen: null,
-        last_batch_at: null,
-        last_seq: null,
-        last_hash: null,
       })
       .execute();
     const t0 = process.hrtime.bigint();

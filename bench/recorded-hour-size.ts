@@ -3,7 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { sql } from 'kysely';
+import { ProcfsSampler } from '../src/recorder/index.js';
 import { enrollClient } from '../src/roles/client/enroll-client.js';
 import { runClient } from '../src/roles/client/run-client.js';
 import { createToken } from '../src/roles/server/enrollment.js';
@@ -93,6 +95,11 @@ export async function run(): Promise<BenchResult> {
         .select((eb) => eb.fn.countAll<number>().as('n'))
         .where('end', 'is', null)
         .executeTakeFirstOrThrow();
+      // Baseline, same run: a recorder that ships the full state every second (what POFR does),
+      // each snapshot gzipped on its own — one real keyframe of this host, times 3600.
+      const snapshotSampler = new ProcfsSampler({ observerPids: () => new Set([process.pid]) });
+      const snapshot = gzipSync(JSON.stringify(snapshotSampler.poll(Date.now() * 1000))).length;
+      snapshotSampler.close();
       const scale = 3600 / SECONDS;
       const wire = Number(batches.bytes) * scale;
       const db = ((await sqliteBytes(server.store)) - dbBefore) * scale;
@@ -103,13 +110,15 @@ export async function run(): Promise<BenchResult> {
           `  ${Number(batches.n)} batches, ${Number(batches.records)} records, ${Number(procs.n)} process images`,
           `  on the wire: ${(wire / 1e6).toFixed(2)} MB per host-hour (signed, compressed batches)`,
           `  in SQLite:   ${(db / 1e6).toFixed(2)} MB per host-hour (rows + indexes + raw evidence)`,
-          `  baseline POFR (ARCHITECTURE.md): 8 GB/day raw = ${(8000 / 24).toFixed(0)} MB per host-hour`,
+          `  baseline, same run: full snapshot every second, gzipped: ${((snapshot * 3600) / 1e6).toFixed(2)} MB per host-hour (${(snapshot / 1024).toFixed(1)} KiB per snapshot) — pofr ships ${(wire / (snapshot * 3600)).toFixed(3)}× that`,
+          `  for scale: POFR's own figure (ARCHITECTURE.md) is 8 GB/day raw = ${(8000 / 24).toFixed(0)} MB per host-hour`,
         ],
         metrics: {
           seconds: SECONDS,
           batches: Number(batches.n),
           records: Number(batches.records),
           wire_bytes_per_hour: wire,
+          snapshot_baseline_bytes_per_hour: snapshot * 3600,
           sqlite_bytes_per_hour: db,
         },
       };

@@ -1,7 +1,7 @@
 import { type Expression, type SqlBool, sql } from 'kysely';
 import { PofrError } from '../errors.js';
 import type { Store } from '../store/index.js';
-import { describeEndpoint } from './net.js';
+import { describeEndpoint, type EndpointRow } from './net.js';
 import { describeProcess, PROCESS_COLUMNS, toProcessRow } from './process-row.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
@@ -474,22 +474,23 @@ async function endpointStates(
   return rows.map((r) => endpointEvent(r, 'endpoint_state', r.t, r.ord, r.state, describeEndpoint(r)));
 }
 
-interface EndpointSelection {
-  readonly id: number;
-  readonly process_id: number | null;
-  readonly host: string;
-  readonly host_id: string;
-  readonly pid: number | null;
-  readonly comm: string | null;
-  readonly proto: string;
-  readonly family: number;
-  readonly local_ip: string;
-  readonly local_port: number;
-  readonly remote_ip: string;
-  readonly remote_port: number;
-  readonly country: string | null;
-  readonly fqdn: string | null;
-}
+type EndpointSelection = Pick<
+  EndpointRow,
+  | 'id'
+  | 'process_id'
+  | 'host'
+  | 'host_id'
+  | 'pid'
+  | 'comm'
+  | 'proto'
+  | 'family'
+  | 'local_ip'
+  | 'local_port'
+  | 'remote_ip'
+  | 'remote_port'
+  | 'country'
+  | 'fqdn'
+>;
 
 function endpointEvent(
   r: EndpointSelection,

@@ -27,20 +27,6 @@ for (const dialect of DIALECTS) {
             ssh_fingerprint: 'f',
             signing_key: 's',
             enrolled_at: 1,
-            approved_at: null,
-            revoked_at: null,
-            os: null,
-            kernel: null,
-            arch: null,
-            timezone: null,
-            machine_id: null,
-            boot_id: null,
-            boot_time: null,
-            first_seen: null,
-            last_seen: null,
-            last_batch_at: null,
-            last_seq: null,
-            last_hash: null,
           })
           .execute();
         const rows = await store.readOnlyQuery('SELECT host_id, name FROM hosts');

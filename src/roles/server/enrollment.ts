@@ -130,19 +130,6 @@ export async function enrollWithToken(
         signing_key: input.signingKey,
         enrolled_at: now,
         approved_at: token.approve ? now : null,
-        revoked_at: null,
-        os: null,
-        kernel: null,
-        arch: null,
-        timezone: null,
-        machine_id: null,
-        boot_id: null,
-        boot_time: null,
-        first_seen: null,
-        last_seen: null,
-        last_batch_at: null,
-        last_seq: null,
-        last_hash: null,
       })
       .execute();
     return { ok: true, host_id: hostId, name: input.name, status };
