@@ -19,6 +19,7 @@ import { defaultStateDir } from './data-dirs.js';
 import { parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
 import { printRows } from './output.js';
+import { readSecret } from './secret-input.js';
 import { untilSignal } from './server-commands.js';
 
 async function askYesNo(question: string): Promise<boolean> {
@@ -53,7 +54,10 @@ export function registerClientCommands(program: Command): void {
     .description("create this client's keys, pin the server key and register")
     .requiredOption('--server <host:port>', 'the pofr server')
     .option('--token <token>', 'enrollment token from `pofr server token`')
-    .option('--password', 'enroll with a registration password (not supported by this version)')
+    .option(
+      '--password',
+      'enroll with the registration password (from $POFR_ENROLL_PASSWORD, stdin, or a prompt)',
+    )
     .option('--fingerprint <SHA256:…>', "the server's fingerprint (`pofr server fingerprint`)")
     .option('--name <name>', 'host name to register (default: this hostname)')
     .option('--yes', 'trust the server key without asking', false)
@@ -67,17 +71,19 @@ export function registerClientCommands(program: Command): void {
         name?: string;
         yes: boolean;
       }) => {
-        if (o.password)
-          throw new PofrError(
-            'POFR_USAGE',
-            '--password enrollment is not supported yet; use --token from `pofr server token`',
-          );
-        if (!o.token)
-          throw new PofrError('POFR_USAGE', 'enroll needs --token (create one with `pofr server token`)');
+        if (o.password && o.token)
+          throw new PofrError('POFR_USAGE', 'give either --token or --password, not both');
+        if (!o.password && !o.token) {
+          throw new PofrError('POFR_USAGE', 'enroll needs --token (from `pofr server token`) or --password');
+        }
+        const password = o.password
+          ? await readSecret('Registration password: ', 'POFR_ENROLL_PASSWORD')
+          : undefined;
         const e = await enrollClient({
           stateDir: o.state,
           server: o.server,
           token: o.token,
+          password,
           name: o.name,
           fingerprint: o.fingerprint,
           confirm: o.yes

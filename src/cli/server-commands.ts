@@ -3,12 +3,14 @@ import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
 import { createToken, listClients, removeHost, setHostStatus } from '../roles/server/enrollment.js';
 import { ensureHostKey } from '../roles/server/host-key.js';
+import { clearRegistrationPassword, setRegistrationPassword } from '../roles/server/registration-password.js';
 import { runServer } from '../roles/server/run-server.js';
 import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
 import { defaultDataDir } from './data-dirs.js';
 import { parseDuration, parseListen, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
 import { printRows } from './output.js';
+import { readSecret } from './secret-input.js';
 import { formatTime } from './time-args.js';
 
 export async function openStoreForData(dataDir: string): Promise<Store> {
@@ -90,6 +92,27 @@ export function registerServerCommands(program: Command): void {
       const uses = parsePositiveInt(o.uses, '--uses');
       const token = await withStore(o.data, (s) => createToken(s, { ttlMs, uses, approve: o.approve }));
       process.stdout.write(`${token}\n`);
+    });
+
+  dataOpt(server.command('password'))
+    .description('set the registration password clients may enroll with (`pofr client enroll --password`)')
+    .option(
+      '--approve',
+      'approve clients that enroll with it at once (default: they wait for `approve`)',
+      false,
+    )
+    .option('--clear', 'remove the registration password: only tokens enroll', false)
+    .action(async (o: { data: string; approve: boolean; clear: boolean }) => {
+      if (o.clear) {
+        await withStore(o.data, clearRegistrationPassword);
+        process.stderr.write('pofr: registration password removed\n');
+        return;
+      }
+      const password = await readSecret('New registration password: ', 'POFR_ENROLL_PASSWORD');
+      await withStore(o.data, (s) => setRegistrationPassword(s, password, o.approve));
+      process.stderr.write(
+        `pofr: registration password set; clients using it are ${o.approve ? 'approved at once' : 'pending until approved'}\n`,
+      );
     });
 
   dataOpt(server.command('clients'))

@@ -237,6 +237,13 @@ export interface AlertsTable {
   created_at: ColumnType<number, number, never>;
 }
 
+/** Server-wide settings as JSON text, e.g. `registration_password`. */
+export interface ServerSettingsTable {
+  name: string;
+  value: string;
+  updated_at: number;
+}
+
 export interface Database {
   hosts: HostsTable;
   enrollment_tokens: EnrollmentTokensTable;
@@ -255,4 +262,5 @@ export interface Database {
   routes: RoutesTable;
   devices: DevicesTable;
   alerts: AlertsTable;
+  server_settings: ServerSettingsTable;
 }

@@ -3,12 +3,17 @@ import { describe, test } from 'node:test';
 import {
   authorizeHostKey,
   createToken,
+  enrollWithPassword,
   enrollWithToken,
   findHost,
   listClients,
   removeHost,
   setHostStatus,
 } from '../../src/roles/server/enrollment.js';
+import {
+  clearRegistrationPassword,
+  setRegistrationPassword,
+} from '../../src/roles/server/registration-password.js';
 import type { Store } from '../../src/store/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
 
@@ -98,6 +103,43 @@ for (const dialect of DIALECTS) {
         await removeHost(store, 'web-1');
         assert.equal((await listClients(store)).length, 0);
         await assert.rejects(findHost(store, 'web-1'), { code: 'POFR_HOST_UNKNOWN' });
+      }));
+
+    test('the registration password enrolls as pending (or approved when set so); a wrong one is refused and audited', (t) =>
+      withStore(t, dialect, async (store) => {
+        const none = await enrollWithPassword(store, { ...input('', 1), password: 'correct horse battery' });
+        assert.match(!none.ok ? none.message : '', /no registration password/);
+        await assert.rejects(setRegistrationPassword(store, 'short', false), { code: 'POFR_USAGE' });
+        await setRegistrationPassword(store, 'correct horse battery', false);
+        const stored = await store.db.selectFrom('server_settings').select('value').executeTakeFirstOrThrow();
+        assert.ok(!stored.value.includes('correct horse'), 'only a salted hash is stored');
+        const wrong = await enrollWithPassword(store, { ...input('', 1), password: 'correct horse batterY' });
+        assert.match(!wrong.ok ? wrong.message : '', /wrong registration password/);
+        const right = await enrollWithPassword(store, { ...input('', 1), password: 'correct horse battery' });
+        assert.equal(right.ok && right.status, 'pending');
+        await setRegistrationPassword(store, 'another long passphrase', true);
+        const approved = await enrollWithPassword(store, {
+          ...input('', 2),
+          password: 'another long passphrase',
+        });
+        assert.equal(approved.ok && approved.status, 'approved');
+        await clearRegistrationPassword(store);
+        const cleared = await enrollWithPassword(store, {
+          ...input('', 3),
+          password: 'another long passphrase',
+        });
+        assert.equal(cleared.ok, false);
+        const audit = await enrollments(store);
+        assert.deepEqual(
+          audit.map((a) => [a.method, a.outcome]),
+          [
+            ['password', 'refused'],
+            ['password', 'refused'],
+            ['password', 'pending'],
+            ['password', 'approved'],
+            ['password', 'refused'],
+          ],
+        );
       }));
   });
 }

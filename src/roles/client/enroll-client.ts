@@ -15,7 +15,9 @@ import {
 export interface EnrollOptions {
   readonly stateDir: string;
   readonly server: string;
-  readonly token: string;
+  /** Exactly one of token and password. */
+  readonly token?: string;
+  readonly password?: string;
   readonly name?: string;
   readonly fingerprint?: string;
   /** Asked when no fingerprint was given: shows the server's and returns whether to trust it. */
@@ -48,7 +50,7 @@ function osName(): string {
 
 /**
  * Creates the client's key pairs (kept across retries), pins the server's host key and registers
- * with a token. Re-running with the same state directory is safe: the server recognises the key.
+ * with a token or the registration password. Re-running with the same state directory is safe: the server recognises the key.
  */
 export async function enrollClient(opts: EnrollOptions): Promise<ClientEnrollment> {
   const { host, port } = parseServerAddress(opts.server);
@@ -73,8 +75,9 @@ export async function enrollClient(opts: EnrollOptions): Promise<ClientEnrollmen
     pinnedFingerprint: opts.fingerprint,
     confirmFingerprint: opts.confirm,
     request: {
-      method: 'token',
-      token: opts.token,
+      ...(opts.password !== undefined
+        ? { method: 'password' as const, password: opts.password }
+        : { method: 'token' as const, token: opts.token }),
       name,
       signing_key: signingPub,
       facts: {

@@ -1,6 +1,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
 import { PofrError } from '../../errors.js';
-import type { Store } from '../../store/index.js';
+import type { Database, Store } from '../../store/index.js';
+import { checkRegistrationPassword } from './registration-password.js';
 
 /**
  * Enrollment and client administration on the server: tokens, host registration, approval.
@@ -40,7 +42,6 @@ export async function createToken(store: Store, opts: TokenOptions, now = nowMic
 }
 
 export interface EnrollmentInput {
-  readonly token: string;
   readonly name: string;
   readonly signingKey: string;
   readonly sshKey: string;
@@ -61,16 +62,76 @@ export type EnrollmentOutcome =
       readonly message: string;
     };
 
+/** What entitles a client to register: a valid token, or the right registration password. */
+type Grant =
+  | { readonly ok: true; readonly approve: boolean; consume(): Promise<void> }
+  | {
+      readonly ok: false;
+      readonly code: 'POFR_ENROLL_TOKEN' | 'POFR_ENROLL_FAILED';
+      readonly message: string;
+    };
+
 /**
  * Registers a client's keys with a token. Enrolling the same SSH key again returns the same host
  * (a client retrying after a lost reply must not create a second host), without using the token.
  */
 export async function enrollWithToken(
   store: Store,
-  input: EnrollmentInput,
+  input: EnrollmentInput & { readonly token: string },
   now = nowMicros(),
 ): Promise<EnrollmentOutcome> {
   const tokenHash = hashToken(input.token);
+  return enroll(store, input, 'token', tokenHash, now, async (db) => {
+    const token = await db
+      .selectFrom('enrollment_tokens')
+      .selectAll()
+      .where('token_hash', '=', tokenHash)
+      .executeTakeFirst();
+    if (!token || token.expires_at < now || token.uses_left < 1) {
+      const why = !token ? 'unknown' : token.expires_at < now ? 'expired' : 'used up';
+      return {
+        ok: false,
+        code: 'POFR_ENROLL_TOKEN',
+        message: `enrollment token is ${why}; create a new one on the server with: pofr server token`,
+      };
+    }
+    return {
+      ok: true,
+      approve: token.approve === 1,
+      consume: async () => {
+        await db
+          .updateTable('enrollment_tokens')
+          .set({ uses_left: token.uses_left - 1 })
+          .where('token_hash', '=', tokenHash)
+          .execute();
+      },
+    };
+  });
+}
+
+/** Registers a client's keys with the server's registration password (`pofr server password`). */
+export async function enrollWithPassword(
+  store: Store,
+  input: EnrollmentInput & { readonly password: string },
+  now = nowMicros(),
+): Promise<EnrollmentOutcome> {
+  // Checked before the transaction: scrypt takes tens of milliseconds and must not hold a lock.
+  const check = await checkRegistrationPassword(store, input.password);
+  return enroll(store, input, 'password', null, now, async () =>
+    check.ok
+      ? { ok: true, approve: check.approve, consume: async () => {} }
+      : { ok: false, code: 'POFR_ENROLL_FAILED', message: check.reason },
+  );
+}
+
+async function enroll(
+  store: Store,
+  input: EnrollmentInput,
+  method: 'token' | 'password',
+  tokenHash: string | null,
+  now: number,
+  grant: (db: Kysely<Database>) => Promise<Grant>,
+): Promise<EnrollmentOutcome> {
   const outcome = await store.db.transaction().execute(async (trx): Promise<EnrollmentOutcome> => {
     const existing = await trx
       .selectFrom('hosts')
@@ -99,26 +160,11 @@ export async function enrollWithToken(
         status: existing.status as 'approved' | 'pending',
       };
     }
-    const token = await trx
-      .selectFrom('enrollment_tokens')
-      .selectAll()
-      .where('token_hash', '=', tokenHash)
-      .executeTakeFirst();
-    if (!token || token.expires_at < now || token.uses_left < 1) {
-      const why = !token ? 'unknown' : token.expires_at < now ? 'expired' : 'used up';
-      return {
-        ok: false,
-        code: 'POFR_ENROLL_TOKEN',
-        message: `enrollment token is ${why}; create a new one on the server with: pofr server token`,
-      };
-    }
-    await trx
-      .updateTable('enrollment_tokens')
-      .set({ uses_left: token.uses_left - 1 })
-      .where('token_hash', '=', tokenHash)
-      .execute();
+    const g = await grant(trx);
+    if (!g.ok) return g;
+    await g.consume();
     const hostId = randomUUID();
-    const status = token.approve ? 'approved' : 'pending';
+    const status = g.approve ? 'approved' : 'pending';
     await trx
       .insertInto('hosts')
       .values({
@@ -129,7 +175,7 @@ export async function enrollWithToken(
         ssh_fingerprint: input.sshFingerprint,
         signing_key: input.signingKey,
         enrolled_at: now,
-        approved_at: token.approve ? now : null,
+        approved_at: g.approve ? now : null,
       })
       .execute();
     return { ok: true, host_id: hostId, name: input.name, status };
@@ -140,7 +186,7 @@ export async function enrollWithToken(
     .values({
       host_id: outcome.ok ? outcome.host_id : null,
       at: now,
-      method: 'token',
+      method,
       token_hash: tokenHash,
       remote: input.remote,
       outcome: outcome.ok ? outcome.status : 'refused',

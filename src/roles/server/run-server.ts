@@ -1,7 +1,7 @@
 import { ingestBatch } from '../../ingest/index.js';
 import { openStore, readStoreConfig, type Store } from '../../store/index.js';
 import { type BatchAck, type ServerHandlers, startSshServer } from '../../transport/index.js';
-import { authorizeHostKey, enrollWithToken } from './enrollment.js';
+import { authorizeHostKey, enrollWithPassword, enrollWithToken } from './enrollment.js';
 import { ensureHostKey } from './host-key.js';
 
 export type Log = (msg: string, fields?: object) => void;
@@ -36,26 +36,26 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       return decision.ok ? { ok: true, principal: decision.hostId } : decision;
     },
     async enroll(req, ctx) {
-      if (req.method !== 'token' || !req.token) {
-        return {
-          ok: false,
-          code: 'POFR_ENROLL_FAILED',
-          message: 'this server accepts token enrollment only: pofr server token',
-        };
-      }
-      const outcome = await enrollWithToken(store, {
-        token: req.token,
+      const common = {
         name: req.name,
         signingKey: req.signing_key,
         sshKey: ctx.key.openssh,
         sshFingerprint: ctx.key.fingerprint,
         remote: ctx.remote,
-      });
+      };
+      const outcome =
+        req.method === 'password'
+          ? await enrollWithPassword(store, { ...common, password: req.password ?? '' })
+          : await enrollWithToken(store, { ...common, token: req.token ?? '' });
       opts.log(outcome.ok ? 'enrolled client' : 'refused enrollment', {
         remote: ctx.remote,
         name: req.name,
+        method: req.method,
         ...outcome,
       });
+      // A refused guess costs the guesser a second on top of scrypt: passwords and tokens are not
+      // worth brute-forcing through this channel.
+      if (!outcome.ok) await new Promise((r) => setTimeout(r, 1000));
       return outcome;
     },
     async ingest(principal, batch, ctx): Promise<BatchAck> {
