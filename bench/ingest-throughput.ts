@@ -1,7 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { ingestBatch } from '../src/ingest/index.js';
 import {
   GENESIS_HASH,
@@ -11,7 +13,7 @@ import {
   type SealedBatch,
   sealBatch,
 } from '../src/protocol/index.js';
-import { openStore } from '../src/store/index.js';
+import { openStore, type Store } from '../src/store/index.js';
 import { type BenchResult, isMain, median } from './bench-result.js';
 
 /**
@@ -97,14 +99,51 @@ function makeBatches(hostId: string, signingPem: string): SealedBatch[] {
   return out;
 }
 
+/** A fresh store for one run, and how to remove it. */
+interface BenchStore {
+  readonly store: Store;
+  dispose(): Promise<void>;
+}
+
+async function sqliteStore(): Promise<BenchStore> {
+  const dir = mkdtempSync(join(tmpdir(), 'pofr-bench-ingest-'));
+  const store = await openStore({ kind: 'sqlite', path: join(dir, 'pofr.db') });
+  return {
+    store,
+    async dispose() {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A database created for the run on the server of `adminUrl`, dropped afterwards. */
+async function postgresStore(adminUrl: string): Promise<BenchStore> {
+  const name = `pofr_bench_${randomBytes(4).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  const store = await openStore({ kind: 'postgres', url: url.toString() });
+  return {
+    store,
+    async dispose() {
+      await store.close();
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}
+
 async function pofrIngest(
+  open: () => Promise<BenchStore>,
   batches: readonly SealedBatch[],
   publicPem: string,
   hostId: string,
 ): Promise<number> {
-  const dir = mkdtempSync(join(tmpdir(), 'pofr-bench-ingest-'));
+  const { store, dispose } = await open();
   try {
-    const store = await openStore({ kind: 'sqlite', path: join(dir, 'pofr.db') });
     await store.db
       .insertInto('hosts')
       .values({
@@ -124,11 +163,9 @@ async function pofrIngest(
       if (r.status !== 'accepted')
         throw new Error(`bench batch ${b.header.seq} was ${r.status}: ${JSON.stringify(r)}`);
     }
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    await store.close();
-    return ms;
+    return Number(process.hrtime.bigint() - t0) / 1e6;
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    await dispose();
   }
 }
 
@@ -161,17 +198,31 @@ export async function run(): Promise<BenchResult> {
   const hostId = 'bench-host';
   const batches = makeBatches(hostId, keys.privatePem);
   const records = batches.reduce((n, b) => n + b.header.record_count, 0);
-  const runs = [
-    await pofrIngest(batches, keys.publicPem, hostId),
-    await pofrIngest(batches, keys.publicPem, hostId),
-    await pofrIngest(batches, keys.publicPem, hostId),
-  ];
+  const runs: number[] = [];
+  for (let i = 0; i < 3; i++) runs.push(await pofrIngest(sqliteStore, batches, keys.publicPem, hostId));
   const raws = [rawInsert(batches), rawInsert(batches), rawInsert(batches)];
   const ms = median(runs);
   const rawMs = median(raws);
   const eventsPerS = records / (ms / 1000);
   const batchesPerS = batches.length / (ms / 1000);
   const rawPerS = records / (rawMs / 1000);
+  // PostgreSQL too when a server is named (the scale-out store; no same-run floor for it here).
+  const pgUrl = process.env.POFR_BENCH_PG_URL ?? process.env.POFR_TEST_PG_URL;
+  const pgLines: string[] = [];
+  const pgMetrics: Record<string, number> = {};
+  if (pgUrl) {
+    const pgRuns: number[] = [];
+    for (let i = 0; i < 3; i++)
+      pgRuns.push(await pofrIngest(() => postgresStore(pgUrl), batches, keys.publicPem, hostId));
+    const pgMs = median(pgRuns);
+    pgMetrics.pg_ms = pgMs;
+    pgMetrics.pg_events_per_s = records / (pgMs / 1000);
+    pgLines.push(
+      `  pofr ingest into PostgreSQL ${pgMs.toFixed(0)} ms → ${(records / (pgMs / 1000)).toFixed(0)} events/s, ${(batches.length / (pgMs / 1000)).toFixed(1)} batches/s (${(pgMs / ms).toFixed(1)}× the SQLite time)`,
+    );
+  } else {
+    pgLines.push('  PostgreSQL: skipped (set POFR_BENCH_PG_URL=postgres://… to measure it too)');
+  }
   return {
     name: 'ingest-throughput',
     lines: [
@@ -179,6 +230,7 @@ export async function run(): Promise<BenchResult> {
       `  pofr ingest       ${ms.toFixed(0)} ms  → ${eventsPerS.toFixed(0)} events/s, ${batchesPerS.toFixed(1)} batches/s`,
       `  baseline raw rows ${rawMs.toFixed(0)} ms  → ${rawPerS.toFixed(0)} rows/s (bare better-sqlite3, 1 tx per batch)`,
       `  ratio pofr/raw time ${(ms / rawMs).toFixed(1)}×`,
+      ...pgLines,
     ],
     metrics: {
       records,
@@ -188,6 +240,7 @@ export async function run(): Promise<BenchResult> {
       batches_per_s: batchesPerS,
       raw_ms: rawMs,
       raw_rows_per_s: rawPerS,
+      ...pgMetrics,
     },
   };
 }
