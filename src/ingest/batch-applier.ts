@@ -260,7 +260,7 @@ export class BatchApplier {
       euid: proc.euid,
       rgid: proc.rgid,
       egid: proc.egid,
-      user: await this.userAt(proc.ruid, proc.start, start),
+      user: await this.userAt(proc.ruid, start),
       source: proc.source,
       observer: proc.observer ? 1 : 0,
       open_ord: ord,
@@ -380,7 +380,7 @@ export class BatchApplier {
     }
   }
 
-  private async userAt(uid: number, start: number, t: number): Promise<string | null> {
+  private async userAt(uid: number, start: number): Promise<string | null> {
     if (this.users === null) {
       const rows = await this.trx
         .selectFrom('users')
@@ -403,8 +403,12 @@ export class BatchApplier {
     if (!rows) return null;
     const validAt = (at: number) =>
       rows.find((u) => u.valid_from <= at && (u.valid_to === null || u.valid_to > at));
-    // A process older than the first inventory gets the name the uid had when it was first seen.
-    return (validAt(start) ?? validAt(t))?.name ?? null;
+    const valid = validAt(start);
+    if (valid) return valid.name;
+    // A process older than the first inventory (every process alive when recording began) gets
+    // the name the uid had when it was first seen.
+    const earliest = rows.reduce((a, b) => (a.valid_from <= b.valid_from ? a : b));
+    return start < earliest.valid_from ? earliest.name : null;
   }
 
   // ---- files -------------------------------------------------------------------------------
