@@ -152,6 +152,16 @@ describe('record → SSH → store → query', () => {
       assert.ok(kinds.has(k), `timeline lacks ${k} for ${pid}`);
     const times = tl.map((e) => e.time as string);
     assert.deepEqual([...times].sort(), times, 'timeline is in time order');
+    const [proc] = jsonLines((await pofr(['procs', '--data', data, '--pid', String(pid), '--json'])).stdout);
+    const during = new Date(Date.parse(proc.start as string) + 1500).toISOString();
+    const tree = jsonLines((await pofr(['tree', '--data', data, '--at', during, '--json'])).stdout);
+    const node = tree.find((n) => n.pid === pid);
+    assert.ok(node, `pid ${pid} is not in the tree at ${during}`);
+    assert.ok((node.depth as number) > 0, 'the command sits under its parent');
+    assert.ok(
+      tree.some((n) => n.pid === node.ppid),
+      'its parent is in the tree too',
+    );
   });
 
   test('pofr verify passes, and fails once one stored evidence byte changes', async () => {
