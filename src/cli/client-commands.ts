@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { closeSync, existsSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { fileURLToPath } from 'node:url';
@@ -102,21 +102,35 @@ export function registerClientCommands(program: Command): void {
     .option('--batch <ms>', 'longest a record waits before its batch is sealed', '5000')
     .option('--keyframe <ms>', 'full-state keyframe period in milliseconds', '60000')
     .action(async (o: { state: string; interval: string; batch: string; keyframe: string }) => {
+      // One recorder per state directory: two would both extend the spool's chain.
+      const other = readPid(o.state);
+      if (other !== null && other !== process.pid) {
+        throw new PofrError(
+          'POFR_USAGE',
+          `a client already records with ${o.state} (pid ${other}); stop it first (if that pid is not pofr, delete ${join(o.state, STATE_FILES.pid)})`,
+        );
+      }
       const log = createLog({ name: 'pofr-client' });
       if (process.getuid?.() !== 0) {
         log('not running as root: other users’ open files, executables and sockets stay invisible', {});
       }
-      const running = await runClient({
-        stateDir: o.state,
-        intervalMs: parsePositiveInt(o.interval, '--interval'),
-        batchMs: parsePositiveInt(o.batch, '--batch'),
-        keyframeMs: parsePositiveInt(o.keyframe, '--keyframe'),
-        log,
-      });
+      const intervalMs = parsePositiveInt(o.interval, '--interval');
+      const batchMs = parsePositiveInt(o.batch, '--batch');
+      const keyframeMs = parsePositiveInt(o.keyframe, '--keyframe');
+      loadEnrollment(o.state);
+      const pidFile = join(o.state, STATE_FILES.pid);
       writeStateFile(o.state, STATE_FILES.pid, `${process.pid}\n`, 0o644);
+      let running: Awaited<ReturnType<typeof runClient>>;
+      try {
+        running = await runClient({ stateDir: o.state, intervalMs, batchMs, keyframeMs, log });
+      } catch (e) {
+        rmSync(pidFile, { force: true });
+        throw e;
+      }
       const sig = await untilSignal();
       log('stopping, flushing spool', { signal: sig });
       await running.stop(10_000);
+      rmSync(pidFile, { force: true });
     });
 
   stateOpt(client.command('start'))

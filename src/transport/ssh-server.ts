@@ -67,6 +67,8 @@ export interface SshServerOptions {
   readonly log?: TransportLog;
   /** A connection that has not authenticated within this time is dropped; default 30 s. */
   readonly authTimeoutMs?: number;
+  /** Refuse sockets beyond this many open at once (default DEFAULT_MAX_CONNECTIONS). */
+  readonly maxConnections?: number;
 }
 
 export interface SshServer {
@@ -82,6 +84,8 @@ const ENROLL_MAX_FRAME_BYTES = 64 * 1024;
 const CLOSE_GRACE_MS = 500;
 /** Each key is tried twice (query, then signature); a client offering more than this is probing. */
 const MAX_AUTH_ATTEMPTS = 20;
+/** Sockets open at once (authenticated or not): a flood of idle connections cannot exhaust fds. */
+export const DEFAULT_MAX_CONNECTIONS = 2048;
 
 /**
  * The embedded SSH listener: publickey (ed25519) auth, then exactly two things a client may do,
@@ -119,7 +123,16 @@ export async function startSshServer(opts: SshServerOptions): Promise<SshServer>
       serveConnection(conn, remote, opts.handlers, log, authTimeoutMs, track);
     },
   );
+  const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const listener = createServer((socket) => {
+    if (sockets.size >= maxConnections) {
+      log('ssh connection refused: too many open connections', {
+        remote: socket.remoteAddress,
+        max: maxConnections,
+      });
+      socket.destroy();
+      return;
+    }
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
     // A reset from the peer must not crash the server; ssh2 reports it on the connection.

@@ -83,6 +83,9 @@ describe('record → SSH → store → query', () => {
     const client = startPofr(['client', 'run', '--state', state, '--interval', '200', '--batch', '500']);
     daemons.push(client);
     await client.waitFor(/pofr client recording/);
+    const second = await pofr(['client', 'run', '--state', state]);
+    assert.equal(second.code, 2, 'one recorder per state directory');
+    assert.match(second.stderr, /already records/);
     // An outer bash builds the hostile bytes ($'\xff' is not valid UTF-8) and execs the marked
     // command; the trailing `; :` keeps the inner bash (and its argv) alive instead of exec'ing sleep.
     const script = [

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -357,6 +359,36 @@ describe('SSH server refusals', () => {
     await closed;
     assert.match(stderr, /protocol error: peer announced a frame of 4294967280 bytes/);
     assert.equal(store.ingestCalls, 0);
+  });
+
+  test('sockets beyond maxConnections are closed at once, and the server keeps serving', async () => {
+    const store = new FakeStore();
+    const logs: string[] = [];
+    const server = await startSshServer({
+      hostKey: serverKey.privateKey,
+      host: '127.0.0.1',
+      port: 0,
+      handlers: store.handlers(),
+      maxConnections: 2,
+      log: (msg) => logs.push(msg),
+    });
+    cleanups.push(() => server.close());
+    const idle = [connect(server.port, '127.0.0.1'), connect(server.port, '127.0.0.1')];
+    for (const s of idle) {
+      s.on('error', () => {});
+      cleanups.push(() => {
+        s.destroy();
+      });
+      await once(s, 'connect');
+    }
+    const third = connect(server.port, '127.0.0.1');
+    third.on('error', () => {});
+    await once(third, 'close');
+    assert.ok(logs.some((l) => l.includes('too many open connections')));
+    for (const s of idle) s.destroy();
+    await new Promise((r) => setTimeout(r, 50));
+    const client = await rawClient(server.port, HOST_ID);
+    assert.ok(client, 'a client connects again once sockets are free');
   });
 
   test('close() ends client connections and frees the port', async () => {
