@@ -398,6 +398,11 @@ export class BatchApplier {
         });
         this.users.set(uidNum, list);
       }
+      // Several names may share a uid (root and toor): pick one by value, not by the order the engine
+      // returns rows in (PostgreSQL moves updated rows), so re-deriving on another engine agrees.
+      for (const list of this.users.values()) {
+        list.sort((a, b) => a.valid_from - b.valid_from || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+      }
     }
     const rows = this.users.get(uid);
     if (!rows) return null;

@@ -1,2 +1,8 @@
 export { type ChainLink, type IngestContext, type IngestResult, ingestBatch } from './apply-batch.js';
-export { type VerifyFailure, type VerifyReport, verifyStore } from './verify-store.js';
+export {
+  type RederiveMismatch,
+  type RederiveOptions,
+  type RederiveResult,
+  rederiveHost,
+} from './rederive.js';
+export { type VerifyFailure, type VerifyOptions, type VerifyReport, verifyStore } from './verify-store.js';

@@ -1,0 +1,642 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Kysely, type RawBuilder, type SelectQueryBuilder, type SqlBool, sql } from 'kysely';
+import { PofrError } from '../errors.js';
+import { type Database, openStore, type Store } from '../store/index.js';
+import { ingestBatch } from './apply-batch.js';
+import { ORD_PER_BATCH } from './batch-applier.js';
+
+/** One table whose stored rows are not what the host's evidence derives. */
+export interface RederiveMismatch {
+  /** The table compared (`batches` when a stored batch no longer replays). */
+  readonly table: string;
+  /** The batch that created the first differing row, when the row tells; 0 otherwise. */
+  readonly seq: number;
+  /** The first differing row (identity, column, stored vs derived value) and how many rows differ. */
+  readonly detail: string;
+}
+
+export interface RederiveResult {
+  /** Tables compared. */
+  tables: number;
+  /** Stored rows compared with their re-derivation. */
+  rows: number;
+  mismatches: RederiveMismatch[];
+}
+
+export interface RederiveOptions {
+  /** Where the scratch SQLite store is created (default: the OS temp dir); it holds a copy of the host's rows. */
+  readonly scratchDir?: string;
+}
+
+type Value = string | number | Buffer | null;
+type Row = Record<string, Value>;
+// The compared queries differ per table; rows are normalized and compared by column name at run time.
+type Select = SelectQueryBuilder<Database, keyof Database, Row>;
+
+/** Rows compared per query: a large host is compared in chunks, never loaded whole. */
+const CHUNK = 2_000;
+/** Batch keys read per query; the raw bytes are then read one batch at a time (up to 32 MiB each). */
+const KEY_PAGE = 500;
+
+/**
+ * Replays every stored batch of a host, from its raw signed evidence and in the order it was first
+ * applied, into a scratch SQLite store, then compares the derived rows with the stored ones table by
+ * table. An edited, deleted or forged row of processes, file_opens, endpoints, endpoint_states,
+ * recorder gaps or the inventory tables is reported with the first differing row.
+ *
+ * The comparison is against what this version of ingest derives: the store's rows were derived by
+ * the version that received them.
+ *
+ * @example
+ * const r = await rederiveHost(store, hostId);
+ * for (const m of r.mismatches) console.log(`${m.table}: ${m.detail}`);
+ */
+export async function rederiveHost(
+  store: Store,
+  hostId: string,
+  opts: RederiveOptions = {},
+): Promise<RederiveResult> {
+  const dir = mkdtempSync(join(opts.scratchDir ?? tmpdir(), 'pofr-rederive-'));
+  try {
+    const scratch = await openStore({ kind: 'sqlite', path: join(dir, 'rederived.db') });
+    try {
+      // The copy is thrown away afterwards: it need not survive a power loss.
+      await sql`PRAGMA synchronous = OFF`.execute(scratch.db);
+      // One snapshot for the replay and the comparison: batches a server ingests meanwhile must not
+      // show up as stored rows that the replayed evidence lacks.
+      return await store.db
+        .transaction()
+        .setIsolationLevel('repeatable read')
+        .setAccessMode('read only')
+        .execute(async (trx) => {
+          const mismatches = await replayHost(trx, scratch, hostId);
+          let rows = 0;
+          for (const spec of TABLES) {
+            const r = await compareTable(trx, scratch.db, hostId, spec);
+            rows += r.rows;
+            if (r.mismatch) mismatches.push(r.mismatch);
+          }
+          return { tables: TABLES.length, rows, mismatches };
+        });
+    } finally {
+      await scratch.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- replay ------------------------------------------------------------------------------------
+
+/**
+ * Applies the host's batches to the scratch store by received_at, then seq: a gap filled later was
+ * applied after the batches that arrived before it, and some rows depend on that order (a batch that
+ * exits a process the store does not know yet cannot close it).
+ */
+async function replayHost(
+  src: Kysely<Database>,
+  scratch: Store,
+  hostId: string,
+): Promise<RederiveMismatch[]> {
+  const host = await src
+    .selectFrom('hosts')
+    .select(['name', 'ssh_key', 'ssh_fingerprint', 'signing_key', 'enrolled_at'])
+    .where('host_id', '=', hostId)
+    .executeTakeFirst();
+  if (!host) {
+    throw new PofrError('POFR_HOST_UNKNOWN', `no enrolled host has id ${hostId}; list hosts with pofr hosts`);
+  }
+  // Approved whatever its status now: a revoked host's past batches were accepted when they came.
+  await scratch.db
+    .insertInto('hosts')
+    .values({ host_id: hostId, ...host, status: 'approved', approved_at: host.enrolled_at })
+    .execute();
+  const failures: RederiveMismatch[] = [];
+  let after: { receivedAt: number; seq: number } | null = null;
+  for (;;) {
+    let q = src.selectFrom('batches').select(['seq', 'received_at']).where('host_id', '=', hostId);
+    if (after !== null) {
+      const { receivedAt, seq } = after;
+      q = q.where((eb) =>
+        eb.or([
+          eb('received_at', '>', receivedAt),
+          eb.and([eb('received_at', '=', receivedAt), eb('seq', '>', seq)]),
+        ]),
+      );
+    }
+    const page = await q.orderBy('received_at').orderBy('seq').limit(KEY_PAGE).execute();
+    if (page.length === 0) break;
+    for (const b of page) {
+      const seq = Number(b.seq);
+      const receivedAt = Number(b.received_at);
+      after = { receivedAt, seq };
+      const ev = await src
+        .selectFrom('batch_evidence')
+        .select('raw')
+        .where('host_id', '=', hostId)
+        .where('seq', '=', seq)
+        .executeTakeFirst();
+      if (!ev) {
+        failures.push({
+          table: 'batch_evidence',
+          seq,
+          detail: `batch ${seq} has no batch_evidence row: its rows cannot be re-derived`,
+        });
+        continue;
+      }
+      const r = await ingestBatch(scratch, Buffer.from(ev.raw), { principal: hostId, receivedAt });
+      if (r.status !== 'accepted') {
+        const why = r.status === 'refused' ? `${r.code}: ${r.reason}` : 'it replays as a duplicate';
+        failures.push({
+          table: 'batches',
+          seq,
+          detail: `batch ${seq} does not replay from its evidence (${why})`,
+        });
+      }
+    }
+  }
+  return failures;
+}
+
+// ---- what is compared --------------------------------------------------------------------------
+
+/**
+ * How one table is compared. Surrogate ids differ between the stores, so `process_id`, `parent_id`
+ * and `endpoint_id` are replaced by the identity of the row they point to (joined on the same host:
+ * a pointer to a missing row or to another host's row shows as `has_*` 1 with NULL identity).
+ */
+interface TableSpec {
+  readonly table: string;
+  /** The host's rows with the compared columns; one portable query run against both stores. */
+  readonly rows: (db: Kysely<Database>, hostId: string) => Select;
+  /**
+   * Non-null integer expressions the database orders and pages by. Never text: PostgreSQL's collation
+   * and SQLite's byte order disagree, so rows equal on these are ordered in JS instead. Taken from
+   * the row's identity where possible, so that an edited row still meets its re-derived twin.
+   */
+  readonly keys: readonly RawBuilder<number>[];
+  /** Compared columns, as named by `rows`. */
+  readonly columns: readonly string[];
+  /** The columns that name a row: two rows with the same identity are one row that changed. */
+  readonly identity: readonly string[];
+  /** Shown beside the identity to make a row recognisable (not compared as identity). */
+  readonly describe?: readonly string[];
+  readonly seqOf: (row: Row) => number;
+}
+
+const ref = (c: string) => sql.ref<number>(c);
+const flag = (c: string) => sql<number>`case when ${sql.ref(c)} is null then 0 else 1 end`;
+const batchOf = (ord: Value) => (typeof ord === 'number' ? Math.floor(ord / ORD_PER_BATCH) : 0);
+
+/** The tables ingest derives from evidence. */
+const TABLES: readonly TableSpec[] = [
+  {
+    table: 'processes',
+    rows: (db, hostId) =>
+      db
+        .selectFrom('processes as p')
+        .leftJoin('processes as pp', (j) =>
+          j.onRef('pp.id', '=', 'p.parent_id').onRef('pp.host_id', '=', 'p.host_id'),
+        )
+        .where('p.host_id', '=', hostId)
+        .select([
+          'p.boot_id',
+          'p.pid',
+          'p.start_ticks',
+          'p.exec_index',
+          'p.start',
+          'p.end',
+          'p.end_reason',
+          'p.ppid',
+          'pp.boot_id as parent_boot_id',
+          'pp.pid as parent_pid',
+          'pp.start_ticks as parent_start_ticks',
+          'pp.exec_index as parent_exec_index',
+          'p.exe',
+          'p.exe_raw',
+          'p.comm',
+          'p.comm_raw',
+          'p.argv',
+          'p.argv_raw',
+          'p.cmdline',
+          'p.cwd',
+          'p.cwd_raw',
+          'p.ruid',
+          'p.euid',
+          'p.rgid',
+          'p.egid',
+          'p.user',
+          'p.source',
+          'p.observer',
+          'p.open_ord',
+          'p.close_ord',
+        ])
+        .select(flag('p.parent_id').as('has_parent')) as unknown as Select,
+    keys: [ref('p.pid'), ref('p.start_ticks'), ref('p.exec_index')],
+    identity: ['boot_id', 'pid', 'start_ticks', 'exec_index'],
+    describe: ['comm'],
+    columns: [
+      'start',
+      'end',
+      'end_reason',
+      'ppid',
+      'has_parent',
+      'parent_boot_id',
+      'parent_pid',
+      'parent_start_ticks',
+      'parent_exec_index',
+      'exe',
+      'exe_raw',
+      'comm',
+      'comm_raw',
+      'argv',
+      'argv_raw',
+      'cmdline',
+      'cwd',
+      'cwd_raw',
+      'ruid',
+      'euid',
+      'rgid',
+      'egid',
+      'user',
+      'source',
+      'observer',
+      'open_ord',
+      'close_ord',
+    ],
+    seqOf: (r) => batchOf(r.open_ord),
+  },
+  {
+    table: 'file_opens',
+    rows: (db, hostId) =>
+      db
+        .selectFrom('file_opens as f')
+        .leftJoin('processes as p', (j) =>
+          j.onRef('p.id', '=', 'f.process_id').onRef('p.host_id', '=', 'f.host_id'),
+        )
+        .where('f.host_id', '=', hostId)
+        .select([
+          'p.boot_id as proc_boot_id',
+          'p.pid as proc_pid',
+          'p.start_ticks as proc_start_ticks',
+          'p.exec_index as proc_exec_index',
+          'f.pid',
+          'f.fd',
+          'f.path',
+          'f.path_raw',
+          'f.kind',
+          'f.first_seen',
+          'f.last_seen',
+          'f.is_open',
+          'f.open_ord',
+          'f.close_ord',
+        ]) as unknown as Select,
+    keys: [ref('f.pid'), ref('f.fd'), ref('f.open_ord')],
+    identity: ['pid', 'fd', 'open_ord'],
+    describe: ['path'],
+    columns: [
+      'proc_boot_id',
+      'proc_pid',
+      'proc_start_ticks',
+      'proc_exec_index',
+      'path',
+      'path_raw',
+      'kind',
+      'first_seen',
+      'last_seen',
+      'is_open',
+      'close_ord',
+    ],
+    seqOf: (r) => batchOf(r.open_ord),
+  },
+  {
+    // country, city and fqdn are left out: enrichment (GeoIP, reverse DNS) fills them after ingest,
+    // from databases that are not part of the evidence.
+    table: 'endpoints',
+    rows: (db, hostId) =>
+      db
+        .selectFrom('endpoints as e')
+        .leftJoin('processes as p', (j) =>
+          j.onRef('p.id', '=', 'e.process_id').onRef('p.host_id', '=', 'e.host_id'),
+        )
+        .where('e.host_id', '=', hostId)
+        .select([
+          'e.boot_id',
+          'e.key',
+          'p.boot_id as proc_boot_id',
+          'p.pid as proc_pid',
+          'p.start_ticks as proc_start_ticks',
+          'p.exec_index as proc_exec_index',
+          'e.pid',
+          'e.proto',
+          'e.family',
+          'e.local_ip',
+          'e.local_port',
+          'e.remote_ip',
+          'e.remote_port',
+          'e.state',
+          'e.inode',
+          'e.first_seen',
+          'e.last_seen',
+          'e.is_open',
+          'e.open_ord',
+          'e.close_ord',
+        ])
+        .select(flag('e.process_id').as('has_process')) as unknown as Select,
+    keys: [ref('e.open_ord'), ref('e.inode')],
+    identity: ['boot_id', 'key', 'open_ord'],
+    columns: [
+      'has_process',
+      'proc_boot_id',
+      'proc_pid',
+      'proc_start_ticks',
+      'proc_exec_index',
+      'pid',
+      'proto',
+      'family',
+      'local_ip',
+      'local_port',
+      'remote_ip',
+      'remote_port',
+      'state',
+      'inode',
+      'first_seen',
+      'last_seen',
+      'is_open',
+      'close_ord',
+    ],
+    seqOf: (r) => batchOf(r.open_ord),
+  },
+  {
+    table: 'endpoint_states',
+    rows: (db, hostId) =>
+      db
+        .selectFrom('endpoint_states as s')
+        .leftJoin('endpoints as e', (j) =>
+          j.onRef('e.id', '=', 's.endpoint_id').onRef('e.host_id', '=', 's.host_id'),
+        )
+        .where('s.host_id', '=', hostId)
+        .select([
+          'e.boot_id as endpoint_boot_id',
+          'e.key as endpoint_key',
+          'e.open_ord as endpoint_open_ord',
+          's.t',
+          's.state',
+          's.ord',
+        ]) as unknown as Select,
+    keys: [ref('s.ord'), sql<number>`coalesce(${sql.ref('e.open_ord')}, -1)`],
+    identity: ['endpoint_boot_id', 'endpoint_key', 'endpoint_open_ord', 'ord'],
+    columns: ['t', 'state'],
+    seqOf: (r) => batchOf(r.ord),
+  },
+  {
+    // Only the recorder's own gap records: seq_gap and fork rows (and every `at`) say when batches
+    // arrived, not what they hold; verifyStore checks chain breaks against them instead.
+    table: 'gaps',
+    rows: (db, hostId) =>
+      db
+        .selectFrom('gaps')
+        .where('host_id', '=', hostId)
+        .where('kind', '=', 'recorder')
+        .select(['seq', 't_from', 't_to', 'detail']) as unknown as Select,
+    keys: [ref('seq'), sql<number>`coalesce(${sql.ref('t_from')}, -1)`],
+    identity: ['seq', 't_from'],
+    columns: ['t_to', 'detail'],
+    seqOf: (r) => (typeof r.seq === 'number' ? r.seq : 0),
+  },
+  inventory('users', ['uid', 'gid', 'name', 'home', 'shell'], ['uid'], ['uid']),
+  inventory('groups', ['gid', 'name', 'members'], ['gid'], ['gid']),
+  inventory('interfaces', ['name', 'mac', 'addresses'], [], ['name']),
+  inventory(
+    'routes',
+    ['family', 'destination', 'gateway', 'dev', 'metric'],
+    ['family'],
+    ['family', 'destination'],
+  ),
+  inventory(
+    'devices',
+    ['bus', 'device_id', 'vendor_id', 'product_id', 'name', 'serial'],
+    [],
+    ['bus', 'device_id'],
+  ),
+];
+
+function inventory(
+  table: 'users' | 'groups' | 'interfaces' | 'routes' | 'devices',
+  content: readonly string[],
+  intKeys: readonly string[],
+  identity: readonly string[],
+): TableSpec {
+  return {
+    table,
+    rows: (db, hostId) =>
+      (db as unknown as Kysely<Record<string, Row>>)
+        .selectFrom(table)
+        .where('host_id', '=', hostId)
+        .select([...content, 'valid_from', 'valid_to']) as unknown as Select,
+    keys: [ref('valid_from'), ...intKeys.map(ref)],
+    identity: [...identity, 'valid_from'],
+    columns: [...content, 'valid_to'],
+    seqOf: () => 0,
+  };
+}
+
+// ---- comparison --------------------------------------------------------------------------------
+
+/** Reads one side of a table in key order, a chunk at a time. */
+class RowStream {
+  private buf: Row[] = [];
+  private i = 0;
+  private after: Value[] | null = null;
+  private done = false;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly hostId: string,
+    private readonly spec: TableSpec,
+  ) {}
+
+  async peek(): Promise<Row | undefined> {
+    if (this.i >= this.buf.length && !this.done) await this.fill();
+    return this.buf[this.i];
+  }
+
+  advance(): void {
+    this.i++;
+  }
+
+  private async fill(): Promise<void> {
+    let rows = await this.fetch(this.after === null ? null : { op: '>', key: this.after }, CHUNK);
+    this.i = 0;
+    if (rows.length === 0) {
+      this.done = true;
+      this.buf = [];
+      return;
+    }
+    if (rows.length === CHUNK) {
+      // The chunk may end inside a group of rows with equal keys; their order is decided in JS, so the
+      // whole group is read at once.
+      const last = keyOf(this.spec, rows[rows.length - 1]);
+      rows = rows.filter((r) => compareKeys(keyOf(this.spec, r), last) !== 0);
+      rows.push(...(await this.fetch({ op: '=', key: last }, null)));
+    }
+    rows.sort((a, b) => compareRows(this.spec, a, b));
+    this.after = keyOf(this.spec, rows[rows.length - 1]);
+    this.buf = rows;
+  }
+
+  private async fetch(where: { op: '>' | '='; key: Value[] } | null, limit: number | null): Promise<Row[]> {
+    const { spec } = this;
+    let q = spec
+      .rows(this.db, this.hostId)
+      .select(spec.keys.map((k, i) => k.as(`k${i}`))) as unknown as Select;
+    if (where !== null) {
+      q = q.where(sql<SqlBool>`(${sql.join(spec.keys)}) ${sql.raw(where.op)} (${sql.join(where.key)})`);
+    }
+    for (const k of spec.keys) q = q.orderBy(k);
+    if (limit !== null) q = q.limit(limit);
+    return (await q.execute()).map(normalizeRow);
+  }
+}
+
+async function compareTable(
+  stored: Kysely<Database>,
+  derived: Kysely<Database>,
+  hostId: string,
+  spec: TableSpec,
+): Promise<{ rows: number; mismatch: RederiveMismatch | null }> {
+  const s = new RowStream(stored, hostId, spec);
+  const d = new RowStream(derived, hostId, spec);
+  let rows = 0;
+  let changed = 0;
+  let onlyStored = 0;
+  let onlyDerived = 0;
+  let first: RederiveMismatch | null = null;
+  for (;;) {
+    const a = await s.peek();
+    const b = await d.peek();
+    if (a === undefined && b === undefined) break;
+    const c = a === undefined ? 1 : b === undefined ? -1 : compareRows(spec, a, b);
+    if (a !== undefined && b !== undefined && c !== 0 && sameIdentity(spec, a, b)) {
+      changed++;
+      first ??= { table: spec.table, seq: spec.seqOf(b), detail: changedDetail(spec, a, b) };
+    } else if (c < 0 && a !== undefined) {
+      onlyStored++;
+      first ??= {
+        table: spec.table,
+        seq: spec.seqOf(a),
+        detail: `${label(spec, a)} is in the store but the evidence does not derive it (forged or altered)`,
+      };
+      rows++;
+      s.advance();
+      continue;
+    } else if (c > 0 && b !== undefined) {
+      onlyDerived++;
+      first ??= {
+        table: spec.table,
+        seq: spec.seqOf(b),
+        detail: `${label(spec, b)} derives from the evidence but is missing from the store (deleted or altered)`,
+      };
+      d.advance();
+      continue;
+    }
+    rows++;
+    s.advance();
+    d.advance();
+  }
+  if (first === null) return { rows, mismatch: null };
+  const counts = [
+    changed > 0 ? `${changed} changed` : '',
+    onlyStored > 0 ? `${onlyStored} only in the store` : '',
+    onlyDerived > 0 ? `${onlyDerived} only in the evidence` : '',
+  ].filter((x) => x !== '');
+  return {
+    rows,
+    mismatch: { ...first, detail: `${first.detail}; ${spec.table} rows: ${counts.join(', ')}` },
+  };
+}
+
+function changedDetail(spec: TableSpec, stored: Row, derived: Row): string {
+  const cols = spec.columns.filter((c) => compareValues(stored[c], derived[c]) !== 0);
+  const shown = cols
+    .slice(0, 3)
+    .map((c) => `${c} is ${show(stored[c])} in the store but ${show(derived[c])} in the evidence`);
+  const more = cols.length > 3 ? ` (and ${cols.slice(3).join(', ')})` : '';
+  return `${label(spec, derived)}: ${shown.join('; ')}${more}`;
+}
+
+function label(spec: TableSpec, r: Row): string {
+  const id = spec.identity.map((c) => `${c} ${show(r[c])}`).join(' ');
+  const extra = (spec.describe ?? []).map((c) => ` ${c} ${show(r[c])}`).join('');
+  return `${spec.table} row ${id}${extra}`;
+}
+
+function show(v: Value): string {
+  if (v === null) return 'NULL';
+  if (Buffer.isBuffer(v)) {
+    const hex = v.subarray(0, 48).toString('hex');
+    return `0x${hex}${v.length > 48 ? `… (${v.length} bytes)` : ''}`;
+  }
+  if (typeof v === 'number') return String(v);
+  const s = JSON.stringify(v);
+  return s.length > 120 ? `${s.slice(0, 117)}…"` : s;
+}
+
+/** Both engines' values as one type each: integers as numbers, blobs as Buffers. */
+function normalizeRow(r: Record<string, unknown>): Row {
+  const out: Row = {};
+  for (const [k, v] of Object.entries(r)) {
+    if (v === null || v === undefined) out[k] = null;
+    else if (typeof v === 'bigint') out[k] = Number(v);
+    else if (v instanceof Uint8Array) out[k] = Buffer.from(v);
+    else out[k] = v as string | number;
+  }
+  return out;
+}
+
+function keyOf(spec: TableSpec, r: Row): Value[] {
+  return spec.keys.map((_, i) => r[`k${i}`]);
+}
+
+function compareKeys(a: Value[], b: Value[]): number {
+  for (let i = 0; i < a.length; i++) {
+    const c = compareValues(a[i], b[i]);
+    if (c !== 0) return c;
+  }
+  return 0;
+}
+
+/** A total order on rows, the same for both stores: keys, then identity, then every compared column. */
+function compareRows(spec: TableSpec, a: Row, b: Row): number {
+  const c = compareKeys(keyOf(spec, a), keyOf(spec, b));
+  if (c !== 0) return c;
+  for (const col of [...spec.identity, ...spec.columns]) {
+    const d = compareValues(a[col], b[col]);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+function sameIdentity(spec: TableSpec, a: Row, b: Row): boolean {
+  return spec.identity.every((c) => compareValues(a[c], b[c]) === 0);
+}
+
+/** NULL < numbers < text (UTF-16 code units, as JS orders them) < bytes. */
+function compareValues(a: Value, b: Value): number {
+  const ra = rank(a);
+  const rb = rank(b);
+  if (ra !== rb) return ra - rb;
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  if (typeof a === 'string' && typeof b === 'string') return a < b ? -1 : a > b ? 1 : 0;
+  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return Buffer.compare(a, b);
+  return 0;
+}
+
+function rank(v: Value): number {
+  if (v === null) return 0;
+  if (typeof v === 'number') return 1;
+  if (typeof v === 'string') return 2;
+  return 3;
+}
