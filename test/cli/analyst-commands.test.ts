@@ -254,7 +254,7 @@ test('hosts and sql print rows; sql refuses writes', async () => {
 
 test('verify prints one row per host and sets exit status 1 when a host fails', async () => {
   try {
-    const { out } = await pofr('verify', '--data', dir, '--json');
+    const { out } = await pofr('verify', '--data', dir, '--json', '--quick');
     const rows = jsonLines(out);
     assert.deepEqual(rows.map((r) => [r.host, r.ok, r.batches, r.gaps]).sort(), [
       ['db', false, 0, 0],
@@ -264,10 +264,18 @@ test('verify prints one row per host and sets exit status 1 when a host fails', 
     assert.equal((failed.failures as { code: string }[])[0].code, 'POFR_BATCH_SIGNATURE');
     assert.equal(process.exitCode, 1);
     process.exitCode = undefined;
-    await pofr('verify', '--data', dir, '--host', 'web');
+    await pofr('verify', '--data', dir, '--host', 'web', '--quick');
     assert.equal(process.exitCode, undefined);
     const table = (await pofr('verify', '--data', dir, '--host', 'db')).out;
     assert.match(table, /db\s+h2\s+0\s+NO\s+0\s+1: seq 0 POFR_BATCH_SIGNATURE/);
+    // Without --quick, web's rows (written here without any batch) are not derivable from evidence.
+    const [full] = jsonLines((await pofr('verify', '--data', dir, '--host', 'web', '--json')).out);
+    assert.equal(full.ok, false);
+    assert.match(
+      JSON.stringify(full.failures),
+      /processes row .* is in the store but the evidence does not derive it/,
+    );
+    assert.equal(process.exitCode, 1);
   } finally {
     process.exitCode = undefined;
   }
