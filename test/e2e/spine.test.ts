@@ -167,7 +167,7 @@ describe('record → SSH → store → query', () => {
     );
   });
 
-  test('pofr verify passes, and fails once one stored evidence byte changes', async () => {
+  test('pofr verify passes, fails on an edited row, and fails once one stored evidence byte changes', async () => {
     const ok = await pofr(['verify', '--data', data, '--json']);
     assert.equal(ok.code, 0, ok.stderr + ok.stdout);
     const report = jsonLines(ok.stdout);
@@ -177,6 +177,17 @@ describe('record → SSH → store → query', () => {
     assert.equal(await server.stop(), 0, server.stderr());
     const db = new Database(join(data, 'pofr.db'));
     try {
+      // An edited row, evidence intact: re-derivation from the signed batches catches it.
+      const original = db.prepare('SELECT argv FROM processes WHERE pid = ?').get(pid) as { argv: string };
+      db.prepare('UPDATE processes SET argv = ? WHERE pid = ?').run('["bash","-c","innocent"]', pid);
+      const edited = await pofr(['verify', '--data', data, '--json']);
+      assert.equal(edited.code, 1, 'an edited processes row fails verify');
+      assert.match(JSON.stringify(jsonLines(edited.stdout)), /processes/);
+      const quick = await pofr(['verify', '--data', data, '--quick', '--json']);
+      assert.equal(quick.code, 0, '--quick checks the evidence only, which is intact');
+      db.prepare('UPDATE processes SET argv = ? WHERE pid = ?').run(original.argv, pid);
+      assert.equal((await pofr(['verify', '--data', data])).code, 0, 'restored, it verifies again');
+
       const row = db.prepare('SELECT host_id, seq, raw FROM batch_evidence ORDER BY seq LIMIT 1').get() as {
         host_id: string;
         seq: number;
