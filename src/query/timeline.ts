@@ -1,8 +1,9 @@
 import { type Expression, type SqlBool, sql } from 'kysely';
 import { PofrError } from '../errors.js';
 import type { Store } from '../store/index.js';
+import type { FileRow } from './files.js';
 import { describeEndpoint, type EndpointRow } from './net.js';
-import { describeProcess, PROCESS_COLUMNS, toProcessRow } from './process-row.js';
+import { describeProcess, PROCESS_COLUMNS, type ProcessRow, toProcessRow } from './process-row.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
 export const TIMELINE_KINDS = Object.freeze([
@@ -40,59 +41,28 @@ interface EventBase {
   readonly summary: string;
 }
 
-export interface ProcessEvent extends EventBase {
+/** A program image starting, exec'ing or ending: its ProcessRow, the row id as process_id. */
+export interface ProcessEvent
+  extends EventBase,
+    Omit<ProcessRow, keyof EventBase | 'id' | 'boot_id' | 'start_ticks' | 'open_ord' | 'close_ord'> {
   readonly kind: 'process_start' | 'process_exec' | 'process_exit';
   readonly process_id: number;
-  readonly parent_id: number | null;
-  readonly ppid: number;
-  readonly exe: string | null;
-  readonly exe_raw_b64: string | null;
-  readonly comm: string;
-  readonly argv: readonly string[];
-  readonly argv_raw_b64: string | null;
-  readonly cmdline: string;
-  readonly cwd: string | null;
-  readonly cwd_raw_b64: string | null;
-  readonly ruid: number;
-  readonly euid: number;
-  readonly rgid: number;
-  readonly egid: number;
-  readonly user: string | null;
-  readonly source: string;
-  readonly observer: boolean;
-  readonly exec_index: number;
-  readonly start: number;
-  readonly end: number | null;
-  readonly end_reason: string | null;
 }
 
-export interface FileEvent extends EventBase {
+export interface FileEvent
+  extends EventBase,
+    Pick<FileRow, 'process_id' | 'comm' | 'fd' | 'path' | 'path_raw_b64'> {
   readonly kind: 'file_open' | 'file_close';
   readonly file_id: number;
-  readonly process_id: number;
-  readonly comm: string | null;
-  readonly fd: number;
-  readonly path: string;
-  readonly path_raw_b64: string | null;
   /** file | dir | dev | socket | pipe | anon | other */
   readonly file_kind: string;
 }
 
-export interface EndpointEvent extends EventBase {
+export interface EndpointEvent extends EventBase, Omit<EndpointSelection, keyof EventBase | 'id'> {
   readonly kind: 'endpoint_open' | 'endpoint_state' | 'endpoint_close';
   readonly endpoint_id: number;
-  readonly process_id: number | null;
-  readonly comm: string | null;
-  readonly proto: string;
-  readonly family: number;
-  readonly local_ip: string;
-  readonly local_port: number;
-  readonly remote_ip: string;
-  readonly remote_port: number;
   /** The state entered by this event (close: the last one; open: null when not recorded). */
   readonly state: string | null;
-  readonly country: string | null;
-  readonly fqdn: string | null;
 }
 
 export interface GapEvent extends EventBase {
