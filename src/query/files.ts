@@ -33,6 +33,28 @@ export interface FileRow {
 }
 
 /**
+ * The file_opens columns a FileRow is made from (select them from `file_opens as f` joined to
+ * `hosts as h`, left-joined to `processes as p`).
+ */
+export const FILE_COLUMNS = [
+  'f.id',
+  'f.process_id',
+  'h.name as host',
+  'f.host_id',
+  'f.pid',
+  'p.comm',
+  'f.path',
+  'f.path_raw',
+  'f.fd',
+  'f.kind',
+  'f.first_seen',
+  'f.last_seen',
+  'f.is_open',
+  'f.open_ord',
+  'f.close_ord',
+] as const;
+
+/**
  * Files held open in the window (first_seen <= to, and last_seen >= from or still open), in the
  * order they were opened.
  *
@@ -45,23 +67,7 @@ export async function findFiles(store: Store, opts: FileQuery = {}): Promise<rea
     .selectFrom('file_opens as f')
     .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
     .leftJoin('processes as p', 'p.id', 'f.process_id')
-    .select([
-      'f.id',
-      'f.process_id',
-      'h.name as host',
-      'f.host_id',
-      'f.pid',
-      'p.comm',
-      'f.path',
-      'f.path_raw',
-      'f.fd',
-      'f.kind',
-      'f.first_seen',
-      'f.last_seen',
-      'f.is_open',
-      'f.open_ord',
-      'f.close_ord',
-    ]);
+    .select(FILE_COLUMNS);
   if (opts.hosts) q = q.where('f.host_id', 'in', opts.hosts);
   const { from, to, pid, kind, path } = opts;
   if (to !== undefined) q = q.where('f.first_seen', '<=', to);

@@ -43,6 +43,25 @@ export interface EndpointRow {
 }
 
 /**
+ * The endpoint columns that say which socket it is and whose (select them from `endpoints as e`
+ * joined to `hosts as h`, left-joined to `processes as p`).
+ */
+export const SOCKET_COLUMNS = [
+  'e.id',
+  'e.process_id',
+  'h.name as host',
+  'e.host_id',
+  'e.pid',
+  'p.comm',
+  'e.proto',
+  'e.family',
+  'e.local_ip',
+  'e.local_port',
+  'e.remote_ip',
+  'e.remote_port',
+] as const;
+
+/**
  * Endpoints alive in the window (first_seen <= to, and last_seen >= from or still open), in the
  * order they appeared.
  *
@@ -56,18 +75,7 @@ export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Pro
     .innerJoin('hosts as h', 'h.host_id', 'e.host_id')
     .leftJoin('processes as p', 'p.id', 'e.process_id')
     .select([
-      'e.id',
-      'e.process_id',
-      'h.name as host',
-      'e.host_id',
-      'e.pid',
-      'p.comm',
-      'e.proto',
-      'e.family',
-      'e.local_ip',
-      'e.local_port',
-      'e.remote_ip',
-      'e.remote_port',
+      ...SOCKET_COLUMNS,
       'e.state',
       'e.inode',
       'e.first_seen',

@@ -1,8 +1,8 @@
 import { type Expression, type SqlBool, sql } from 'kysely';
 import { PofrError } from '../errors.js';
 import type { Store } from '../store/index.js';
-import type { FileRow } from './files.js';
-import { describeEndpoint, type EndpointRow } from './net.js';
+import { FILE_COLUMNS, type FileRow } from './files.js';
+import { describeEndpoint, type EndpointRow, SOCKET_COLUMNS } from './net.js';
 import { describeProcess, PROCESS_COLUMNS, type ProcessRow, toProcessRow } from './process-row.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
@@ -286,22 +286,7 @@ async function fileEvents(
     .selectFrom('file_opens as f')
     .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
     .leftJoin('processes as p', 'p.id', 'f.process_id')
-    .select([
-      'f.id',
-      'f.process_id',
-      'h.name as host',
-      'f.host_id',
-      'f.pid',
-      'p.comm',
-      'f.fd',
-      'f.path',
-      'f.path_raw',
-      'f.kind',
-      'f.first_seen',
-      'f.last_seen',
-      'f.open_ord',
-      'f.close_ord',
-    ])
+    .select(FILE_COLUMNS)
     .where((eb) => eb.and(inWindow(eb.ref(timeCol), opts)));
   if (kind === 'file_close') q = q.where('f.is_open', '=', 0);
   if (opts.hosts) q = q.where('f.host_id', 'in', opts.hosts);
@@ -337,22 +322,8 @@ async function fileEvents(
   });
 }
 
-const ENDPOINT_COLUMNS = [
-  'e.id',
-  'e.process_id',
-  'h.name as host',
-  'e.host_id',
-  'e.pid',
-  'p.comm',
-  'e.proto',
-  'e.family',
-  'e.local_ip',
-  'e.local_port',
-  'e.remote_ip',
-  'e.remote_port',
-  'e.country',
-  'e.fqdn',
-] as const;
+/** What every endpoint event tells of its endpoint. */
+const ENDPOINT_COLUMNS = [...SOCKET_COLUMNS, 'e.country', 'e.fqdn'] as const;
 
 async function endpointEvents(
   store: Store,
