@@ -1,5 +1,6 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Store } from '../store/index.js';
+import { NOT_OBSERVER_HELD } from './process-row.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
 export interface FileQuery extends WindowOptions {
@@ -76,8 +77,7 @@ export async function findFiles(store: Store, opts: FileQuery = {}): Promise<rea
   if (pid !== undefined) q = q.where('f.pid', '=', pid);
   if (kind !== undefined) q = q.where('f.kind', '=', kind);
   if (path !== undefined) q = q.where(globMatch(sql.ref('f.path'), path));
-  if (opts.observer === false)
-    q = q.where((eb) => eb.or([eb('p.observer', 'is', null), eb('p.observer', '=', 0)]));
+  if (opts.observer === false) q = q.where(NOT_OBSERVER_HELD);
   const rows = await q
     .orderBy('f.first_seen')
     .orderBy('f.open_ord')

@@ -1,4 +1,5 @@
 import type { Store } from '../store/index.js';
+import { NOT_OBSERVER_HELD } from './process-row.js';
 import { limitOf, type WindowOptions } from './window.js';
 
 export interface EndpointQuery extends WindowOptions {
@@ -98,8 +99,7 @@ export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Pro
   if (country !== undefined) q = q.where('e.country', '=', country.toUpperCase());
   if (proto !== undefined) q = q.where('e.proto', '=', proto);
   if (pid !== undefined) q = q.where('e.pid', '=', pid);
-  if (opts.observer === false)
-    q = q.where((eb) => eb.or([eb('p.observer', 'is', null), eb('p.observer', '=', 0)]));
+  if (opts.observer === false) q = q.where(NOT_OBSERVER_HELD);
   const rows = await q
     .orderBy('e.first_seen')
     .orderBy('e.open_ord')

@@ -1,4 +1,4 @@
-import type { Selectable } from 'kysely';
+import { expressionBuilder, type Selectable } from 'kysely';
 import type { ProcessesTable } from '../store/index.js';
 import { parseArgv, toBase64 } from './window.js';
 
@@ -74,6 +74,14 @@ export const PROCESS_COLUMNS = [
   'p.open_ord',
   'p.close_ord',
 ] as const;
+
+const held = expressionBuilder<{ p: Pick<ProcessesTable, 'observer'> }, 'p'>();
+
+/**
+ * Rows a process holds (files, endpoints), left-joined to it as `p`, that are not the recorder's
+ * own: a row of no process on record counts as not the recorder's.
+ */
+export const NOT_OBSERVER_HELD = held.or([held('p.observer', 'is', null), held('p.observer', '=', 0)]);
 
 type ProcessSelection = Omit<Selectable<ProcessesTable>, 'comm_raw'>;
 

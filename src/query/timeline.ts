@@ -1,9 +1,28 @@
-import { type Expression, type SqlBool, sql } from 'kysely';
+import {
+  type Expression,
+  expressionBuilder,
+  type SelectQueryBuilder,
+  type SqlBool,
+  type StringReference,
+  sql,
+} from 'kysely';
 import { PofrError } from '../errors.js';
-import type { Store } from '../store/index.js';
+import type {
+  EndpointStatesTable,
+  EndpointsTable,
+  FileOpensTable,
+  ProcessesTable,
+  Store,
+} from '../store/index.js';
 import { FILE_COLUMNS, type FileRow } from './files.js';
 import { describeEndpoint, type EndpointRow, SOCKET_COLUMNS } from './net.js';
-import { describeProcess, PROCESS_COLUMNS, type ProcessRow, toProcessRow } from './process-row.js';
+import {
+  describeProcess,
+  NOT_OBSERVER_HELD,
+  PROCESS_COLUMNS,
+  type ProcessRow,
+  toProcessRow,
+} from './process-row.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
 export const TIMELINE_KINDS = Object.freeze([
@@ -156,12 +175,57 @@ function idOf(e: TimelineEvent): number {
   }
 }
 
-/** Instant events fall in the window when from <= time <= to. */
-function inWindow(time: Expression<number>, opts: TimelineQuery): Expression<SqlBool>[] {
+/** The tables of process activity, under the aliases every read of them gives them. */
+interface ActivityTables {
+  p: ProcessesTable;
+  f: FileOpensTable;
+  e: EndpointsTable;
+  s: EndpointStatesTable;
+}
+type Alias = keyof ActivityTables;
+const activity = expressionBuilder<ActivityTables, Alias>();
+
+/** Where one source of activity events keeps what the shared filters and the event order read. */
+interface ActivitySource {
+  readonly time: StringReference<ActivityTables, Alias>;
+  readonly ord: StringReference<ActivityTables, Alias>;
+  readonly host: `${Alias}.host_id`;
+  readonly id: `${Alias}.id`;
+  readonly pid: `${Exclude<Alias, 's'>}.pid`;
+  /**
+   * Files and endpoints reach the process holding them through a left join as `p`; one of no
+   * process on record is not the recorder's.
+   */
+  readonly held: boolean;
+}
+
+/**
+ * What every activity read keeps: instant events in the window (from <= time <= to), of the hosts,
+ * of the pid, and not the recorder's when observer is false.
+ */
+function activityFilters(src: ActivitySource, opts: TimelineQuery): Expression<SqlBool> {
+  const time = activity.ref(src.time);
   const out: Expression<SqlBool>[] = [];
   if (opts.from !== undefined) out.push(sql<SqlBool>`${time} >= ${opts.from}`);
   if (opts.to !== undefined) out.push(sql<SqlBool>`${time} <= ${opts.to}`);
-  return out;
+  if (opts.hosts) out.push(activity(src.host, 'in', opts.hosts));
+  if (opts.pid !== undefined) out.push(activity(src.pid, '=', opts.pid));
+  if (opts.observer === false) out.push(src.held ? NOT_OBSERVER_HELD : activity('p.observer', '=', 0));
+  return activity.and(out);
+}
+
+/** The first `limit` rows of a source in the order compareEvents refines: (time, ord, host_id, id). */
+function inEventOrder<DB, TB extends keyof DB, O>(
+  q: SelectQueryBuilder<DB, TB, O>,
+  src: ActivitySource,
+  limit: number,
+): SelectQueryBuilder<DB, TB, O> {
+  return q
+    .orderBy(activity.ref(src.time))
+    .orderBy(activity.ref(src.ord))
+    .orderBy(activity.ref(src.host))
+    .orderBy(activity.ref(src.id))
+    .limit(limit);
 }
 
 async function processImages(
@@ -170,23 +234,15 @@ async function processImages(
   kinds: ReadonlySet<TimelineKind>,
   limit: number,
 ): Promise<readonly ProcessEvent[]> {
+  const src: ActivitySource = { ...PROCESS_SOURCE, time: 'p.start', ord: 'p.open_ord' };
   let q = store.db
     .selectFrom('processes as p')
     .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
     .select([...PROCESS_COLUMNS, 'h.name as host'])
-    .where((eb) => eb.and(inWindow(eb.ref('p.start'), opts)));
-  if (opts.hosts) q = q.where('p.host_id', 'in', opts.hosts);
-  if (opts.pid !== undefined) q = q.where('p.pid', '=', opts.pid);
-  if (opts.observer === false) q = q.where('p.observer', '=', 0);
+    .where(activityFilters(src, opts));
   if (!kinds.has('process_exec')) q = q.where('p.exec_index', '=', 0);
   if (!kinds.has('process_start')) q = q.where('p.exec_index', '>', 0);
-  const rows = await q
-    .orderBy('p.start')
-    .orderBy('p.open_ord')
-    .orderBy('p.host_id')
-    .orderBy('p.id')
-    .limit(limit)
-    .execute();
+  const rows = await inEventOrder(q, src, limit).execute();
   return rows.map((r) => {
     const p = toProcessRow(r, r.host);
     return processEvent(
@@ -204,24 +260,16 @@ async function processExits(
   opts: TimelineQuery,
   limit: number,
 ): Promise<readonly ProcessEvent[]> {
-  let q = store.db
+  const src: ActivitySource = { ...PROCESS_SOURCE, time: 'p.end', ord: 'p.close_ord' };
+  const q = store.db
     .selectFrom('processes as p')
     .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
     .select([...PROCESS_COLUMNS, 'h.name as host'])
     .where('p.end', 'is not', null)
     // An image ended by exec is followed by the next image's process_exec: the process lives on.
     .where((eb) => eb.or([eb('p.end_reason', 'is', null), eb('p.end_reason', '<>', 'exec')]))
-    .where((eb) => eb.and(inWindow(eb.ref('p.end') as Expression<number>, opts)));
-  if (opts.hosts) q = q.where('p.host_id', 'in', opts.hosts);
-  if (opts.pid !== undefined) q = q.where('p.pid', '=', opts.pid);
-  if (opts.observer === false) q = q.where('p.observer', '=', 0);
-  const rows = await q
-    .orderBy('p.end')
-    .orderBy('p.close_ord')
-    .orderBy('p.host_id')
-    .orderBy('p.id')
-    .limit(limit)
-    .execute();
+    .where(activityFilters(src, opts));
+  const rows = await inEventOrder(q, src, limit).execute();
   return rows.map((r) => {
     const p = toProcessRow(r, r.host);
     const how =
@@ -233,6 +281,8 @@ async function processExits(
     return processEvent(p, 'process_exit', p.end!, p.close_ord, `${p.comm} ${how}`);
   });
 }
+
+const PROCESS_SOURCE = { host: 'p.host_id', id: 'p.id', pid: 'p.pid', held: false } as const;
 
 function processEvent(
   p: ReturnType<typeof toProcessRow>,
@@ -280,26 +330,22 @@ async function fileEvents(
   kind: 'file_open' | 'file_close',
   limit: number,
 ): Promise<readonly FileEvent[]> {
-  const timeCol = kind === 'file_open' ? 'f.first_seen' : 'f.last_seen';
-  const ordCol = kind === 'file_open' ? 'f.open_ord' : 'f.close_ord';
+  const src: ActivitySource = {
+    time: kind === 'file_open' ? 'f.first_seen' : 'f.last_seen',
+    ord: kind === 'file_open' ? 'f.open_ord' : 'f.close_ord',
+    host: 'f.host_id',
+    id: 'f.id',
+    pid: 'f.pid',
+    held: true,
+  };
   let q = store.db
     .selectFrom('file_opens as f')
     .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
     .leftJoin('processes as p', 'p.id', 'f.process_id')
     .select(FILE_COLUMNS)
-    .where((eb) => eb.and(inWindow(eb.ref(timeCol), opts)));
+    .where(activityFilters(src, opts));
   if (kind === 'file_close') q = q.where('f.is_open', '=', 0);
-  if (opts.hosts) q = q.where('f.host_id', 'in', opts.hosts);
-  if (opts.pid !== undefined) q = q.where('f.pid', '=', opts.pid);
-  if (opts.observer === false)
-    q = q.where((eb) => eb.or([eb('p.observer', 'is', null), eb('p.observer', '=', 0)]));
-  const rows = await q
-    .orderBy(timeCol)
-    .orderBy(ordCol)
-    .orderBy('f.host_id')
-    .orderBy('f.id')
-    .limit(limit)
-    .execute();
+  const rows = await inEventOrder(q, src, limit).execute();
   return rows.map((r) => {
     const open = kind === 'file_open';
     const detail = r.kind === 'file' ? `fd ${r.fd}` : `fd ${r.fd}, ${r.kind}`;
@@ -331,8 +377,14 @@ async function endpointEvents(
   kind: 'endpoint_open' | 'endpoint_close',
   limit: number,
 ): Promise<readonly EndpointEvent[]> {
-  const timeCol = kind === 'endpoint_open' ? 'e.first_seen' : 'e.last_seen';
-  const ordCol = kind === 'endpoint_open' ? 'e.open_ord' : 'e.close_ord';
+  const src: ActivitySource = {
+    time: kind === 'endpoint_open' ? 'e.first_seen' : 'e.last_seen',
+    ord: kind === 'endpoint_open' ? 'e.open_ord' : 'e.close_ord',
+    host: 'e.host_id',
+    id: 'e.id',
+    pid: 'e.pid',
+    held: true,
+  };
   let q = store.db
     .selectFrom('endpoints as e')
     .innerJoin('hosts as h', 'h.host_id', 'e.host_id')
@@ -357,19 +409,9 @@ async function endpointEvents(
         .whereRef('s.endpoint_id', '=', 'e.id')
         .as('state_changes'),
     )
-    .where((eb) => eb.and(inWindow(eb.ref(timeCol), opts)));
+    .where(activityFilters(src, opts));
   if (kind === 'endpoint_close') q = q.where('e.is_open', '=', 0);
-  if (opts.hosts) q = q.where('e.host_id', 'in', opts.hosts);
-  if (opts.pid !== undefined) q = q.where('e.pid', '=', opts.pid);
-  if (opts.observer === false)
-    q = q.where((eb) => eb.or([eb('p.observer', 'is', null), eb('p.observer', '=', 0)]));
-  const rows = await q
-    .orderBy(timeCol)
-    .orderBy(ordCol)
-    .orderBy('e.host_id')
-    .orderBy('e.id')
-    .limit(limit)
-    .execute();
+  const rows = await inEventOrder(q, src, limit).execute();
   return rows.map((r) => {
     const open = kind === 'endpoint_open';
     const state = !open
@@ -392,7 +434,15 @@ async function endpointStates(
   opts: TimelineQuery,
   limit: number,
 ): Promise<readonly EndpointEvent[]> {
-  let q = store.db
+  const src: ActivitySource = {
+    time: 's.t',
+    ord: 's.ord',
+    host: 's.host_id',
+    id: 's.id',
+    pid: 'e.pid',
+    held: true,
+  };
+  const q = store.db
     .selectFrom('endpoint_states as s')
     .innerJoin('endpoints as e', 'e.id', 's.endpoint_id')
     .innerJoin('hosts as h', 'h.host_id', 's.host_id')
@@ -400,18 +450,8 @@ async function endpointStates(
     .select([...ENDPOINT_COLUMNS, 's.t', 's.ord', 's.state', 's.id as state_id'])
     // Ingest also records the state an endpoint opened in; endpoint_open already tells that one.
     .whereRef('s.ord', '<>', 'e.open_ord')
-    .where((eb) => eb.and(inWindow(eb.ref('s.t'), opts)));
-  if (opts.hosts) q = q.where('s.host_id', 'in', opts.hosts);
-  if (opts.pid !== undefined) q = q.where('e.pid', '=', opts.pid);
-  if (opts.observer === false)
-    q = q.where((eb) => eb.or([eb('p.observer', 'is', null), eb('p.observer', '=', 0)]));
-  const rows = await q
-    .orderBy('s.t')
-    .orderBy('s.ord')
-    .orderBy('s.host_id')
-    .orderBy('s.id')
-    .limit(limit)
-    .execute();
+    .where(activityFilters(src, opts));
+  const rows = await inEventOrder(q, src, limit).execute();
   return rows.map((r) => endpointEvent(r, 'endpoint_state', r.t, r.ord, r.state, describeEndpoint(r)));
 }
 
