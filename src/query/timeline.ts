@@ -324,20 +324,25 @@ function processEvent(
   });
 }
 
+/** A file or endpoint opens at its first sight (first_seen, open_ord) and closes at its last. */
+function heldSource(alias: 'f' | 'e', opening: boolean): ActivitySource {
+  return {
+    time: opening ? `${alias}.first_seen` : `${alias}.last_seen`,
+    ord: opening ? `${alias}.open_ord` : `${alias}.close_ord`,
+    host: `${alias}.host_id`,
+    id: `${alias}.id`,
+    pid: `${alias}.pid`,
+    held: true,
+  };
+}
+
 async function fileEvents(
   store: Store,
   opts: TimelineQuery,
   kind: 'file_open' | 'file_close',
   limit: number,
 ): Promise<readonly FileEvent[]> {
-  const src: ActivitySource = {
-    time: kind === 'file_open' ? 'f.first_seen' : 'f.last_seen',
-    ord: kind === 'file_open' ? 'f.open_ord' : 'f.close_ord',
-    host: 'f.host_id',
-    id: 'f.id',
-    pid: 'f.pid',
-    held: true,
-  };
+  const src = heldSource('f', kind === 'file_open');
   let q = store.db
     .selectFrom('file_opens as f')
     .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
@@ -377,14 +382,7 @@ async function endpointEvents(
   kind: 'endpoint_open' | 'endpoint_close',
   limit: number,
 ): Promise<readonly EndpointEvent[]> {
-  const src: ActivitySource = {
-    time: kind === 'endpoint_open' ? 'e.first_seen' : 'e.last_seen',
-    ord: kind === 'endpoint_open' ? 'e.open_ord' : 'e.close_ord',
-    host: 'e.host_id',
-    id: 'e.id',
-    pid: 'e.pid',
-    held: true,
-  };
+  const src = heldSource('e', kind === 'endpoint_open');
   let q = store.db
     .selectFrom('endpoints as e')
     .innerJoin('hosts as h', 'h.host_id', 'e.host_id')
