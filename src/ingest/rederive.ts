@@ -190,63 +190,115 @@ const ref = (c: string) => sql.ref<number>(c);
 const flag = (c: string) => sql<number>`case when ${sql.ref(c)} is null then 0 else 1 end`;
 const batchOf = (ord: Value) => (typeof ord === 'number' ? Math.floor(ord / ORD_PER_BATCH) : 0);
 
+/** What names a process image across stores. */
+const PROCESS_IDENTITY = ['boot_id', 'pid', 'start_ticks', 'exec_index'] as const;
+
+/**
+ * A row's pointer to another row of the host, compared as that row's identity: the pointed table is
+ * left-joined as `alias` on the id and the same host, and its identity selected as `<as>_<column>`.
+ */
+interface Pointer {
+  /** The column holding the pointed row's id. */
+  readonly column: 'parent_id' | 'process_id' | 'endpoint_id';
+  readonly table: 'processes' | 'endpoints';
+  readonly alias: string;
+  readonly identity: readonly string[];
+  readonly as: string;
+  /** Selected as 1 when the pointer is set, so that a dangling pointer differs from none. */
+  readonly flag?: string;
+}
+
+const PARENT: Pointer = {
+  column: 'parent_id',
+  table: 'processes',
+  alias: 'pp',
+  identity: PROCESS_IDENTITY,
+  as: 'parent',
+  flag: 'has_parent',
+};
+const FILE_HOLDER: Pointer = {
+  column: 'process_id',
+  table: 'processes',
+  alias: 'p',
+  identity: PROCESS_IDENTITY,
+  as: 'proc',
+};
+const ENDPOINT_HOLDER: Pointer = { ...FILE_HOLDER, flag: 'has_process' };
+const STATE_OF: Pointer = {
+  column: 'endpoint_id',
+  table: 'endpoints',
+  alias: 'e',
+  identity: ['boot_id', 'key', 'open_ord'],
+  as: 'endpoint',
+};
+
+/** A file's or an endpoint's sightings as ingest derives them (open_ord is part of its identity). */
+const SIGHTINGS = ['first_seen', 'last_seen', 'is_open', 'close_ord'] as const;
+
+/** The names a pointer is compared under, in the order they are compared. */
+function pointed(p: Pointer): string[] {
+  return [...(p.flag === undefined ? [] : [p.flag]), ...p.identity.map((c) => `${p.as}_${c}`)];
+}
+
+/**
+ * A table's spec whose rows are the host's rows of `table as alias` with every named column
+ * (identity, describe, columns): the pointer's names come from the pointed row, the others are the
+ * table's own columns of that name.
+ */
+function derivedTable(
+  def: Omit<TableSpec, 'rows'> & {
+    readonly table: keyof Database;
+    readonly alias: string;
+    readonly pointer?: Pointer;
+    /** Only rows with these column values. */
+    readonly only?: Readonly<Record<string, string>>;
+  },
+): TableSpec {
+  const { alias, pointer, only = {}, ...spec } = def;
+  const { table } = spec;
+  const names = new Set([...def.identity, ...(def.describe ?? []), ...def.columns]);
+  const fromPointer = new Map<string, RawBuilder<unknown>>();
+  if (pointer !== undefined) {
+    for (const c of pointer.identity) fromPointer.set(`${pointer.as}_${c}`, sql.ref(`${pointer.alias}.${c}`));
+    if (pointer.flag !== undefined) fromPointer.set(pointer.flag, flag(`${alias}.${pointer.column}`));
+  }
+  const selection = [...names].map((n) => (fromPointer.get(n) ?? sql.ref(`${alias}.${n}`)).as(n));
+  return {
+    ...spec,
+    rows: (db, hostId) => {
+      // Table and column names come from the specs above, never from input.
+      const untyped = db as unknown as Kysely<Record<string, Row>>;
+      let q = untyped.selectFrom(`${table} as ${alias}`);
+      if (pointer !== undefined) {
+        const to = pointer.alias;
+        q = q.leftJoin(`${pointer.table} as ${to}`, (j) =>
+          j
+            .onRef(`${to}.id`, '=', `${alias}.${pointer.column}`)
+            .onRef(`${to}.host_id`, '=', `${alias}.host_id`),
+        ) as unknown as typeof q;
+      }
+      q = q.where(`${alias}.host_id`, '=', hostId);
+      for (const [c, v] of Object.entries(only)) q = q.where(`${alias}.${c}`, '=', v);
+      return q.select(selection) as unknown as Select;
+    },
+  };
+}
+
 /** The tables ingest derives from evidence. */
 const TABLES: readonly TableSpec[] = [
-  {
+  derivedTable({
     table: 'processes',
-    rows: (db, hostId) =>
-      db
-        .selectFrom('processes as p')
-        .leftJoin('processes as pp', (j) =>
-          j.onRef('pp.id', '=', 'p.parent_id').onRef('pp.host_id', '=', 'p.host_id'),
-        )
-        .where('p.host_id', '=', hostId)
-        .select([
-          'p.boot_id',
-          'p.pid',
-          'p.start_ticks',
-          'p.exec_index',
-          'p.start',
-          'p.end',
-          'p.end_reason',
-          'p.ppid',
-          'pp.boot_id as parent_boot_id',
-          'pp.pid as parent_pid',
-          'pp.start_ticks as parent_start_ticks',
-          'pp.exec_index as parent_exec_index',
-          'p.exe',
-          'p.exe_raw',
-          'p.comm',
-          'p.comm_raw',
-          'p.argv',
-          'p.argv_raw',
-          'p.cmdline',
-          'p.cwd',
-          'p.cwd_raw',
-          'p.ruid',
-          'p.euid',
-          'p.rgid',
-          'p.egid',
-          'p.user',
-          'p.source',
-          'p.observer',
-          'p.open_ord',
-          'p.close_ord',
-        ])
-        .select(flag('p.parent_id').as('has_parent')) as unknown as Select,
+    alias: 'p',
+    pointer: PARENT,
     keys: [ref('p.pid'), ref('p.start_ticks'), ref('p.exec_index')],
-    identity: ['boot_id', 'pid', 'start_ticks', 'exec_index'],
+    identity: PROCESS_IDENTITY,
     describe: ['comm'],
     columns: [
       'start',
       'end',
       'end_reason',
       'ppid',
-      'has_parent',
-      'parent_boot_id',
-      'parent_pid',
-      'parent_start_ticks',
-      'parent_exec_index',
+      ...pointed(PARENT),
       'exe',
       'exe_raw',
       'comm',
@@ -267,92 +319,27 @@ const TABLES: readonly TableSpec[] = [
       'close_ord',
     ],
     seqOf: (r) => batchOf(r.open_ord),
-  },
-  {
+  }),
+  derivedTable({
     table: 'file_opens',
-    rows: (db, hostId) =>
-      db
-        .selectFrom('file_opens as f')
-        .leftJoin('processes as p', (j) =>
-          j.onRef('p.id', '=', 'f.process_id').onRef('p.host_id', '=', 'f.host_id'),
-        )
-        .where('f.host_id', '=', hostId)
-        .select([
-          'p.boot_id as proc_boot_id',
-          'p.pid as proc_pid',
-          'p.start_ticks as proc_start_ticks',
-          'p.exec_index as proc_exec_index',
-          'f.pid',
-          'f.fd',
-          'f.path',
-          'f.path_raw',
-          'f.kind',
-          'f.first_seen',
-          'f.last_seen',
-          'f.is_open',
-          'f.open_ord',
-          'f.close_ord',
-        ]) as unknown as Select,
+    alias: 'f',
+    pointer: FILE_HOLDER,
     keys: [ref('f.pid'), ref('f.fd'), ref('f.open_ord')],
     identity: ['pid', 'fd', 'open_ord'],
     describe: ['path'],
-    columns: [
-      'proc_boot_id',
-      'proc_pid',
-      'proc_start_ticks',
-      'proc_exec_index',
-      'path',
-      'path_raw',
-      'kind',
-      'first_seen',
-      'last_seen',
-      'is_open',
-      'close_ord',
-    ],
+    columns: [...pointed(FILE_HOLDER), 'path', 'path_raw', 'kind', ...SIGHTINGS],
     seqOf: (r) => batchOf(r.open_ord),
-  },
-  {
+  }),
+  derivedTable({
     // country, city and fqdn are left out: enrichment (GeoIP, reverse DNS) fills them after ingest,
     // from databases that are not part of the evidence.
     table: 'endpoints',
-    rows: (db, hostId) =>
-      db
-        .selectFrom('endpoints as e')
-        .leftJoin('processes as p', (j) =>
-          j.onRef('p.id', '=', 'e.process_id').onRef('p.host_id', '=', 'e.host_id'),
-        )
-        .where('e.host_id', '=', hostId)
-        .select([
-          'e.boot_id',
-          'e.key',
-          'p.boot_id as proc_boot_id',
-          'p.pid as proc_pid',
-          'p.start_ticks as proc_start_ticks',
-          'p.exec_index as proc_exec_index',
-          'e.pid',
-          'e.proto',
-          'e.family',
-          'e.local_ip',
-          'e.local_port',
-          'e.remote_ip',
-          'e.remote_port',
-          'e.state',
-          'e.inode',
-          'e.first_seen',
-          'e.last_seen',
-          'e.is_open',
-          'e.open_ord',
-          'e.close_ord',
-        ])
-        .select(flag('e.process_id').as('has_process')) as unknown as Select,
+    alias: 'e',
+    pointer: ENDPOINT_HOLDER,
     keys: [ref('e.open_ord'), ref('e.inode')],
     identity: ['boot_id', 'key', 'open_ord'],
     columns: [
-      'has_process',
-      'proc_boot_id',
-      'proc_pid',
-      'proc_start_ticks',
-      'proc_exec_index',
+      ...pointed(ENDPOINT_HOLDER),
       'pid',
       'proto',
       'family',
@@ -362,50 +349,30 @@ const TABLES: readonly TableSpec[] = [
       'remote_port',
       'state',
       'inode',
-      'first_seen',
-      'last_seen',
-      'is_open',
-      'close_ord',
+      ...SIGHTINGS,
     ],
     seqOf: (r) => batchOf(r.open_ord),
-  },
-  {
+  }),
+  derivedTable({
     table: 'endpoint_states',
-    rows: (db, hostId) =>
-      db
-        .selectFrom('endpoint_states as s')
-        .leftJoin('endpoints as e', (j) =>
-          j.onRef('e.id', '=', 's.endpoint_id').onRef('e.host_id', '=', 's.host_id'),
-        )
-        .where('s.host_id', '=', hostId)
-        .select([
-          'e.boot_id as endpoint_boot_id',
-          'e.key as endpoint_key',
-          'e.open_ord as endpoint_open_ord',
-          's.t',
-          's.state',
-          's.ord',
-        ]) as unknown as Select,
+    alias: 's',
+    pointer: STATE_OF,
     keys: [ref('s.ord'), sql<number>`coalesce(${sql.ref('e.open_ord')}, -1)`],
-    identity: ['endpoint_boot_id', 'endpoint_key', 'endpoint_open_ord', 'ord'],
+    identity: [...pointed(STATE_OF), 'ord'],
     columns: ['t', 'state'],
     seqOf: (r) => batchOf(r.ord),
-  },
-  {
+  }),
+  derivedTable({
     // Only the recorder's own gap records: seq_gap and fork rows (and every `at`) say when batches
     // arrived, not what they hold; verifyStore checks chain breaks against them instead.
     table: 'gaps',
-    rows: (db, hostId) =>
-      db
-        .selectFrom('gaps')
-        .where('host_id', '=', hostId)
-        .where('kind', '=', 'recorder')
-        .select(['seq', 't_from', 't_to', 'detail']) as unknown as Select,
-    keys: [ref('seq'), sql<number>`coalesce(${sql.ref('t_from')}, -1)`],
+    alias: 'g',
+    only: { kind: 'recorder' },
+    keys: [ref('g.seq'), sql<number>`coalesce(${sql.ref('g.t_from')}, -1)`],
     identity: ['seq', 't_from'],
     columns: ['t_to', 'detail'],
     seqOf: (r) => (typeof r.seq === 'number' ? r.seq : 0),
-  },
+  }),
   inventory('users', ['uid', 'gid', 'name', 'home', 'shell'], ['uid'], ['uid']),
   inventory('groups', ['gid', 'name', 'members'], ['gid'], ['gid']),
   inventory('interfaces', ['name', 'mac', 'addresses'], [], ['name']),
@@ -429,18 +396,14 @@ function inventory(
   intKeys: readonly string[],
   identity: readonly string[],
 ): TableSpec {
-  return {
+  return derivedTable({
     table,
-    rows: (db, hostId) =>
-      (db as unknown as Kysely<Record<string, Row>>)
-        .selectFrom(table)
-        .where('host_id', '=', hostId)
-        .select([...content, 'valid_from', 'valid_to']) as unknown as Select,
-    keys: [ref('valid_from'), ...intKeys.map(ref)],
+    alias: 'i',
+    keys: [ref('i.valid_from'), ...intKeys.map((c) => ref(`i.${c}`))],
     identity: [...identity, 'valid_from'],
     columns: [...content, 'valid_to'],
     seqOf: () => 0,
-  };
+  });
 }
 
 // ---- comparison --------------------------------------------------------------------------------
