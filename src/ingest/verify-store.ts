@@ -7,7 +7,7 @@ import {
   readBatchFrame,
   verifyBatchFrame,
 } from '../protocol/index.js';
-import type { Store } from '../store/index.js';
+import type { BatchesTable, Store } from '../store/index.js';
 import { rederiveHost } from './rederive.js';
 
 export interface VerifyFailure {
@@ -30,20 +30,8 @@ export interface VerifyReport {
 // Batches are read in pages: a host's evidence can be far larger than memory.
 const PAGE = 100;
 
-interface StoredRow {
-  seq: number;
-  hash: string;
-  prev_hash: string;
-  payload_sha256: string;
-  boot_id: string;
-  t_from: number;
-  t_to: number;
-  record_count: number;
-  bytes: number;
-  chain: string;
-  received_at: number;
-  raw: Uint8Array | null;
-}
+/** A `batches` row with its evidence (NULL when the evidence row is missing). */
+type StoredRow = Omit<BatchesTable, 'host_id'> & { raw: Uint8Array | null };
 
 export interface VerifyOptions {
   /** Only this host (default: every enrolled host). */
