@@ -24,6 +24,7 @@ export {
   publicKeyBlob,
   type SshKeyPair,
   sshFingerprint,
+  sshKeyPairOf,
 } from './ssh-keys.js';
 export {
   type AuthDecision,
