@@ -91,6 +91,8 @@ describe('record → SSH → store → query', () => {
     const script = [
       `name=$'it\\'s "quoted"\\n%s%n \\xff\\xfe.txt'`,
       `mkdir -p "$1"`,
+      // Long enough for the recorder (200 ms interval) to see this image before the exec replaces it.
+      `sleep 1`,
       `exec bash -c 'exec 7>"$1"; exec 8<>"/dev/tcp/127.0.0.1/$2"; sleep 4; :' $'${marker}\\xff' "$1/$name" "$2" "$3"`,
     ].join('\n');
     const cmd = spawn('bash', ['-c', script, 'outer', work, String(listenPort), big], { stdio: 'ignore' });
@@ -100,11 +102,20 @@ describe('record → SSH → store → query', () => {
     assert.equal(await client.stop(), 0, client.stderr());
 
     const procs = jsonLines((await pofr(['procs', '--data', data, '--command', marker, '--json'])).stdout);
-    const row = procs.find((p) => p.pid === pid);
-    assert.ok(
-      row,
-      `process ${pid} with marker ${marker} not found; got ${JSON.stringify(procs.map((p) => p.cmdline))}`,
+    // The outer bash (its script carries the marker too) ran 1 s before it exec'd the marked command:
+    // the same pid has two images, in exec order.
+    const images = procs
+      .filter((p) => p.pid === pid)
+      .sort((a, b) => Number(a.exec_index) - Number(b.exec_index));
+    assert.equal(
+      images.length,
+      2,
+      `process ${pid} with marker ${marker}: expected its image before and after exec; got ${JSON.stringify(procs.map((p) => [p.pid, p.exec_index, p.cmdline]))}`,
     );
+    const [outer, row] = images;
+    assert.equal((outer.argv as string[])[3], 'outer', 'the image before exec is the outer bash');
+    assert.deepEqual([outer.exec_index, row.exec_index], [0, 1]);
+    assert.equal(outer.end, row.start, 'the exec ends one image where the next begins');
     const argv = row.argv as string[];
     assert.equal(argv[0], 'bash');
     assert.equal(argv[3], `${marker}\\xff`);
@@ -178,14 +189,20 @@ describe('record → SSH → store → query', () => {
     const db = new Database(join(data, 'pofr.db'));
     try {
       // An edited row, evidence intact: re-derivation from the signed batches catches it.
-      const original = db.prepare('SELECT argv FROM processes WHERE pid = ?').get(pid) as { argv: string };
-      db.prepare('UPDATE processes SET argv = ? WHERE pid = ?').run('["bash","-c","innocent"]', pid);
+      // The pid has two images (the outer bash before its exec): edit exactly the marked one.
+      const original = db
+        .prepare('SELECT rowid AS id, argv FROM processes WHERE pid = ? ORDER BY exec_index DESC')
+        .get(pid) as { id: number; argv: string };
+      db.prepare('UPDATE processes SET argv = ? WHERE rowid = ?').run(
+        '["bash","-c","innocent"]',
+        original.id,
+      );
       const edited = await pofr(['verify', '--data', data, '--json']);
       assert.equal(edited.code, 1, 'an edited processes row fails verify');
       assert.match(JSON.stringify(jsonLines(edited.stdout)), /processes/);
       const quick = await pofr(['verify', '--data', data, '--quick', '--json']);
       assert.equal(quick.code, 0, '--quick checks the evidence only, which is intact');
-      db.prepare('UPDATE processes SET argv = ? WHERE pid = ?').run(original.argv, pid);
+      db.prepare('UPDATE processes SET argv = ? WHERE rowid = ?').run(original.argv, original.id);
       assert.equal((await pofr(['verify', '--data', data])).code, 0, 'restored, it verifies again');
 
       const row = db.prepare('SELECT host_id, seq, raw FROM batch_evidence ORDER BY seq LIMIT 1').get() as {
