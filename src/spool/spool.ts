@@ -145,11 +145,22 @@ export class Spool {
       );
     }
     const name = batchName(seq);
-    writeDurably(this.dir, name, batch.bytes);
+    try {
+      writeDurably(this.dir, name, batch.bytes);
+    } catch (e) {
+      throw this.#writeError(e, seq, size);
+    }
     // The batch file is durable before the head moves: a crash in between is repaired on open
     // from the highest batch file, never the other way round (a head naming a lost batch).
     const head = { seq, hash: batch.hash };
-    writeDurably(this.dir, HEAD_FILE, Buffer.from(`${JSON.stringify(head)}\n`, 'utf8'));
+    try {
+      writeDurably(this.dir, HEAD_FILE, Buffer.from(`${JSON.stringify(head)}\n`, 'utf8'));
+    } catch (e) {
+      // The head did not move, so the batch must not stay either: on the next open it would become
+      // the head while this process reseals the same seq with other records.
+      removeQuietly(join(this.dir, name));
+      throw this.#writeError(e, seq, size);
+    }
     this.#head = head;
     this.#entries.push({ seq, size });
     this.#bytes += size;
@@ -157,6 +168,17 @@ export class Spool {
 
   chainHead(): ChainHead {
     return this.#head;
+  }
+
+  /** A full file system is a full spool (the caller accounts for the loss); other errors stay as they are. */
+  #writeError(e: unknown, seq: number, size: number): unknown {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOSPC' && code !== 'EDQUOT') return e;
+    return new PofrError(
+      'POFR_SPOOL_FULL',
+      `spool ${this.dir}: the file system is full (${code}) writing batch ${seq} (${size} bytes) while ${this.#entries.length} batches (${this.#bytes} bytes) wait for the server; free space there or lower --spool-max; until then what cannot be spooled is counted in a gap record`,
+      { seq, size, sizeBytes: this.#bytes, maxBytes: this.maxBytes },
+    );
   }
 
   /** Batches waiting for an ACK, oldest first. */
@@ -297,16 +319,30 @@ function parseHead(text: string): ChainHead {
 /** write tmp → fsync → rename → fsync dir: after it returns, `name` holds `data` even after power loss. */
 function writeDurably(dir: string, name: string, data: Buffer): void {
   const tmp = join(dir, `${name}.tmp`);
-  const fd = openSync(tmp, 'w', 0o600);
   try {
-    let off = 0;
-    while (off < data.length) off += writeSync(fd, data, off, data.length - off);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      let off = 0;
+      while (off < data.length) off += writeSync(fd, data, off, data.length - off);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, join(dir, name));
+  } catch (e) {
+    // A half-written tmp file would hold on to the space a full disk is short of.
+    removeQuietly(tmp);
+    throw e;
   }
-  renameSync(tmp, join(dir, name));
   fsyncDir(dir);
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone, or the error that brought us here is the one worth reporting
+  }
 }
 
 function fsyncDir(dir: string): void {

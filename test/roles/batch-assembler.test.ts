@@ -86,6 +86,25 @@ test('records lost to a full spool become one gap record at the head of the next
   );
 });
 
+test('an I/O error of the spool loses nothing silently: it is rethrown and counted in the next gap', () => {
+  const sink = new FlakySink();
+  const a = new BatchAssembler({ hostId: 'h', bootId: 'b', signingKey: key, sink, maxRecords: 2 });
+  const append = sink.append.bind(sink);
+  sink.append = () => {
+    throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+  };
+  assert.throws(() => a.add([rec(30), rec(31)], 0), /EIO/);
+  sink.append = append;
+  a.add([rec(40), rec(41)], 1);
+  const records = decodeRecords(readBatchFrame(sink.batches[0].bytes));
+  assert.equal(records[0].type, 'gap');
+  assert.ok(records[0].type === 'gap' && records[0].dropped === 2 && /EIO/.test(records[0].reason));
+  assert.deepEqual(
+    records.slice(1).map((r) => r.t),
+    [40, 41],
+  );
+});
+
 test('batches reach a real spool in order and survive reopening it', () => {
   const dir = mkdtempSync(join(tmpdir(), 'pofr-assembler-'));
   try {

@@ -19,7 +19,7 @@ export interface AssemblerOptions {
   readonly maxAgeMs?: number;
   /** Called after each batch reached the spool (the uploader is told to send). */
   readonly onSealed?: (batch: SealedBatch) => void;
-  /** Called when records were lost (spool full), with the total lost since the last spooled batch. */
+  /** Called when records could not be spooled (spool or disk full, I/O error), with the count lost. */
   readonly onLoss?: (dropped: number, reason: string) => void;
 }
 
@@ -76,7 +76,9 @@ export class BatchAssembler {
     return this.sealChunks(records);
   }
 
-  private recordLoss(records: readonly PofrRecord[], reason: string): void {
+  private recordLoss(records: readonly PofrRecord[], why: string): void {
+    // The gap record's reason has a bounded length in the protocol; an error message has none.
+    const reason = why.length > 1024 ? `${why.slice(0, 1023)}…` : why;
     let from = Number.MAX_SAFE_INTEGER;
     let to = 0;
     let dropped = 0;
@@ -125,8 +127,10 @@ export class BatchAssembler {
     try {
       this.opts.sink.append(sealed);
     } catch (e) {
+      // These records are gone from memory either way: whatever failed, the next batch says so.
+      this.recordLoss(records, e instanceof Error ? e.message : String(e));
+      // A full spool is expected operation; anything else (EIO, EACCES, a bug) also reaches the log.
       if (!isPofrError(e) || e.code !== 'POFR_SPOOL_FULL') throw e;
-      this.recordLoss(records, e.message);
       return 0;
     }
     this.opts.onSealed?.(sealed);
