@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect } from 'kysely';
+import { type DatabaseConnection, type Driver, Kysely, SqliteDialect, SqliteDriver } from 'kysely';
 import { PofrError } from '../../../errors.js';
 import { sqliteCapabilities } from '../../capabilities.js';
 import type { Database as Schema } from '../../schema.js';
@@ -25,6 +25,31 @@ function compileRegex(pattern: string): RegExp {
   return re;
 }
 
+/**
+ * SQLite rolls a transaction back by itself on some errors (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM):
+ * Kysely's ROLLBACK after that fails with "no transaction is active", and that error replaced the
+ * one that mattered (a full disk reported as a rollback bug).
+ */
+class RollbackKeepingErrorDriver extends SqliteDriver {
+  constructor(private readonly conn: Database.Database) {
+    super({ database: conn });
+  }
+
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (this.conn.inTransaction) await super.rollbackTransaction(connection);
+  }
+}
+
+class StoreSqliteDialect extends SqliteDialect {
+  constructor(private readonly conn: Database.Database) {
+    super({ database: conn });
+  }
+
+  override createDriver(): Driver {
+    return new RollbackKeepingErrorDriver(this.conn);
+  }
+}
+
 /** Opens (creating if needed) a SQLite store file in WAL mode. */
 export function openSqliteEngine(path: string): EngineHandle {
   let conn: Database.Database;
@@ -40,7 +65,7 @@ export function openSqliteEngine(path: string): EngineHandle {
   conn.pragma('foreign_keys = ON');
   conn.pragma('busy_timeout = 10000');
   configure(conn);
-  const db = new Kysely<Schema>({ dialect: new SqliteDialect({ database: conn }) });
+  const db = new Kysely<Schema>({ dialect: new StoreSqliteDialect(conn) });
   return {
     db,
     caps: sqliteCapabilities,
