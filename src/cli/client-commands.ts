@@ -16,7 +16,7 @@ import {
 import { enrollClient } from '../roles/client/enroll-client.js';
 import { runClient } from '../roles/client/run-client.js';
 import { defaultStateDir } from './data-dirs.js';
-import { parsePositiveInt } from './duration.js';
+import { parseByteSize, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
 import { printRows } from './output.js';
 import { readSecret } from './secret-input.js';
@@ -43,6 +43,14 @@ function readPid(stateDir: string): number | null {
   } catch {
     return null;
   }
+}
+
+interface RecorderFlags {
+  readonly state: string;
+  readonly interval: string;
+  readonly batch: string;
+  readonly keyframe: string;
+  readonly spoolMax: string;
 }
 
 export function registerClientCommands(program: Command): void {
@@ -96,12 +104,20 @@ export function registerClientCommands(program: Command): void {
       },
     );
 
-  stateOpt(client.command('run'))
+  const recorderOpts = (c: Command) =>
+    c
+      .option('--interval <ms>', 'sampling interval in milliseconds', '1000')
+      .option('--batch <ms>', 'longest a record waits before its batch is sealed', '5000')
+      .option('--keyframe <ms>', 'full-state keyframe period in milliseconds', '60000')
+      .option(
+        '--spool-max <size>',
+        'bound of the batches waiting for the server (e.g. 512M, 2G); past it, losses become gap records',
+        '512M',
+      );
+
+  recorderOpts(stateOpt(client.command('run')))
     .description('record in the foreground until SIGINT/SIGTERM, then flush')
-    .option('--interval <ms>', 'sampling interval in milliseconds', '1000')
-    .option('--batch <ms>', 'longest a record waits before its batch is sealed', '5000')
-    .option('--keyframe <ms>', 'full-state keyframe period in milliseconds', '60000')
-    .action(async (o: { state: string; interval: string; batch: string; keyframe: string }) => {
+    .action(async (o: RecorderFlags) => {
       // One recorder per state directory: two would both extend the spool's chain.
       const other = readPid(o.state);
       if (other !== null && other !== process.pid) {
@@ -117,12 +133,13 @@ export function registerClientCommands(program: Command): void {
       const intervalMs = parsePositiveInt(o.interval, '--interval');
       const batchMs = parsePositiveInt(o.batch, '--batch');
       const keyframeMs = parsePositiveInt(o.keyframe, '--keyframe');
+      const spoolMaxBytes = parseByteSize(o.spoolMax, '--spool-max');
       loadEnrollment(o.state);
       const pidFile = join(o.state, STATE_FILES.pid);
       writeStateFile(o.state, STATE_FILES.pid, `${process.pid}\n`, 0o644);
       let running: Awaited<ReturnType<typeof runClient>>;
       try {
-        running = await runClient({ stateDir: o.state, intervalMs, batchMs, keyframeMs, log });
+        running = await runClient({ stateDir: o.state, intervalMs, batchMs, keyframeMs, spoolMaxBytes, log });
       } catch (e) {
         rmSync(pidFile, { force: true });
         throw e;
@@ -133,10 +150,14 @@ export function registerClientCommands(program: Command): void {
       rmSync(pidFile, { force: true });
     });
 
-  stateOpt(client.command('start'))
+  recorderOpts(stateOpt(client.command('start')))
     .description('run the recorder as a background daemon')
-    .option('--interval <ms>', 'sampling interval in milliseconds', '1000')
-    .action(async (o: { state: string; interval: string }) => {
+    .action(async (o: RecorderFlags) => {
+      // Checked here so a typo fails now, not in the daemon's log.
+      parsePositiveInt(o.interval, '--interval');
+      parsePositiveInt(o.batch, '--batch');
+      parsePositiveInt(o.keyframe, '--keyframe');
+      parseByteSize(o.spoolMax, '--spool-max');
       loadEnrollment(o.state);
       const running = readPid(o.state);
       if (running !== null) throw new PofrError('POFR_USAGE', `the client already runs as pid ${running}`);
@@ -144,7 +165,21 @@ export function registerClientCommands(program: Command): void {
       const logFd = openSync(join(o.state, 'client.log'), 'a', 0o600);
       const child = spawn(
         process.execPath,
-        [main, 'client', 'run', '--state', o.state, '--interval', o.interval],
+        [
+          main,
+          'client',
+          'run',
+          '--state',
+          o.state,
+          '--interval',
+          o.interval,
+          '--batch',
+          o.batch,
+          '--keyframe',
+          o.keyframe,
+          '--spool-max',
+          o.spoolMax,
+        ],
         {
           detached: true,
           stdio: ['ignore', logFd, logFd],

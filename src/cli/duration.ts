@@ -16,6 +16,18 @@ export function parseDuration(s: string, option: string): number {
   return Math.round(Number(m[1]) * UNITS[m[2] ?? 'ms']);
 }
 
+const SIZE_UNITS: Record<string, number> = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3, T: 1024 ** 4 };
+
+/** Parses `512M`, `2G`, `64K` (binary units, optional `iB`/`B`) or plain bytes into bytes. */
+export function parseByteSize(s: string, option: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?|B)?$/i.exec(s.trim());
+  const bytes = m ? Math.floor(Number(m[1]) * SIZE_UNITS[(m[2] ?? '').toUpperCase()]) : Number.NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1) {
+    throw new PofrError('POFR_USAGE', `${option} ${s} is not a size like 64K, 512M or 2G`);
+  }
+  return bytes;
+}
+
 export function parsePositiveInt(s: string, option: string): number {
   if (!/^\d+$/.test(s) || Number(s) < 1)
     throw new PofrError('POFR_USAGE', `${option} ${s} is not a positive whole number`);

@@ -15,6 +15,9 @@ describe('the command-line contract', () => {
       ['no-such-command'],
       ['procs', '--from', 'yesterday-ish', '--data', base],
       ['server', 'token', '--uses', 'x', '--data', base],
+      ['client', 'run', '--state', base, '--spool-max', '12Q'],
+      ['client', 'start', '--state', base, '--spool-max', '0'],
+      ['client', 'start', '--state', base, '--keyframe', 'soon'],
     ]) {
       const r = await pofr(args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
