@@ -1,6 +1,6 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
 import type { EndpointInfo, FileInfo, PofrRecord, ProcessImage, RecordOf } from '../protocol/index.js';
-import type { Database, EndpointStatesTable, ProcessesTable } from '../store/index.js';
+import type { Database, EndpointStatesTable, FileOpensTable, ProcessesTable } from '../store/index.js';
 import { syncInventory } from './inventory-versions.js';
 import { kernelArgv, kernelText } from './kernel-text.js';
 
@@ -40,8 +40,12 @@ interface OpenEndpoint {
   state: string;
 }
 
+type FileRow = Insertable<FileOpensTable>;
+
+/** An open descriptor: a stored row (id), or a row of this batch not inserted yet (row, changed in place). */
 interface OpenFile {
-  id: number;
+  id: number | null;
+  row: FileRow | null;
   path: string;
   path_raw: Uint8Array | null;
 }
@@ -62,6 +66,12 @@ export class BatchApplier {
   private readonly loadedPids = new Set<number>();
   /** Open descriptors by process identity, loaded on first use (or known empty for new processes). */
   private readonly fds = new Map<string, Map<number, OpenFile>>();
+  /**
+   * File rows opened by this batch, inserted in bulk by flushFiles(). Most descriptors a batch opens
+   * it also closes (short-lived processes): those close in memory and cost no statement of their own,
+   * which is what bounds ingest on PostgreSQL, where every statement is a round trip.
+   */
+  private pendingFiles: OpenFile[] = [];
   private readonly endpoints = new Map<string, OpenEndpoint | null>();
   // Nothing reads these back within the batch: written once, in bulk, before commit.
   private readonly pendingStates: Insertable<EndpointStatesTable>[] = [];
@@ -83,6 +93,7 @@ export class BatchApplier {
   async apply(records: readonly PofrRecord[]): Promise<void> {
     if (this.scope.bootChanged) await this.closeOtherBoots();
     await this.prefetchImages(records);
+    await this.prefetchEndpoints(records);
     const base = this.scope.seq * ORD_PER_BATCH;
     for (let i = 0; i < records.length; i++) {
       const r = records[i];
@@ -123,6 +134,7 @@ export class BatchApplier {
           break;
       }
     }
+    await this.flushFiles();
     await this.flushEndpoints();
   }
 
@@ -155,7 +167,13 @@ export class BatchApplier {
     }
     await this.closeImages(open, t, 'exit', ord);
     const key = identityKey(pid, startTicks);
-    if (this.fds.get(key)?.size === 0) return;
+    const fds = this.fds.get(key);
+    if (fds) {
+      // Loaded once, then kept in step: it holds every descriptor the process has open.
+      await this.closeFiles([...fds.values()], t, ord);
+      fds.clear();
+      return;
+    }
     this.fds.set(key, new Map());
     // Descriptors survive exec, so a file may belong to any image of the process.
     await this.trx
@@ -432,17 +450,45 @@ export class BatchApplier {
     const fds = await this.openFds(file.pid, file.start_ticks, images);
     const existing = fds.get(file.fd);
     if (existing && samePath(existing, path)) {
-      await this.trx.updateTable('file_opens').set({ last_seen: t }).where('id', '=', existing.id).execute();
+      if (existing.row) existing.row.last_seen = t;
+      else await this.trx.updateTable('file_opens').set({ last_seen: t }).where('id', '=', existing.id).execute();
       return;
     }
     // A new open of a descriptor that is still open here means the close was missed.
-    if (existing) await this.closeFiles([existing.id], t, ord);
-    const { id } = await this.trx
-      .insertInto('file_opens')
-      .values(this.fileRow(current.id, file, path, t, ord))
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    fds.set(file.fd, { id: Number(id), path: path.text, path_raw: path.raw });
+    if (existing) await this.closeFiles([existing], t, ord);
+    const opened: OpenFile = {
+      id: null,
+      row: this.fileRow(current.id, file, path, t, ord),
+      path: path.text,
+      path_raw: path.raw,
+    };
+    this.pendingFiles.push(opened);
+    fds.set(file.fd, opened);
+  }
+
+  /** Inserts the file rows this batch opened, and gives their descriptors the ids they got. */
+  private async flushFiles(): Promise<void> {
+    const pending = this.pendingFiles;
+    if (pending.length === 0) return;
+    this.pendingFiles = [];
+    // (process, fd, open_ord) names one row: each record has its own ord, and one process's fd
+    // opens once per record. RETURNING promises no order, so ids are matched by it.
+    const rowKey = (r: { process_id: unknown; fd: unknown; open_ord: unknown }) =>
+      `${r.process_id}:${r.fd}:${r.open_ord}`;
+    for (const part of chunks(pending, Math.floor(MAX_PARAMS / 12))) {
+      const inserted = await this.trx
+        .insertInto('file_opens')
+        .values(part.map((f) => f.row as FileRow))
+        .returning(['id', 'process_id', 'fd', 'open_ord'])
+        .execute();
+      const ids = new Map(inserted.map((r) => [rowKey(r), Number(r.id)]));
+      for (const f of part) {
+        const id = ids.get(rowKey(f.row as FileRow));
+        if (id === undefined) throw new Error(`file row ${rowKey(f.row as FileRow)} was inserted without an id`);
+        f.id = id;
+        f.row = null;
+      }
+    }
   }
 
   private async openFds(pid: number, startTicks: number, images: ImageRow[]): Promise<Map<number, OpenFile>> {
@@ -461,12 +507,23 @@ export class BatchApplier {
       .orderBy('id')
       .execute();
     const fds = new Map<number, OpenFile>();
-    for (const r of rows) fds.set(Number(r.fd), { id: Number(r.id), path: r.path, path_raw: r.path_raw });
+    for (const r of rows)
+      fds.set(Number(r.fd), { id: Number(r.id), row: null, path: r.path, path_raw: r.path_raw });
     this.fds.set(key, fds);
     return fds;
   }
 
-  private async closeFiles(ids: number[], t: number, ord: number): Promise<void> {
+  private async closeFiles(files: readonly OpenFile[], t: number, ord: number): Promise<void> {
+    const ids: number[] = [];
+    for (const f of files) {
+      if (f.row) {
+        f.row.last_seen = t;
+        f.row.is_open = 0;
+        f.row.close_ord = ord;
+      } else if (f.id !== null) {
+        ids.push(f.id);
+      }
+    }
     for (const part of chunks(ids, MAX_PARAMS)) {
       await this.trx
         .updateTable('file_opens')
@@ -482,7 +539,7 @@ export class BatchApplier {
     path: { text: string; raw: Buffer | null },
     t: number,
     ord: number,
-  ) {
+  ): FileRow {
     return {
       host_id: this.scope.hostId,
       process_id: processId,
@@ -511,7 +568,7 @@ export class BatchApplier {
       const fds = await this.openFds(pid, startTicks, images);
       const open = fds.get(fd);
       if (open) {
-        await this.closeFiles([open.id], t, ord);
+        await this.closeFiles([open], t, ord);
         fds.delete(fd);
         return;
       }
@@ -536,6 +593,29 @@ export class BatchApplier {
     const found = row ? { id: Number(row.id), state: row.state } : null;
     this.endpoints.set(key, found);
     return found;
+  }
+
+  /** One query for the open endpoints of every key the batch names, instead of one per key. */
+  private async prefetchEndpoints(records: readonly PofrRecord[]): Promise<void> {
+    const keys = new Set<string>();
+    for (const r of records) {
+      if (r.type === 'endpoint_open') keys.add(r.endpoint.key);
+      else if (r.type === 'endpoint_state' || r.type === 'endpoint_close') keys.add(r.key);
+    }
+    const wanted = [...keys].filter((k) => !this.endpoints.has(k));
+    for (const key of wanted) this.endpoints.set(key, null);
+    for (const part of chunks(wanted, MAX_PARAMS)) {
+      const rows = await this.trx
+        .selectFrom('endpoints')
+        .select(['id', 'key', 'state'])
+        .where('host_id', '=', this.scope.hostId)
+        .where('key', 'in', part)
+        .where('is_open', '=', sql.lit(1))
+        .orderBy('id')
+        .execute();
+      // Ascending ids: the newest open row of a key wins, as in openEndpoint().
+      for (const r of rows) this.endpoints.set(r.key, { id: Number(r.id), state: r.state });
+    }
   }
 
   private async endpointOpen(t: number, ep: EndpointInfo, ord: number): Promise<void> {
@@ -681,6 +761,8 @@ export class BatchApplier {
    * of files.
    */
   private async keyframe(r: RecordOf<'keyframe'>, ord: number): Promise<void> {
+    // The keyframe compares with the stored open rows: this batch's must be stored first.
+    await this.flushFiles();
     await this.closeOtherBoots();
     await this.keyframeProcesses(r.t, r.processes, ord);
     await this.keyframeFiles(r.t, r.files, ord);

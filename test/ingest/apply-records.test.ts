@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type IngestResult, ingestBatch } from '../../src/ingest/index.js';
+import { type IngestResult, ingestBatch, verifyStore } from '../../src/ingest/index.js';
 import type { PofrRecord } from '../../src/protocol/index.js';
 import type { Store } from '../../src/store/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
@@ -54,6 +54,59 @@ for (const dialect of DIALECTS) {
           [5, '/etc/hosts', images[1].id, T0 + 5 * S, T0 + 6 * S, 0],
         ],
       );
+    }));
+
+  test(`[${dialect}] descriptors opened and changed within one batch end up as if written one record at a time`, (t) =>
+    withStore(t, dialect, async (store) => {
+      const host = await addHost(store);
+      const at = (n: number) => T0 + n * S;
+      await send(store, host, [
+        { type: 'process_start', t: at(1), proc: proc(100, 5) },
+        { type: 'process_start', t: at(1), proc: proc(200, 6) },
+        { type: 'file_open', t: at(2), file: file(100, 5, 3, '/a') },
+        { type: 'file_open', t: at(3), file: file(100, 5, 3, '/a') }, // seen again: last_seen moves
+        { type: 'file_open', t: at(4), file: file(100, 5, 3, '/b') }, // close of /a was missed
+        { type: 'file_open', t: at(4), file: file(100, 5, 4, '/c') },
+        { type: 'file_open', t: at(4), file: file(200, 6, 3, '/kept') },
+        {
+          type: 'keyframe',
+          t: at(5),
+          processes: [proc(100, 5), proc(200, 6)],
+          files: [file(100, 5, 3, '/b'), file(200, 6, 3, '/kept')], // /c is gone
+          endpoints: [],
+        },
+        { type: 'file_open', t: at(6), file: file(100, 5, 5, '/d') },
+        { type: 'process_exit', t: at(7), pid: 100, start_ticks: 5 },
+        { type: 'file_open', t: at(7), file: file(200, 6, 4, '/next-batch') },
+      ]);
+      // The next batch closes a descriptor the previous one opened and left open.
+      await send(store, host, [{ type: 'file_close', t: at(8), pid: 200, start_ticks: 6, fd: 4 }]);
+      const rows = await store.db
+        .selectFrom('file_opens')
+        .select(['pid', 'fd', 'path', 'first_seen', 'last_seen', 'is_open'])
+        .orderBy('open_ord')
+        .orderBy('pid')
+        .execute();
+      assert.deepEqual(
+        rows.map((r) => [
+          Number(r.pid),
+          Number(r.fd),
+          r.path,
+          (Number(r.first_seen) - T0) / S,
+          (Number(r.last_seen) - T0) / S,
+          Number(r.is_open),
+        ]),
+        [
+          [100, 3, '/a', 2, 4, 0],
+          [100, 3, '/b', 4, 7, 0],
+          [100, 4, '/c', 4, 5, 0],
+          [200, 3, '/kept', 4, 5, 1],
+          [100, 5, '/d', 6, 7, 0],
+          [200, 4, '/next-batch', 7, 8, 0],
+        ],
+      );
+      const [report] = await verifyStore(store);
+      assert.equal(report.ok, true, JSON.stringify(report.failures));
     }));
 
   test(`[${dialect}] a child links to the parent image that ran when it started, even after the parent execs`, (t) =>
