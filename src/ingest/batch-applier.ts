@@ -451,7 +451,12 @@ export class BatchApplier {
     const existing = fds.get(file.fd);
     if (existing && samePath(existing, path)) {
       if (existing.row) existing.row.last_seen = t;
-      else await this.trx.updateTable('file_opens').set({ last_seen: t }).where('id', '=', existing.id).execute();
+      else
+        await this.trx
+          .updateTable('file_opens')
+          .set({ last_seen: t })
+          .where('id', '=', existing.id)
+          .execute();
       return;
     }
     // A new open of a descriptor that is still open here means the close was missed.
@@ -484,7 +489,8 @@ export class BatchApplier {
       const ids = new Map(inserted.map((r) => [rowKey(r), Number(r.id)]));
       for (const f of part) {
         const id = ids.get(rowKey(f.row as FileRow));
-        if (id === undefined) throw new Error(`file row ${rowKey(f.row as FileRow)} was inserted without an id`);
+        if (id === undefined)
+          throw new Error(`file row ${rowKey(f.row as FileRow)} was inserted without an id`);
         f.id = id;
         f.row = null;
       }
