@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import {
   decodeRecords,
   GENESIS_HASH,
   generateSigningKeyPair,
+  LIMITS,
   loadPrivateKey,
   type PofrRecord,
   readBatchFrame,
@@ -103,6 +105,63 @@ test('an I/O error of the spool loses nothing silently: it is rethrown and count
     records.slice(1).map((r) => r.t),
     [40, 41],
   );
+});
+
+/** ~48 MiB of incompressible argv: more than one batch may carry, so the assembler must split it. */
+function oversized(): PofrRecord[] {
+  return Array.from({ length: 768 }, (_, i) => ({
+    type: 'process_start' as const,
+    t: 1000 + i,
+    proc: {
+      pid: 10_000 + i,
+      start_ticks: i,
+      start: 1000 + i,
+      ppid: 1,
+      parent_start_ticks: null,
+      exe: '/usr/bin/x',
+      comm: 'x',
+      argv: ['x', randomBytes(48 * 1024).toString('base64')],
+      cwd: '/',
+      ruid: 0,
+      euid: 0,
+      rgid: 0,
+      egid: 0,
+      source: 'sample' as const,
+      observer: false,
+    },
+  }));
+}
+
+test('a batch over the size limit is split into batches under it, in order, nothing left out', () => {
+  const sink = new FlakySink();
+  const a = new BatchAssembler({ hostId: 'h', bootId: 'b', signingKey: key, sink, maxRecords: 10_000 });
+  const records = oversized();
+  a.add(records, 0);
+  assert.equal(a.seal(), 2);
+  assert.ok(sink.batches.every((b) => b.bytes.length <= LIMITS.maxBatchBytes));
+  const times = sink.batches.flatMap((b) => decodeRecords(readBatchFrame(b.bytes)).map((r) => r.t));
+  assert.deepEqual(
+    times,
+    records.map((r) => r.t),
+  );
+});
+
+test('when one half of a split batch cannot be spooled, the other still is and the lost half is counted', () => {
+  const sink = new FlakySink();
+  const a = new BatchAssembler({ hostId: 'h', bootId: 'b', signingKey: key, sink, maxRecords: 10_000 });
+  const append = sink.append.bind(sink);
+  let calls = 0;
+  sink.append = (b: SealedBatch) => {
+    if (calls++ === 0) throw Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' });
+    append(b);
+  };
+  a.add(oversized(), 0);
+  assert.throws(() => a.seal(), /EIO/);
+  assert.equal(sink.batches.length, 1, 'the second half was spooled');
+  a.add([rec(5000)], 1);
+  a.seal();
+  const [gap] = decodeRecords(readBatchFrame(sink.batches[1].bytes));
+  assert.ok(gap.type === 'gap' && gap.dropped === 384, JSON.stringify(gap).slice(0, 200));
 });
 
 test('batches reach a real spool in order and survive reopening it', () => {

@@ -122,7 +122,18 @@ export class BatchAssembler {
       sealed.bytes.length > LIMITS.maxBatchBytes || sealed.header.payload_bytes > LIMITS.maxPayloadBytes;
     if (tooBig && records.length > 1) {
       const mid = records.length >> 1;
-      return this.sealChunks(records.slice(0, mid)) + this.sealChunks(records.slice(mid));
+      let spooled = 0;
+      let failure: unknown = null;
+      // Both halves are tried even when the first fails, so neither is dropped without its count.
+      for (const half of [records.slice(0, mid), records.slice(mid)]) {
+        try {
+          spooled += this.sealChunks(half);
+        } catch (e) {
+          failure ??= e;
+        }
+      }
+      if (failure !== null) throw failure;
+      return spooled;
     }
     try {
       this.opts.sink.append(sealed);
