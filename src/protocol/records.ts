@@ -79,6 +79,11 @@ export const endpointInfoSchema = z
     /** TCP state name as the kernel calls it (ESTABLISHED, LISTEN, …); UDP: UNCONN or ESTABLISHED. */
     state: z.string().max(32),
     inode: micros,
+    /**
+     * The network namespace the socket lives in (the inode of /proc/PID/ns/net), so a container's
+     * sockets are told from the host's; null when unknown. Absent in batches of earlier recorders.
+     */
+    netns: micros.nullable().optional(),
   })
   .strict();
 

@@ -102,6 +102,8 @@ export interface ObservedEndpoint {
   readonly remotePort: number;
   readonly state: string;
   readonly inode: number;
+  /** The network namespace whose table listed it; the same 4-tuple may exist in two of them. */
+  readonly netns: number | null;
 }
 
 export interface EndpointDiff {
@@ -121,8 +123,11 @@ function tupleId(
   lport: number,
   rip: string,
   rport: number,
+  netns: number | null | undefined,
 ): string {
-  return `${proto}${family}:[${lip}]:${lport}-[${rip}]:${rport}`;
+  // Inodes are unique system-wide; 4-tuples only within a network namespace (containers reuse them).
+  const ns = netns === null || netns === undefined ? '' : `@${netns}`;
+  return `${proto}${family}:[${lip}]:${lport}-[${rip}]:${rport}${ns}`;
 }
 
 /** A connected TCP socket: its 4-tuple names it across the inode coming and going. */
@@ -165,7 +170,7 @@ export function diffEndpoints(
     if (ep.inode !== 0) byInode.set(inodeId(ep.proto, ep.family, ep.inode), key);
     if (isConnectedTcp(ep.proto, ep.remote_port)) {
       byTuple.set(
-        tupleId(ep.proto, ep.family, ep.local_ip, ep.local_port, ep.remote_ip, ep.remote_port),
+        tupleId(ep.proto, ep.family, ep.local_ip, ep.local_port, ep.remote_ip, ep.remote_port, ep.netns),
         key,
       );
     }
@@ -178,7 +183,7 @@ export function diffEndpoints(
     let key = row.inode !== 0 ? byInode.get(inodeId(row.proto, row.family, row.inode)) : undefined;
     if (key === undefined && isConnectedTcp(row.proto, row.remotePort)) {
       const k = byTuple.get(
-        tupleId(row.proto, row.family, row.localIp, row.localPort, row.remoteIp, row.remotePort),
+        tupleId(row.proto, row.family, row.localIp, row.localPort, row.remoteIp, row.remotePort, row.netns),
       );
       const ep = k === undefined ? undefined : live.get(k);
       if (ep && sameConnection(ep, row)) key = k;
@@ -205,7 +210,7 @@ export function diffEndpoints(
     const base =
       row.inode !== 0
         ? inodeId(row.proto, row.family, row.inode)
-        : tupleId(row.proto, row.family, row.localIp, row.localPort, row.remoteIp, row.remotePort);
+        : tupleId(row.proto, row.family, row.localIp, row.localPort, row.remoteIp, row.remotePort, row.netns);
     let newKey = base;
     for (let n = 2; live.has(newKey) || matched.has(newKey); n++) newKey = `${base}#${n}`;
     matched.add(newKey);
@@ -224,6 +229,7 @@ export function diffEndpoints(
         remote_port: row.remotePort,
         state: row.state,
         inode: row.inode,
+        netns: row.netns,
       },
     });
   }

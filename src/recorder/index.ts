@@ -26,6 +26,7 @@ export {
   hexToIp,
   type NetRow,
   parseNetTable,
+  readNetns,
   readNetTables,
   tcpStateName,
   udpStateName,

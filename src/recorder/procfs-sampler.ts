@@ -8,7 +8,7 @@ import {
 import { diffEndpoints, diffFiles, diffProcesses, type ObservedEndpoint } from './diff.js';
 import { LiveState, processKey } from './live-state.js';
 import type { RecorderSource, SourceHealth } from './source.js';
-import { readNetCounters, readNetTables } from './sources/net-table-reader.js';
+import { type NetRow, readNetCounters, readNetns, readNetTables } from './sources/net-table-reader.js';
 import {
   classifyFdTarget,
   closeProcFile,
@@ -66,6 +66,8 @@ interface ProcMemo {
   /** /proc/PID/stat and schedstat held open (see openProcFile), or -1. */
   statFd: number;
   schedFd: number;
+  /** Its network namespace (read at first sight and after an exec), null when hidden. */
+  netns: number | null;
 }
 
 /**
@@ -110,6 +112,8 @@ export class ProcfsSampler implements RecorderSource {
   #lastEndpointRead = 0;
   #netCounters: Buffer | null = null;
   #deferred = new Set<number>();
+  /** The recorder's own network namespace: its sockets are read from /proc/net. */
+  readonly #ownNetns: number | null;
   #held = 0;
   /** Held procfs fds allowed: a quarter of the fd limit, so the rest of the recorder never runs short. */
   #heldBudget = Math.min(16_384, Math.floor(readOpenFileLimit() / 4));
@@ -122,6 +126,7 @@ export class ProcfsSampler implements RecorderSource {
     this.#endpointsEveryUs = (opts.endpointsEveryMs ?? 5_000) * 1000;
     this.#bootTimeUs = readBootTimeMicros(this.#procRoot);
     this.#clockTicks = readClockTicks();
+    this.#ownNetns = readNetns(this.#procRoot, 'self');
     this.live = opts.live ?? new LiveState();
   }
 
@@ -181,7 +186,13 @@ export class ProcfsSampler implements RecorderSource {
    * `endpointsEveryMs` for the changes that timers make alone (TIME_WAIT expiring).
    */
   #endpointsDue(now: number, keyframe: boolean, socketsMoved: boolean): boolean {
-    const counters = readNetCounters(this.#procRoot);
+    const parts: Buffer[] = [];
+    for (const [ns, pids] of this.#namespaces()) {
+      const dir = ns === this.#ownNetns ? `${this.#procRoot}/net` : `${this.#procRoot}/${pids[0]}/net`;
+      const c = readNetCounters(dir);
+      if (c !== null) parts.push(Buffer.from(`${ns}\n`), c);
+    }
+    const counters = parts.length === 0 ? null : Buffer.concat(parts);
     const countersMoved =
       counters === null || this.#netCounters === null || !counters.equals(this.#netCounters);
     this.#netCounters = counters;
@@ -197,7 +208,7 @@ export class ProcfsSampler implements RecorderSource {
   #diffEndpoints(now: number, keyframe: boolean, records: PofrRecord[]): void {
     const live = this.live;
     this.#lastEndpointRead = now;
-    const rows = readNetTables(this.#procRoot);
+    const rows = this.#readAllNetTables();
     const deferredBefore = this.#deferred;
     const deferred = new Set<number>();
     // A socket made after its owner's fd table was read this cycle is listed without an owner;
@@ -213,6 +224,43 @@ export class ProcfsSampler implements RecorderSource {
     live.apply(ep.records);
     for (const info of ep.revised) live.reviseEndpoint(info);
     for (const r of ep.records) records.push(r);
+  }
+
+  /**
+   * Network namespaces with a live process in them, each with those processes' pids (any of them
+   * shows the namespace's tables). The recorder's own comes first, also when no memo names it.
+   */
+  #namespaces(): Map<number | null, number[]> {
+    const out = new Map<number | null, number[]>([[this.#ownNetns, []]]);
+    for (const memo of this.#memos.values()) {
+      if (memo.netns === null || memo.netns === this.#ownNetns) continue;
+      const pids = out.get(memo.netns);
+      if (pids) pids.push(memo.pid);
+      else out.set(memo.netns, [memo.pid]);
+    }
+    return out;
+  }
+
+  /**
+   * The socket tables of every network namespace in use: a container's sockets are not in the
+   * host's /proc/net. Socket inodes are unique system-wide, so the join to fd tables holds.
+   */
+  #readAllNetTables(): NetRow[] {
+    const rows: NetRow[] = [];
+    for (const [ns, pids] of this.#namespaces()) {
+      if (ns === this.#ownNetns) {
+        rows.push(...(readNetTables(`${this.#procRoot}/net`, ns) ?? []));
+        continue;
+      }
+      // The first process may have exited since it was listed: any other one in there will do.
+      for (const pid of pids) {
+        const found = readNetTables(`${this.#procRoot}/${pid}/net`, ns);
+        if (found === null || readNetns(this.#procRoot, pid) !== ns) continue;
+        rows.push(...found);
+        break;
+      }
+    }
+    return rows;
   }
 
   /** Whether these (not yet applied) records open or close a socket fd. */
@@ -352,6 +400,7 @@ export class ProcfsSampler implements RecorderSource {
       cycle: 0,
       statFd,
       schedFd: typeof schedFd === 'number' ? schedFd : -1,
+      netns: kernel ? null : readNetns(this.#procRoot, pid),
     };
     if (kernel) {
       // A kernel thread is checked through schedstat alone: its stat fd is not worth keeping.
@@ -460,6 +509,8 @@ export class ProcfsSampler implements RecorderSource {
     if (built === undefined) return false;
     memo.image = built.image;
     memo.denied = built.denied;
+    // `ip netns exec`, `nsenter`: a namespace is usually entered right before an exec.
+    memo.netns = readNetns(root, memo.pid);
     this.#fresh.push(built.image);
     return true;
   }

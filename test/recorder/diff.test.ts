@@ -131,6 +131,7 @@ function row(over: Partial<ObservedEndpoint>): ObservedEndpoint {
     remotePort: 443,
     state: 'ESTABLISHED',
     inode: 500,
+    netns: null,
     ...over,
   };
 }
@@ -209,6 +210,27 @@ test('endpoints: inode 0 keys by 4-tuple, UDP UNCONN and listeners key by inode'
       ['tcp6:601', null],
     ],
   );
+});
+
+test('endpoints: the same 4-tuple in two network namespaces is two endpoints, each followed on its own', () => {
+  const live = new LiveState();
+  const host = row({ state: 'TIME_WAIT', inode: 0, netns: 4026531840 });
+  const container = row({ state: 'TIME_WAIT', inode: 0, netns: 4026532300 });
+  const d1 = diffEndpoints(live.endpoints, [host, container], () => null, T0);
+  valid(d1.records);
+  assert.deepEqual(
+    d1.records.map((r) => (r.type === 'endpoint_open' ? [r.endpoint.key, r.endpoint.netns] : r.type)),
+    [
+      ['tcp4:[10.0.0.1]:40000-[10.0.0.2]:443@4026531840', 4026531840],
+      ['tcp4:[10.0.0.1]:40000-[10.0.0.2]:443@4026532300', 4026532300],
+    ],
+  );
+  live.apply(d1.records);
+  // Seen again: nothing new. The container's connection ends: only its endpoint closes.
+  assert.deepEqual(diffEndpoints(live.endpoints, [host, container], () => null, T0 + 1).records, []);
+  assert.deepEqual(diffEndpoints(live.endpoints, [host], () => null, T0 + 2).records, [
+    { type: 'endpoint_close', t: T0 + 2, key: 'tcp4:[10.0.0.1]:40000-[10.0.0.2]:443@4026532300' },
+  ]);
 });
 
 test('endpoints: a deferred ownerless endpoint is left out; its owner learned later revises it', () => {

@@ -14,6 +14,7 @@ import {
   readCwd,
   readExe,
   readFdTable,
+  readNetns,
   readNetTables,
   readSchedRunNs,
   readStat,
@@ -129,8 +130,19 @@ test('schedstat: the first field is run time in ns', () => {
   assert.equal(readSchedRunNs(FIXTURE_PROC, 100), 5_000_000);
 });
 
-test('net tables: IPv4 and IPv6 addresses, ports, state names, inodes', () => {
-  const rows = readNetTables(FIXTURE_PROC);
+test('net tables of a directory that cannot be read are null, not an empty namespace', () => {
+  assert.equal(readNetTables(`${FIXTURE_PROC}/999999/net`, null), null);
+});
+
+test('readNetns names the namespace of a live process, and null for one that is gone', () => {
+  const own = readNetns('/proc', 'self');
+  assert.ok(own !== null && own > 0, 'this process has a network namespace');
+  assert.equal(readNetns('/proc', process.pid), own);
+  assert.equal(readNetns('/proc', 2 ** 22 + 1), null);
+});
+
+test('net tables: IPv4 and IPv6 addresses, ports, state names, inodes, tagged with their namespace', () => {
+  const rows = readNetTables(`${FIXTURE_PROC}/net`, 4026531840);
   assert.deepEqual(rows, [
     {
       proto: 'tcp',
@@ -141,6 +153,7 @@ test('net tables: IPv4 and IPv6 addresses, ports, state names, inodes', () => {
       remotePort: 0,
       state: 'LISTEN',
       inode: 5001,
+      netns: 4026531840,
     },
     {
       proto: 'tcp',
@@ -151,6 +164,7 @@ test('net tables: IPv4 and IPv6 addresses, ports, state names, inodes', () => {
       remotePort: 54321,
       state: 'TIME_WAIT',
       inode: 0,
+      netns: 4026531840,
     },
     {
       proto: 'tcp',
@@ -161,6 +175,7 @@ test('net tables: IPv4 and IPv6 addresses, ports, state names, inodes', () => {
       remotePort: 443,
       state: 'ESTABLISHED',
       inode: 5002,
+      netns: 4026531840,
     },
     {
       proto: 'tcp',
@@ -171,6 +186,7 @@ test('net tables: IPv4 and IPv6 addresses, ports, state names, inodes', () => {
       remotePort: 57344,
       state: 'ESTABLISHED',
       inode: 0,
+      netns: 4026531840,
     },
     {
       proto: 'udp',
@@ -181,6 +197,7 @@ test('net tables: IPv4 and IPv6 addresses, ports, state names, inodes', () => {
       remotePort: 0,
       state: 'UNCONN',
       inode: 5003,
+      netns: 4026531840,
     },
     {
       proto: 'udp',
@@ -191,6 +208,7 @@ test('net tables: IPv4 and IPv6 addresses, ports, state names, inodes', () => {
       remotePort: 53,
       state: 'ESTABLISHED',
       inode: 6001,
+      netns: 4026531840,
     },
   ]);
 });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type PofrRecord, type RecordOf, recordSchema } from '../../src/protocol/index.js';
-import { ProcfsSampler, readClockTicks } from '../../src/recorder/index.js';
+import { ProcfsSampler, readClockTicks, readNetns, readNetTables } from '../../src/recorder/index.js';
 import { copyProcTree, FIXTURE_PROC } from './proc-tree.js';
 
 function valid(records: PofrRecord[]): PofrRecord[] {
@@ -267,6 +267,45 @@ test('real /proc: an ESTABLISHED tcp connection is joined to the child process t
     killGroup(child);
     for (const s of accepted) s.destroy();
     server.close();
+  }
+});
+
+test('real /proc: a listener in another network namespace (as in a container) is recorded, with its namespace', {
+  skip: process.getuid?.() !== 0 ? 'needs root to create a network namespace (unshare --net)' : false,
+}, async (t) => {
+  const code = `const s=require('net').createServer().listen(0,'0.0.0.0',()=>console.log('up '+s.address().port));setInterval(()=>{},1000)`;
+  // unshare execs node in place: the child's pid is the listener's.
+  const child = spawn('unshare', ['--net', process.execPath, '-e', code], {
+    detached: true,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  try {
+    const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+    const port = Number(line.toString().trim().split(' ')[1]);
+    const theirs = readNetns('/proc', child.pid!);
+    assert.ok(theirs !== null && theirs !== readNetns('/proc', 'self'), 'the child has its own namespace');
+    const sampler = new ProcfsSampler();
+    t.after(() => sampler.close());
+    const kf = valid(sampler.poll(nowMicros()))[0];
+    assert.ok(kf.type === 'keyframe');
+    const listener = kf.endpoints.find((e) => e.local_port === port && e.state === 'LISTEN');
+    assert.ok(listener, `the listener on port ${port} inside the namespace is listed`);
+    assert.deepEqual([listener.pid, listener.netns], [child.pid, theirs]);
+    const hostRows = readNetTables('/proc/net') ?? [];
+    assert.ok(
+      !hostRows.some((r) => r.inode === listener.inode),
+      "the host's /proc/net does not show it: only reading the namespace's own tables does",
+    );
+
+    killGroup(child);
+    await once(child, 'exit');
+    const out = await waitFor('the listener to close', () => {
+      const r = valid(sampler.poll(nowMicros()));
+      return r.some((x) => x.type === 'endpoint_close' && x.key === listener.key) ? r : undefined;
+    });
+    assert.ok(out.some((r) => r.type === 'process_exit' && r.pid === child.pid));
+  } finally {
+    killGroup(child);
   }
 });
 

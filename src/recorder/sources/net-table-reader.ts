@@ -1,3 +1,4 @@
+import { readlinkSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { DEFAULT_PROC_ROOT, isReadFailure, ONE_READ, readProcFile } from './procfs-reader.js';
 
@@ -13,6 +14,8 @@ export interface NetRow {
   state: string;
   /** Socket inode, the join key to fd tables; 0 once no file holds the socket (TIME_WAIT, orphans). */
   inode: number;
+  /** The network namespace whose table listed it (inode of its ns/net link), null when unknown. */
+  netns: number | null;
 }
 
 /** include/net/tcp_states.h, in order from 1. */
@@ -104,6 +107,7 @@ export function parseNetTable(
   proto: 'tcp' | 'udp',
   family: 4 | 6,
   out: NetRow[] = [],
+  netns: number | null = null,
 ): NetRow[] {
   let pos = text.indexOf('\n');
   if (pos < 0) return out;
@@ -129,6 +133,7 @@ export function parseNetTable(
       remotePort: Number.parseInt(remote.slice(rc + 1), 16),
       state: stateName(Number.parseInt(f[3], 16)),
       inode: Number(f[9]),
+      netns,
     });
   }
   return out;
@@ -145,17 +150,33 @@ const TABLES = [
 ] as const;
 
 /**
- * Every TCP and UDP socket of the reader's network namespace. A table that is missing (IPv6
- * disabled) is skipped.
+ * Every TCP and UDP socket of one network namespace: the reader's own with `netDir` = /proc/net,
+ * another's through a process inside it (/proc/PID/net). A table that is missing (IPv6 disabled)
+ * is skipped; null when the directory cannot be read at all (the process is gone).
  */
-export function readNetTables(procRoot = DEFAULT_PROC_ROOT): NetRow[] {
+export function readNetTables(
+  netDir = `${DEFAULT_PROC_ROOT}/net`,
+  netns: number | null = null,
+): NetRow[] | null {
   const out: NetRow[] = [];
+  let read = 0;
   for (const [file, proto, family] of TABLES) {
-    const buf = readProcFile(`${procRoot}/net/${file}`, NET_TABLE_LAST_READ);
+    const buf = readProcFile(`${netDir}/${file}`, NET_TABLE_LAST_READ);
     if (isReadFailure(buf)) continue;
-    parseNetTable(buf.toString('latin1'), proto, family, out);
+    read++;
+    parseNetTable(buf.toString('latin1'), proto, family, out, netns);
   }
-  return out;
+  return read === 0 ? null : out;
+}
+
+/** The network namespace of a process (the inode its ns/net link names), null when hidden or gone. */
+export function readNetns(procRoot: string, pid: number | 'self'): number | null {
+  try {
+    const m = /^net:\[(\d+)\]$/.exec(readlinkSync(`${procRoot}/${pid}/ns/net`));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
 }
 
 const TCP_UDP_COUNTERS = Buffer.from('\nTcp:');
@@ -165,8 +186,8 @@ const TCP_UDP_COUNTERS = Buffer.from('\nTcp:');
  * a copy: any TCP state change sends or receives a segment, so while these stand still the socket
  * tables need no re-read. Null when the file is missing.
  */
-export function readNetCounters(procRoot = DEFAULT_PROC_ROOT): Buffer | null {
-  const buf = readProcFile(`${procRoot}/net/snmp`, ONE_READ);
+export function readNetCounters(netDir = `${DEFAULT_PROC_ROOT}/net`): Buffer | null {
+  const buf = readProcFile(`${netDir}/snmp`, ONE_READ);
   if (isReadFailure(buf)) return null;
   const at = buf.indexOf(TCP_UDP_COUNTERS);
   return Buffer.from(at < 0 ? buf : buf.subarray(at));
