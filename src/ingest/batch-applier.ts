@@ -715,6 +715,7 @@ export class BatchApplier {
       remote_port: ep.remote_port,
       state: ep.state,
       inode: ep.inode,
+      netns: ep.netns ?? null,
       first_seen: t,
       last_seen: t,
       is_open: 1,

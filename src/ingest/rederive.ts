@@ -348,6 +348,7 @@ const TABLES: readonly TableSpec[] = [
       'remote_ip',
       'remote_port',
       'state',
+      'netns',
       'inode',
       ...SIGHTINGS,
     ],

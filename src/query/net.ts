@@ -33,6 +33,8 @@ export interface EndpointRow {
   /** The last state seen (ESTABLISHED, LISTEN, …). */
   readonly state: string;
   readonly inode: number;
+  /** Network namespace (inode of /proc/PID/ns/net): which container's network; null if unknown. */
+  readonly netns: number | null;
   readonly first_seen: number;
   readonly last_seen: number;
   readonly open: boolean;
@@ -79,6 +81,7 @@ export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Pro
       ...SOCKET_COLUMNS,
       'e.state',
       'e.inode',
+      'e.netns',
       'e.first_seen',
       'e.last_seen',
       'e.is_open',

@@ -168,6 +168,8 @@ export interface EndpointsTable {
   remote_port: number;
   state: string;
   inode: number;
+  /** Network namespace (inode of /proc/PID/ns/net); NULL when the recorder did not know it. */
+  netns: number | null;
   first_seen: number;
   last_seen: number;
   is_open: number;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { type IngestResult, ingestBatch, verifyStore } from '../../src/ingest/index.js';
 import type { PofrRecord } from '../../src/protocol/index.js';
+import { findEndpoints } from '../../src/query/index.js';
 import type { Store } from '../../src/store/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
 import { addHost, endpoint, file, inventory, proc, T0, type TestHost } from './host-fixture.js';
@@ -177,6 +178,30 @@ for (const dialect of DIALECTS) {
           [T0 + 3 * S, 'FIN_WAIT1'],
         ],
       );
+    }));
+
+  test(`[${dialect}] an endpoint keeps its network namespace; one from an earlier recorder has none`, (t) =>
+    withStore(t, dialect, async (store) => {
+      const host = await addHost(store);
+      const container = 4_026_532_301;
+      await send(store, host, [
+        {
+          type: 'endpoint_open',
+          t: T0 + S,
+          endpoint: endpoint('tcp4:700', { inode: 700, netns: container }),
+        },
+        { type: 'endpoint_open', t: T0 + S, endpoint: endpoint('tcp4:701', { inode: 701 }) },
+      ]);
+      const rows = await findEndpoints(store, {});
+      assert.deepEqual(
+        rows.map((r) => [r.inode, r.netns === null ? null : Number(r.netns)]),
+        [
+          [700, container],
+          [701, null],
+        ],
+      );
+      const [report] = await verifyStore(store);
+      assert.equal(report.ok, true, JSON.stringify(report.failures));
     }));
 
   test(`[${dialect}] records naming unknown processes or endpoints create nothing and come back as warnings`, (t) =>
