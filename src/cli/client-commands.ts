@@ -32,6 +32,13 @@ async function askYesNo(question: string): Promise<boolean> {
   }
 }
 
+/** "120 records at 2026-…Z: spool … is full" for the table; the JSON keeps the object. */
+function lossLine(loss: unknown): string {
+  if (loss === null || typeof loss !== 'object') return '';
+  const l = loss as { at?: string; dropped?: number; reason?: string };
+  return `${l.dropped ?? '?'} records at ${l.at ?? '?'}: ${l.reason ?? ''}`;
+}
+
 function readPid(stateDir: string): number | null {
   const text = readStateFile(stateDir, STATE_FILES.pid);
   if (text === null) return null;
@@ -220,6 +227,8 @@ export function registerClientCommands(program: Command): void {
             spool_depth: st.spool_depth ?? null,
             last_ack_at: st.last_ack_at ?? null,
             last_error: st.last_error ?? null,
+            last_loss: st.last_loss ?? null,
+            lost: lossLine(st.last_loss),
             sources: Object.entries(sources)
               .map(([k, v]) => `${k}:${v.mode ?? '?'}`)
               .join(','),
@@ -236,6 +245,7 @@ export function registerClientCommands(program: Command): void {
             { key: 'last_ack_at', header: 'LAST_ACK_AT' },
             { key: 'sources', header: 'SOURCES' },
             { key: 'last_error', header: 'LAST_ERROR', maxWidth: 60 },
+            { key: 'lost', header: 'LAST_LOSS', maxWidth: 60 },
           ],
         },
       );

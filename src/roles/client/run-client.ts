@@ -31,6 +31,8 @@ export interface ClientStatus {
   readonly acked: number;
   readonly connected: boolean;
   readonly last_error: string | null;
+  /** The latest records that could not be spooled (full spool or disk): the gap record to come. */
+  readonly last_loss: { readonly at: string; readonly dropped: number; readonly reason: string } | null;
   readonly sources: Record<string, unknown>;
   readonly updated_at: string;
 }
@@ -69,6 +71,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     queue: spool,
     log: opts.log,
   });
+  let lastLoss: ClientStatus['last_loss'] = null;
   const assembler = new BatchAssembler({
     hostId: enrollment.host_id,
     bootId: readBootId(procRoot),
@@ -76,7 +79,10 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     sink: spool,
     maxAgeMs: opts.batchMs ?? 5000,
     onSealed: () => uploader.notify(),
-    onLoss: (dropped, reason) => opts.log('records lost, a gap record will say so', { dropped, reason }),
+    onLoss: (dropped, reason) => {
+      lastLoss = { at: new Date().toISOString(), dropped, reason };
+      opts.log('records lost, a gap record will say so', { dropped, reason });
+    },
   });
 
   const status = (): ClientStatus => {
@@ -92,6 +98,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       acked: up.acked,
       connected: up.connected,
       last_error: up.lastError,
+      last_loss: lastLoss,
       sources: { procfs: sampler.health() },
       updated_at: new Date().toISOString(),
     };
