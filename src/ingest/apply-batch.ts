@@ -128,6 +128,17 @@ async function verifyAndApply(store: Store, bytes: Buffer, principal: string, re
 
   try {
     return await store.db.transaction().execute(async (trx) => {
+      // One host's batches apply one after the other, whichever connection or server node they
+      // reach: batch N+1 must see N committed, or its chain looks broken and its intervals are
+      // applied on a state that lacks N's. Other hosts are not held up.
+      if (store.caps.concurrentWriters) {
+        await trx
+          .selectFrom('hosts')
+          .select('host_id')
+          .where('host_id', '=', principal)
+          .forUpdate()
+          .execute();
+      }
       const prev =
         header.seq > 1
           ? await trx

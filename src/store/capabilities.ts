@@ -15,8 +15,12 @@ export interface Capabilities {
   readonly idColumn: (col: ColumnDefinitionBuilder) => ColumnDefinitionBuilder;
   /** A boolean SQL expression: `expr` matches the POSIX-style regular expression `pattern`. */
   readonly regexMatch: (expr: RawBuilder<unknown>, pattern: string) => RawBuilder<boolean>;
-  /** True when several server processes may share the database (PostgreSQL). */
-  readonly sharedAcrossNodes: boolean;
+  /**
+   * True when transactions may write at once (PostgreSQL: a connection pool, and several server
+   * nodes sharing the database); ingest then takes a row lock per host. SQLite's one connection per
+   * server runs one transaction at a time.
+   */
+  readonly concurrentWriters: boolean;
 }
 
 export const sqliteCapabilities: Capabilities = Object.freeze({
@@ -26,7 +30,7 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey().autoIncrement(),
   // regexp() is registered on every connection by the SQLite dialect (JS RegExp semantics).
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`,
-  sharedAcrossNodes: false,
+  concurrentWriters: false,
 });
 
 export const postgresCapabilities: Capabilities = Object.freeze({
@@ -35,5 +39,5 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   idType: 'bigserial',
   idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey(),
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`,
-  sharedAcrossNodes: true,
+  concurrentWriters: true,
 });

@@ -317,3 +317,71 @@ for (const dialect of DIALECTS) {
       );
     }));
 }
+
+for (const dialect of DIALECTS) {
+  test(`[${dialect}] one host's batches arriving at once (two connections or server nodes) apply in chain order`, (t) =>
+    withStore(t, dialect, async (store) => {
+      const host = await addHost(store);
+      const b1 = host.next([start(100, 5)]);
+      const b2 = host.next([{ type: 'file_open', t: T0 + 60_000, file: file(100, 5, 3, '/slow') }]);
+      const b3 = host.next([{ type: 'file_close', t: T0 + 70_000, pid: 100, start_ticks: 5, fd: 3 }]);
+      const ingest = (b: { bytes: Buffer }) => ingestBatch(store, b.bytes, { principal: host.hostId });
+      assert.equal((await ingest(b1)).status, 'accepted');
+
+      let results: Awaited<ReturnType<typeof ingest>>[];
+      if (store.caps.engine === 'postgres') {
+        // Batch 2 stalls inside its transaction (its file row waits on an advisory lock this test
+        // holds) while batch 3 arrives on another pooled connection, as from another node.
+        await sql`CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN IF NEW.path = '/slow' THEN PERFORM pg_advisory_xact_lock(4242); END IF; RETURN NEW; END $$`.execute(
+          store.db,
+        );
+        await sql`CREATE TRIGGER stall BEFORE INSERT ON file_opens FOR EACH ROW EXECUTE FUNCTION stall()`.execute(
+          store.db,
+        );
+        const count = async (db: typeof store.db, q: ReturnType<typeof sql<{ n: number }>>) =>
+          Number((await q.execute(db)).rows[0].n);
+        results = await store.db.connection().execute(async (conn) => {
+          await sql`SELECT pg_advisory_lock(4242)`.execute(conn);
+          const second = ingest(b2);
+          const waiting = (what: string, q: ReturnType<typeof sql<{ n: number }>>) =>
+            waitUntil(what, async () => (await count(conn, q)) > 0);
+          await waiting(
+            'batch 2 to stall in its transaction',
+            sql<{
+              n: number;
+            }>`SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`,
+          );
+          const third = ingest(b3);
+          await waiting(
+            "batch 3 to wait for the host's lock",
+            sql<{ n: number }>`SELECT count(*) AS n FROM pg_stat_activity
+              WHERE wait_event_type = 'Lock' AND query ILIKE '%for update%'`,
+          );
+          await sql`SELECT pg_advisory_unlock(4242)`.execute(conn);
+          return Promise.all([second, third]);
+        });
+      } else {
+        results = await Promise.all([ingest(b2), ingest(b3)]);
+      }
+      const [r2, r3] = results;
+      assert.deepEqual(
+        [r2, r3].map((r) => r.status === 'accepted' && [r.seq, r.chain, r.warnings]),
+        [
+          [2, 'ok', []],
+          [3, 'ok', []],
+        ],
+      );
+      assert.equal(await countRows(store, 'gaps'), 0, 'no chain break was seen');
+      const [row] = await store.db.selectFrom('file_opens').select(['is_open', 'last_seen']).execute();
+      assert.deepEqual([Number(row.is_open), Number(row.last_seen)], [0, T0 + 70_000]);
+    }));
+}
+
+async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
