@@ -68,6 +68,8 @@ interface ProcMemo {
   schedFd: number;
   /** Its network namespace (read at first sight and after an exec), null when hidden. */
   netns: number | null;
+  /** The last exec check read an empty argv: looked at again next cycle before it is believed. */
+  emptyArgvOnce: boolean;
 }
 
 /**
@@ -334,7 +336,13 @@ export class ProcfsSampler implements RecorderSource {
         !st.comm.equals(memo.comm) ||
         (st.execSignature === 0 && cpuUsed))
     ) {
-      execed = this.#recheckImage(memo, st);
+      const checked = this.#recheckImage(memo, st);
+      if (checked === 'retry') {
+        // Caught inside execve: look again next cycle, as if nothing had been seen yet.
+        memo.runNs = -1;
+        return true;
+      }
+      execed = checked;
     }
     memo.comm = st.comm;
     memo.execSignature = st.execSignature;
@@ -401,6 +409,7 @@ export class ProcfsSampler implements RecorderSource {
       statFd,
       schedFd: typeof schedFd === 'number' ? schedFd : -1,
       netns: kernel ? null : readNetns(this.#procRoot, pid),
+      emptyArgvOnce: false,
     };
     if (kernel) {
       // A kernel thread is checked through schedstat alone: its stat fd is not worth keeping.
@@ -489,11 +498,21 @@ export class ProcfsSampler implements RecorderSource {
     return { image, denied };
   }
 
-  /** Reads cmdline and exe; on a change, a new image (status, cwd read again). True if it execed. */
-  #recheckImage(memo: ProcMemo, st: ProcStat): boolean {
+  /**
+   * Reads cmdline and exe; on a change, a new image (status, cwd read again). True if it execed;
+   * 'retry' when the argv read empty for the first time.
+   */
+  #recheckImage(memo: ProcMemo, st: ProcStat): boolean | 'retry' {
     const root = this.#procRoot;
     const rawArgv = readCmdline(root, memo.pid);
     if (isReadFailure(rawArgv)) return false;
+    // Inside execve the new image's argv is not in place yet and reads empty. An exec with an empty
+    // argv is real too (argc 0: the pkexec exploit), so a second empty read is believed.
+    if (rawArgv.length === 0 && !memo.emptyArgvOnce) {
+      memo.emptyArgvOnce = true;
+      return 'retry';
+    }
+    memo.emptyArgvOnce = rawArgv.length === 0;
     const rawExe = readExe(root, memo.pid);
     const exe = rawExe === null || rawExe === 'denied' ? null : toWireBytes(rawExe);
     const argv = rawArgv.map(toWireBytes);

@@ -114,6 +114,45 @@ test('fixture tree: exec, exit, fd change and endpoint state change become event
   }
 });
 
+test('fixture tree: an argv caught empty inside execve is read again; an empty argv seen twice is an exec too', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'pofr-proc-'));
+  try {
+    copyProcTree(FIXTURE_PROC, root);
+    const sampler = new ProcfsSampler({ procRoot: root });
+    t.after(() => sampler.close());
+    const t0 = nowMicros();
+    sampler.poll(t0);
+    const execStat = (sig: number, ticks: number) =>
+      `100 (newprog) S 1 100 100 0 -1 4194560 100 0 0 0 ${ticks} 3 0 0 20 0 1 0 5000 ${`${sig} `.repeat(30)}0\n`;
+    const execsAt = (tt: number) => ofType(valid(sampler.poll(tt)), 'process_exec');
+
+    // Mid-exec: the new comm and addresses are there, the argv not yet.
+    writeFileSync(join(root, '100/stat'), execStat(9, 13));
+    writeFileSync(join(root, '100/cmdline'), '');
+    writeFileSync(join(root, '100/schedstat'), '6000000 100 8\n');
+    assert.deepEqual(execsAt(t0 + 1_000_000), [], 'not believed at the first empty read');
+    writeFileSync(join(root, '100/cmdline'), 'newprog\0-x\0');
+    const execs = execsAt(t0 + 2_000_000);
+    assert.deepEqual(
+      execs.map((e) => e.proc.argv),
+      [['newprog', '-x']],
+      'one exec, with the argv the program really got',
+    );
+
+    // A program exec'd with argc 0 (as the pkexec exploit does): empty twice, recorded as such.
+    writeFileSync(join(root, '100/stat'), execStat(7, 14));
+    writeFileSync(join(root, '100/cmdline'), '');
+    writeFileSync(join(root, '100/schedstat'), '7000000 110 9\n');
+    assert.deepEqual(execsAt(t0 + 3_000_000), []);
+    assert.deepEqual(
+      execsAt(t0 + 4_000_000).map((e) => e.proc.argv),
+      [[]],
+    );
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 async function waitFor<T>(what: string, fn: () => T | undefined, ms = 8000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
