@@ -60,7 +60,12 @@ export function registerServerCommands(program: Command): void {
     .description('run the SSH listener and ingest until SIGINT/SIGTERM')
     .option('--listen <host:port>', 'SSH listen address', '0.0.0.0:2222')
     .option('--web <host:port>', 'also serve the web UI (not available in this version)')
-    .action(async (o: { data: string; listen: string; web?: string }) => {
+    .option(
+      '--geoip <file.mmdb>',
+      'country database for endpoints (MaxMind format; default: the bundled DB-IP Lite)',
+    )
+    .option('--no-geoip', 'leave endpoint countries empty')
+    .action(async (o: { data: string; listen: string; web?: string; geoip?: string | false }) => {
       if (o.web) {
         throw new PofrError(
           'POFR_USAGE',
@@ -69,7 +74,8 @@ export function registerServerCommands(program: Command): void {
       }
       const { host, port } = parseListen(o.listen, '--listen');
       const log = createLog({ name: 'pofr-server' });
-      const running = await runServer({ dataDir: o.data, host, port, log });
+      const geoip = o.geoip === false ? null : (o.geoip ?? undefined);
+      const running = await runServer({ dataDir: o.data, host, port, log, geoip });
       const sig = await untilSignal();
       log('shutting down', { signal: sig });
       await running.close();

@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Transaction } from 'kysely';
+import type { GeoLookup } from '../enrich/index.js';
 import { type ErrorCode, isPofrError } from '../errors.js';
 import {
   type BatchFrame,
@@ -37,6 +38,8 @@ export interface IngestContext {
   readonly principal: string;
   /** When the batch arrived, µs since the epoch; defaults to now. */
   readonly receivedAt?: number;
+  /** Fills endpoints' country from their remote address; without it, country stays null. */
+  readonly geo?: GeoLookup;
 }
 
 class Refusal extends Error {
@@ -60,7 +63,7 @@ class Refusal extends Error {
 export async function ingestBatch(store: Store, bytes: Buffer, ctx: IngestContext): Promise<IngestResult> {
   const receivedAt = ctx.receivedAt ?? Date.now() * 1000;
   try {
-    return await verifyAndApply(store, bytes, ctx.principal, receivedAt);
+    return await verifyAndApply(store, bytes, ctx.principal, receivedAt, ctx.geo);
   } catch (e) {
     if (!(e instanceof Refusal)) throw e;
     // After the rollback, in its own statement: the refusal is evidence too.
@@ -80,7 +83,13 @@ export async function ingestBatch(store: Store, bytes: Buffer, ctx: IngestContex
   }
 }
 
-async function verifyAndApply(store: Store, bytes: Buffer, principal: string, receivedAt: number) {
+async function verifyAndApply(
+  store: Store,
+  bytes: Buffer,
+  principal: string,
+  receivedAt: number,
+  geo: GeoLookup | undefined,
+) {
   const frame = refuseOnPofrError(() => readBatchFrame(bytes), null);
   const { header } = frame;
   if (header.host_id !== principal) {
@@ -191,6 +200,7 @@ async function verifyAndApply(store: Store, bytes: Buffer, principal: string, re
         tFrom: header.t_from,
         receivedAt,
         bootChanged: host.boot_id !== null && host.boot_id !== header.boot_id,
+        geo,
       });
       await applier.apply(records);
       await advanceHost(trx, principal, frame, receivedAt);

@@ -1,4 +1,5 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
+import type { GeoLookup } from '../enrich/index.js';
 import type { EndpointInfo, FileInfo, PofrRecord, ProcessImage, RecordOf } from '../protocol/index.js';
 import type { Database, EndpointStatesTable, FileOpensTable, ProcessesTable } from '../store/index.js';
 import { syncInventory } from './inventory-versions.js';
@@ -13,6 +14,8 @@ export interface BatchScope {
   readonly receivedAt: number;
   /** The host's boot_id on record before this batch differs: rows of the old boot must be closed. */
   readonly bootChanged: boolean;
+  /** Country of endpoints' remote addresses (enrichment: not part of the evidence, not re-derived). */
+  readonly geo?: GeoLookup;
 }
 
 /** The ordinal that orders rows exactly, even at equal times: batch seq, then record index. */
@@ -716,6 +719,7 @@ export class BatchApplier {
       state: ep.state,
       inode: ep.inode,
       netns: ep.netns ?? null,
+      country: this.scope.geo?.country(ep.remote_ip) ?? null,
       first_seen: t,
       last_seen: t,
       is_open: 1,

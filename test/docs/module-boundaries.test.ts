@@ -16,10 +16,11 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   spool: ['protocol'],
   transport: ['protocol'],
   store: [],
-  ingest: ['protocol', 'store'],
+  enrich: [],
+  ingest: ['protocol', 'store', 'enrich'],
   query: ['store'],
-  roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'ingest', 'query'],
-  cli: ['protocol', 'recorder', 'spool', 'transport', 'store', 'ingest', 'query', 'roles'],
+  roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query'],
+  cli: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query', 'roles'],
 };
 
 function* tsFiles(dir: string): Generator<string> {

@@ -18,6 +18,7 @@ describe('the command-line contract', () => {
       ['client', 'run', '--state', base, '--spool-max', '12Q'],
       ['client', 'start', '--state', base, '--spool-max', '0'],
       ['client', 'start', '--state', base, '--keyframe', 'soon'],
+      ['server', 'run', '--data', base, '--geoip', join(base, 'no-such.mmdb')],
     ]) {
       const r = await pofr(args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

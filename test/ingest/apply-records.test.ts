@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { openGeoip } from '../../src/enrich/index.js';
 import { type IngestResult, ingestBatch, verifyStore } from '../../src/ingest/index.js';
 import type { PofrRecord } from '../../src/protocol/index.js';
 import { findEndpoints } from '../../src/query/index.js';
@@ -199,6 +200,44 @@ for (const dialect of DIALECTS) {
           [700, container],
           [701, null],
         ],
+      );
+      const [report] = await verifyStore(store);
+      assert.equal(report.ok, true, JSON.stringify(report.failures));
+    }));
+
+  test(`[${dialect}] endpoints get the country of their remote address; verify ignores it (not evidence)`, (t) =>
+    withStore(t, dialect, async (store) => {
+      const host = await addHost(store);
+      const batch = host.next([
+        {
+          type: 'endpoint_open',
+          t: T0 + S,
+          endpoint: endpoint('tcp4:800', { inode: 800, remote_ip: '77.88.55.88' }),
+        },
+        {
+          type: 'endpoint_open',
+          t: T0 + S,
+          endpoint: endpoint('tcp4:801', {
+            inode: 801,
+            remote_ip: '0.0.0.0',
+            remote_port: 0,
+            state: 'LISTEN',
+          }),
+        },
+      ]);
+      const r = await ingestBatch(store, batch.bytes, { principal: host.hostId, geo: openGeoip() });
+      assert.equal(r.status, 'accepted');
+      const all = await findEndpoints(store, {});
+      assert.deepEqual(
+        all.map((e) => [e.inode, e.country]),
+        [
+          [800, 'RU'],
+          [801, null],
+        ],
+      );
+      assert.deepEqual(
+        (await findEndpoints(store, { country: 'ru' })).map((e) => e.inode),
+        [800],
       );
       const [report] = await verifyStore(store);
       assert.equal(report.ok, true, JSON.stringify(report.failures));

@@ -1,3 +1,5 @@
+import { type GeoLookup, openGeoip } from '../../enrich/index.js';
+import { PofrError } from '../../errors.js';
 import { ingestBatch } from '../../ingest/index.js';
 import { openStore, readStoreConfig, type Store } from '../../store/index.js';
 import { type BatchAck, type ServerHandlers, startSshServer } from '../../transport/index.js';
@@ -11,6 +13,8 @@ export interface ServerOptions {
   readonly host: string;
   readonly port: number;
   readonly log: Log;
+  /** Country database for endpoints: a .mmdb path, undefined for the bundled one, null for none. */
+  readonly geoip?: string | null;
 }
 
 export interface RunningServer {
@@ -21,10 +25,33 @@ export interface RunningServer {
 }
 
 /**
+ * The country database, once per server. A file the operator named must load (a typo should not
+ * silently leave countries empty); the bundled one missing is a packaging fault: say so, go on.
+ */
+function loadGeoip(path: string | null | undefined, log: Log): GeoLookup | undefined {
+  if (path === null) return undefined;
+  try {
+    const geo = openGeoip(path);
+    log('endpoint countries from', { geoip: geo.source });
+    return geo;
+  } catch (e) {
+    if (path !== undefined) {
+      throw new PofrError(
+        'POFR_USAGE',
+        `--geoip ${path}: cannot read it as a MaxMind .mmdb database (${(e as Error).message})`,
+      );
+    }
+    log('no country database: endpoint countries stay empty', { error: (e as Error).message });
+    return undefined;
+  }
+}
+
+/**
  * Composes the server: the SSH listener is handed `ingest = batch => ingestBatch(store, batch)`;
  * transport knows nothing of the store, ingest nothing of SSH.
  */
 export async function runServer(opts: ServerOptions): Promise<RunningServer> {
+  const geo = loadGeoip(opts.geoip, opts.log);
   const store = await openStore(readStoreConfig(opts.dataDir));
   const hostKey = ensureHostKey(opts.dataDir);
   const handlers: ServerHandlers = {
@@ -61,7 +88,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     async ingest(principal, batch, ctx): Promise<BatchAck> {
       // Throws only when the store itself failed: the transport then closes the channel without an
       // ACK and the client keeps the batch for a retry.
-      const result = await ingestBatch(store, batch, { principal });
+      const result = await ingestBatch(store, batch, { principal, geo });
       if (result.status === 'refused') {
         opts.log('refused batch', {
           remote: ctx.remote,

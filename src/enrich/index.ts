@@ -1,0 +1,1 @@
+export { BUNDLED_COUNTRY_DB, type GeoLookup, openGeoip } from './geoip.js';
