@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { openGeoip } from '../src/enrich/index.js';
 import { ingestBatch } from '../src/ingest/index.js';
 import {
   GENESIS_HASH,
@@ -24,6 +25,8 @@ import { type BenchResult, isMain, median } from './bench-result.js';
  * for any SQLite writer.
  */
 const BATCHES = 120;
+// The server's path includes the country lookup of every endpoint's remote address.
+const geo = openGeoip();
 const PROCS_PER_BATCH = 60;
 
 function makeBatches(hostId: string, signingPem: string): SealedBatch[] {
@@ -159,7 +162,7 @@ async function pofrIngest(
       .execute();
     const t0 = process.hrtime.bigint();
     for (const b of batches) {
-      const r = await ingestBatch(store, b.bytes, { principal: hostId });
+      const r = await ingestBatch(store, b.bytes, { principal: hostId, geo });
       if (r.status !== 'accepted')
         throw new Error(`bench batch ${b.header.seq} was ${r.status}: ${JSON.stringify(r)}`);
     }
