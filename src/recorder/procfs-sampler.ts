@@ -166,7 +166,10 @@ export class ProcfsSampler implements RecorderSource {
     const socketsMoved = this.#touchesSockets(records);
     live.apply(records.slice(0, fileStart));
     live.apply(records.slice(fileStart));
-    if (this.#endpointsDue(now, keyframe, socketsMoved)) this.#diffEndpoints(now, keyframe, records);
+    const namespaces = this.#namespaces();
+    if (this.#endpointsDue(namespaces, now, keyframe, socketsMoved)) {
+      this.#diffEndpoints(namespaces, now, keyframe, records);
+    }
 
     this.#fresh = [];
     this.#fdUpdates = [];
@@ -187,9 +190,14 @@ export class ProcfsSampler implements RecorderSource {
    * receives a segment), an endpoint was deferred last cycle, on keyframes, and at least every
    * `endpointsEveryMs` for the changes that timers make alone (TIME_WAIT expiring).
    */
-  #endpointsDue(now: number, keyframe: boolean, socketsMoved: boolean): boolean {
+  #endpointsDue(
+    namespaces: Map<number | null, number[]>,
+    now: number,
+    keyframe: boolean,
+    socketsMoved: boolean,
+  ): boolean {
     const parts: Buffer[] = [];
-    for (const [ns, pids] of this.#namespaces()) {
+    for (const [ns, pids] of namespaces) {
       const dir = ns === this.#ownNetns ? `${this.#procRoot}/net` : `${this.#procRoot}/${pids[0]}/net`;
       const c = readNetCounters(dir);
       if (c !== null) parts.push(Buffer.from(`${ns}\n`), c);
@@ -207,10 +215,15 @@ export class ProcfsSampler implements RecorderSource {
     );
   }
 
-  #diffEndpoints(now: number, keyframe: boolean, records: PofrRecord[]): void {
+  #diffEndpoints(
+    namespaces: Map<number | null, number[]>,
+    now: number,
+    keyframe: boolean,
+    records: PofrRecord[],
+  ): void {
     const live = this.live;
     this.#lastEndpointRead = now;
-    const rows = this.#readAllNetTables();
+    const rows = this.#readAllNetTables(namespaces);
     const deferredBefore = this.#deferred;
     const deferred = new Set<number>();
     // A socket made after its owner's fd table was read this cycle is listed without an owner;
@@ -247,9 +260,9 @@ export class ProcfsSampler implements RecorderSource {
    * The socket tables of every network namespace in use: a container's sockets are not in the
    * host's /proc/net. Socket inodes are unique system-wide, so the join to fd tables holds.
    */
-  #readAllNetTables(): NetRow[] {
+  #readAllNetTables(namespaces: Map<number | null, number[]>): NetRow[] {
     const rows: NetRow[] = [];
-    for (const [ns, pids] of this.#namespaces()) {
+    for (const [ns, pids] of namespaces) {
       if (ns === this.#ownNetns) {
         rows.push(...(readNetTables(`${this.#procRoot}/net`, ns) ?? []));
         continue;
