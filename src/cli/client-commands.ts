@@ -60,6 +60,16 @@ interface RecorderFlags {
   readonly spoolMax: string;
 }
 
+/** The recorder flags as runClient takes them; a bad value is a usage error naming its flag. */
+function recorderSettings(o: RecorderFlags) {
+  return {
+    intervalMs: parsePositiveInt(o.interval, '--interval'),
+    batchMs: parsePositiveInt(o.batch, '--batch'),
+    keyframeMs: parsePositiveInt(o.keyframe, '--keyframe'),
+    spoolMaxBytes: parseByteSize(o.spoolMax, '--spool-max'),
+  };
+}
+
 export function registerClientCommands(program: Command): void {
   const client = program.command('client').description('the recorder on a monitored host');
   const stateOpt = (c: Command) =>
@@ -137,16 +147,13 @@ export function registerClientCommands(program: Command): void {
       if (process.getuid?.() !== 0) {
         log('not running as root: other users’ open files, executables and sockets stay invisible', {});
       }
-      const intervalMs = parsePositiveInt(o.interval, '--interval');
-      const batchMs = parsePositiveInt(o.batch, '--batch');
-      const keyframeMs = parsePositiveInt(o.keyframe, '--keyframe');
-      const spoolMaxBytes = parseByteSize(o.spoolMax, '--spool-max');
+      const settings = recorderSettings(o);
       loadEnrollment(o.state);
       const pidFile = join(o.state, STATE_FILES.pid);
       writeStateFile(o.state, STATE_FILES.pid, `${process.pid}\n`, 0o644);
       let running: Awaited<ReturnType<typeof runClient>>;
       try {
-        running = await runClient({ stateDir: o.state, intervalMs, batchMs, keyframeMs, spoolMaxBytes, log });
+        running = await runClient({ stateDir: o.state, ...settings, log });
       } catch (e) {
         rmSync(pidFile, { force: true });
         throw e;
@@ -161,10 +168,7 @@ export function registerClientCommands(program: Command): void {
     .description('run the recorder as a background daemon')
     .action(async (o: RecorderFlags) => {
       // Checked here so a typo fails now, not in the daemon's log.
-      parsePositiveInt(o.interval, '--interval');
-      parsePositiveInt(o.batch, '--batch');
-      parsePositiveInt(o.keyframe, '--keyframe');
-      parseByteSize(o.spoolMax, '--spool-max');
+      recorderSettings(o);
       loadEnrollment(o.state);
       const running = readPid(o.state);
       if (running !== null) throw new PofrError('POFR_USAGE', `the client already runs as pid ${running}`);
