@@ -1,23 +1,18 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { ingestBatch, verifyStore } from '../../src/ingest/index.js';
 import type { PofrRecord, SealedBatch } from '../../src/protocol/index.js';
 import { openStore } from '../../src/store/index.js';
+import { TINY_DISK_SKIP, withTinyDisk } from '../helpers/tiny-disk.js';
 import { addHost, countRows, file, proc, T0 } from './host-fixture.js';
 
 test('a full disk under the SQLite store: the batch is not acknowledged, nothing stored is harmed, and it goes in once there is room', {
-  skip: process.getuid?.() !== 0 ? 'needs root to mount a small tmpfs as a full disk' : false,
+  skip: TINY_DISK_SKIP,
 }, async () => {
-  const base = mkdtempSync(join(tmpdir(), 'pofr-fullstore-'));
-  const mnt = join(base, 'mnt');
-  mkdirSync(mnt);
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'pofr-test-full', mnt]);
-  try {
+  await withTinyDisk('1m', async (mnt) => {
     const store = await openStore({ kind: 'sqlite', path: join(mnt, 'pofr.db') });
     try {
       const host = await addHost(store);
@@ -66,8 +61,5 @@ test('a full disk under the SQLite store: the batch is not acknowledged, nothing
     } finally {
       await store.close();
     }
-  } finally {
-    execFileSync('umount', [mnt]);
-    rmSync(base, { recursive: true, force: true });
-  }
+  });
 });
