@@ -1,30 +1,18 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { isPofrError } from '../errors.js';
 import { verifyStore } from '../ingest/index.js';
+import { pofrVersion } from '../roles/client/package-version.js';
 import { registerAnalystCommands } from './analyst-commands.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerDemoCommand } from './demo-command.js';
 import { openStoreForData, registerServerCommands } from './server-commands.js';
-
-function version(): string {
-  try {
-    return (
-      JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
-        version: string;
-      }
-    ).version;
-  } catch {
-    return 'unknown';
-  }
-}
 
 export function buildProgram(): Command {
   const program = new Command('pofr')
     .description(
       'forensic flight recorder for Linux: record processes, files and endpoints; store and replay them',
     )
-    .version(version())
+    .version(pofrVersion())
     .showHelpAfterError('(pofr --help lists every command)')
     .exitOverride();
   registerServerCommands(program);

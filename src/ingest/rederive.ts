@@ -44,7 +44,8 @@ const KEY_PAGE = 500;
  * Replays every stored batch of a host, from its raw signed evidence and in the order it was first
  * applied, into a scratch SQLite store, then compares the derived rows with the stored ones table by
  * table. An edited, deleted or forged row of processes, file_opens, endpoints, endpoint_states,
- * recorder gaps or the inventory tables is reported with the first differing row.
+ * recorder gaps and crash windows, recorder_events or the inventory tables is reported with the
+ * first differing row.
  *
  * The comparison is against what this version of ingest derives: the store's rows were derived by
  * the version that received them.
@@ -373,6 +374,25 @@ const TABLES: readonly TableSpec[] = [
     identity: ['seq', 't_from'],
     columns: ['t_to', 'detail'],
     seqOf: (r) => (typeof r.seq === 'number' ? r.seq : 0),
+  }),
+  derivedTable({
+    // A crash's blind window, as its recorder_crash record says.
+    table: 'gaps',
+    alias: 'g',
+    only: { kind: 'crash' },
+    keys: [ref('g.seq'), sql<number>`coalesce(${sql.ref('g.t_from')}, -1)`],
+    identity: ['seq', 't_from'],
+    columns: ['t_to', 'detail'],
+    seqOf: (r) => (typeof r.seq === 'number' ? r.seq : 0),
+  }),
+  derivedTable({
+    table: 'recorder_events',
+    alias: 'r',
+    keys: [ref('r.ord')],
+    identity: ['ord'],
+    describe: ['kind'],
+    columns: ['boot_id', 'seq', 't', 'kind', 'pid', 'config_hash', 'heartbeat_ms', 'batch_ms', 'detail'],
+    seqOf: (r) => batchOf(r.ord),
   }),
   inventory('users', ['uid', 'gid', 'name', 'home', 'shell'], ['uid'], ['uid']),
   inventory('groups', ['gid', 'name', 'members'], ['gid'], ['gid']),

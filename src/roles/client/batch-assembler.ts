@@ -8,6 +8,17 @@ export interface BatchSink {
   chainHead(): { seq: number; hash: string };
 }
 
+/**
+ * Where the assembler mirrors what it holds unsealed (spool/journal.ts CrashJournal), so that a
+ * recorder killed before its next seal does not take those records along.
+ */
+export interface PendingJournal {
+  /** One call per add(), that is per cycle, even with no records (it says the recorder was alive). */
+  write(t: number, records: readonly PofrRecord[]): void;
+  /** Everything pending went into the spool or was counted lost; `carry` is the gap record still owed. */
+  sealed(head: { seq: number; hash: string }, t: number, carry: readonly PofrRecord[]): void;
+}
+
 export interface AssemblerOptions {
   readonly hostId: string;
   readonly bootId: string;
@@ -21,6 +32,7 @@ export interface AssemblerOptions {
   readonly onSealed?: (batch: SealedBatch) => void;
   /** Called when records could not be spooled (spool or disk full, I/O error), with the count lost. */
   readonly onLoss?: (dropped: number, reason: string) => void;
+  readonly journal?: PendingJournal;
 }
 
 /**
@@ -44,6 +56,7 @@ export class BatchAssembler {
   }
 
   add(records: readonly PofrRecord[], nowMs = Date.now()): void {
+    this.opts.journal?.write(nowMs * 1000, records);
     if (records.length > 0) {
       if (this.pending.length === 0) this.firstPendingAt = nowMs;
       for (const r of records) this.pending.push(r);
@@ -61,19 +74,22 @@ export class BatchAssembler {
     if (this.pending.length === 0 && this.lost === null) return 0;
     const records = this.pending;
     this.pending = [];
-    if (this.lost !== null) {
-      const l = this.lost;
-      records.unshift({
-        type: 'gap',
-        t: Date.now() * 1000,
-        from: l.from,
-        to: l.to,
-        reason: l.reason,
-        dropped: l.dropped,
-      });
-    }
+    records.unshift(...this.owedGap());
     this.lost = null;
-    return this.sealChunks(records);
+    try {
+      return this.sealChunks(records);
+    } finally {
+      this.opts.journal?.sealed(this.opts.sink.chainHead(), Date.now() * 1000, this.owedGap());
+    }
+  }
+
+  /** The gap record the next batch owes, as the journal keeps it until then. */
+  private owedGap(): PofrRecord[] {
+    const l = this.lost;
+    if (l === null) return [];
+    return [
+      { type: 'gap', t: Date.now() * 1000, from: l.from, to: l.to, reason: l.reason, dropped: l.dropped },
+    ];
   }
 
   private recordLoss(records: readonly PofrRecord[], why: string): void {

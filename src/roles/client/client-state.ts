@@ -16,6 +16,10 @@ export const STATE_FILES = {
   spool: 'spool',
   status: 'status.json',
   pid: 'client.pid',
+  /** What the recorder holds unsealed, written every cycle (spool/journal.ts). */
+  journal: 'journal',
+  /** Written by `client deregister` before its SIGTERM, so the recorder's stop record says why. */
+  stopReason: 'stop-reason',
 } as const;
 
 const enrollmentSchema = z.object({

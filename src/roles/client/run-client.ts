@@ -1,10 +1,13 @@
 import { join } from 'node:path';
-import { loadPrivateKey } from '../../protocol/index.js';
+import { loadPrivateKey, type PofrRecord } from '../../protocol/index.js';
 import { InventoryWatcher, ProcfsSampler, readBootId } from '../../recorder/index.js';
 import { Spool } from '../../spool/index.js';
 import { BatchUploader } from '../../transport/index.js';
 import { BatchAssembler } from './batch-assembler.js';
 import { loadEnrollment, loadKeys, STATE_FILES, writeStateFile } from './client-state.js';
+import { recoverJournal, startJournal } from './crash-recovery.js';
+import { pofrVersion } from './package-version.js';
+import { DEFAULT_HEARTBEAT_MS, effectiveConfig, RecorderHealth, type StopReason } from './recorder-health.js';
 
 export type Log = (msg: string, fields?: object) => void;
 
@@ -17,6 +20,13 @@ export interface ClientOptions {
   readonly keyframeMs?: number;
   readonly procRoot?: string;
   readonly spoolMaxBytes?: number;
+  /** How often the recorder says it is alive (default 30 s); the server calls it late past that. */
+  readonly heartbeatMs?: number;
+  /** false: no crash journal, so a SIGKILL loses what was not sealed yet (default true). */
+  readonly journal?: boolean;
+  readonly journalMaxBytes?: number;
+  /** fdatasync the journal at most once per this many ms (0: every cycle; null: never). */
+  readonly journalSyncMs?: number | null;
   readonly log: Log;
 }
 
@@ -34,6 +44,10 @@ export interface ClientStatus {
   /** The latest records that could not be spooled (full spool or disk): the gap record to come. */
   readonly last_loss: { readonly at: string; readonly dropped: number; readonly reason: string } | null;
   readonly sources: Record<string, unknown>;
+  readonly config_hash: string;
+  readonly heartbeat_ms: number;
+  /** The crash journal: size, records not sealed yet, what it could not keep. Null when disabled. */
+  readonly journal: { readonly bytes: number; readonly unsealed: number; readonly lost: number } | null;
   readonly updated_at: string;
 }
 
@@ -41,8 +55,11 @@ export interface RunningClient {
   status(): ClientStatus;
   /** Seals what is pending and waits until the server has ACKed everything (or the timeout). */
   flush(timeoutMs: number): Promise<boolean>;
-  /** Samples once more, seals, tries to deliver within `flushMs`, then stops; the spool keeps the rest. */
-  stop(flushMs?: number): Promise<void>;
+  /**
+   * Samples once more (with a `recorder_stop` record saying why), seals, tries to deliver within
+   * `flushMs`, then stops; the spool keeps the rest.
+   */
+  stop(flushMs?: number, why?: StopReason): Promise<void>;
 }
 
 /**
@@ -72,11 +89,38 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     log: opts.log,
   });
   let lastLoss: ClientStatus['last_loss'] = null;
+  const bootId = readBootId(procRoot);
+  const signingKey = loadPrivateKey(keys.signingPrivatePem);
+  // Before anything new: what a crashed run left unsealed goes first, in the chain it belongs to.
+  const journalPath = join(opts.stateDir, STATE_FILES.journal);
+  const { records: recovered } = recoverJournal({
+    path: journalPath,
+    sink: spool,
+    hostId: enrollment.host_id,
+    bootId,
+    signingKey,
+    log: opts.log,
+  });
+  const journal = startJournal(opts, journalPath, {
+    host_id: enrollment.host_id,
+    boot_id: bootId,
+    sink: spool,
+  });
+  const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  const health = new RecorderHealth({
+    version: pofrVersion(),
+    config: effectiveConfig(opts, [sampler.name, 'inventory']),
+    heartbeatMs,
+    batchMs: opts.batchMs ?? 5000,
+    sources: () => [sampler],
+    spool,
+  });
   const assembler = new BatchAssembler({
     hostId: enrollment.host_id,
-    bootId: readBootId(procRoot),
-    signingKey: loadPrivateKey(keys.signingPrivatePem),
+    bootId,
+    signingKey,
     sink: spool,
+    journal,
     maxAgeMs: opts.batchMs ?? 5000,
     onSealed: () => uploader.notify(),
     onLoss: (dropped, reason) => {
@@ -87,6 +131,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
 
   const status = (): ClientStatus => {
     const up = uploader.status();
+    const js = journal?.status();
     return {
       pid: process.pid,
       host_id: enrollment.host_id,
@@ -100,15 +145,20 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       last_error: up.lastError,
       last_loss: lastLoss,
       sources: { procfs: sampler.health() },
+      config_hash: health.configHash,
+      heartbeat_ms: heartbeatMs,
+      journal:
+        js === undefined ? null : { bytes: js.bytes, unsealed: js.unsealed, lost: js.lost?.dropped ?? 0 },
       updated_at: new Date().toISOString(),
     };
   };
 
   let lastStatusWrite = 0;
-  const cycle = () => {
+  const cycle = (extra: readonly PofrRecord[] = []) => {
     const nowMs = Date.now();
     const now = nowMs * 1000;
-    assembler.add([...inventory.poll(now), ...sampler.poll(now)], nowMs);
+    const observed = [...inventory.poll(now), ...sampler.poll(now)];
+    assembler.add([...health.poll(now), ...observed, ...extra], nowMs);
     if (nowMs - lastStatusWrite >= 2000) {
       lastStatusWrite = nowMs;
       writeStateFile(opts.stateDir, STATE_FILES.status, `${JSON.stringify(status())}\n`);
@@ -129,6 +179,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
   };
 
   uploader.start();
+  assembler.add(recovered);
   loop();
   opts.log('pofr client recording', {
     host_id: enrollment.host_id,
@@ -143,12 +194,12 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       uploader.notify();
       return uploader.flush(timeoutMs);
     },
-    async stop(flushMs = 5000) {
+    async stop(flushMs = 5000, why: StopReason = { reason: 'signal', signal: null }) {
       if (stopped) return;
       stopped = true;
       if (timer) clearTimeout(timer);
       try {
-        cycle();
+        cycle([health.stopRecord(Date.now() * 1000, why)]);
       } catch (e) {
         opts.log('final sampling cycle failed', { error: String(e) });
       }
@@ -160,6 +211,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
           depth: spool.depth(),
         });
       await uploader.stop();
+      journal?.stop(Date.now() * 1000, why.signal ?? why.reason);
       sampler.close();
       writeStateFile(
         opts.stateDir,
