@@ -217,7 +217,7 @@ export const recordSchema = z.discriminatedUnion('type', [
       batch_ms: z.number().int().min(1).max(0xffff_ffff),
     })
     .strict(),
-  /** The recorder stopped cleanly; `reason` is `signal` (with its name) or `deregister`. */
+  /** The recorder stopped cleanly; `reason` is `signal` (with its name), `deregister` or `shutdown`. */
   z
     .object({
       type: z.literal('recorder_stop'),

@@ -16,9 +16,12 @@ import type { ClientOptions } from './run-client.js';
 
 export const DEFAULT_HEARTBEAT_MS = 30_000;
 
-/** Why a recorder stops cleanly: a signal (SIGTERM, SIGINT) or `pofr client deregister`. */
+/**
+ * Why a recorder stops cleanly: a signal (SIGTERM, SIGINT), `pofr client deregister`, or the
+ * program embedding it (the demo).
+ */
 export interface StopReason {
-  readonly reason: 'signal' | 'deregister';
+  readonly reason: 'signal' | 'deregister' | 'shutdown';
   readonly signal: string | null;
 }
 

@@ -194,7 +194,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       uploader.notify();
       return uploader.flush(timeoutMs);
     },
-    async stop(flushMs = 5000, why: StopReason = { reason: 'signal', signal: null }) {
+    async stop(flushMs = 5000, why: StopReason = { reason: 'shutdown', signal: null }) {
       if (stopped) return;
       stopped = true;
       if (timer) clearTimeout(timer);
