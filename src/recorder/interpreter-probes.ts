@@ -25,8 +25,9 @@ interface Probed {
 /**
  * One argv probe per distinct ELF interpreter file in use: the host's ld.so, and each container's
  * own (another file, another inode). Interpreters are found in the programs that run: at start,
- * every running process's executable; later, any exec that no probe reported while its process
- * could still be looked at (the first program run from a new container image, say).
+ * every running process's executable; later, any exec that no probe reported (the first program
+ * run from a new container image, say). A statically linked program seen that way gets a probe on
+ * its own entry point. At most `max` (64) probes: each is a kernel object on the host.
  */
 export class InterpreterProbes {
   readonly #o: InterpreterProbesOptions;
@@ -59,33 +60,44 @@ export class InterpreterProbes {
     return [...this.#byFile.values()].map((p) => p.path);
   }
 
-  /** Probes the interpreters of every running process's executable. */
+  /** Probes the interpreters of every running process's executable (not static ones: rare at start). */
   probeRunning(): void {
     for (const pid of listTgids(this.#o.procRoot)) {
       if (this.#unavailable !== null) return;
-      this.probeExeOf(pid);
+      const elf = readElfEntry(`${this.#o.procRoot}/${pid}/exe`);
+      if (elf?.interpreter) this.probeExeOf(pid);
     }
   }
 
   /**
-   * Probes the interpreter of the process's executable if it is new. False when nothing was added
-   * (already probed, statically linked, gone, or probes unavailable).
+   * Probes the interpreter of the process's executable if it is new, or, for a statically linked
+   * program (no interpreter runs before it), the program's own entry point: its later runs then
+   * have their argv from the probe too. `filename` (the exec event's path) stands in when the
+   * process is already gone. False when nothing was added.
    */
-  probeExeOf(pid: number): boolean {
+  probeExeOf(pid: number, filename?: Buffer): boolean {
     if (this.#unavailable !== null || this.#byFile.size >= (this.#o.max ?? 64)) return false;
     const root = this.#o.procRoot;
-    const exePath = `${root}/${pid}/exe`;
-    const exeId = fileId(exePath);
-    if (exeId === null) return false;
-    const known = this.#seenExe.get(exeId);
-    if (known !== undefined) return false;
+    let exePath = `${root}/${pid}/exe`;
+    let exeId = fileId(exePath);
+    let inRoot = this.#rootOf(pid);
+    if (exeId === null && filename !== undefined && filename[0] === 0x2f) {
+      exePath = filename.toString('latin1');
+      exeId = fileId(exePath);
+      inRoot = '';
+    }
+    if (exeId === null || this.#seenExe.has(exeId)) return false;
     const elf = readElfEntry(exePath);
-    if (elf === null || !elf.supported || elf.interpreter === null) {
+    if (elf === null || !elf.supported) {
       this.#seenExe.set(exeId, null);
       return false;
     }
+    if (elf.interpreter === null) {
+      this.#seenExe.set(exeId, exeId);
+      return !this.#byFile.has(exeId) && this.#probe(exeId, exePath);
+    }
     // The interpreter as this process sees it: inside its own root (a container's image).
-    const interpPath = `${this.#rootOf(pid)}${elf.interpreter.toString('latin1')}`;
+    const interpPath = `${inRoot}${elf.interpreter.toString('latin1')}`;
     const interpId = fileId(interpPath);
     if (interpId === null) return false;
     this.#seenExe.set(exeId, interpId);

@@ -33,10 +33,10 @@ export interface ProcessEventsOptions {
   /** How long an exec waits for its argv probe, in trace-clock ns, before /proc stands in. */
   readonly probeWaitNs?: number;
   /**
-   * Told of an exec that no probe reported while the process was still there to look at: the
-   * source probes the program's interpreter from now on (a container's own ld.so, say).
+   * Told of an exec that no probe reported: the source probes the program's interpreter (a
+   * container's own ld.so, say), or a static program itself, from now on.
    */
-  readonly onUnprobedExec?: (pid: number) => void;
+  readonly onUnprobedExec?: (pid: number, filename: Buffer) => void;
   /** Most execs waiting for their probe at once; past it the oldest is settled without one. */
   readonly maxPending?: number;
   /** Most threads remembered; past it new threads are not tracked (counted in `shed`). */
@@ -77,6 +77,8 @@ export interface ProcessEventCounts {
 /** (uid_t)-1, the kernel's "no id": what a process gets whose credentials could not be read. */
 export const UNKNOWN_ID = 0xffff_ffff;
 
+/** How long after a tick boundary a fork event may still belong to the tick before. */
+const BOUNDARY_NS = 1e6;
 const S_ISUID = 0o4000;
 const S_ISGID = 0o2000;
 const FD_PATHS = /^\/(?:dev|proc\/self|proc\/\d+)\/fd\//;
@@ -204,16 +206,18 @@ export class ProcessEvents {
     const live = this.#o.live;
     const parent = live.processOfPid(parentPid);
     const expected = Math.floor(ev.ts / this.#tickNs);
-    const st = readStat(this.#o.procRoot, ev.tid);
-    // The kernel stamps the start before the fork event fires: /proc's value is at most a tick
-    // earlier. A later one belongs to a reused pid.
+    // The kernel stamps the start a few microseconds before the event fires: only an event just past
+    // a tick boundary can belong to the tick before, and only then is /proc asked (a read per fork
+    // would be much of the cost of a fork storm). A later value belongs to a reused pid.
+    const nearBoundary = ev.ts - expected * this.#tickNs < BOUNDARY_NS;
+    const st = nearBoundary ? readStat(this.#o.procRoot, ev.tid) : 'gone';
     const startTicks =
       !isReadFailure(st) && st.startTicks <= expected && st.startTicks >= expected - 1
         ? st.startTicks
         : expected;
     const start = this.#o.clock.wallMicros(ev.ts);
     const observer = this.#o.observerPids().has(ev.tid);
-    const base = parent ?? this.#childFromProc(ev, isReadFailure(st) ? null : st.startTicks, startTicks);
+    const base = parent ?? this.#childFromProc(ev, startTicks);
     const image: ProcessImage = {
       ...base,
       pid: ev.tid,
@@ -270,12 +274,9 @@ export class ProcessEvents {
     if (p === undefined) return;
     this.#pending.delete(pid);
     const fromProc = p.sight === null ? null : this.#cmdline(pid, p.startTicks);
-    if (fromProc !== null) {
-      this.#emitExec(p, fromProc, 'proc', true, out);
-      this.#o.onUnprobedExec?.(pid);
-      return;
-    }
-    this.#emitExec(p, [toWireBytes(p.ev.filename)], 'event', false, out);
+    if (fromProc !== null) this.#emitExec(p, fromProc, 'proc', true, out);
+    else this.#emitExec(p, [toWireBytes(p.ev.filename)], 'event', false, out);
+    this.#o.onUnprobedExec?.(pid, p.ev.filename);
   }
 
   #emitExec(
@@ -351,9 +352,10 @@ export class ProcessEvents {
    * A child whose parent the recorder does not know: what /proc shows of it (it is still its
    * parent's copy, unless it exec'd already), or only what the event gave.
    */
-  #childFromProc(ev: TaskEvent, procTicks: number | null, startTicks: number): ProcessImage {
+  #childFromProc(ev: TaskEvent, startTicks: number): ProcessImage {
     const root = this.#o.procRoot;
-    const status = procTicks === startTicks ? readStatus(root, ev.tid) : 'gone';
+    const st = readStat(root, ev.tid);
+    const status = !isReadFailure(st) && st.startTicks === startTicks ? readStatus(root, ev.tid) : 'gone';
     const argv = isReadFailure(status) ? null : this.#cmdline(ev.tid, startTicks);
     const known = !isReadFailure(status);
     const exe = known ? readExe(root, ev.tid) : null;

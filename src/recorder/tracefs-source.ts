@@ -132,7 +132,7 @@ export class TracefsSource implements RecorderSource {
       procRoot,
       clockTicks: readClockTicks(),
       observerPids,
-      onUnprobedExec: this.#probes ? (pid) => this.#probes?.probeExeOf(pid) : undefined,
+      onUnprobedExec: this.#probes ? (pid, filename) => this.#probes?.probeExeOf(pid, filename) : undefined,
     });
     this.#tcp = tcp
       ? new TcpEvents({

@@ -153,6 +153,13 @@ describe('exec capture through kernel events', { skip: ROOT ? false : 'kernel tr
     } else {
       assert.deepEqual(row.argv, [staticSleeper, tag]);
     }
+    // Seen once, the static program gets a probe of its own: its next run has its exact argv.
+    const again = `${tag}-again`;
+    assert.equal(spawnSync(staticSleeper, [again], { stdio: 'ignore' }).status, 0);
+    const run2 = (await execsTagged(again, 1, staticSleeper)).find((p) => p.exe === staticSleeper);
+    assert.ok(run2);
+    assert.deepEqual(run2.argv, [staticSleeper, again]);
+    assert.equal(run2.argv_source, 'probe');
   });
 
   test('100 kB of argv with invalid UTF-8 comes back byte-exact', async () => {

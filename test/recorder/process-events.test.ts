@@ -162,7 +162,7 @@ test('an exec no probe reports, of a process already gone, keeps the event: path
   assert.equal(execd.proc.argv_complete, false);
   assert.equal(execd.proc.exe, '/home/alice/payload.bin', 'a relative path is made absolute against the cwd');
   assert.equal(execd.proc.comm, 'payload.bin');
-  assert.deepEqual(unprobed, [], 'a process gone before it could be looked at teaches nothing');
+  assert.deepEqual(unprobed, [200], 'the source is told, to probe that program from now on');
   assert.ok(out.indexOf(execd) < out.indexOf(only(out, 'process_exit')[0]), 'the exec comes before the exit');
 });
 
