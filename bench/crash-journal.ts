@@ -29,6 +29,12 @@ const WARM_MS = 3000;
 const WINDOW_MS = Number(process.env.POFR_BENCH_JOURNAL_WINDOW_MS ?? 8000);
 /** The cost runs keep keyframes out of the window: one lands in a window or not, which is noise. */
 const NO_KEYFRAME = ['--keyframe', '600000'];
+/**
+ * /proc sampling alone: tracing instances belong to the recorder's own benchmarks. With kernel
+ * events the recorder ticks every 100 ms, but a tick with nothing new is journaled at most once a
+ * second, so the 100 ms sampling runs bound the journal's write rate from above.
+ */
+const SOURCES = ['--sources', 'procfs'];
 
 const LOAD = `
 const fs = require('node:fs');
@@ -129,7 +135,7 @@ interface Rate {
 }
 
 async function measure(state: string, v: Variant): Promise<Rate> {
-  const client = startPofr(['client', 'run', '--state', state, ...NO_KEYFRAME, ...v.flags]);
+  const client = startPofr(['client', 'run', '--state', state, ...SOURCES, ...NO_KEYFRAME, ...v.flags]);
   try {
     await client.waitFor(/pofr client recording/);
     await sleep(WARM_MS);
@@ -159,7 +165,7 @@ async function killAndCount(
   journal: boolean,
 ): Promise<{ lost: number; expected: number; sinceSealMs: number }> {
   const load = await startLoad(loadDir);
-  const flags = journal ? [] : ['--no-journal'];
+  const flags = [...SOURCES, ...(journal ? [] : ['--no-journal'])];
   try {
     const first = startPofr(['client', 'run', '--state', state, ...flags]);
     await first.waitFor(/pofr client recording/);

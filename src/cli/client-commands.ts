@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
-import { ProcfsSampler } from '../recorder/index.js';
+import { ProcfsSampler, parseSources } from '../recorder/index.js';
 import {
   loadEnrollment,
   readStateFile,
@@ -78,10 +78,14 @@ interface RecorderFlags {
   readonly journal: boolean;
   readonly journalMax: string;
   readonly journalSync: string;
+  readonly sources: string;
+  readonly traceBuffer: string;
 }
 
 /** The recorder flags as runClient takes them; a bad value is a usage error naming its flag. */
 function recorderSettings(o: RecorderFlags) {
+  const sources = parseSources(o.sources);
+  if (typeof sources === 'string') throw new PofrError('POFR_USAGE', `--sources ${o.sources}: ${sources}`);
   return {
     intervalMs: parsePositiveInt(o.interval, '--interval'),
     batchMs: parsePositiveInt(o.batch, '--batch'),
@@ -91,6 +95,10 @@ function recorderSettings(o: RecorderFlags) {
     journal: o.journal,
     journalMaxBytes: parseByteSize(o.journalMax, '--journal-max'),
     journalSyncMs: o.journalSync === 'off' ? null : parseNonNegativeInt(o.journalSync, '--journal-sync'),
+    sources,
+    traceBufferKb: parsePositiveInt(o.traceBuffer, '--trace-buffer'),
+    // Where tracefs is mounted, for hosts that keep it elsewhere (and tests that want none).
+    tracefsRoots: process.env.POFR_TRACEFS ? process.env.POFR_TRACEFS.split(':') : undefined,
   };
 }
 
@@ -100,6 +108,7 @@ function recorderArgs(o: RecorderFlags): string[] {
     ...['--state', o.state, '--interval', o.interval, '--batch', o.batch, '--keyframe', o.keyframe],
     ...['--spool-max', o.spoolMax, '--heartbeat', o.heartbeat],
     ...['--journal-max', o.journalMax, '--journal-sync', o.journalSync],
+    ...['--sources', o.sources, '--trace-buffer', o.traceBuffer],
     ...(o.journal ? [] : ['--no-journal']),
   ];
 }
@@ -171,6 +180,16 @@ export function registerClientCommands(program: Command): void {
         '--spool-max <size>',
         'bound of the batches waiting for the server (e.g. 512M, 2G); past it, losses become gap records',
         '512M',
+      )
+      .option(
+        '--sources <list>',
+        'what records: tracefs (exact exec/exit/TCP events), uprobes (argv at the first instruction), procfs (sampling, always on); procfs alone is POFR-style sampling',
+        'tracefs,uprobes,procfs',
+      )
+      .option(
+        '--trace-buffer <KiB>',
+        'kernel event buffer per CPU in KiB; a burst larger than it between two reads becomes a gap record',
+        '8192',
       )
       .option(
         '--heartbeat <ms>',
@@ -259,7 +278,7 @@ export function registerClientCommands(program: Command): void {
       const text = readStateFile(o.state, STATE_FILES.status);
       const st = text ? (JSON.parse(text) as Record<string, unknown>) : {};
       const pid = readPid(o.state);
-      const sources = (st.sources ?? {}) as Record<string, { mode?: string }>;
+      const sources = (st.sources ?? {}) as Record<string, { mode?: string; reason?: string }>;
       printRows(
         [
           {
@@ -274,11 +293,12 @@ export function registerClientCommands(program: Command): void {
             last_loss: st.last_loss ?? null,
             lost: lossLine(st.last_loss),
             sources: Object.entries(sources)
-              .map(([k, v]) => `${k}:${v.mode ?? '?'}`)
+              .map(([k, v]) => `${k}:${v.mode ?? '?'}${v.reason ? ` (${v.reason})` : ''}`)
               .join(','),
             config_hash: st.config_hash ?? null,
             heartbeat_ms: st.heartbeat_ms ?? null,
             journal: st.journal ?? null,
+            source_health: sources,
             updated_at: st.updated_at ?? null,
           },
         ],
@@ -290,7 +310,7 @@ export function registerClientCommands(program: Command): void {
             { key: 'pid', header: 'PID' },
             { key: 'spool_depth', header: 'SPOOL' },
             { key: 'last_ack_at', header: 'LAST_ACK_AT' },
-            { key: 'sources', header: 'SOURCES' },
+            { key: 'sources', header: 'SOURCES', maxWidth: 80 },
             { key: 'last_error', header: 'LAST_ERROR', maxWidth: 60 },
             { key: 'lost', header: 'LAST_LOSS', maxWidth: 60 },
           ],

@@ -18,6 +18,11 @@ export const DEFAULT_JOURNAL_SYNC_MS = 1000;
 /** Ticks (cycles with nothing new) are dropped once they fill this much with nothing unsealed. */
 const IDLE_COMPACT_BYTES = 64 * 1024;
 const JOURNAL_VERSION = 1;
+/**
+ * A cycle with nothing new is written at most this often (µs): it only says the recorder was alive,
+ * and with kernel events the recorder cycles every 100 ms.
+ */
+const ALIVE_EVERY_US = 1_000_000;
 
 /** Who wrote a journal and where its records belong: the batch after `base_seq` in the chain. */
 export interface JournalHeader {
@@ -87,7 +92,8 @@ export interface JournalStatus {
  * loss can still take what was written since the last fdatasync (`syncMs`).
  *
  * One line per frame, `<16 hex of sha256(json)> <json>\n`: the header first, then one frame per
- * cycle (`{"t":…,"r":[records]}`, also with no records, to say the recorder was alive), a loss
+ * cycle (`{"t":…,"r":[records]}`; with no records at most once a second, to say the recorder was
+ * alive: the blind window a crash leaves is never shorter than it was), a loss
  * frame once past the bound, and a stop frame on a clean stop. Every seal empties it (the records
  * are in the spool), so it holds at most one batch's worth. Failures never reach the recorder:
  * what could not be written is counted, and the next start says so.
@@ -117,6 +123,7 @@ export class CrashJournal {
   #syncs = 0;
   #closing = false;
   #lastError: string | null = null;
+  #lastFrame = 0;
   readonly #reported = new Set<string>();
 
   private constructor(path: string, header: JournalHeader, fd: number, opts: JournalOptions) {
@@ -166,6 +173,7 @@ export class CrashJournal {
   /** This cycle's records (possibly none: the frame then only says the recorder was alive at `t`). */
   write(t: number, records: readonly PofrRecord[]): void {
     if (this.#fd === null) return;
+    if (records.length === 0 && t - this.#lastFrame < ALIVE_EVERY_US) return;
     if (this.#needsReset && !this.#reset(t, [])) {
       this.#count(t, records, this.#lastError ?? 'the journal could not be emptied');
       return;
@@ -178,6 +186,7 @@ export class CrashJournal {
       const frame = encodeFrame({ t, r: records });
       if (this.#size + frame.length <= this.maxBytes) {
         if (this.#append(frame)) {
+          this.#lastFrame = t;
           this.#unsealed += records.length;
           this.#maybeSync();
           return;
@@ -318,6 +327,7 @@ export class CrashJournal {
       ftruncateSync(this.#fd!, at);
       writeAll(this.#fd!, frame, at);
       this.#size = at + frame.length;
+      this.#lastFrame = t;
     } catch (e) {
       this.#fail(e);
       this.#size = at;

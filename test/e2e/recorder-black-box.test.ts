@@ -47,8 +47,12 @@ describe('the recorder records its own interruptions', () => {
     return state;
   }
 
+  /**
+   * `pofr client run` sampling /proc alone: tracing instances and probes belong to the recorder's
+   * own tests (the health records take the sources' modes from whatever runs).
+   */
   function record(state: string, ...flags: string[]): Daemon {
-    const d = startPofr(['client', 'run', '--state', state, ...flags]);
+    const d = startPofr(['client', 'run', '--state', state, '--sources', 'procfs', ...flags]);
     daemons.push(d);
     return d;
   }
@@ -146,6 +150,11 @@ describe('the recorder records its own interruptions', () => {
       'no crash: the first run stopped cleanly',
     );
     assert.equal(events[1].signal, 'SIGTERM');
+    assert.deepEqual(
+      (events[0].sources as { name: string; mode: string }[]).map((x) => `${x.name}:${x.mode}`),
+      ['procfs:sampling', 'tracefs:off'],
+      'which source runs in which mode',
+    );
     assert.notEqual(events[0].config_hash, events[2].config_hash);
     assert.deepEqual(events[2].config_changed, ['interval_ms: 200 → 300']);
     assert.match(String(events[2].summary), /CONFIGURATION CHANGED \(interval_ms: 200 → 300\)/);
@@ -215,7 +224,7 @@ describe('the recorder records its own interruptions', () => {
     });
     const boots = await json([
       'sql',
-      `SELECT DISTINCT boot_id FROM processes WHERE comm = 'bash' AND cmdline LIKE '%${tag}%'`,
+      `SELECT DISTINCT p.boot_id FROM processes p JOIN hosts h ON h.host_id = p.host_id WHERE h.name = 'rebooted' AND p.comm = 'bash' AND p.cmdline LIKE '%${tag}%'`,
     ]);
     assert.deepEqual(boots, [{ boot_id: oldBoot }], 'the records keep the boot they were recorded in');
     assert.ok(

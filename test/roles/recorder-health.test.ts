@@ -4,26 +4,33 @@ import type { SourceHealth } from '../../src/recorder/index.js';
 import { configHash, effectiveConfig, RecorderHealth } from '../../src/roles/client/recorder-health.js';
 
 const log = () => {};
-const source = (name: string, mode: SourceHealth['mode']) => ({
-  name,
-  poll: () => [],
-  health: (): SourceHealth => ({ mode, limited: false, denied: 0, lastCycleMs: 1, processes: 3 }),
+const health = (mode: SourceHealth['mode']): SourceHealth => ({
+  mode,
+  limited: false,
+  denied: 0,
+  lastCycleMs: 1,
+  processes: 3,
 });
 
 test('the configuration hash covers every effective setting, whatever order they come in', () => {
-  const a = effectiveConfig({ stateDir: '/var/lib/pofr', log }, ['procfs', 'inventory']);
-  const same = effectiveConfig({ stateDir: '/var/lib/pofr', intervalMs: 1000, batchMs: 5000, log }, [
-    'procfs',
-    'inventory',
-  ]);
+  const dir = { stateDir: '/var/lib/pofr', log };
+  const a = effectiveConfig(dir);
+  const same = effectiveConfig({
+    ...dir,
+    intervalMs: 1000,
+    batchMs: 5000,
+    sources: { tracefs: true, uprobes: true },
+  });
   assert.equal(configHash(a), configHash(same), 'defaults spelt out are the same configuration');
   assert.equal(configHash(a), configHash(Object.fromEntries(Object.entries(a).reverse())));
   assert.match(configHash(a), /^[0-9a-f]{64}$/);
+  assert.deepEqual(a.sources, ['tracefs', 'uprobes', 'procfs']);
   const changed = [
-    effectiveConfig({ stateDir: '/var/lib/pofr', intervalMs: 5000, log }, ['procfs', 'inventory']),
-    effectiveConfig({ stateDir: '/var/lib/pofr', journal: false, log }, ['procfs', 'inventory']),
-    effectiveConfig({ stateDir: '/var/lib/pofr', heartbeatMs: 600_000, log }, ['procfs', 'inventory']),
-    effectiveConfig({ stateDir: '/var/lib/pofr', log }, ['procfs']),
+    effectiveConfig({ ...dir, intervalMs: 5000 }),
+    effectiveConfig({ ...dir, journal: false }),
+    effectiveConfig({ ...dir, heartbeatMs: 600_000 }),
+    effectiveConfig({ ...dir, sources: { tracefs: false, uprobes: false } }),
+    effectiveConfig({ ...dir, traceBufferKb: 64 }),
   ];
   for (const c of changed) assert.notEqual(configHash(c), configHash(a));
 });
@@ -35,7 +42,8 @@ test('a start record first, then one heartbeat per period on the grid of the sta
     config: { interval_ms: 100 },
     heartbeatMs: 1000,
     batchMs: 100,
-    sources: () => [source('procfs', 'sampling'), source('tracefs', 'tracing')],
+    // As Recorder.health() gives them: a source that does not run says so, with a reason.
+    sources: () => ({ procfs: health('sampling'), tracefs: { mode: 'unavailable', reason: 'not root' } }),
     spool,
     pid: 4242,
   });
@@ -50,7 +58,7 @@ test('a start record first, then one heartbeat per period on the grid of the sta
     config: { interval_ms: 100 },
     sources: [
       { name: 'procfs', mode: 'sampling', limited: false },
-      { name: 'tracefs', mode: 'tracing', limited: false },
+      { name: 'tracefs', mode: 'unavailable', limited: false },
     ],
     heartbeat_ms: 1000,
     batch_ms: 100,

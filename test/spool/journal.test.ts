@@ -13,6 +13,7 @@ let n = 0;
 const fresh = () => join(base, `journal-${++n}`);
 
 const T0 = 1_800_000_000_000_000;
+const SEC = 1_000_000;
 const HEADER: JournalHeader = {
   host_id: 'h1',
   boot_id: 'boot-a',
@@ -50,7 +51,8 @@ test('what was written every cycle reads back after the writer dies, with the ti
   j.write(T0 + 1, [exit(T0 + 1, 1), exit(T0 + 1, 2)]);
   j.write(T0 + 2, []);
   j.write(T0 + 3, [exit(T0 + 3, 3)]);
-  j.write(T0 + 4, []);
+  j.write(T0 + 4 * SEC, []);
+  j.write(T0 + 4 * SEC + 100_000, []); // within a second of the last frame: not written
   // No stop and no close: what SIGKILL leaves (the bytes are in the page cache).
   const c = CrashJournal.read(path)!;
   assert.deepEqual(c.header, HEADER);
@@ -58,7 +60,7 @@ test('what was written every cycle reads back after the writer dies, with the ti
     c.records.map((r) => (r.type === 'process_exit' ? r.pid : -1)),
     [1, 2, 3],
   );
-  assert.equal(c.lastWrite, T0 + 4, 'an empty cycle still says the recorder was alive');
+  assert.equal(c.lastWrite, T0 + 4 * SEC, 'an empty cycle still says the recorder was alive, once a second');
   assert.equal(c.stopped, null);
   assert.equal(c.lost, null);
   assert.equal(c.tornBytes, 0);
@@ -89,7 +91,7 @@ test('past its bound the journal counts what it could not keep and stays within 
   const j = CrashJournal.open(path, HEADER, { maxBytes, syncMs: null });
   j.write(T0 + 1, [exit(T0 + 1, 1)]);
   for (let i = 2; i < 40; i++) j.write(T0 + i, [bigArgv(T0 + i, 600)]);
-  j.write(T0 + 40, []);
+  j.write(T0 + 40 * SEC, []);
   const size = statSync(path).size;
   assert.ok(size <= maxBytes + 300, `journal is ${size} bytes`);
   const c = CrashJournal.read(path)!;
@@ -97,7 +99,7 @@ test('past its bound the journal counts what it could not keep and stays within 
   assert.ok(kept >= 2 && kept < 39, `kept ${kept} records`);
   assert.equal(c.lost?.dropped, 39 - kept, 'every record not kept is counted');
   assert.match(c.lost?.reason ?? '', /4096-byte bound; raise --journal-max/);
-  assert.equal(c.lastWrite, T0 + 40, 'the loss line still says when the recorder was alive');
+  assert.equal(c.lastWrite, T0 + 40 * SEC, 'the loss line still says when the recorder was alive');
   assert.equal(j.status().lost?.dropped, 39 - kept);
   j.sealed({ seq: 1, hash: 'cd'.repeat(32) }, T0 + 41, []);
   assert.equal(CrashJournal.read(path)!.lost, null, 'a seal takes the counted records along');
@@ -143,11 +145,11 @@ test('records that do not match the protocol are counted, and a lost header keep
 test('an idle recorder does not grow its journal: ticks are dropped when nothing is unsealed', () => {
   const path = fresh();
   const j = CrashJournal.open(path, HEADER, { syncMs: null });
-  for (let i = 0; i < 5000; i++) j.write(T0 + i, []);
+  for (let i = 0; i < 5000; i++) j.write(T0 + i * SEC, []);
   assert.ok(statSync(path).size < 80 * 1024, `${statSync(path).size} bytes`);
-  assert.equal(CrashJournal.read(path)!.lastWrite, T0 + 4999);
-  j.write(T0 + 5000, [exit(T0 + 5000)]);
-  for (let i = 5001; i < 7000; i++) j.write(T0 + i, []);
+  assert.equal(CrashJournal.read(path)!.lastWrite, T0 + 4999 * SEC);
+  j.write(T0 + 5000 * SEC, [exit(T0 + 5000 * SEC)]);
+  for (let i = 5001; i < 7000; i++) j.write(T0 + i * SEC, []);
   assert.equal(CrashJournal.read(path)!.records.length, 1, 'never dropped while records are unsealed');
   j.close();
 });

@@ -43,6 +43,7 @@ export class BatchAssembler {
   private pending: PofrRecord[] = [];
   private firstPendingAt = 0;
   private lost: { from: number; to: number; dropped: number; reason: string } | null = null;
+  private retryingGap = false;
   private readonly maxRecords: number;
   private readonly maxAgeMs: number;
 
@@ -74,22 +75,34 @@ export class BatchAssembler {
     if (this.pending.length === 0 && this.lost === null) return 0;
     const records = this.pending;
     this.pending = [];
-    records.unshift(...this.owedGap());
-    this.lost = null;
     try {
-      return this.sealChunks(records);
+      if (this.lost !== null) records.unshift(this.takeGap());
+      const spooled = this.sealChunks(records);
+      if (this.lost === null || records.length === 1) return spooled;
+      // Nothing else fitted: the loss itself must still reach the server, and a batch of the gap
+      // record alone is the smallest there is (a nearly full spool has room for it long before it has
+      // room for a busy host's batch).
+      this.retryingGap = true;
+      try {
+        return spooled + this.sealChunks([this.takeGap()]);
+      } finally {
+        this.retryingGap = false;
+      }
     } finally {
-      this.opts.journal?.sealed(this.opts.sink.chainHead(), Date.now() * 1000, this.owedGap());
+      // Everything pending is spooled or counted: the journal keeps only the gap still owed.
+      this.opts.journal?.sealed(
+        this.opts.sink.chainHead(),
+        Date.now() * 1000,
+        this.lost === null ? [] : [gapRecord(this.lost)],
+      );
     }
   }
 
-  /** The gap record the next batch owes, as the journal keeps it until then. */
-  private owedGap(): PofrRecord[] {
-    const l = this.lost;
-    if (l === null) return [];
-    return [
-      { type: 'gap', t: Date.now() * 1000, from: l.from, to: l.to, reason: l.reason, dropped: l.dropped },
-    ];
+  /** The pending loss as one gap record; the loss is no longer pending. */
+  private takeGap(): PofrRecord {
+    const l = this.lost!;
+    this.lost = null;
+    return gapRecord(l);
   }
 
   private recordLoss(records: readonly PofrRecord[], why: string): void {
@@ -118,7 +131,8 @@ export class BatchAssembler {
           reason,
         }
       : { from, to, dropped, reason };
-    this.opts.onLoss?.(dropped, reason);
+    // A gap record that could not be spooled alone is the same loss again, not a new one.
+    if (!this.retryingGap) this.opts.onLoss?.(dropped, reason);
   }
 
   /** Seals in as few batches as the size limits allow, halving a chunk that comes out too large. */
@@ -163,4 +177,8 @@ export class BatchAssembler {
     this.opts.onSealed?.(sealed);
     return 1;
   }
+}
+
+function gapRecord(l: { from: number; to: number; dropped: number; reason: string }): PofrRecord {
+  return { type: 'gap', t: Date.now() * 1000, from: l.from, to: l.to, reason: l.reason, dropped: l.dropped };
 }

@@ -5,7 +5,7 @@ import {
   type SourceMode,
   sha256Hex,
 } from '../../protocol/index.js';
-import type { RecorderSource } from '../../recorder/index.js';
+import { ALL_SOURCES } from '../../recorder/index.js';
 import {
   DEFAULT_JOURNAL_MAX_BYTES,
   DEFAULT_JOURNAL_SYNC_MS,
@@ -15,6 +15,12 @@ import { pofrVersion } from './package-version.js';
 import type { ClientOptions } from './run-client.js';
 
 export const DEFAULT_HEARTBEAT_MS = 30_000;
+
+/** What a source's health says of it; `limited` when it sees less than the whole host. */
+export interface SourceReport {
+  readonly mode: string;
+  readonly limited?: boolean;
+}
 
 /**
  * Why a recorder stops cleanly: a signal (SIGTERM, SIGINT), `pofr client deregister`, or the
@@ -31,8 +37,8 @@ export interface RecorderHealthOptions {
   readonly config: RecorderConfig;
   readonly heartbeatMs: number;
   readonly batchMs: number;
-  /** The composed sources, asked for their mode at start and at every heartbeat. */
-  readonly sources: () => readonly RecorderSource[];
+  /** Each source's health() by name (Recorder.health()), asked at start and at every heartbeat. */
+  readonly sources: () => Readonly<Record<string, SourceReport>>;
   readonly spool: { depth(): number; sizeBytes(): number };
   readonly pid?: number;
 }
@@ -104,12 +110,9 @@ export class RecorderHealth {
   }
 }
 
-/** Which source runs in which mode, as each source's health() says. */
-export function sourceModes(sources: readonly RecorderSource[]): SourceMode[] {
-  return sources.map((s) => {
-    const h = s.health();
-    return { name: s.name, mode: h.mode, limited: h.limited };
-  });
+/** Which source runs in which mode (tracing, sampling, off, unavailable), as each source's health() says. */
+export function sourceModes(sources: Readonly<Record<string, SourceReport>>): SourceMode[] {
+  return Object.entries(sources).map(([name, h]) => ({ name, mode: h.mode, limited: h.limited === true }));
 }
 
 /**
@@ -127,7 +130,8 @@ export function configHash(config: RecorderConfig): string {
  * the same configuration hash, and a restart with any other setting (or version, or sources) has
  * another.
  */
-export function effectiveConfig(opts: ClientOptions, sources: readonly string[]): RecorderConfig {
+export function effectiveConfig(opts: ClientOptions): RecorderConfig {
+  const selected = opts.sources ?? ALL_SOURCES;
   return {
     version: pofrVersion(),
     state_dir: opts.stateDir,
@@ -140,6 +144,8 @@ export function effectiveConfig(opts: ClientOptions, sources: readonly string[])
     journal: opts.journal !== false,
     journal_max_bytes: opts.journalMaxBytes ?? DEFAULT_JOURNAL_MAX_BYTES,
     journal_sync_ms: opts.journalSyncMs === undefined ? DEFAULT_JOURNAL_SYNC_MS : opts.journalSyncMs,
-    sources: [...sources],
+    sources: [...(selected.tracefs ? ['tracefs'] : []), ...(selected.uprobes ? ['uprobes'] : []), 'procfs'],
+    trace_buffer_kb: opts.traceBufferKb ?? null,
+    tracefs_roots: opts.tracefsRoots ? [...opts.tracefsRoots] : null,
   };
 }

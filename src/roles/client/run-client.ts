@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { loadPrivateKey, type PofrRecord } from '../../protocol/index.js';
-import { InventoryWatcher, ProcfsSampler, readBootId } from '../../recorder/index.js';
+import { Recorder, readBootId, type SourceSelection } from '../../recorder/index.js';
 import { Spool } from '../../spool/index.js';
 import { BatchUploader } from '../../transport/index.js';
 import { BatchAssembler } from './batch-assembler.js';
@@ -20,6 +20,12 @@ export interface ClientOptions {
   readonly keyframeMs?: number;
   readonly procRoot?: string;
   readonly spoolMaxBytes?: number;
+  /** Which sources record (default: all: tracefs events, argv probes, procfs sampling). */
+  readonly sources?: SourceSelection;
+  /** tracefs mount points to try (tests point this at a missing path to force sampling). */
+  readonly tracefsRoots?: readonly string[];
+  /** Kernel event buffer per CPU, KiB. */
+  readonly traceBufferKb?: number;
   /** How often the recorder says it is alive (default 30 s); the server calls it late past that. */
   readonly heartbeatMs?: number;
   /** false: no crash journal, so a SIGKILL loses what was not sealed yet (default true). */
@@ -73,12 +79,16 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
   const intervalMs = opts.intervalMs ?? 1000;
   const spool = Spool.open(join(opts.stateDir, STATE_FILES.spool), { maxBytes: opts.spoolMaxBytes });
   const ownPids = new Set([process.pid]);
-  const sampler = new ProcfsSampler({
+  const recorder = Recorder.start({
     procRoot,
     observerPids: () => ownPids,
+    intervalMs,
     keyframeEveryMs: opts.keyframeMs,
+    sources: opts.sources,
+    tracefsRoots: opts.tracefsRoots,
+    traceBufferKb: opts.traceBufferKb,
+    log: opts.log,
   });
-  const inventory = new InventoryWatcher({ procRoot });
   const uploader = new BatchUploader({
     host: enrollment.server_host,
     port: enrollment.server_port,
@@ -109,10 +119,10 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
   const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
   const health = new RecorderHealth({
     version: pofrVersion(),
-    config: effectiveConfig(opts, [sampler.name, 'inventory']),
+    config: effectiveConfig(opts),
     heartbeatMs,
     batchMs: opts.batchMs ?? 5000,
-    sources: () => [sampler],
+    sources: () => recorder.health(),
     spool,
   });
   const assembler = new BatchAssembler({
@@ -144,7 +154,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       connected: up.connected,
       last_error: up.lastError,
       last_loss: lastLoss,
-      sources: { procfs: sampler.health() },
+      sources: recorder.health(),
       config_hash: health.configHash,
       heartbeat_ms: heartbeatMs,
       journal:
@@ -154,11 +164,13 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
   };
 
   let lastStatusWrite = 0;
-  const cycle = (extra: readonly PofrRecord[] = []) => {
+  /** One tick; `final`: the last one, with the stop record saying why. */
+  const cycle = (final: StopReason | null = null) => {
     const nowMs = Date.now();
     const now = nowMs * 1000;
-    const observed = [...inventory.poll(now), ...sampler.poll(now)];
-    assembler.add([...health.poll(now), ...observed, ...extra], nowMs);
+    const observed = final ? recorder.stop(nowMs) : recorder.tick(nowMs);
+    const stop: PofrRecord[] = final ? [health.stopRecord(now, final)] : [];
+    assembler.add([...health.poll(now), ...observed, ...stop], nowMs);
     if (nowMs - lastStatusWrite >= 2000) {
       lastStatusWrite = nowMs;
       writeStateFile(opts.stateDir, STATE_FILES.status, `${JSON.stringify(status())}\n`);
@@ -175,7 +187,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     } catch (e) {
       opts.log('sampling cycle failed', { error: (e as Error).stack ?? String(e) });
     }
-    timer = setTimeout(loop, Math.max(0, intervalMs - (Date.now() - started)));
+    timer = setTimeout(loop, Math.max(0, recorder.tickMs - (Date.now() - started)));
   };
 
   uploader.start();
@@ -185,6 +197,8 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     host_id: enrollment.host_id,
     name: enrollment.name,
     interval_ms: intervalMs,
+    tracefs: recorder.modes.tracefs,
+    detail: recorder.modes.detail,
   });
 
   return {
@@ -199,7 +213,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       stopped = true;
       if (timer) clearTimeout(timer);
       try {
-        cycle([health.stopRecord(Date.now() * 1000, why)]);
+        cycle(why);
       } catch (e) {
         opts.log('final sampling cycle failed', { error: String(e) });
       }
@@ -212,7 +226,6 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
         });
       await uploader.stop();
       journal?.stop(Date.now() * 1000, why.signal ?? why.reason);
-      sampler.close();
       writeStateFile(
         opts.stateDir,
         STATE_FILES.status,
