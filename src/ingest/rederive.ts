@@ -366,27 +366,10 @@ const TABLES: readonly TableSpec[] = [
     columns: ['t', 'state'],
     seqOf: (r) => batchOf(r.ord),
   }),
-  derivedTable({
-    // Only the recorder's own gap records: seq_gap and fork rows (and every `at`) say when batches
-    // arrived, not what they hold; verifyStore checks chain breaks against them instead.
-    table: 'gaps',
-    alias: 'g',
-    only: { kind: 'recorder' },
-    keys: [ref('g.seq'), sql<number>`coalesce(${sql.ref('g.t_from')}, -1)`],
-    identity: ['seq', 't_from'],
-    columns: ['t_to', 'detail'],
-    seqOf: (r) => (typeof r.seq === 'number' ? r.seq : 0),
-  }),
-  derivedTable({
-    // A crash's blind window, as its recorder_crash record says.
-    table: 'gaps',
-    alias: 'g',
-    only: { kind: 'crash' },
-    keys: [ref('g.seq'), sql<number>`coalesce(${sql.ref('g.t_from')}, -1)`],
-    identity: ['seq', 't_from'],
-    columns: ['t_to', 'detail'],
-    seqOf: (r) => (typeof r.seq === 'number' ? r.seq : 0),
-  }),
+  // Only the recorder's own word: its losses and its crash windows. seq_gap and fork rows (and every
+  // `at`) say when batches arrived, not what they hold; verifyStore checks chain breaks against them.
+  recorderGaps('recorder'),
+  recorderGaps('crash'),
   derivedTable({
     table: 'recorder_events',
     alias: 'r',
@@ -412,6 +395,18 @@ const TABLES: readonly TableSpec[] = [
     ['bus', 'device_id'],
   ),
 ];
+
+function recorderGaps(kind: 'recorder' | 'crash'): TableSpec {
+  return derivedTable({
+    table: 'gaps',
+    alias: 'g',
+    only: { kind },
+    keys: [ref('g.seq'), sql<number>`coalesce(${sql.ref('g.t_from')}, -1)`],
+    identity: ['seq', 't_from'],
+    columns: ['t_to', 'detail'],
+    seqOf: (r) => (typeof r.seq === 'number' ? r.seq : 0),
+  });
+}
 
 function inventory(
   table: 'users' | 'groups' | 'interfaces' | 'routes' | 'devices',

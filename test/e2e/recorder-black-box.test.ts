@@ -81,16 +81,23 @@ describe('the recorder records its own interruptions', () => {
   const markersOf = (rows: Record<string, unknown>[]) =>
     new Set(rows.map((p) => (p.argv as string[]).at(-1)));
 
+  /**
+   * A recorder at 100 ms cycles and 30 s batches (what the processes produce is unsealed when it
+   * dies) runs `count` processes marked `tag-1`…, then is SIGKILLed 50 ms after the last one ended.
+   */
+  async function killedAfter(state: string, tag: string, count: number): Promise<void> {
+    const first = record(state, '--interval', '100', '--batch', '30000');
+    await first.waitFor(/pofr client recording/);
+    await sleep(400);
+    for (let i = 1; i <= count; i++) await runProcess(`${tag}-${i}`);
+    await sleep(50);
+    await kill9(first);
+  }
+
   test('a recorder SIGKILLed right after five processes ran keeps them, and the timeline shows its crash and the window', async () => {
     const state = await enroll('crashy');
     const tag = `pofr-crash-${randomBytes(3).toString('hex')}`;
-    // Batches every 30 s: what the five processes produced is unsealed when the recorder dies.
-    const first = record(state, '--interval', '100', '--batch', '30000');
-    await first.waitFor(/pofr client recording/);
-    await sleep(500);
-    for (let i = 1; i <= 5; i++) await runProcess(`${tag}-${i}`);
-    await sleep(50);
-    await kill9(first);
+    await killedAfter(state, tag, 5);
     assert.equal((await procsOf('crashy', tag)).length, 0, 'nothing of it had reached the server');
 
     const second = record(state, '--interval', '100', '--batch', '200');
@@ -205,12 +212,7 @@ describe('the recorder records its own interruptions', () => {
   test('a journal left by a crashed recorder of another boot is sealed with that boot and sent', async () => {
     const state = await enroll('rebooted');
     const tag = `pofr-boot-${randomBytes(3).toString('hex')}`;
-    const first = record(state, '--interval', '100', '--batch', '30000');
-    await first.waitFor(/pofr client recording/);
-    await sleep(300);
-    for (let i = 1; i <= 2; i++) await runProcess(`${tag}-${i}`);
-    await sleep(50);
-    await kill9(first);
+    await killedAfter(state, tag, 2);
     // What the journal of a run before a power cut looks like: the same, but of another boot.
     const oldBoot = `0ld-b00t-${randomBytes(4).toString('hex')}`;
     rewriteJournalBoot(join(state, 'journal'), oldBoot);

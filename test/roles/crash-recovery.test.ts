@@ -55,6 +55,23 @@ function crashedRun(bootId: string, opts: { sealedFirst?: number; unsealed: numb
   return { dir, path, spool: Spool.open(join(dir, 'spool')), lastT: t };
 }
 
+/** recoverJournal as the next start runs it, for host h1 unless told otherwise. */
+function recover(
+  path: string,
+  sink: Spool,
+  over: { bootId: string; hostId?: string; pid?: number },
+): ReturnType<typeof recoverJournal> {
+  return recoverJournal({
+    path,
+    sink,
+    hostId: over.hostId ?? 'h1',
+    bootId: over.bootId,
+    signingKey: key,
+    log,
+    pid: over.pid,
+  });
+}
+
 function spooledBatches(spool: Spool) {
   return spool.pending().map((b) => {
     const frame = readBatchFrame(b.read());
@@ -66,15 +83,7 @@ function spooledBatches(spool: Spool) {
 test('a killed run: the next start seals what the journal held, in the same chain, and records the crash', () => {
   const run = crashedRun('boot-a', { sealedFirst: 2, unsealed: 5 });
   assert.equal(run.spool.depth(), 1, 'only the first batch was sealed before the kill');
-  const r = recoverJournal({
-    path: run.path,
-    sink: run.spool,
-    hostId: 'h1',
-    bootId: 'boot-a',
-    signingKey: key,
-    log,
-    pid: 5,
-  });
+  const r = recover(run.path, run.spool, { bootId: 'boot-a', pid: 5 });
   const batches = spooledBatches(run.spool);
   assert.equal(batches.length, 2);
   const [first, recovered] = batches;
@@ -101,28 +110,14 @@ test('a killed run: the next start seals what the journal held, in the same chai
 
   // The next journal begins at the new head: a second start finds nothing more to seal.
   startJournal({ log }, run.path, { host_id: 'h1', boot_id: 'boot-a', sink: run.spool })!.close();
-  const again = recoverJournal({
-    path: run.path,
-    sink: run.spool,
-    hostId: 'h1',
-    bootId: 'boot-a',
-    signingKey: key,
-    log,
-  });
+  const again = recover(run.path, run.spool, { bootId: 'boot-a' });
   assert.equal(again.recovered, 0);
   assert.equal(run.spool.depth(), 2);
 });
 
 test('a journal left by a run of another boot is sealed with the boot it was recorded in', () => {
   const run = crashedRun('boot-before-the-power-cut', { unsealed: 3 });
-  const r = recoverJournal({
-    path: run.path,
-    sink: run.spool,
-    hostId: 'h1',
-    bootId: 'boot-now',
-    signingKey: key,
-    log,
-  });
+  const r = recover(run.path, run.spool, { bootId: 'boot-now' });
   const [recovered] = spooledBatches(run.spool);
   assert.equal(recovered.header.seq, 1);
   assert.equal(recovered.header.boot_id, 'boot-before-the-power-cut');
@@ -136,14 +131,7 @@ test('a journal left by a run of another boot is sealed with the boot it was rec
 test('after a clean stop nothing is a crash, but a gap record still owed is sealed', () => {
   const run = crashedRun('boot-a', { unsealed: 2, stop: true });
   assert.equal(run.spool.depth(), 1);
-  const clean = recoverJournal({
-    path: run.path,
-    sink: run.spool,
-    hostId: 'h1',
-    bootId: 'boot-a',
-    signingKey: key,
-    log,
-  });
+  const clean = recover(run.path, run.spool, { bootId: 'boot-a' });
   assert.deepEqual(clean, { records: [], recovered: 0, crashed: false });
   assert.equal(run.spool.depth(), 1, 'nothing sealed twice');
 
@@ -157,7 +145,7 @@ test('after a clean stop nothing is a crash, but a gap record still owed is seal
   a.seal(); // refused: full
   journal.stop(1_800_000_000_000_009, 'SIGTERM');
   const roomy = Spool.open(join(dir, 'spool'));
-  const owed = recoverJournal({ path, sink: roomy, hostId: 'h1', bootId: 'boot-a', signingKey: key, log });
+  const owed = recover(path, roomy, { bootId: 'boot-a' });
   assert.equal(owed.crashed, false);
   const [batch] = spooledBatches(roomy);
   assert.equal(batch.records[0].type, 'gap');
@@ -170,14 +158,7 @@ test('records the dead run had already sealed are not sealed twice', () => {
   const a = new BatchAssembler({ hostId: 'h1', bootId: 'boot-a', signingKey: key, sink: run.spool });
   a.add([exit(1, 1), exit(2, 2)], 0);
   a.seal();
-  const r = recoverJournal({
-    path: run.path,
-    sink: run.spool,
-    hostId: 'h1',
-    bootId: 'boot-a',
-    signingKey: key,
-    log,
-  });
+  const r = recover(run.path, run.spool, { bootId: 'boot-a' });
   assert.equal(run.spool.depth(), 1);
   assert.equal(r.crashed, true, 'it still did not stop cleanly');
   assert.equal(r.recovered, 0);
@@ -186,14 +167,7 @@ test('records the dead run had already sealed are not sealed twice', () => {
 
 test('a journal of another enrollment is left alone, and --no-journal removes the file', () => {
   const run = crashedRun('boot-a', { unsealed: 2 });
-  const r = recoverJournal({
-    path: run.path,
-    sink: run.spool,
-    hostId: 'h2',
-    bootId: 'boot-a',
-    signingKey: key,
-    log,
-  });
+  const r = recover(run.path, run.spool, { bootId: 'boot-a', hostId: 'h2' });
   assert.deepEqual(r, { records: [], recovered: 0, crashed: false });
   assert.equal(run.spool.depth(), 0);
   assert.equal(
@@ -223,7 +197,7 @@ test('what the journal could not keep is sealed as a gap before the recovered re
   });
   for (let i = 0; i < 60; i++) a.add([exit(1_800_000_000_000_000 + i, i)], 0);
   journal.close();
-  const r = recoverJournal({ path, sink: spool, hostId: 'h1', bootId: 'b', signingKey: key, log });
+  const r = recover(path, spool, { bootId: 'b' });
   const [batch] = spooledBatches(spool);
   const gap = batch.records[0];
   assert.ok(gap.type === 'gap', JSON.stringify(gap));

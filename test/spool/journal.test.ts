@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { GENESIS_HASH, type PofrRecord } from '../../src/protocol/index.js';
 import { CrashJournal, type JournalHeader } from '../../src/spool/index.js';
 import { TINY_DISK_SKIP, withTinyDisk } from '../helpers/tiny-disk.js';
+import { proc } from '../ingest/host-fixture.js';
 
 const base = mkdtempSync(join(tmpdir(), 'pofr-journal-'));
 after(() => rmSync(base, { recursive: true, force: true }));
@@ -26,23 +27,7 @@ const exit = (t: number, pid = 100): PofrRecord => ({ type: 'process_exit', t, p
 const bigArgv = (t: number, bytes: number): PofrRecord => ({
   type: 'process_start',
   t,
-  proc: {
-    pid: 1,
-    start_ticks: 1,
-    start: t,
-    ppid: 0,
-    parent_start_ticks: null,
-    exe: null,
-    comm: 'x',
-    argv: ['x'.repeat(bytes)],
-    cwd: null,
-    ruid: 0,
-    euid: 0,
-    rgid: 0,
-    egid: 0,
-    source: 'sample',
-    observer: false,
-  },
+  proc: proc(1, 1, { argv: ['x'.repeat(bytes)] }),
 });
 
 test('what was written every cycle reads back after the writer dies, with the time it last wrote', () => {
