@@ -72,7 +72,11 @@ setInterval(() => {
  * the same records when it seals them (JSON, gzip, sha256, ed25519): the shared host's noise, which
  * moves a whole recorder's CPU by more than the journal costs, does not reach this ratio.
  */
-export function journalCpuPerRecord(dir: string): { journalUs: number; sealUs: number; bytesPerRecord: number } {
+export function journalCpuPerRecord(dir: string): {
+  journalUs: number;
+  sealUs: number;
+  bytesPerRecord: number;
+} {
   const CYCLES = 2000;
   const PER_CYCLE = 20;
   const T = Date.now() * 1000;
