@@ -355,7 +355,10 @@ export class ProcessEvents {
   #childFromProc(ev: TaskEvent, startTicks: number): ProcessImage {
     const root = this.#o.procRoot;
     const st = readStat(root, ev.tid);
-    const status = !isReadFailure(st) && st.startTicks === startTicks ? readStatus(root, ev.tid) : 'gone';
+    // Still the parent's copy only while its comm is the parent's (the event's): after an exec
+    // /proc shows the new program, which is not what the fork started.
+    const same = !isReadFailure(st) && st.startTicks === startTicks && st.comm.equals(ev.comm);
+    const status = same ? readStatus(root, ev.tid) : 'gone';
     const argv = isReadFailure(status) ? null : this.#cmdline(ev.tid, startTicks);
     const known = !isReadFailure(status);
     const exe = known ? readExe(root, ev.tid) : null;
