@@ -4,8 +4,9 @@ import { pofrVersion } from '../version.js';
 import { registerAnalystCommands } from './analyst-commands.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerDemoCommand } from './demo-command.js';
+import { registerPackageCommands } from './package-commands.js';
 import { runCli } from './run-cli.js';
-import { openStoreForData, registerServerCommands } from './server-commands.js';
+import { dataOpt, openStoreForData, registerServerCommands } from './server-commands.js';
 
 export function buildProgram(): Command {
   const program = new Command('pofr')
@@ -15,7 +16,7 @@ export function buildProgram(): Command {
     .version(pofrVersion())
     .showHelpAfterError('(pofr --help lists every command)')
     .exitOverride();
-  registerServerCommands(program);
+  registerPackageCommands(registerServerCommands(program), dataOpt);
   registerClientCommands(program);
   registerAnalystCommands(program, { openStoreForData, verify: (store, opts) => verifyStore(store, opts) });
   registerDemoCommand(program);
