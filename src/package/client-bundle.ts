@@ -62,11 +62,11 @@ function packageOf(input: string): string | null {
  * and refuses a bundle that pulled in a server-side package: the message names the import chain's
  * first file so the culprit import can be found.
  */
-export async function bundleClient(out = CLIENT_BUNDLE): Promise<BundleReport> {
+export async function bundleClient(out = CLIENT_BUNDLE, entry = CLIENT_ENTRY): Promise<BundleReport> {
   // esbuild is a build-time tool (devDependency): loaded here only, never by the running server.
   const esbuild = await import('esbuild');
   const result = await esbuild.build({
-    entryPoints: [CLIENT_ENTRY],
+    entryPoints: [entry],
     bundle: true,
     platform: 'node',
     format: 'cjs',
