@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
-import { buildClientPackages } from '../package/index.js';
+import { buildClientPackages, buildServerPackage } from '../package/index.js';
 import { parseServerAddress } from '../roles/client/enroll-client.js';
 import { createToken } from '../roles/server/enrollment.js';
 import { ensureHostKey } from '../roles/server/host-key.js';
@@ -81,5 +81,17 @@ export function registerPackageCommands(server: Command, dataOpt: (c: Command) =
           'pofr: the files carry an enrollment token: hand them only to the hosts it is meant for\n',
         );
       }
+    });
+
+  server
+    .command('package-server')
+    .description(
+      'write pofr-server_<version>_amd64.deb: this pofr with its dependencies, a systemd unit, a pofr user',
+    )
+    .requiredOption('--out <dir>', 'where to write the package')
+    .action((o: { out: string }) => {
+      process.stderr.write('pofr: building the server .deb\n');
+      const built = buildServerPackage({ outDir: o.out, version: pofrVersion() });
+      process.stdout.write(`${built.deb}\t${built.bytes}\n`);
     });
 }
