@@ -126,6 +126,7 @@ export function registerServerCommands(program: Command): Command {
           last_batch_at: formatTime(r.last_batch_at),
           last_seq: r.last_seq,
           fingerprint: r.ssh_fingerprint,
+          client_version: r.client_version,
         })),
         {
           json: o.json,
@@ -136,6 +137,7 @@ export function registerServerCommands(program: Command): Command {
             { key: 'enrolled_at', header: 'ENROLLED_AT' },
             { key: 'last_batch_at', header: 'LAST_BATCH_AT' },
             { key: 'last_seq', header: 'LAST_SEQ' },
+            { key: 'client_version', header: 'VERSION' },
             { key: 'fingerprint', header: 'FINGERPRINT' },
           ],
         },
