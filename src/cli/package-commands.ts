@@ -59,6 +59,8 @@ export function registerPackageCommands(server: Command, dataOpt: (c: Command) =
     .option('--ssh-user <user>', "the account on the server's sshd (OpenSSH mode)")
     .action(async (o: PackageClientFlags) => {
       parseServerAddress(o.server);
+      // The store must exist: a mistyped --data must not get a fresh host key no server presents.
+      readStoreConfig(o.data);
       const fingerprint = ensureHostKey(o.data).fingerprint;
       const token = await packagedToken(o);
       const built = await buildClientPackages({

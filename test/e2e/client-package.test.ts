@@ -175,7 +175,11 @@ describe('package-client: one executable, a .deb and a tarball, enrolled and rec
     });
     await waitFor('a batch of the single-file client', () => ackedBatchOf(state));
     const listed = (await clients()).find((c) => c.name === 'sea-host');
-    assert.equal(listed?.client_version, PACKAGE_VERSION, 'server clients shows the version the client announced');
+    assert.equal(
+      listed?.client_version,
+      PACKAGE_VERSION,
+      'server clients shows the version the client announced',
+    );
     child.kill('SIGTERM');
     const [code] = await once(child, 'exit');
     assert.equal(code, 0, log);
