@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { cannotInstall, isAlive, PACKAGE_VERSION, runCommand } from '../helpers/package-install.js';
 import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js';
 
 /**
@@ -16,36 +17,11 @@ import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js'
 
 const STATE = '/var/lib/pofr';
 const CONFIG = '/etc/pofr/client.json';
-const PACKAGE_VERSION = (
-  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
-
-function run(cmd: string, args: readonly string[], env?: NodeJS.ProcessEnv) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: env ?? process.env, timeout: 180_000 });
-  return {
-    code: r.status,
-    stdout: r.stdout ?? '',
-    stderr: `${r.stderr ?? ''}${r.error ? String(r.error) : ''}`,
-  };
-}
+const run = runCommand;
 
 /** Why the packages cannot be installed on this machine for real, or false. */
 function cannotInstallHere(): string | false {
-  if (process.getuid?.() !== 0) return 'installing a package needs root';
-  if (run('sh', ['-c', 'command -v dpkg']).code !== 0) return 'dpkg is not installed';
-  if (existsSync('/run/systemd/system')) {
-    return 'systemd runs here: the test drives the recorder without it (as on containers and CI), the unit would own it';
-  }
-  if (run('dpkg-query', ['-W', 'pofr-client']).code === 0)
-    return 'a pofr-client package is installed here already';
-  if (
-    existsSync(join(STATE, 'client.json')) ||
-    existsSync(CONFIG) ||
-    existsSync('/usr/local/bin/pofr-client')
-  ) {
-    return `${STATE} or ${CONFIG} holds a client of this machine already`;
-  }
-  return false;
+  return cannotInstall('pofr-client', [join(STATE, 'client.json'), CONFIG, '/usr/local/bin/pofr-client']);
 }
 
 function readPid(): number | null {
@@ -55,15 +31,6 @@ function readPid(): number | null {
     return pid;
   } catch {
     return null;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 
@@ -154,10 +121,15 @@ describe('package-client: one executable, a .deb and a tarball, enrolled and rec
     copyFileSync(join(out, 'pofr-client'), join(empty, 'pofr-client'));
     // No node, npm or compiler on PATH: only what the executable brings.
     const env = { PATH: '/nonexistent', HOME: empty, POFR_CLIENT_CONFIG: join(empty, 'no-such-file.json') };
-    const version = run(join(empty, 'pofr-client'), ['--version'], env);
+    const version = run(join(empty, 'pofr-client'), ['--version'], env, empty);
     assert.equal(version.stdout.trim(), PACKAGE_VERSION, version.stderr);
 
-    const enroll = run(join(empty, 'pofr-client'), ['enroll', '--state', state, '--name', 'sea-host'], env);
+    const enroll = run(
+      join(empty, 'pofr-client'),
+      ['enroll', '--state', state, '--name', 'sea-host'],
+      env,
+      empty,
+    );
     assert.equal(enroll.code, 0, enroll.stderr);
     assert.match(enroll.stderr, /enrolled as sea-host .* status pending, server key (\S+)/);
     assert.ok(enroll.stderr.includes(fingerprint), 'the packaged fingerprint was pinned');
@@ -289,7 +261,7 @@ describe('package-client: one executable, a .deb and a tarball, enrolled and rec
       const daemon = await waitFor('the restarted daemon', () => readPid());
       const remove = run('dpkg', ['-r', 'pofr-client']);
       assert.equal(remove.code, 0, remove.stderr);
-      assert.ok(!alive(daemon), 'removing the package stopped the recorder');
+      assert.ok(!isAlive(daemon), 'removing the package stopped the recorder');
       assert.ok(!existsSync('/usr/bin/pofr-client'));
       assert.ok(
         existsSync(CONFIG) && existsSync(join(STATE, 'client.json')),

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { cannotInstall, PACKAGE_VERSION, runCommand } from '../helpers/package-install.js';
 import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js';
 
 /**
@@ -14,30 +15,13 @@ import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js'
  */
 
 const DATA = '/var/lib/pofr-server';
-const VERSION = (
-  JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
-
-function run(cmd: string, args: readonly string[]) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 180_000, cwd: '/' });
-  return {
-    code: r.status,
-    stdout: r.stdout ?? '',
-    stderr: `${r.stderr ?? ''}${r.error ? String(r.error) : ''}`,
-  };
-}
+const VERSION = PACKAGE_VERSION;
+const run = runCommand;
 
 function cannotInstallHere(): string | false {
-  if (process.getuid?.() !== 0) return 'installing a package needs root';
-  if (run('sh', ['-c', 'command -v dpkg']).code !== 0) return 'dpkg is not installed';
-  if (existsSync('/run/systemd/system'))
-    return 'systemd runs here: the unit would own the server the test runs by hand';
-  if (run('dpkg-query', ['-W', 'pofr-server']).code === 0)
-    return 'a pofr-server package is installed here already';
-  if (run('getent', ['passwd', 'pofr']).code === 0)
+  if (runCommand('getent', ['passwd', 'pofr']).code === 0)
     return 'a pofr user exists here already (the test would delete it)';
-  if (existsSync(DATA) || existsSync('/usr/bin/pofr')) return `${DATA} or /usr/bin/pofr exists here already`;
-  return false;
+  return cannotInstall('pofr-server', [DATA, '/usr/bin/pofr']);
 }
 
 describe('package-server: the server .deb', () => {
