@@ -1,4 +1,5 @@
 import {
+  type EndpointInfo,
   type FileInfo,
   type PofrRecord,
   type ProcessImage,
@@ -8,7 +9,13 @@ import {
 import { diffEndpoints, diffFiles, diffProcesses, type ObservedEndpoint } from './diff.js';
 import { LiveState, processKey } from './live-state.js';
 import type { RecorderSource, SourceHealth } from './source.js';
-import { type NetRow, readNetCounters, readNetns, readNetTables } from './sources/net-table-reader.js';
+import {
+  type NetRow,
+  type NetTables,
+  readNetCounters,
+  readNetns,
+  readNetTables,
+} from './sources/net-table-reader.js';
 import {
   classifyFdTarget,
   closeProcFile,
@@ -45,6 +52,21 @@ export interface ProcfsSamplerOptions {
   endpointsEveryMs?: number;
   /** The live state to feed; pass one to share it with another source. */
   live?: LiveState;
+  /** An event source that reports processes (and TCP) exactly, for the sampler to leave them to. */
+  events?: EventCoverage;
+}
+
+/**
+ * What an exact event source (tracefs) tells the sampler. While it covers processes, the sampler
+ * no longer lists /proc every cycle to race short processes: it looks only at the processes the
+ * live state holds (for their open files), and checks the whole process table against /proc on
+ * keyframes and after the source lost events. While it covers TCP, the sampler reads only the UDP
+ * socket tables.
+ */
+export interface EventCoverage {
+  covers(): { readonly processes: boolean; readonly tcp: boolean };
+  /** True once after the source lost events: everything is checked against /proc that cycle. */
+  takeReconcile(): boolean;
 }
 
 /** What the sampler remembers of one process between cycles (the records' state lives in LiveState). */
@@ -119,6 +141,9 @@ export class ProcfsSampler implements RecorderSource {
   #held = 0;
   /** Held procfs fds allowed: a quarter of the fd limit, so the rest of the recorder never runs short. */
   #heldBudget = Math.min(16_384, Math.floor(readOpenFileLimit() / 4));
+  readonly #events: EventCoverage | undefined;
+  /** Whether events covered processes last cycle. */
+  #coveredBefore = false;
 
   constructor(opts: ProcfsSamplerOptions = {}) {
     this.#procRoot = opts.procRoot ?? DEFAULT_PROC_ROOT;
@@ -130,6 +155,7 @@ export class ProcfsSampler implements RecorderSource {
     this.#clockTicks = readClockTicks();
     this.#ownNetns = readNetns(this.#procRoot, 'self');
     this.live = opts.live ?? new LiveState();
+    this.#events = opts.events;
   }
 
   health(): SourceHealth {
@@ -142,33 +168,59 @@ export class ProcfsSampler implements RecorderSource {
     };
   }
 
-  poll(now: number): PofrRecord[] {
+  /**
+   * One cycle. `between` runs once per cycle, after /proc was listed and before the listing is
+   * compared with the live state: an event source drains there, so that a process that started or
+   * ended around the listing is already in the live state, and is not taken for one the events missed.
+   */
+  poll(now: number, between?: () => void): PofrRecord[] {
     const started = performance.now();
     const first = this.#lastKeyframe === null;
     const keyframe = first || now - this.#lastKeyframe! >= this.#keyframeEveryUs;
     const cycle = ++this.#cycle;
     const observers = this.#observerPids();
+    const cover = this.#events?.covers() ?? { processes: false, tcp: false };
+    const lossReconcile = this.#events?.takeReconcile() ?? false;
+    const covered = cover.processes && !lossReconcile && this.#coveredBefore;
+    // A source that just started (or stopped) covering is checked against /proc once, in full.
+    const listing = keyframe || !covered;
+    this.#coveredBefore = cover.processes;
     this.#denied = 0;
     this.#fresh = [];
     this.#fdUpdates = [];
-    const seen = new Map<string, ProcessImage>();
-    for (const pid of listTgids(this.#procRoot)) this.#observe(pid, cycle, keyframe, observers, seen);
-    this.#linkParents();
-    this.#keepUnsampled(seen);
-    for (const memo of [...this.#memos.values()]) if (memo.cycle !== cycle) this.#forget(memo);
-
     const live = this.live;
-    const records = diffProcesses(live, seen, now);
+    let records: PofrRecord[];
+    if (listing) {
+      const seen = new Map<string, ProcessImage>();
+      const execCheck = !cover.processes || lossReconcile;
+      for (const pid of listTgids(this.#procRoot))
+        this.#observe(pid, cycle, keyframe, execCheck, observers, seen);
+      this.#linkParents();
+      between?.();
+      if (cover.processes) this.#preferEventImages(seen);
+      this.#keepUnsampled(seen);
+      for (const memo of [...this.#memos.values()]) if (memo.cycle !== cycle) this.#forget(memo);
+      records = diffProcesses(live, seen, now);
+    } else {
+      between?.();
+      this.#visitLive(cycle, observers);
+      records = [];
+    }
+    let socketsMoved = this.#touchesSockets(records);
+    live.apply(records);
     const fileStart = records.length;
     for (const [memo, next] of this.#fdUpdates) {
+      // An event source may have ended the process since its fds were read.
+      if (!live.processes.has(memo.key)) continue;
       diffFiles({ pid: memo.pid, start_ticks: memo.startTicks }, live.filesOf(memo.key), next, now, records);
     }
-    const socketsMoved = this.#touchesSockets(records);
-    live.apply(records.slice(0, fileStart));
-    live.apply(records.slice(fileStart));
+    const fileRecords = records.slice(fileStart);
+    socketsMoved = this.#touchesSockets(fileRecords) || socketsMoved;
+    live.apply(fileRecords);
+    const udpOnly = cover.tcp && !lossReconcile && !first;
     const namespaces = this.#namespaces();
-    if (this.#endpointsDue(namespaces, now, keyframe, socketsMoved)) {
-      this.#diffEndpoints(namespaces, now, keyframe, records);
+    if (this.#endpointsDue(namespaces, now, keyframe, socketsMoved, udpOnly)) {
+      this.#diffEndpoints(namespaces, now, keyframe, udpOnly, records);
     }
 
     this.#fresh = [];
@@ -184,6 +236,54 @@ export class ProcfsSampler implements RecorderSource {
   }
 
   /**
+   * A process that events recorded while /proc was being listed keeps the events' image: it was
+   * read at its exec, not a moment later, and it must not look like another exec.
+   */
+  #preferEventImages(seen: Map<string, ProcessImage>): void {
+    for (const [key, img] of seen) {
+      const fromEvents = this.live.processes.get(key);
+      if (fromEvents === undefined || fromEvents === img) continue;
+      seen.set(key, fromEvents);
+      const memo = this.#memos.get(fromEvents.pid);
+      if (memo !== undefined && memo.key === key) memo.image = fromEvents;
+    }
+  }
+
+  /**
+   * The cycle while events cover processes: the processes the live state holds, each looked at as
+   * cheaply as #revisit allows (their fd tables re-read when they used CPU); memos of processes the
+   * events ended are dropped. No /proc listing, no exec checks, no process records.
+   */
+  #visitLive(cycle: number, observers: ReadonlySet<number>): void {
+    for (const [key, img] of this.live.processes) {
+      let memo = this.#memos.get(img.pid);
+      if (memo !== undefined && memo.key !== key) {
+        this.#forget(memo);
+        memo = undefined;
+      }
+      if (memo === undefined) {
+        memo = this.#firstSight(img.pid, observers);
+        if (memo === undefined) continue;
+        if (memo.key !== key) {
+          this.#forget(memo);
+          continue;
+        }
+        this.#memos.set(img.pid, memo);
+      } else {
+        memo.image = img;
+        if (!this.#revisit(memo, false, false)) {
+          // Gone: its exit event is on its way. Its memo goes; the events end it.
+          this.#forget(memo);
+          continue;
+        }
+      }
+      memo.cycle = cycle;
+      if (memo.denied) this.#denied++;
+    }
+    for (const memo of [...this.#memos.values()]) if (memo.cycle !== cycle) this.#forget(memo);
+  }
+
+  /**
    * Reading /proc/net/tcp walks the kernel's whole TCP hash table (milliseconds on a large host,
    * whatever the socket count), so the tables are re-read only when something may have changed:
    * a socket fd came or went, the TCP/UDP counters moved (every TCP state change sends or
@@ -195,11 +295,12 @@ export class ProcfsSampler implements RecorderSource {
     now: number,
     keyframe: boolean,
     socketsMoved: boolean,
+    udpOnly: boolean,
   ): boolean {
     const parts: Buffer[] = [];
     for (const [ns, pids] of namespaces) {
       const dir = ns === this.#ownNetns ? `${this.#procRoot}/net` : `${this.#procRoot}/${pids[0]}/net`;
-      const c = readNetCounters(dir);
+      const c = readNetCounters(dir, udpOnly ? 'udp' : 'all');
       if (c !== null) parts.push(Buffer.from(`${ns}\n`), c);
     }
     const counters = parts.length === 0 ? null : Buffer.concat(parts);
@@ -219,11 +320,12 @@ export class ProcfsSampler implements RecorderSource {
     namespaces: Map<number | null, number[]>,
     now: number,
     keyframe: boolean,
+    udpOnly: boolean,
     records: PofrRecord[],
   ): void {
     const live = this.live;
     this.#lastEndpointRead = now;
-    const rows = this.#readAllNetTables(namespaces);
+    const rows = this.#readAllNetTables(namespaces, udpOnly ? 'udp' : 'all');
     const deferredBefore = this.#deferred;
     const deferred = new Set<number>();
     // A socket made after its owner's fd table was read this cycle is listed without an owner;
@@ -234,7 +336,9 @@ export class ProcfsSampler implements RecorderSource {
       deferred.add(row.inode);
       return true;
     };
-    const ep = diffEndpoints(live.endpoints, rows, (inode) => live.socketOwner(inode), now, defer);
+    // TCP left to events: only UDP endpoints are compared with the (UDP-only) rows.
+    const known = udpOnly ? udpEndpoints(live.endpoints) : live.endpoints;
+    const ep = diffEndpoints(known, rows, (inode) => live.socketOwner(inode), now, defer);
     this.#deferred = deferred;
     live.apply(ep.records);
     for (const info of ep.revised) live.reviseEndpoint(info);
@@ -260,16 +364,16 @@ export class ProcfsSampler implements RecorderSource {
    * The socket tables of every network namespace in use: a container's sockets are not in the
    * host's /proc/net. Socket inodes are unique system-wide, so the join to fd tables holds.
    */
-  #readAllNetTables(namespaces: Map<number | null, number[]>): NetRow[] {
+  #readAllNetTables(namespaces: Map<number | null, number[]>, protos: NetTables): NetRow[] {
     const rows: NetRow[] = [];
     for (const [ns, pids] of namespaces) {
       if (ns === this.#ownNetns) {
-        rows.push(...(readNetTables(`${this.#procRoot}/net`, ns) ?? []));
+        rows.push(...(readNetTables(`${this.#procRoot}/net`, ns, protos) ?? []));
         continue;
       }
       // The first process may have exited since it was listed: any other one in there will do.
       for (const pid of pids) {
-        const found = readNetTables(`${this.#procRoot}/${pid}/net`, ns);
+        const found = readNetTables(`${this.#procRoot}/${pid}/net`, ns, protos);
         if (found === null || readNetns(this.#procRoot, pid) !== ns) continue;
         rows.push(...found);
         break;
@@ -294,11 +398,17 @@ export class ProcfsSampler implements RecorderSource {
     pid: number,
     cycle: number,
     keyframe: boolean,
+    execCheck: boolean,
     observers: ReadonlySet<number>,
     seen: Map<string, ProcessImage>,
   ): void {
     let memo = this.#memos.get(pid);
-    if (memo !== undefined && !this.#revisit(memo, keyframe)) {
+    if (memo !== undefined) {
+      // An event source may have recorded an exec since: its image is the one to keep.
+      const fromEvents = this.live.processes.get(memo.key);
+      if (fromEvents !== undefined) memo.image = fromEvents;
+    }
+    if (memo !== undefined && !this.#revisit(memo, keyframe, execCheck)) {
       this.#forget(memo);
       memo = undefined;
     }
@@ -317,7 +427,7 @@ export class ProcfsSampler implements RecorderSource {
    * when it did not move (single-threaded, no keyframe). False when this is no longer the same
    * process (gone, or its pid reused).
    */
-  #revisit(memo: ProcMemo, keyframe: boolean): boolean {
+  #revisit(memo: ProcMemo, keyframe: boolean, execCheck: boolean): boolean {
     const root = this.#procRoot;
     const runBuf =
       memo.schedFd >= 0
@@ -344,6 +454,7 @@ export class ProcfsSampler implements RecorderSource {
     // A zombie has lost its mm and argv: what it shows now is no exec.
     if (
       !zombie &&
+      execCheck &&
       (keyframe ||
         st.execSignature !== memo.execSignature ||
         !st.comm.equals(memo.comm) ||
@@ -477,11 +588,13 @@ export class ProcfsSampler implements RecorderSource {
     const root = this.#procRoot;
     const pid = st.pid;
     let denied = false;
+    let argvRead = true;
     const status = readStatus(root, pid);
     if (isReadFailure(status)) return undefined;
     if (argv === undefined) {
       const raw = kernel ? [] : readCmdline(root, pid);
       if (raw === 'gone') return undefined;
+      argvRead = raw !== 'denied';
       argv = raw === 'denied' ? [] : raw.map(toWireBytes);
     }
     if (exe === undefined) {
@@ -507,6 +620,8 @@ export class ProcfsSampler implements RecorderSource {
       egid: status.egid,
       source: 'sample',
       observer,
+      argv_source: 'proc',
+      argv_complete: argvRead,
     };
     return { image, denied };
   }
@@ -603,6 +718,12 @@ export class ProcfsSampler implements RecorderSource {
       if (!isReadFailure(st) && st.startTicks === img.start_ticks) seen.set(key, img);
     }
   }
+}
+
+function udpEndpoints(all: ReadonlyMap<string, EndpointInfo>): Map<string, EndpointInfo> {
+  const out = new Map<string, EndpointInfo>();
+  for (const [key, ep] of all) if (ep.proto === 'udp') out.set(key, ep);
+  return out;
 }
 
 function sameWire(a: WireBytes | null, b: WireBytes | null): boolean {
