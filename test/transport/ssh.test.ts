@@ -292,17 +292,21 @@ describe('enrollment over SSH', () => {
 });
 
 describe('protocol and version announcement', () => {
-  test('the server hears the client version at enrollment and on every ingest channel', async () => {
-    const store = new FakeStore();
-    const server = await startServer(store);
-    const { reply } = await enrollOverSsh({
+  /** Enrolls with a good token and a pinned key, announcing what the test says. */
+  const enrollAnnouncing = (port: number, announce: { clientVersion: string; protocol?: number }) =>
+    enrollOverSsh({
       host: '127.0.0.1',
-      port: server.port,
+      port,
       sshPrivateKey: clientKey.privateKey,
       pinnedFingerprint: serverFp,
       request: enrollRequest('good-token'),
-      clientVersion: '9.8.7',
+      ...announce,
     });
+
+  test('the server hears the client version at enrollment and on every ingest channel', async () => {
+    const store = new FakeStore();
+    const server = await startServer(store);
+    const { reply } = await enrollAnnouncing(server.port, { clientVersion: '9.8.7' });
     assert.equal(reply.ok, true);
     assert.equal(store.enrolls[0].clientVersion, '9.8.7');
     const spool = tempSpool();
@@ -318,15 +322,7 @@ describe('protocol and version announcement', () => {
     const store = new FakeStore();
     const server = await startServer(store);
     await assert.rejects(
-      enrollOverSsh({
-        host: '127.0.0.1',
-        port: server.port,
-        sshPrivateKey: clientKey.privateKey,
-        pinnedFingerprint: serverFp,
-        request: enrollRequest('good-token'),
-        clientVersion: '2.0.0',
-        protocol: 2,
-      }),
+      enrollAnnouncing(server.port, { clientVersion: '2.0.0', protocol: 2 }),
       /POFR_PROTOCOL_VERSION: pofr 2\.0\.0 speaks protocol 2; this server speaks protocol 1\. Install a client built by this server/,
     );
     assert.equal(store.enrolls.length, 0, 'the request never reached enroll()');
