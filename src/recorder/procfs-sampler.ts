@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import {
   type EndpointInfo,
   type FileInfo,
@@ -92,6 +93,9 @@ interface ProcMemo {
   netns: number | null;
   /** The last exec check read an empty argv: looked at again next cycle before it is believed. */
   emptyArgvOnce: boolean;
+  /** Cycles to skip re-reading an unchanged-looking fd table (see #fdsMayHaveChanged), and when. */
+  fdBackoff: number;
+  nextFdRead: number;
 }
 
 /**
@@ -142,6 +146,8 @@ export class ProcfsSampler implements RecorderSource {
   /** Held procfs fds allowed: a quarter of the fd limit, so the rest of the recorder never runs short. */
   #heldBudget = Math.min(16_384, Math.floor(readOpenFileLimit() / 4));
   readonly #events: EventCoverage | undefined;
+  /** Whether this kernel gives the fd count as the size of /proc/PID/fd. */
+  readonly #fdCountKnown: boolean;
   /** Whether events covered processes last cycle. */
   #coveredBefore = false;
 
@@ -156,6 +162,8 @@ export class ProcfsSampler implements RecorderSource {
     this.#ownNetns = readNetns(this.#procRoot, 'self');
     this.live = opts.live ?? new LiveState();
     this.#events = opts.events;
+    // This process holds fds, so a size of 0 means the kernel does not count them there (< 6.2).
+    this.#fdCountKnown = (fdCount(this.#procRoot, process.pid) ?? 0) > 0;
   }
 
   health(): SourceHealth {
@@ -309,7 +317,8 @@ export class ProcfsSampler implements RecorderSource {
     this.#netCounters = counters;
     return (
       keyframe ||
-      socketsMoved ||
+      // A socket fd says nothing of its protocol: with TCP from events, UDP's counters decide.
+      (socketsMoved && !udpOnly) ||
       countersMoved ||
       this.#deferred.size > 0 ||
       now - this.#lastEndpointRead >= this.#endpointsEveryUs
@@ -473,7 +482,7 @@ export class ProcfsSampler implements RecorderSource {
     memo.runNs = runNs;
     memo.cpuTicks = st.cpuTicks;
     memo.numThreads = st.numThreads;
-    if (cpuUsed || keyframe || execed) this.#rereadFds(memo);
+    if (keyframe || execed || (cpuUsed && this.#fdsMayHaveChanged(memo))) this.#rereadFds(memo);
     return true;
   }
 
@@ -534,6 +543,8 @@ export class ProcfsSampler implements RecorderSource {
       schedFd: typeof schedFd === 'number' ? schedFd : -1,
       netns: kernel ? null : readNetns(this.#procRoot, pid),
       emptyArgvOnce: false,
+      fdBackoff: 1,
+      nextFdRead: 0,
     };
     if (kernel) {
       // A kernel thread is checked through schedstat alone: its stat fd is not worth keeping.
@@ -662,11 +673,27 @@ export class ProcfsSampler implements RecorderSource {
     return true;
   }
 
+  /**
+   * Whether a process that used CPU may have changed its fd table. The kernel gives the number of
+   * open fds as the size of /proc/PID/fd (Linux 6.2+): one stat instead of a readdir and a readlink
+   * per fd. A changed count is re-read at once; an unchanged one (the common case: a daemon that
+   * wakes, works and sleeps) only every `fdBackoff` of its busy cycles, doubling up to 8 while its
+   * table keeps not changing, so a close and reopen on the same count is seen within 8 of them.
+   */
+  #fdsMayHaveChanged(memo: ProcMemo): boolean {
+    if (!this.#fdCountKnown) return true;
+    const count = fdCount(this.#procRoot, memo.pid);
+    if (count === null || count !== memo.fds.size) return true;
+    return this.#cycle >= memo.nextFdRead;
+  }
+
   #rereadFds(memo: ProcMemo): void {
     if (memo.denied && memo.fds.size === 0 && this.live.filesOf(memo.key) === undefined) return;
     const root = this.#procRoot;
     const table = readFdTable(root, memo.pid);
     if (table === 'gone') return;
+    memo.fdBackoff = table !== 'denied' && sameFdTable(memo.fds, table) ? Math.min(memo.fdBackoff * 2, 8) : 1;
+    memo.nextFdRead = this.#cycle + memo.fdBackoff;
     const next = new Map<number, FileInfo>();
     if (table === 'denied') {
       memo.denied = true;
@@ -718,6 +745,20 @@ export class ProcfsSampler implements RecorderSource {
       if (!isReadFailure(st) && st.startTicks === img.start_ticks) seen.set(key, img);
     }
   }
+}
+
+function fdCount(procRoot: string, pid: number): number | null {
+  try {
+    return statSync(`${procRoot}/${pid}/fd`).size;
+  } catch {
+    return null;
+  }
+}
+
+function sameFdTable(a: ReadonlyMap<number, Buffer>, b: ReadonlyMap<number, Buffer>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [fd, raw] of b) if (!a.get(fd)?.equals(raw)) return false;
+  return true;
 }
 
 function udpEndpoints(all: ReadonlyMap<string, EndpointInfo>): Map<string, EndpointInfo> {

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { PofrRecord } from '../../src/protocol/index.js';
@@ -105,6 +108,48 @@ test('tracing left by a dead recorder is removed at start; a live one is left al
     // In case the cleanup under test failed: leave nothing behind either way.
     removeUprobe(TRACEFS, stale, `${stale}_argv0`);
     if (instances().includes(stale)) execFileSync('rmdir', [`${TRACEFS}/instances/${stale}`]);
+  }
+});
+
+test("a container's own ld.so gets a probe of its own once one of its programs runs", needsRoot, async () => {
+  // A root of its own with copies of sh, sleep, true and their libraries: another ld.so file
+  // (another inode), as a container image brings.
+  const root = mkdtempSync(join(tmpdir(), 'pofr-chroot-'));
+  const src = start();
+  try {
+    for (const dir of ['bin', 'lib64', 'lib/x86_64-linux-gnu'])
+      mkdirSync(join(root, dir), { recursive: true });
+    for (const f of ['/bin/sh', '/bin/sleep', '/usr/bin/true'])
+      copyFileSync(f, join(root, 'bin', f.split('/').pop()!));
+    copyFileSync('/lib64/ld-linux-x86-64.so.2', join(root, 'lib64/ld-linux-x86-64.so.2'));
+    copyFileSync('/lib/x86_64-linux-gnu/libc.so.6', join(root, 'lib/x86_64-linux-gnu/libc.so.6'));
+    const before = src.health().interpreters.length;
+    const tag = `pofr-chroot-${process.pid}`;
+    // sh lives long enough to be looked at: its exec teaches the source this root's ld.so; the
+    // true it runs two seconds later (time enough on a loaded machine) is read by the new probe.
+    // Run beside the polls, as the recorder runs beside what it records.
+    const child = spawn('chroot', [root, '/bin/sh', '-c', `/bin/sleep 2; /bin/true ${tag}`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = once(child, 'exit');
+    const all = await pollUntil(src, (rs) =>
+      rs.some((r) => r.type === 'process_exec' && r.proc.argv.includes(tag)),
+    );
+    assert.deepEqual(await exited, [0, null], stderr);
+    const execd = all.find((r) => r.type === 'process_exec' && r.proc.argv.includes(tag));
+    assert.ok(execd && execd.type === 'process_exec', 'the program run in the chroot is recorded');
+    assert.deepEqual(execd.proc.argv, ['/bin/true', tag]);
+    assert.equal(execd.proc.argv_source, 'probe', 'the chroot ld.so is probed');
+    const paths = src.health().interpreters;
+    assert.equal(paths.length, before + 1);
+    assert.match(paths[paths.length - 1], /^\/proc\/\d+\/root\/lib64\/ld-linux-x86-64\.so\.2$/);
+  } finally {
+    src.close();
+    rmSync(root, { recursive: true, force: true });
   }
 });
 

@@ -11,7 +11,7 @@ import {
   DEFAULT_JOURNAL_SYNC_MS,
   DEFAULT_SPOOL_MAX_BYTES,
 } from '../../spool/index.js';
-import { pofrVersion } from './package-version.js';
+import { pofrVersion } from '../../version.js';
 import type { ClientOptions } from './run-client.js';
 
 export const DEFAULT_HEARTBEAT_MS = 30_000;

@@ -3,10 +3,10 @@ import { loadPrivateKey, type PofrRecord } from '../../protocol/index.js';
 import { Recorder, readBootId, type SourceSelection } from '../../recorder/index.js';
 import { Spool } from '../../spool/index.js';
 import { BatchUploader } from '../../transport/index.js';
+import { pofrVersion } from '../../version.js';
 import { BatchAssembler } from './batch-assembler.js';
 import { loadEnrollment, loadKeys, STATE_FILES, writeStateFile } from './client-state.js';
 import { recoverJournal, startJournal } from './crash-recovery.js';
-import { pofrVersion } from './package-version.js';
 import { DEFAULT_HEARTBEAT_MS, effectiveConfig, RecorderHealth, type StopReason } from './recorder-health.js';
 
 export type Log = (msg: string, fields?: object) => void;
@@ -96,6 +96,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     sshPrivateKey: keys.sshPrivateKey,
     pinnedFingerprint: enrollment.server_fingerprint,
     queue: spool,
+    clientVersion: pofrVersion(),
     log: opts.log,
   });
   let lastLoss: ClientStatus['last_loss'] = null;
