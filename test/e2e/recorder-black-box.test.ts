@@ -70,7 +70,7 @@ describe('the recorder records its own interruptions', () => {
   }
 
   /** Runs `bash -c 'sleep S; :' MARKER` to its end: a process the sampler sees for a few cycles. */
-  async function runProcess(marker: string, seconds = 0.4): Promise<void> {
+  async function runProcess(marker: string, seconds: number): Promise<void> {
     const p = spawn('bash', ['-c', `sleep ${seconds}; :`, marker], { stdio: 'ignore' });
     await once(p, 'exit');
   }
@@ -83,13 +83,15 @@ describe('the recorder records its own interruptions', () => {
 
   /**
    * A recorder at 100 ms cycles and 30 s batches (what the processes produce is unsealed when it
-   * dies) runs `count` processes marked `tag-1`…, then is SIGKILLed 50 ms after the last one ended.
+   * dies) sees `count` processes of `seconds` each, marked `tag-1`…, and is SIGKILLed 50 ms after
+   * the last one ended. (Several cycles each: on a loaded machine a cycle can take far longer than
+   * 100 ms, and a process no sample saw is sampling's miss, not the crash's.)
    */
-  async function killedAfter(state: string, tag: string, count: number): Promise<void> {
+  async function killedAfter(state: string, tag: string, count: number, seconds: number): Promise<void> {
     const first = record(state, '--interval', '100', '--batch', '30000');
     await first.waitFor(/pofr client recording/);
     await sleep(400);
-    for (let i = 1; i <= count; i++) await runProcess(`${tag}-${i}`);
+    for (let i = 1; i <= count; i++) await runProcess(`${tag}-${i}`, seconds);
     await sleep(50);
     await kill9(first);
   }
@@ -97,15 +99,19 @@ describe('the recorder records its own interruptions', () => {
   test('a recorder SIGKILLed right after five processes ran keeps them, and the timeline shows its crash and the window', async () => {
     const state = await enroll('crashy');
     const tag = `pofr-crash-${randomBytes(3).toString('hex')}`;
-    await killedAfter(state, tag, 5);
+    await killedAfter(state, tag, 5, 0.6);
     assert.equal((await procsOf('crashy', tag)).length, 0, 'nothing of it had reached the server');
 
     const second = record(state, '--interval', '100', '--batch', '200');
     await second.waitFor(/did not stop cleanly: sealed what its journal held/);
-    const kept = await waitUntil('the journal’s processes at the server', async () => {
-      const found = await procsOf('crashy', tag);
-      return markersOf(found).size >= 4 ? found : undefined;
-    });
+    const kept = await waitUntil(
+      'the journal’s processes at the server',
+      async () => {
+        const found = await procsOf('crashy', tag);
+        return markersOf(found).size >= 4 ? found : undefined;
+      },
+      60_000,
+    );
     assert.ok(markersOf(kept).size >= 4, `kept ${[...markersOf(kept)].join(', ')} of 5`);
     const crash = await waitUntil('the crash in the timeline', async () =>
       (await json(['timeline', '--host', 'crashy', '--kind', 'recorder_crash'])).at(0),
@@ -212,18 +218,22 @@ describe('the recorder records its own interruptions', () => {
   test('a journal left by a crashed recorder of another boot is sealed with that boot and sent', async () => {
     const state = await enroll('rebooted');
     const tag = `pofr-boot-${randomBytes(3).toString('hex')}`;
-    await killedAfter(state, tag, 2);
+    await killedAfter(state, tag, 2, 1);
     // What the journal of a run before a power cut looks like: the same, but of another boot.
     const oldBoot = `0ld-b00t-${randomBytes(4).toString('hex')}`;
     rewriteJournalBoot(join(state, 'journal'), oldBoot);
 
     const second = record(state, '--interval', '100', '--batch', '200');
     await second.waitFor(/did not stop cleanly/);
-    const kept = await waitUntil('the old boot’s processes at the server', async () => {
-      const found = await procsOf('rebooted', tag);
-      // Ended, once the new boot's first batch closed what the old boot left open.
-      return markersOf(found).size === 2 && found.every((p) => p.end !== null) ? found : undefined;
-    });
+    const kept = await waitUntil(
+      'the old boot’s processes at the server',
+      async () => {
+        const found = await procsOf('rebooted', tag);
+        // Ended, once the new boot's first batch closed what the old boot left open.
+        return markersOf(found).size === 2 && found.every((p) => p.end !== null) ? found : undefined;
+      },
+      60_000,
+    );
     const boots = await json([
       'sql',
       `SELECT DISTINCT p.boot_id FROM processes p JOIN hosts h ON h.host_id = p.host_id WHERE h.name = 'rebooted' AND p.comm = 'bash' AND p.cmdline LIKE '%${tag}%'`,
