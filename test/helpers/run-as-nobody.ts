@@ -78,10 +78,19 @@ export function runPofrAsNobody(
   args: readonly string[],
   opts: { env?: NodeJS.ProcessEnv; timeoutMs: number },
 ): SpawnSyncReturns<string> {
+  return runNodeAsNobody('dist/src/cli/main.js', args, opts);
+}
+
+/** Runs a built script of the checkout (`entry`, relative to it) with node as `nobody`, as above. */
+export function runNodeAsNobody(
+  entry: string,
+  args: readonly string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs: number },
+): SpawnSyncReturns<string> {
   const asNobody = [`--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', process.execPath];
   const common = { env: opts.env, encoding: 'utf8' as const, timeout: opts.timeoutMs };
   if (reachableAsIs()) {
-    return spawnSync('setpriv', [...asNobody, join(CHECKOUT, 'dist/src/cli/main.js'), ...args], common);
+    return spawnSync('setpriv', [...asNobody, join(CHECKOUT, entry), ...args], common);
   }
   const root = mkdtempSync(join(tmpdir(), 'pofr-checkout-'));
   try {
@@ -106,7 +115,7 @@ export function runPofrAsNobody(
         root,
         'setpriv',
         ...asNobody,
-        join(root, 'dist/src/cli/main.js'),
+        join(root, entry),
         ...args,
       ],
       common,

@@ -5,12 +5,12 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { PofrRecord } from '../../src/protocol/index.js';
 import { LiveState, Recorder, TracefsSource } from '../../src/recorder/index.js';
 import { argvProbeArgs } from '../../src/recorder/sources/tracefs/argv-probe.js';
 import { readElfEntry } from '../../src/recorder/sources/tracefs/elf-file.js';
 import { addUprobe, removeUprobe } from '../../src/recorder/sources/tracefs/uprobe-events.js';
+import { cannotRunAsNobody, runNodeAsNobody } from '../helpers/run-as-nobody.js';
 
 /** The tracefs source against the real kernel: its instance, its probes, their cleanup, its losses. */
 const ROOT = process.getuid?.() === 0;
@@ -200,25 +200,8 @@ test('without tracefs the source says why, and the recorder samples /proc alone'
   }
 });
 
-test('not root, the source says so', { skip: ROOT ? false : 'this process is not root already' }, (t) => {
-  const mod = fileURLToPath(new URL('../../src/recorder/index.js', import.meta.url));
-  const script = `import(${JSON.stringify(mod)}).then((m) => {
-    const r = m.TracefsSource.start({ live: new m.LiveState() });
-    process.stdout.write(JSON.stringify(r.ok ? { ok: true } : r));
-  });`;
-  const r = spawnSync(
-    'setpriv',
-    ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', script],
-    {
-      encoding: 'utf8',
-      timeout: 30_000,
-    },
-  );
-  if (r.status !== 0 && /EACCES|permission denied/i.test(r.stderr)) {
-    // A checkout under a directory nobody may enter (root's home is 0700): the module cannot load.
-    t.skip(`the checkout is not readable by nobody: ${r.stderr.split('\n')[0]}`);
-    return;
-  }
+test('not root, the source says so', { skip: cannotRunAsNobody() }, () => {
+  const r = runNodeAsNobody('dist/test/helpers/tracefs-start.js', [], { timeoutMs: 60_000 });
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { ok: boolean; reason?: string };
   assert.equal(out.ok, false);
