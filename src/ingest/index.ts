@@ -5,4 +5,10 @@ export {
   type RederiveResult,
   rederiveHost,
 } from './rederive.js';
-export { type VerifyFailure, type VerifyOptions, type VerifyReport, verifyStore } from './verify-store.js';
+export {
+  type KnownGap,
+  type VerifyFailure,
+  type VerifyOptions,
+  type VerifyReport,
+  verifyStore,
+} from './verify-store.js';

@@ -1,5 +1,15 @@
 export { type FileQuery, type FileRow, findFiles, globToLike } from './files.js';
-export { type HostRow, listHosts, resolveHosts } from './hosts.js';
+export {
+  type HostHealthInput,
+  type HostRow,
+  type HostState,
+  hostStates,
+  judgeHost,
+  LATE_AFTER_HEARTBEATS,
+  listHosts,
+  resolveHosts,
+  SILENT_AFTER_HEARTBEATS,
+} from './hosts.js';
 export {
   describeEndpoint,
   type EndpointQuery,
@@ -9,6 +19,7 @@ export {
 } from './net.js';
 export { describeProcess, type ProcessRow, shellQuote } from './process-row.js';
 export { findProcesses, type ProcessQuery } from './procs.js';
+export { RECORDER_KINDS, type RecorderEvent, type RecorderKind } from './recorder-events.js';
 export { firstKeyword, hasSecondStatement, runSql } from './sql.js';
 export {
   type EndpointEvent,

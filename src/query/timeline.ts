@@ -23,6 +23,7 @@ import {
   type ProcessRow,
   toProcessRow,
 } from './process-row.js';
+import { RECORDER_KINDS, type RecorderEvent, recorderEvents } from './recorder-events.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
 export const TIMELINE_KINDS = Object.freeze([
@@ -35,8 +36,12 @@ export const TIMELINE_KINDS = Object.freeze([
   'endpoint_state',
   'endpoint_close',
   'gap',
+  ...RECORDER_KINDS,
 ] as const);
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];
+
+/** Kinds left out unless asked for by name: a heartbeat every 30 s would drown the rest. */
+const ONLY_WHEN_ASKED: ReadonlySet<TimelineKind> = new Set(['recorder_heartbeat']);
 
 export interface TimelineQuery extends WindowOptions {
   /** false: leave out the recorder's own processes and what they hold. */
@@ -94,11 +99,13 @@ export interface GapEvent extends EventBase {
   readonly detail: string;
 }
 
-export type TimelineEvent = ProcessEvent | FileEvent | EndpointEvent | GapEvent;
+export type TimelineEvent = ProcessEvent | FileEvent | EndpointEvent | GapEvent | RecorderEvent;
 
 // At equal time and ord (different hosts, or gaps): openings before changes before endings.
 const RANK: Readonly<Record<TimelineKind, number>> = Object.freeze({
   gap: 0,
+  recorder_crash: 0,
+  recorder_start: 0,
   process_start: 1,
   process_exec: 1,
   file_open: 2,
@@ -107,6 +114,8 @@ const RANK: Readonly<Record<TimelineKind, number>> = Object.freeze({
   file_close: 5,
   endpoint_close: 6,
   process_exit: 7,
+  recorder_heartbeat: 8,
+  recorder_stop: 8,
 });
 
 /**
@@ -132,6 +141,8 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
   if (kinds.has('endpoint_close')) reads.push(() => endpointEvents(store, opts, 'endpoint_close', limit));
   if (kinds.has('endpoint_state')) reads.push(() => endpointStates(store, opts, limit));
   if (kinds.has('gap')) reads.push(() => gaps(store, opts, limit));
+  const recorder = RECORDER_KINDS.filter((k) => kinds.has(k));
+  if (recorder.length > 0) reads.push(() => recorderEvents(store, opts, recorder, limit));
   const all: TimelineEvent[] = [];
   for (const read of reads) for (const e of await read()) all.push(e);
   all.sort(compareEvents);
@@ -139,7 +150,7 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
 }
 
 function checkKinds(kinds: readonly string[] | undefined): readonly TimelineKind[] {
-  if (kinds === undefined) return TIMELINE_KINDS;
+  if (kinds === undefined) return TIMELINE_KINDS.filter((k) => !ONLY_WHEN_ASKED.has(k));
   for (const k of kinds) {
     if (!(TIMELINE_KINDS as readonly string[]).includes(k)) {
       throw new PofrError('POFR_USAGE', `unknown event kind "${k}"; kinds are: ${TIMELINE_KINDS.join(', ')}`);
@@ -163,6 +174,11 @@ function idOf(e: TimelineEvent): number {
   switch (e.kind) {
     case 'gap':
       return e.seq;
+    case 'recorder_start':
+    case 'recorder_stop':
+    case 'recorder_crash':
+    case 'recorder_heartbeat':
+      return e.event_id;
     case 'file_open':
     case 'file_close':
       return e.file_id;
