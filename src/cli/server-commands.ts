@@ -6,6 +6,7 @@ import { ensureHostKey } from '../roles/server/host-key.js';
 import { clearRegistrationPassword, setRegistrationPassword } from '../roles/server/registration-password.js';
 import { runServer } from '../roles/server/run-server.js';
 import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
+import { registerAuditCommand } from './audit-command.js';
 import { defaultDataDir } from './data-dirs.js';
 import { parseDuration, parseListen, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
@@ -162,6 +163,8 @@ export function registerServerCommands(program: Command): void {
         process.stderr.write(`pofr: ${host.name} (${host.host_id}) is ${host.status}\n`);
       });
   }
+
+  registerAuditCommand(server, withStore, dataOpt);
 
   dataOpt(server.command('remove'))
     .argument('<host>', 'host name or id')

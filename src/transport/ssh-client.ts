@@ -14,8 +14,8 @@ import {
   INGEST_COMMAND,
   parseMessage,
 } from './messages.js';
+import type { TransportLog } from './peer.js';
 import { normalizeFingerprint, sshFingerprint } from './ssh-keys.js';
-import type { TransportLog } from './ssh-server.js';
 
 /** What the uploader needs from the spool (Spool satisfies it). */
 export interface UploadQueue {
