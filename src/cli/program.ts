@@ -38,7 +38,7 @@ export function buildProgram(): Command {
   return program;
 }
 
-/** The only place that sets the exit status: 0 ok, 1 failure (one line), 2 bad usage. */
+/** Sets the exit status: 0 ok, 1 failure (one line), 2 bad usage (verify also sets 3: incomplete). */
 export async function main(argv: readonly string[]): Promise<void> {
   try {
     await buildProgram().parseAsync(argv as string[]);

@@ -8,6 +8,7 @@ import {
   verifyBatchFrame,
 } from '../protocol/index.js';
 import type { BatchesTable, Store } from '../store/index.js';
+import { findKnownGaps, type KnownGap } from './known-gaps.js';
 import { rederiveHost } from './rederive.js';
 
 export interface VerifyFailure {
@@ -16,14 +17,20 @@ export interface VerifyFailure {
   reason: string;
 }
 
-/** One host's stored evidence, re-checked. `ok` is false when any batch or any re-derived row failed. */
+/**
+ * One host's stored evidence, re-checked. `ok` is false when any batch or any re-derived row failed
+ * (not authentic); `complete` is false when the record is authentic but known to miss something.
+ */
 export interface VerifyReport {
   host_id: string;
   host: string;
   batches: number;
   ok: boolean;
-  /** Chain breaks (missing seq or fork) that ingest recorded in `gaps`: known, so not failures. */
+  /** How many known gaps: refused or missing batches, forks, losses the recorder reported. */
   gaps: number;
+  /** ok and no known gap. */
+  complete: boolean;
+  known_gaps: KnownGap[];
   failures: VerifyFailure[];
 }
 
@@ -52,9 +59,11 @@ export interface VerifyOptions {
  * re-derived only from evidence that verified: when the evidence fails, its report already says why
  * the rows cannot be trusted.
  *
+ * Then lists what the record is known to miss (findKnownGaps): authentic is not complete.
+ *
  * @example
  * const reports = await verifyStore(store);
- * process.exitCode = reports.every((r) => r.ok) ? 0 : 1;
+ * process.exitCode = reports.some((r) => !r.ok) ? 1 : reports.some((r) => !r.complete) ? 3 : 0;
  */
 export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promise<VerifyReport[]> {
   let q = store.db.selectFrom('hosts').select(['host_id', 'name', 'signing_key']).orderBy('host_id');
@@ -76,6 +85,9 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
       }
       report.ok = report.failures.length === 0;
     }
+    report.known_gaps = await findKnownGaps(store, h.host_id);
+    report.gaps = report.known_gaps.length;
+    report.complete = report.ok && report.gaps === 0;
     reports.push(report);
   }
   return reports;
@@ -167,7 +179,17 @@ async function verifyHost(
       prev = { seq: row.seq, hash: frameHash ?? row.hash, receivedAt: row.received_at };
     }
   }
-  return { host_id: hostId, host: name, batches, ok: failures.length === 0, gaps, failures };
+  const ok = failures.length === 0;
+  return {
+    host_id: hostId,
+    host: name,
+    batches,
+    ok,
+    gaps,
+    complete: ok && gaps === 0,
+    known_gaps: [],
+    failures,
+  };
 }
 
 function normalize(r: StoredRow): StoredRow {
