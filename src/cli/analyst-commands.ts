@@ -27,6 +27,7 @@ export interface VerifyRow {
   batches: number;
   ok: boolean;
   gaps: number;
+  sealed: boolean;
   complete: boolean;
   known_gaps: { kind: string; seq_from: number | null; seq_to: number | null; detail: string }[];
   failures: { seq: number; code: string; reason: string }[];
@@ -414,6 +415,7 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
               batches: r.batches,
               ok: r.ok,
               complete: r.complete,
+              sealed: r.sealed,
               gaps: r.gaps,
               known_gaps: r.known_gaps,
               failures: r.failures,
@@ -429,6 +431,7 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
               { key: 'batches', header: 'BATCHES', align: 'right' },
               { key: 'ok', header: 'OK', format: (v) => (v ? 'yes' : 'NO') },
               { key: 'complete', header: 'COMPLETE', format: (v) => (v ? 'yes' : 'NO') },
+              { key: 'sealed', header: 'SEALED', format: (v) => (v ? 'yes' : 'no') },
               { key: 'gaps', header: 'GAPS', align: 'right' },
               { key: 'known_gaps', header: 'KNOWN GAPS', maxWidth: 80 },
               { key: 'failures', header: 'FAILURES', maxWidth: 120 },

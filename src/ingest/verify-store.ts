@@ -1,11 +1,13 @@
 import type { KeyObject } from 'node:crypto';
 import { isPofrError, PofrError } from '../errors.js';
 import {
+  applicableSealSeed,
   decodeRecords,
   GENESIS_HASH,
   loadPublicKey,
   readBatchFrame,
   verifyBatchFrame,
+  verifyBatchSeal,
 } from '../protocol/index.js';
 import type { BatchesTable, Store } from '../store/index.js';
 import { findKnownGaps, type KnownGap } from './known-gaps.js';
@@ -26,6 +28,8 @@ export interface VerifyReport {
   host: string;
   batches: number;
   ok: boolean;
+  /** Whether the host seals its batches, so every seal was checked too (false: a client from before sealing). */
+  sealed: boolean;
   /** How many known gaps: refused or missing batches, forks, losses the recorder reported. */
   gaps: number;
   /** ok and no known gap. */
@@ -66,7 +70,10 @@ export interface VerifyOptions {
  * process.exitCode = reports.some((r) => !r.ok) ? 1 : reports.some((r) => !r.complete) ? 3 : 0;
  */
 export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promise<VerifyReport[]> {
-  let q = store.db.selectFrom('hosts').select(['host_id', 'name', 'signing_key']).orderBy('host_id');
+  let q = store.db
+    .selectFrom('hosts')
+    .select(['host_id', 'name', 'signing_key', 'seal_seed', 'seal_from'])
+    .orderBy('host_id');
   if (opts.hostId !== undefined) q = q.where('host_id', '=', opts.hostId);
   const hosts = await q.execute();
   if (opts.hostId !== undefined && hosts.length === 0) {
@@ -77,7 +84,8 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
   }
   const reports: VerifyReport[] = [];
   for (const h of hosts) {
-    const report = await verifyHost(store, h.host_id, h.name, h.signing_key);
+    const seal = { seed: h.seal_seed, from: h.seal_from === null ? null : Number(h.seal_from) };
+    const report = await verifyHost(store, h.host_id, h.name, h.signing_key, seal);
     if ((opts.rederive ?? true) && report.ok) {
       const { mismatches } = await rederiveHost(store, h.host_id);
       for (const m of mismatches) {
@@ -98,6 +106,7 @@ async function verifyHost(
   hostId: string,
   name: string,
   signingKey: string,
+  seal: SealOfHost,
 ): Promise<VerifyReport> {
   const failures: VerifyFailure[] = [];
   const fail = (seq: number, code: string, reason: string) => failures.push({ seq, code, reason });
@@ -154,7 +163,7 @@ async function verifyHost(
       const row = normalize(raw);
       batches++;
       after = row.seq;
-      const frameHash = checkBatch(row, hostId, key, (code, reason) => fail(row.seq, code, reason));
+      const frameHash = checkBatch(row, hostId, key, seal, (code, reason) => fail(row.seq, code, reason));
       // The link is judged on the signed prev_hash when the evidence reads, else on the row.
       const link = chainOf(row, prev);
       if (link !== 'genesis' && link !== 'ok') {
@@ -185,6 +194,7 @@ async function verifyHost(
     host: name,
     batches,
     ok,
+    sealed: seal.seed !== null,
     gaps,
     complete: ok && gaps === 0,
     known_gaps: [],
@@ -211,10 +221,17 @@ function chainOf(row: StoredRow, prev: { seq: number; hash: string } | null): st
 }
 
 /** Checks one batch against its evidence; returns the evidence's hash when the frame could be read. */
+/** The host's seal seed and the first sequence number it applies to. */
+interface SealOfHost {
+  readonly seed: string | null;
+  readonly from: number | null;
+}
+
 function checkBatch(
   row: StoredRow,
   hostId: string,
   key: KeyObject | null,
+  seal: SealOfHost,
   fail: (code: string, reason: string) => void,
 ): string | null {
   if (row.raw === null) {
@@ -235,6 +252,11 @@ function checkBatch(
     } catch (e) {
       fail(codeOf(e), (e as Error).message);
     }
+  }
+  try {
+    verifyBatchSeal(frame, applicableSealSeed(seal.seed, seal.from, row.seq));
+  } catch (e) {
+    fail(codeOf(e), (e as Error).message);
   }
   const h = frame.header;
   const expected: [string, unknown, unknown][] = [

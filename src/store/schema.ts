@@ -34,6 +34,8 @@ export interface HostsTable {
   last_hash: string | null;
   /** Hex root of the host's forward-secure seal keys, from enrollment; NULL: enrolled before sealing. */
   seal_seed: string | null;
+  /** The first sequence number sealed (1, or later for a client that enrolled again to start sealing). */
+  seal_from: number | null;
 }
 
 export interface EnrollmentTokensTable {

@@ -29,6 +29,8 @@ export const enrollRequestSchema = z
       .string()
       .regex(/^[0-9a-f]{64}$/)
       .optional(),
+    /** The first sequence number the client seals (1 for a new client; later for one that upgrades). */
+    seal_from: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
     facts: z
       .object({
         hostname: text(256),

@@ -274,7 +274,7 @@ test('verify prints one row per host and sets exit status 1 when a host fails', 
     await pofr('verify', '--data', dir, '--host', 'web', '--quick');
     assert.equal(process.exitCode, undefined);
     const table = (await pofr('verify', '--data', dir, '--host', 'db')).out;
-    assert.match(table, /db\s+h2\s+0\s+NO\s+NO\s+0\s+-\s+1: seq 0 POFR_BATCH_SIGNATURE/);
+    assert.match(table, /db\s+h2\s+0\s+NO\s+NO\s+no\s+0\s+-\s+1: seq 0 POFR_BATCH_SIGNATURE/);
     // Without --quick, web's rows (written here without any batch) are not derivable from evidence.
     const [full] = jsonLines((await pofr('verify', '--data', dir, '--host', 'web', '--json')).out);
     assert.equal(full.ok, false);
@@ -303,6 +303,7 @@ test('verify exits 3 for an authentic record with known gaps, listing each; --al
       host: 'web',
       batches: 9,
       ok: true,
+      sealed: true,
       gaps: 1,
       complete: false,
       known_gaps: [gap],
@@ -318,7 +319,7 @@ test('verify exits 3 for an authentic record with known gaps, listing each; --al
     assert.match(err, /exit status 3; --allow-gaps accepts them/);
     process.exitCode = undefined;
     const table = await pofrWith(incomplete, 'verify', '--data', dir);
-    assert.match(table.out, /web\s+h1\s+9\s+yes\s+NO\s+1\s+1: refused_batch seq 7/);
+    assert.match(table.out, /web\s+h1\s+9\s+yes\s+NO\s+yes\s+1\s+1: refused_batch seq 7/);
     process.exitCode = undefined;
     await pofrWith(incomplete, 'verify', '--data', dir, '--allow-gaps');
     assert.equal(process.exitCode, undefined, '--allow-gaps: authentic is enough');

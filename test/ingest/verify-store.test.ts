@@ -44,6 +44,7 @@ for (const dialect of DIALECTS) {
         host: 'web1',
         batches: 4,
         ok: true,
+        sealed: false,
         gaps: 1,
         complete: false,
         known_gaps: [
@@ -63,6 +64,7 @@ for (const dialect of DIALECTS) {
         host: 'db1',
         batches: 1,
         ok: true,
+        sealed: false,
         gaps: 0,
         complete: true,
         known_gaps: [],

@@ -6,7 +6,7 @@ import { PofrError } from '../../errors.js';
 /**
  * The client's state directory: its two key pairs (SSH for transport, ed25519 for signing batches:
  * separate so the transport key can be rotated without invalidating stored evidence), the pinned
- * server fingerprint, its host id and the spool.
+ * server fingerprint, its host id and the spool (which holds the forward-secure seal keys).
  */
 export const STATE_FILES = {
   enrollment: 'client.json',
@@ -16,6 +16,8 @@ export const STATE_FILES = {
   spool: 'spool',
   status: 'status.json',
   pid: 'client.pid',
+  /** The seal seed of an enrollment not confirmed yet: sent again on a retry, removed once confirmed. */
+  pendingSealSeed: 'seal_seed.pending',
 } as const;
 
 const enrollmentSchema = z.object({

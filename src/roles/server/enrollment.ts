@@ -46,6 +46,8 @@ export interface EnrollmentInput {
   readonly signingKey: string;
   /** Hex root of the host's seal keys; absent for clients from before sealing (then unsealed). */
   readonly sealSeed?: string;
+  /** The first sequence number sealed with it (default 1). */
+  readonly sealFrom?: number;
   readonly sshKey: string;
   readonly sshFingerprint: string;
   readonly remote: string;
@@ -137,7 +139,7 @@ async function enroll(
   const outcome = await store.db.transaction().execute(async (trx): Promise<EnrollmentOutcome> => {
     const existing = await trx
       .selectFrom('hosts')
-      .select(['host_id', 'name', 'status', 'signing_key'])
+      .select(['host_id', 'name', 'status', 'signing_key', 'seal_seed'])
       .where('ssh_fingerprint', '=', input.sshFingerprint)
       .executeTakeFirst();
     if (existing) {
@@ -154,6 +156,15 @@ async function enroll(
           code: 'POFR_ENROLL_FAILED',
           message: `host ${existing.name} (${existing.host_id}) is revoked`,
         };
+      }
+      // A client from before sealing that enrolls again starts sealing here; a seed once set is
+      // never replaced (that would let whoever holds the host's keys re-seal its past).
+      if (existing.seal_seed === null && input.sealSeed !== undefined) {
+        await trx
+          .updateTable('hosts')
+          .set({ seal_seed: input.sealSeed, seal_from: input.sealFrom ?? 1 })
+          .where('host_id', '=', existing.host_id)
+          .execute();
       }
       return {
         ok: true,
@@ -177,6 +188,7 @@ async function enroll(
         ssh_fingerprint: input.sshFingerprint,
         signing_key: input.signingKey,
         seal_seed: input.sealSeed ?? null,
+        seal_from: input.sealSeed === undefined ? null : (input.sealFrom ?? 1),
         enrolled_at: now,
         approved_at: g.approve ? now : null,
       })

@@ -37,6 +37,7 @@ export function createServerHandlers(deps: HandlerDeps): ServerHandlers {
         name: req.name,
         signingKey: req.signing_key,
         sealSeed: req.seal_seed,
+        sealFrom: req.seal_from,
         sshKey: ctx.key.openssh,
         sshFingerprint: ctx.key.fingerprint,
         remote: ctx.remote,

@@ -3,7 +3,8 @@ import type { Capabilities } from '../capabilities.js';
 
 /**
  * The audit trail of refused attempts (every refusal a row, docs/schema.md "Audit"), and each host's
- * forward-secure sealing seed (docs/protocol.md "Sealing"): NULL for hosts enrolled before sealing.
+ * forward-secure sealing seed (docs/protocol.md "Sealing") with the first sequence number it seals:
+ * NULL for hosts enrolled before sealing (until they enroll again).
  */
 export function auditAndSealsMigration(caps: Capabilities): Migration {
   return {
@@ -30,8 +31,10 @@ export function auditAndSealsMigration(caps: Capabilities): Migration {
         .columns(['source', 'at'])
         .execute();
       await db.schema.alterTable('hosts').addColumn('seal_seed', 'text').execute();
+      await db.schema.alterTable('hosts').addColumn('seal_from', 'bigint').execute();
     },
     async down(db: Kysely<unknown>) {
+      await db.schema.alterTable('hosts').dropColumn('seal_from').execute();
       await db.schema.alterTable('hosts').dropColumn('seal_seed').execute();
       await db.schema.dropTable('audit_events').execute();
     },
