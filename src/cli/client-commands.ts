@@ -85,6 +85,7 @@ export function registerClientCommands(program: Command): void {
     )
     .option('--fingerprint <SHA256:…>', "the server's fingerprint (`pofr server fingerprint`)")
     .option('--name <name>', 'host name to register (default: this hostname)')
+    .option('--ssh-user <user>', "OpenSSH mode: the pofr account on the site's own sshd (remembered for run)")
     .option('--yes', 'trust the server key without asking', false)
     .action(
       async (o: {
@@ -94,6 +95,7 @@ export function registerClientCommands(program: Command): void {
         password?: boolean;
         fingerprint?: string;
         name?: string;
+        sshUser?: string;
         yes: boolean;
       }) => {
         if (o.password && o.token)
@@ -111,6 +113,7 @@ export function registerClientCommands(program: Command): void {
           password,
           name: o.name,
           fingerprint: o.fingerprint,
+          sshUser: o.sshUser,
           confirm: o.yes
             ? async () => true
             : (fp) => askYesNo(`Server ${o.server} presents key ${fp}. Trust it? [y/N] `),

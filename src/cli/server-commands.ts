@@ -10,6 +10,7 @@ import { registerAuditCommand } from './audit-command.js';
 import { defaultDataDir } from './data-dirs.js';
 import { parseDuration, parseListen, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
+import { registerOpensshCommands } from './openssh-commands.js';
 import { printRows } from './output.js';
 import { readSecret } from './secret-input.js';
 import { formatTime } from './time-args.js';
@@ -165,6 +166,7 @@ export function registerServerCommands(program: Command): void {
   }
 
   registerAuditCommand(server, withStore, dataOpt);
+  registerOpensshCommands(server, withStore, dataOpt);
 
   dataOpt(server.command('remove'))
     .argument('<host>', 'host name or id')

@@ -68,11 +68,9 @@ export function stdioByteChannel(
     finished = true;
     for (const fn of closeHandlers) fn();
   };
-  // sshd closing the session shows as EPIPE on stdout or the end of stdin after the peer hung up.
+  // sshd closing the session shows as EPIPE on stdout. The end of stdin is not the end of the
+  // channel: a client sends EOF after its last batch and still waits for the ACKs.
   stdout.on('error', gone);
-  stdin.on('close', () => {
-    if (!finished) setImmediate(gone);
-  });
   return {
     onData: (fn) => stdin.on('data', fn),
     onEnd: (fn) => stdin.on('end', fn),

@@ -35,6 +35,8 @@ export interface EnrollOverSshOptions {
   readonly request: EnrollRequest;
   /** For each network step (connect, reply); default 30 s. A confirmation prompt is not timed. */
   readonly timeoutMs?: number;
+  /** The SSH user: 'enroll' for pofr's embedded server, the pofr account of the site's sshd in OpenSSH mode. */
+  readonly username?: string;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -88,7 +90,7 @@ export async function enrollOverSsh(
     await connectSsh(client, {
       host: opts.host,
       port: opts.port,
-      username: ENROLL_USER,
+      username: opts.username ?? ENROLL_USER,
       privateKey: opts.sshPrivateKey,
       timeoutMs,
       checkHost: (fp) => (fp === pinned ? null : hostKeyChanged(pinned, fp)),
@@ -112,7 +114,7 @@ export async function enrollOverSsh(
 export interface BatchUploaderOptions {
   readonly host: string;
   readonly port: number;
-  /** The host id the server gave at enrollment. */
+  /** The host id the server gave at enrollment, or the pofr account of the site's sshd (OpenSSH mode). */
   readonly username: string;
   readonly sshPrivateKey: string;
   readonly pinnedFingerprint: string;

@@ -26,6 +26,8 @@ const enrollmentSchema = z.object({
   server_host: z.string(),
   server_port: z.number().int(),
   server_fingerprint: z.string(),
+  /** The account on the site's own sshd (OpenSSH mode); absent: pofr's embedded server. */
+  ssh_user: z.string().optional(),
   status: z.enum(['approved', 'pending']),
   enrolled_at: z.string(),
 });

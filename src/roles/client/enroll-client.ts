@@ -22,6 +22,8 @@ export interface EnrollOptions {
   readonly password?: string;
   readonly name?: string;
   readonly fingerprint?: string;
+  /** OpenSSH mode: the account on the site's sshd to log in as (remembered for run). */
+  readonly sshUser?: string;
   /** Asked when no fingerprint was given: shows the server's and returns whether to trust it. */
   readonly confirm?: (fingerprint: string) => Promise<boolean>;
 }
@@ -77,6 +79,7 @@ export async function enrollClient(opts: EnrollOptions): Promise<ClientEnrollmen
     sshPrivateKey,
     pinnedFingerprint: opts.fingerprint,
     confirmFingerprint: opts.confirm,
+    username: opts.sshUser,
     request: {
       ...(opts.password !== undefined
         ? { method: 'password' as const, password: opts.password }
@@ -102,6 +105,7 @@ export async function enrollClient(opts: EnrollOptions): Promise<ClientEnrollmen
     server_host: host,
     server_port: port,
     server_fingerprint: serverFingerprint,
+    ...(opts.sshUser !== undefined ? { ssh_user: opts.sshUser } : {}),
     status: reply.status,
     enrolled_at: new Date().toISOString(),
   };
