@@ -110,9 +110,9 @@ export interface SshServer {
   /**
    * Cuts every connection of this host now (revocation): an ingest channel is ended with `reason`
    * on its stderr; a batch whose transaction is running still commits, nothing after it is read.
-   * Returns how many connections were cut.
+   * Returns the connections cut.
    */
-  disconnect(hostId: string, reason: string): number;
+  disconnect(hostId: string, reason: string): readonly { remote: string; fingerprint: string | null }[];
   /** Stops listening, ends every connection and waits for handler calls still running. */
   close(): Promise<void>;
 }
@@ -308,11 +308,11 @@ export async function startSshServer(opts: SshServerOptions): Promise<SshServer>
     connectedHosts: () => [...byHost.keys()],
     disconnect(hostId, reason) {
       const mine = byHost.get(hostId);
-      if (!mine) return 0;
+      if (!mine) return [];
       const cut = [...mine];
       byHost.delete(hostId);
       for (const peer of cut) endPeer(peer, reason);
-      return cut.length;
+      return cut.map((p) => ({ remote: p.remote, fingerprint: p.key?.fingerprint ?? null }));
     },
     close() {
       closing ??= (async () => {

@@ -4,6 +4,7 @@ import { openStore, readStoreConfig, type Store } from '../../store/index.js';
 import { type SshServer, startSshServer } from '../../transport/index.js';
 import { AuditTrail } from './audit-trail.js';
 import { ensureHostKey } from './host-key.js';
+import { watchRevocations } from './revocation-watch.js';
 import { createServerHandlers } from './server-handlers.js';
 
 export type Log = (msg: string, fields?: object) => void;
@@ -70,6 +71,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     await store.close();
     throw e;
   }
+  const revocations = watchRevocations(store, server, audit, opts.log);
   opts.log('pofr server listening', {
     host: opts.host,
     port: server.port,
@@ -81,6 +83,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     fingerprint: hostKey.fingerprint,
     store,
     async close() {
+      revocations.stop();
       await server.close();
       await audit.close();
       await store.close();
