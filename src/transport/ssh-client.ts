@@ -128,6 +128,8 @@ export interface BatchUploaderOptions {
   readonly pollMs?: number;
   /** Bytes sent ahead of their ACKs (at least one batch always goes); default 16 MiB. */
   readonly windowBytes?: number;
+  /** The local address to connect from (a multi-homed host; the fleet benchmark's many sources). */
+  readonly localAddress?: string;
 }
 
 export interface UploaderStatus {
@@ -245,6 +247,7 @@ export class BatchUploader {
         username: this.#opts.username,
         privateKey: this.#opts.sshPrivateKey,
         timeoutMs: DEFAULT_TIMEOUT_MS,
+        localAddress: this.#opts.localAddress,
         checkHost: (fp) => (fp === this.#pinned ? null : hostKeyChanged(this.#pinned, fp)),
       });
       if (!this.#running) return;
@@ -405,6 +408,7 @@ interface ConnectOptions {
   readonly username: string;
   readonly privateKey: string;
   readonly timeoutMs: number;
+  readonly localAddress?: string;
   /** Returns the error to abort with, or null to go on; runs before anything is sent. */
   readonly checkHost: (fingerprint: string) => PofrError | null;
 }
@@ -446,6 +450,7 @@ function connectSsh(client: Client, o: ConnectOptions): Promise<void> {
         username: o.username,
         privateKey: o.privateKey,
         readyTimeout: o.timeoutMs,
+        ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
         keepaliveInterval: 15_000,
         keepaliveCountMax: 3,
         hostVerifier: (key: Buffer) => {
