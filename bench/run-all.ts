@@ -1,4 +1,5 @@
 import type { BenchResult } from './bench-result.js';
+import { run as fleet } from './fleet.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
 import { run as samplingCycle } from './sampling-cycle.js';
@@ -8,6 +9,7 @@ const benches: [string, () => Promise<BenchResult>][] = [
   ['sampling-cycle', samplingCycle],
   ['ingest-throughput', ingestThroughput],
   ['recorded-hour-size', recordedHourSize],
+  ['fleet', fleet],
 ];
 
 const only = process.argv.slice(2);
