@@ -1,4 +1,6 @@
 import type { BenchResult } from './bench-result.js';
+import { run as clientPackage } from './client-package.js';
+import { run as execCapture } from './exec-capture.js';
 import { run as fleet } from './fleet.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
@@ -7,8 +9,10 @@ import { run as samplingCycle } from './sampling-cycle.js';
 /** `npm run bench`: every benchmark in turn, each printing what it measured beside its baseline. */
 const benches: [string, () => Promise<BenchResult>][] = [
   ['sampling-cycle', samplingCycle],
+  ['exec-capture', execCapture],
   ['ingest-throughput', ingestThroughput],
   ['recorded-hour-size', recordedHourSize],
+  ['client-package', clientPackage],
   ['fleet', fleet],
 ];
 

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline/promises';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
-import { ProcfsSampler } from '../recorder/index.js';
+import { ProcfsSampler, parseSources } from '../recorder/index.js';
 import {
   loadEnrollment,
   readStateFile,
@@ -20,7 +20,7 @@ import { parseByteSize, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
 import { printRows } from './output.js';
 import { readSecret } from './secret-input.js';
-import { untilSignal } from './server-commands.js';
+import { untilSignal } from './signals.js';
 
 async function askYesNo(question: string): Promise<boolean> {
   if (!process.stdin.isTTY) return false;
@@ -39,17 +39,21 @@ function lossLine(loss: unknown): string {
   return `${l.dropped ?? '?'} records at ${l.at ?? '?'}: ${l.reason ?? ''}`;
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function readPid(stateDir: string): number | null {
   const text = readStateFile(stateDir, STATE_FILES.pid);
   if (text === null) return null;
   const pid = Number(text.trim());
   if (!Number.isInteger(pid) || pid <= 0) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return null;
-  }
+  return isAlive(pid) ? pid : null;
 }
 
 interface RecorderFlags {
@@ -58,20 +62,45 @@ interface RecorderFlags {
   readonly batch: string;
   readonly keyframe: string;
   readonly spoolMax: string;
+  readonly sources: string;
+  readonly traceBuffer: string;
 }
 
 /** The recorder flags as runClient takes them; a bad value is a usage error naming its flag. */
 function recorderSettings(o: RecorderFlags) {
+  const sources = parseSources(o.sources);
+  if (typeof sources === 'string') throw new PofrError('POFR_USAGE', `--sources ${o.sources}: ${sources}`);
   return {
     intervalMs: parsePositiveInt(o.interval, '--interval'),
     batchMs: parsePositiveInt(o.batch, '--batch'),
     keyframeMs: parsePositiveInt(o.keyframe, '--keyframe'),
     spoolMaxBytes: parseByteSize(o.spoolMax, '--spool-max'),
+    sources,
+    traceBufferKb: parsePositiveInt(o.traceBuffer, '--trace-buffer'),
+    // Where tracefs is mounted, for hosts that keep it elsewhere (and tests that want none).
+    tracefsRoots: process.env.POFR_TRACEFS ? process.env.POFR_TRACEFS.split(':') : undefined,
   };
 }
 
+/** How `start` launches this same program's `run` in the background. */
+export interface ClientCommandsOptions {
+  /** The arguments before `run …` that reach these commands with process.execPath. */
+  readonly relaunchArgs: () => readonly string[];
+}
+
+/** `pofr client …`: the client commands under `client`, relaunched as `node main.js client run`. */
 export function registerClientCommands(program: Command): void {
   const client = program.command('client').description('the recorder on a monitored host');
+  addClientCommands(client, {
+    relaunchArgs: () => [fileURLToPath(new URL('./main.js', import.meta.url)), 'client'],
+  });
+}
+
+/**
+ * Adds enroll, run, start, stop, status, tune and deregister to `client`: under `pofr client`, or
+ * at the top of the single-file `pofr-client`.
+ */
+export function addClientCommands(client: Command, opts: ClientCommandsOptions): void {
   const stateOpt = (c: Command) =>
     c.option('--state <dir>', 'state directory ($POFR_STATE, else /var/lib/pofr)', defaultStateDir());
 
@@ -87,17 +116,29 @@ export function registerClientCommands(program: Command): void {
     .option('--name <name>', 'host name to register (default: this hostname)')
     .option('--ssh-user <user>', "OpenSSH mode: the pofr account on the site's own sshd (remembered for run)")
     .option('--yes', 'trust the server key without asking', false)
+    .option('--if-needed', 'do nothing when this state directory is already enrolled', false)
     .action(
-      async (o: {
-        state: string;
-        server: string;
-        token?: string;
-        password?: boolean;
-        fingerprint?: string;
-        name?: string;
-        sshUser?: string;
-        yes: boolean;
-      }) => {
+      async (
+        o: {
+          state: string;
+          server: string;
+          token?: string;
+          password?: boolean;
+          fingerprint?: string;
+          name?: string;
+          sshUser?: string;
+          yes: boolean;
+          ifNeeded: boolean;
+        },
+        cmd: Command,
+      ) => {
+        if (o.ifNeeded && readStateFile(o.state, STATE_FILES.enrollment) !== null) {
+          const e = loadEnrollment(o.state);
+          process.stderr.write(`pofr: already enrolled as ${e.name} (${e.host_id}) with ${o.state}\n`);
+          return;
+        }
+        // A packaged token is a default: --password on the command line replaces it.
+        if (o.password && cmd.getOptionValueSource('token') === 'config') o.token = undefined;
         if (o.password && o.token)
           throw new PofrError('POFR_USAGE', 'give either --token or --password, not both');
         if (!o.password && !o.token) {
@@ -133,6 +174,16 @@ export function registerClientCommands(program: Command): void {
         '--spool-max <size>',
         'bound of the batches waiting for the server (e.g. 512M, 2G); past it, losses become gap records',
         '512M',
+      )
+      .option(
+        '--sources <list>',
+        'what records: tracefs (exact exec/exit/TCP events), uprobes (argv at the first instruction), procfs (sampling, always on); procfs alone is POFR-style sampling',
+        'tracefs,uprobes,procfs',
+      )
+      .option(
+        '--trace-buffer <KiB>',
+        'kernel event buffer per CPU in KiB; a burst larger than it between two reads becomes a gap record',
+        '8192',
       );
 
   recorderOpts(stateOpt(client.command('run')))
@@ -175,13 +226,11 @@ export function registerClientCommands(program: Command): void {
       loadEnrollment(o.state);
       const running = readPid(o.state);
       if (running !== null) throw new PofrError('POFR_USAGE', `the client already runs as pid ${running}`);
-      const main = fileURLToPath(new URL('./main.js', import.meta.url));
-      const logFd = openSync(join(o.state, 'client.log'), 'a', 0o600);
+      const logFd = openSync(join(o.state, STATE_FILES.log), 'a', 0o600);
       const child = spawn(
         process.execPath,
         [
-          main,
-          'client',
+          ...opts.relaunchArgs(),
           'run',
           '--state',
           o.state,
@@ -193,6 +242,10 @@ export function registerClientCommands(program: Command): void {
           o.keyframe,
           '--spool-max',
           o.spoolMax,
+          '--sources',
+          o.sources,
+          '--trace-buffer',
+          o.traceBuffer,
         ],
         {
           detached: true,
@@ -202,16 +255,26 @@ export function registerClientCommands(program: Command): void {
       closeSync(logFd);
       writeStateFile(o.state, STATE_FILES.pid, `${child.pid}\n`, 0o644);
       child.unref();
-      process.stderr.write(`pofr: client started, pid ${child.pid}, log ${join(o.state, 'client.log')}\n`);
+      process.stderr.write(`pofr: client started, pid ${child.pid}, log ${join(o.state, STATE_FILES.log)}\n`);
     });
 
   stateOpt(client.command('stop'))
     .description('stop the background recorder (it flushes first)')
-    .action((o: { state: string }) => {
+    .option('--wait', 'return only once it has exited (up to a minute)', false)
+    .action(async (o: { state: string; wait: boolean }) => {
       const pid = readPid(o.state);
       if (pid === null) throw new PofrError('POFR_USAGE', `no running client for ${o.state}`);
       process.kill(pid, 'SIGTERM');
       process.stderr.write(`pofr: sent SIGTERM to ${pid}\n`);
+      if (!o.wait) return;
+      // The recorder seals and tries to deliver for up to 10 s before it exits.
+      const deadline = Date.now() + 60_000;
+      while (isAlive(pid)) {
+        if (Date.now() > deadline)
+          throw new PofrError('POFR_USAGE', `client pid ${pid} still runs a minute after SIGTERM`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      process.stderr.write(`pofr: client pid ${pid} has stopped\n`);
     });
 
   stateOpt(client.command('status'))
@@ -222,7 +285,7 @@ export function registerClientCommands(program: Command): void {
       const text = readStateFile(o.state, STATE_FILES.status);
       const st = text ? (JSON.parse(text) as Record<string, unknown>) : {};
       const pid = readPid(o.state);
-      const sources = (st.sources ?? {}) as Record<string, { mode?: string }>;
+      const sources = (st.sources ?? {}) as Record<string, { mode?: string; reason?: string }>;
       printRows(
         [
           {
@@ -237,8 +300,9 @@ export function registerClientCommands(program: Command): void {
             last_loss: st.last_loss ?? null,
             lost: lossLine(st.last_loss),
             sources: Object.entries(sources)
-              .map(([k, v]) => `${k}:${v.mode ?? '?'}`)
+              .map(([k, v]) => `${k}:${v.mode ?? '?'}${v.reason ? ` (${v.reason})` : ''}`)
               .join(','),
+            source_health: sources,
             updated_at: st.updated_at ?? null,
           },
         ],
@@ -250,7 +314,7 @@ export function registerClientCommands(program: Command): void {
             { key: 'pid', header: 'PID' },
             { key: 'spool_depth', header: 'SPOOL' },
             { key: 'last_ack_at', header: 'LAST_ACK_AT' },
-            { key: 'sources', header: 'SOURCES' },
+            { key: 'sources', header: 'SOURCES', maxWidth: 80 },
             { key: 'last_error', header: 'LAST_ERROR', maxWidth: 60 },
             { key: 'lost', header: 'LAST_LOSS', maxWidth: 60 },
           ],

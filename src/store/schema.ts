@@ -26,6 +26,8 @@ export interface HostsTable {
   timezone: string | null;
   machine_id: string | null;
   boot_id: string | null;
+  /** pofr version the client last announced (migration 0006); null until it says */
+  client_version: string | null;
   boot_time: number | null;
   first_seen: number | null;
   last_seen: number | null;
@@ -137,6 +139,10 @@ export interface ProcessesTable {
   user: string | null;
   source: string;
   observer: number;
+  /** probe | proc | event (see protocol's argv_source); null before exec tracing */
+  argv_source: string | null;
+  /** 1 when argv is whole, 0 when cut or standing in for a gone process; null before exec tracing */
+  argv_complete: number | null;
   open_ord: number;
   close_ord: number | null;
 }

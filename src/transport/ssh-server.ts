@@ -2,16 +2,20 @@ import { createServer, type Socket } from 'node:net';
 import type { AuthContext, Connection, ServerChannel, Session } from 'ssh2';
 import ssh2 from 'ssh2';
 import { PofrError } from '../errors.js';
+import { PROTOCOL_VERSION, UNSEALED_PROTOCOL_VERSION } from '../protocol/index.js';
 import { sshByteChannel } from './byte-channel.js';
 import { type AuthKey, serveEnrollChannel } from './enroll-channel.js';
 import { type IngestChannelHandle, type IngestChannelLimits, serveIngestChannel } from './ingest-channel.js';
 import {
   type BatchAck,
+  CLIENT_VERSION_ENV,
+  type ClientAnnounce,
   ENROLL_COMMAND,
   ENROLL_USER,
   type EnrollReply,
   type EnrollRequest,
   INGEST_COMMAND,
+  PROTOCOL_ENV,
 } from './messages.js';
 import type { PeerContext, TransportLog } from './peer.js';
 import {
@@ -52,13 +56,13 @@ export interface ServerHandlers {
    */
   authorize(username: string, key: AuthKey): Promise<AuthDecision>;
   /** Registers a client. A thrown PofrError is sent to the client as `{ ok: false, code, message }`. */
-  enroll(req: EnrollRequest, ctx: { remote: string; key: AuthKey }): Promise<EnrollReply>;
+  enroll(req: EnrollRequest, ctx: { remote: string; key: AuthKey } & ClientAnnounce): Promise<EnrollReply>;
   /**
    * Stores one batch. Resolve only once it is durably stored: the ACK is sent when this resolves.
    * A rejection is a transient server fault: the channel is closed unacknowledged and the client
    * sends the batch again later, so it must be idempotent (answer 'duplicate' the second time).
    */
-  ingest(principal: string, batch: Buffer, ctx: PeerContext): Promise<BatchAck>;
+  ingest(principal: string, batch: Buffer, ctx: PeerContext & ClientAnnounce): Promise<BatchAck>;
   /** Told of every attempt the transport refuses (for the audit trail); must not throw. */
   refused?: RefusalSink;
 }
@@ -116,6 +120,12 @@ export interface SshServer {
   /** Stops listening, ends every connection and waits for handler calls still running. */
   close(): Promise<void>;
 }
+
+/**
+ * The protocols this server speaks, as clients announce them (`POFR_PROTOCOL`): 2 (sealed batches)
+ * and 1 (clients from before sealing, whose unsealed batches are still accepted).
+ */
+const SPOKEN_PROTOCOLS = [String(UNSEALED_PROTOCOL_VERSION), String(PROTOCOL_VERSION)];
 
 const MAX_SESSIONS_PER_CONNECTION = 4;
 const CLOSE_GRACE_MS = 500;
@@ -442,6 +452,15 @@ function serveConnection(peer: Peer, ctx: ConnectionContext): void {
     session.on('x11', refuseRequest('X11 forwarding'));
     session.on('auth-agent', refuseRequest('agent forwarding'));
     session.on('sftp', refuseRequest('sftp'));
+    // The client's announcements (protocol, version) come as environment requests before exec.
+    const env = new Map<string, string>();
+    session.on(
+      'env',
+      (acceptEnv: (() => void) | undefined, _reject: unknown, info: { key: string; val: string }) => {
+        if (env.size < 16) env.set(info.key, info.val.slice(0, 64));
+        acceptEnv?.();
+      },
+    );
     session.on('subsystem', (_a: unknown, rejectReq: (() => void) | undefined, info: { name: string }) =>
       refuseRequest(`the subsystem ${JSON.stringify(info.name).slice(0, 100)}`)(_a, rejectReq),
     );
@@ -450,17 +469,25 @@ function serveConnection(peer: Peer, ctx: ConnectionContext): void {
       (acceptExec: () => ServerChannel, rejectExec: (() => void) | undefined, info: { command: string }) => {
         const command = info.command.trim();
         const principal = peer.principal;
+        const known =
+          (command === ENROLL_COMMAND && principal === ENROLL_USER && peer.key !== null) ||
+          (command === INGEST_COMMAND && principal !== null && principal !== ENROLL_USER);
+        const announce: ClientAnnounce = { clientVersion: env.get(CLIENT_VERSION_ENV) ?? null };
+        const protocol = env.get(PROTOCOL_ENV) ?? String(PROTOCOL_VERSION);
         const peerCtx: PeerContext = {
           remote,
           source: peer.source,
           fingerprint: peer.key?.fingerprint ?? null,
           user: peer.user,
         };
-        if (command === ENROLL_COMMAND && principal === ENROLL_USER && peer.key) {
+        if (known && !SPOKEN_PROTOCOLS.includes(protocol)) {
+          const why = refuseProtocol(acceptExec(), protocol, announce, remote, principal, log);
+          refuse('exec_refused', why, { code: 'POFR_PROTOCOL_VERSION' });
+        } else if (command === ENROLL_COMMAND && principal === ENROLL_USER && peer.key) {
           serveEnrollChannel(sshByteChannel(acceptExec()), {
             peer: peerCtx,
             key: peer.key,
-            enroll: (req, c) => handlers.enroll(req, c),
+            enroll: (req, c) => handlers.enroll(req, { ...c, ...announce }),
             refused: ctx.refused,
             log,
             track: ctx.track,
@@ -469,7 +496,7 @@ function serveConnection(peer: Peer, ctx: ConnectionContext): void {
           const handle = serveIngestChannel(sshByteChannel(acceptExec()), {
             principal,
             peer: peerCtx,
-            ingest: (p, batch, c) => handlers.ingest(p, batch, c),
+            ingest: (p, batch, c) => handlers.ingest(p, batch, { ...c, ...announce }),
             refused: ctx.refused,
             log,
             track: ctx.track,
@@ -544,6 +571,29 @@ function serveConnection(peer: Peer, ctx: ConnectionContext): void {
     }
     auth.accept();
   }
+}
+
+/**
+ * A client speaking another protocol gets the reason on the channel's stderr (its error message
+ * shows it) and exit status 3, before anything is read: its spool keeps every batch meanwhile.
+ * Returns the reason.
+ */
+function refuseProtocol(
+  channel: ServerChannel,
+  protocol: string,
+  announce: ClientAnnounce,
+  remote: string,
+  principal: string | null,
+  log: TransportLog,
+): string {
+  const client = announce.clientVersion === null ? 'this client' : `pofr ${announce.clientVersion}`;
+  const message = `POFR_PROTOCOL_VERSION: ${client} speaks protocol ${protocol}; this server speaks protocols ${SPOKEN_PROTOCOLS.join(' and ')}. Install a client built by this server (pofr server package-client) or upgrade the server.`;
+  log('refused client protocol', { remote, principal, protocol, client_version: announce.clientVersion });
+  channel.on('error', () => {});
+  channel.stderr.write(`${message}\n`);
+  channel.exit(3);
+  channel.end();
+  return message;
 }
 
 function toAuthKey(algo: string, blob: Buffer): AuthKey {

@@ -20,7 +20,21 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   ingest: ['protocol', 'store', 'enrich'],
   query: ['store'],
   roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query'],
-  cli: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query', 'roles'],
+  // Packaging builds the client role into one file and the server into a .deb: it needs only the
+  // client role's file names and configuration format.
+  package: ['roles'],
+  cli: [
+    'protocol',
+    'recorder',
+    'spool',
+    'transport',
+    'store',
+    'enrich',
+    'ingest',
+    'query',
+    'roles',
+    'package',
+  ],
 };
 
 function* tsFiles(dir: string): Generator<string> {

@@ -16,6 +16,7 @@ export const STATE_FILES = {
   spool: 'spool',
   status: 'status.json',
   pid: 'client.pid',
+  log: 'client.log',
   /** The seal seed of an enrollment not confirmed yet: sent again on a retry, removed once confirmed. */
   pendingSealSeed: 'seal_seed.pending',
 } as const;

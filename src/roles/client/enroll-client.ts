@@ -5,6 +5,7 @@ import { PofrError } from '../../errors.js';
 import { generateSigningKeyPair, newSealSeed } from '../../protocol/index.js';
 import { Spool } from '../../spool/index.js';
 import { enrollOverSsh, generateSshKeyPair } from '../../transport/index.js';
+import { pofrVersion } from '../../version.js';
 import {
   type ClientEnrollment,
   ensureStateDir,
@@ -77,6 +78,7 @@ export async function enrollClient(opts: EnrollOptions): Promise<ClientEnrollmen
     host,
     port,
     sshPrivateKey,
+    clientVersion: pofrVersion(),
     pinnedFingerprint: opts.fingerprint,
     confirmFingerprint: opts.confirm,
     username: opts.sshUser,

@@ -51,6 +51,8 @@ export interface EnrollmentInput {
   readonly sshKey: string;
   readonly sshFingerprint: string;
   readonly remote: string;
+  /** pofr version the client announced, if it did. */
+  readonly clientVersion?: string | null;
 }
 
 export type EnrollmentOutcome =
@@ -166,6 +168,13 @@ async function enroll(
           .where('host_id', '=', existing.host_id)
           .execute();
       }
+      if (input.clientVersion) {
+        await trx
+          .updateTable('hosts')
+          .set({ client_version: input.clientVersion })
+          .where('host_id', '=', existing.host_id)
+          .execute();
+      }
       return {
         ok: true,
         host_id: existing.host_id,
@@ -191,6 +200,7 @@ async function enroll(
         seal_from: input.sealSeed === undefined ? null : (input.sealFrom ?? 1),
         enrolled_at: now,
         approved_at: g.approve ? now : null,
+        client_version: input.clientVersion ?? null,
       })
       .execute();
     return { ok: true, host_id: hostId, name: input.name, status };
@@ -267,6 +277,7 @@ export async function authorizeHostKey(
 
 export interface ClientRow {
   readonly host_id: string;
+  readonly client_version: string | null;
   readonly name: string;
   readonly status: string;
   readonly enrolled_at: number;
@@ -278,8 +289,26 @@ export interface ClientRow {
 export async function listClients(store: Store): Promise<ClientRow[]> {
   return store.db
     .selectFrom('hosts')
-    .select(['host_id', 'name', 'status', 'enrolled_at', 'last_batch_at', 'last_seq', 'ssh_fingerprint'])
+    .select([
+      'host_id',
+      'name',
+      'status',
+      'enrolled_at',
+      'last_batch_at',
+      'last_seq',
+      'ssh_fingerprint',
+      'client_version',
+    ])
     .orderBy('enrolled_at')
+    .execute();
+}
+
+/** Remembers the pofr version a host's client announced on connecting. */
+export async function recordClientVersion(store: Store, hostId: string, version: string): Promise<void> {
+  await store.db
+    .updateTable('hosts')
+    .set({ client_version: version })
+    .where('host_id', '=', hostId)
     .execute();
 }
 

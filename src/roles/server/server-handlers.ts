@@ -4,7 +4,7 @@ import type { Store } from '../../store/index.js';
 import type { BatchAck, ServerHandlers } from '../../transport/index.js';
 import { batchRefusalKind } from './audit-kinds.js';
 import type { AuditTrail } from './audit-trail.js';
-import { authorizeHostKey, enrollWithPassword, enrollWithToken } from './enrollment.js';
+import { authorizeHostKey, enrollWithPassword, enrollWithToken, recordClientVersion } from './enrollment.js';
 
 export type Log = (msg: string, fields?: object) => void;
 
@@ -24,6 +24,8 @@ export interface HandlerDeps {
  */
 export function createServerHandlers(deps: HandlerDeps): ServerHandlers {
   const { store, audit, log, geo } = deps;
+  // The version each host's client last announced, so it is written once per change, not per batch.
+  const knownVersions = new Map<string, string>();
   return {
     async authorize(username, key) {
       if (username === 'enroll') return { ok: true, principal: 'enroll' };
@@ -41,6 +43,7 @@ export function createServerHandlers(deps: HandlerDeps): ServerHandlers {
         sshKey: ctx.key.openssh,
         sshFingerprint: ctx.key.fingerprint,
         remote: ctx.remote,
+        clientVersion: ctx.clientVersion,
       };
       const outcome =
         req.method === 'password'
@@ -68,6 +71,10 @@ export function createServerHandlers(deps: HandlerDeps): ServerHandlers {
       return outcome;
     },
     async ingest(principal, batch, ctx): Promise<BatchAck> {
+      if (ctx.clientVersion !== null && knownVersions.get(principal) !== ctx.clientVersion) {
+        await recordClientVersion(store, principal, ctx.clientVersion);
+        knownVersions.set(principal, ctx.clientVersion);
+      }
       // Throws only when the store itself failed: the transport then closes the channel without an
       // ACK and the client keeps the batch for a retry.
       const result = await ingestBatch(store, batch, { principal, geo });

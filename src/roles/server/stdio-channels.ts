@@ -38,6 +38,8 @@ interface Io {
   readonly audit: AuditTrail;
   readonly peer: PeerContext;
   readonly asked: string | undefined;
+  /** What the client announced, when sshd passes it on (`AcceptEnv POFR_CLIENT_VERSION`). */
+  readonly clientVersion: string | null;
   readonly stdin: Readable;
   readonly stdout: Writable;
   readonly stderr: Writable;
@@ -57,6 +59,7 @@ async function openIo(opts: StdioChannelOptions, fingerprint: string | null): Pr
       user: env.USER ?? null,
     },
     asked: env.SSH_ORIGINAL_COMMAND,
+    clientVersion: env.POFR_CLIENT_VERSION?.slice(0, 64) ?? null,
     stdin: opts.stdin ?? process.stdin,
     stdout: opts.stdout ?? process.stdout,
     stderr: opts.stderr ?? process.stderr,
@@ -143,7 +146,7 @@ export async function runIngestStdio(
       serveIngestChannel(stdioByteChannel(io.stdin, io.stdout, io.stderr, onFinished), {
         principal: opts.hostId,
         peer,
-        ingest: (p, b, c) => handlers.ingest(p, b, c),
+        ingest: (p, b, c) => handlers.ingest(p, b, { ...c, clientVersion: io.clientVersion }),
         refused: handlers.refused,
         log: opts.log,
       }),
@@ -207,7 +210,7 @@ export async function runEnrollStdio(opts: StdioChannelOptions & { readonly key:
       serveEnrollChannel(stdioByteChannel(io.stdin, io.stdout, io.stderr, onFinished), {
         peer: io.peer,
         key,
-        enroll: (req, ctx) => handlers.enroll(req, ctx),
+        enroll: (req, ctx) => handlers.enroll(req, { ...ctx, clientVersion: io.clientVersion }),
         refused: handlers.refused,
         log: opts.log,
       });
