@@ -9,7 +9,7 @@ import {
   parseMessage,
 } from './messages.js';
 import type { PeerContext, TransportLog } from './peer.js';
-import type { RefusalSink } from './refusals.js';
+import { channelRefusal, type RefusalSink } from './refusals.js';
 
 const ENROLL_MAX_FRAME_BYTES = 64 * 1024;
 /** An enrollment is one small frame: a client that has not sent it by then is holding a slot. */
@@ -47,15 +47,7 @@ export function serveEnrollChannel(channel: ByteChannel, opts: EnrollChannelOpti
   }, ENROLL_REQUEST_TIMEOUT_MS);
   timer.unref();
   const refuse = (kind: 'frame_malformed' | 'frame_too_large', reason: string, code?: string) =>
-    opts.refused?.({
-      kind,
-      reason,
-      code: code ?? null,
-      remote: peer.remote,
-      source: peer.source,
-      user: peer.user,
-      fingerprint: key.fingerprint,
-    });
+    opts.refused?.(channelRefusal({ ...peer, fingerprint: key.fingerprint }, kind, reason, { code }));
 
   channel.onError((e) => log('ssh enroll channel error', { remote: peer.remote, error: e.message }));
   channel.onClose(() => clearTimeout(timer));

@@ -3,7 +3,7 @@ import type { ByteChannel } from './byte-channel.js';
 import { encodeFrame, FrameDecoder } from './framing.js';
 import { type BatchAck, batchAckSchema } from './messages.js';
 import type { PeerContext, TransportLog } from './peer.js';
-import type { RefusalSink, TransportRefusalKind } from './refusals.js';
+import { channelRefusal, type RefusalSink, type TransportRefusalKind } from './refusals.js';
 
 export interface IngestChannelLimits {
   /** Frames waiting for the store before the channel stops reading (one always may wait). */
@@ -60,16 +60,7 @@ export function serveIngestChannel(channel: ByteChannel, opts: IngestChannelOpti
   stall.unref();
 
   const refuse = (kind: TransportRefusalKind, reason: string, code?: string) =>
-    opts.refused?.({
-      kind,
-      reason,
-      code: code ?? null,
-      remote: peer.remote,
-      source: peer.source,
-      user: peer.user,
-      fingerprint: peer.fingerprint,
-      hostId: principal,
-    });
+    opts.refused?.(channelRefusal(peer, kind, reason, { code, hostId: principal }));
 
   channel.onError((e) =>
     log('ssh ingest channel error', { remote: peer.remote, principal, error: e.message }),

@@ -50,6 +50,25 @@ export interface TransportRefusal {
 
 export type RefusalSink = (refusal: TransportRefusal) => void;
 
+/** A refusal on a channel of `peer` (whose host is `hostId` once authentication named one). */
+export function channelRefusal(
+  peer: { remote: string; source: string; user: string | null; fingerprint: string | null },
+  kind: TransportRefusalKind,
+  reason: string,
+  extra: { code?: string; hostId?: string | null } = {},
+): TransportRefusal {
+  return {
+    kind,
+    reason,
+    code: extra.code ?? null,
+    remote: peer.remote,
+    source: peer.source,
+    user: peer.user,
+    fingerprint: peer.fingerprint,
+    hostId: extra.hostId ?? null,
+  };
+}
+
 /** "ip:port", with brackets around an IPv6 address so the port stays readable. */
 export function formatRemote(ip: string, port: number | string): string {
   return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;

@@ -4,20 +4,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import ssh2 from 'ssh2';
 import { OPENSSH_SKIP, type OpensshServer, startOpensshServer } from '../helpers/openssh-server.js';
 import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js';
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await probe();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
+import { until } from '../helpers/wait.js';
 
 /** What an exec or shell request on a session yields: its exit status, stdout and stderr. */
 function run(

@@ -11,7 +11,6 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   decodeFrontier,
   loadPrivateKey,
@@ -22,6 +21,7 @@ import {
   sealKeyAt,
 } from '../../src/protocol/index.js';
 import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js';
+import { until } from '../helpers/wait.js';
 
 const base = mkdtempSync(join(tmpdir(), 'pofr-seal-e2e-'));
 const daemons: Daemon[] = [];
@@ -29,16 +29,6 @@ after(async () => {
   for (const d of daemons) await d.stop(5000);
   rmSync(base, { recursive: true, force: true });
 });
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await probe();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 const spooled = (spool: string) =>
   readdirSync(spool)

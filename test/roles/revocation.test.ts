@@ -1,15 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import {
-  generateSigningKeyPair,
-  loadPrivateKey,
-  type SealedBatch,
-  sealBatch,
-} from '../../src/protocol/index.js';
+import { loadPrivateKey, type SealedBatch, sealBatch } from '../../src/protocol/index.js';
 import { listAuditEvents } from '../../src/query/index.js';
 import { AuditTrail } from '../../src/roles/server/audit-trail.js';
 import { setHostStatus } from '../../src/roles/server/enrollment.js';
@@ -23,6 +17,7 @@ import {
   sshFingerprint,
   startSshServer,
 } from '../../src/transport/index.js';
+import { enrollDirectly } from '../helpers/approved-host.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
 
 const serverKey = generateSshKeyPair();
@@ -70,21 +65,7 @@ for (const dialect of DIALECTS) {
         const uploaders: BatchUploader[] = [];
         let producing: NodeJS.Timeout | undefined;
         try {
-          const ssh = generateSshKeyPair();
-          const signing = generateSigningKeyPair();
-          const hostId = `h-${randomBytes(4).toString('hex')}`;
-          await storeA.db
-            .insertInto('hosts')
-            .values({
-              host_id: hostId,
-              name: 'streamer',
-              status: 'approved',
-              ssh_key: ssh.publicKey,
-              ssh_fingerprint: sshFingerprint(ssh.publicKey),
-              signing_key: signing.publicPem,
-              enrolled_at: Date.now() * 1000,
-            })
-            .execute();
+          const { hostId, ssh, signing } = await enrollDirectly(storeA, { name: 'streamer' });
           const key = loadPrivateKey(signing.privatePem);
           // The host streams a batch every 20 ms to node A, and keeps a second connection on node B.
           const spool = Spool.open(join(dir, 'spool'));

@@ -14,29 +14,16 @@ import {
   sshFingerprint,
   startSshServer,
 } from '../../src/transport/index.js';
+import { enrollDirectly } from '../helpers/approved-host.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
 import { T0, TestHost } from '../ingest/host-fixture.js';
 
 const serverKey = generateSshKeyPair();
 
-/** A host enrolled with a real SSH key, so it can log in to a real server. */
+/** A host enrolled with a real SSH key, with the recorder side that seals its batches. */
 async function enrolledHost(store: Store, status = 'approved'): Promise<{ host: TestHost; ssh: SshKeyPair }> {
-  const ssh = generateSshKeyPair();
-  const signing = generateSigningKeyPair();
-  const hostId = `h-${randomBytes(4).toString('hex')}`;
-  await store.db
-    .insertInto('hosts')
-    .values({
-      host_id: hostId,
-      name: `${hostId}.example`,
-      status,
-      ssh_key: ssh.publicKey,
-      ssh_fingerprint: sshFingerprint(ssh.publicKey),
-      signing_key: signing.publicPem,
-      enrolled_at: T0,
-    })
-    .execute();
-  return { host: new TestHost(hostId, signing, 'boot-1'), ssh };
+  const h = await enrollDirectly(store, { status });
+  return { host: new TestHost(h.hostId, h.signing, 'boot-1'), ssh: h.ssh };
 }
 
 async function connectAs(port: number, username: string, privateKey: string): Promise<ssh2.Client> {

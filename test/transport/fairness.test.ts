@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 import { after, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import {
   GENESIS_HASH,
-  generateSigningKeyPair,
   loadPrivateKey,
   type PofrRecord,
   type SealedBatch,
@@ -25,6 +23,7 @@ import {
   sshFingerprint,
   startSshServer,
 } from '../../src/transport/index.js';
+import { enrollDirectly } from '../helpers/approved-host.js';
 import { createTestStore } from '../helpers/store-dialects.js';
 
 const serverKey = generateSshKeyPair();
@@ -52,21 +51,7 @@ interface Host {
 }
 
 async function addHost(store: Store): Promise<Host> {
-  const ssh = generateSshKeyPair();
-  const signing = generateSigningKeyPair();
-  const id = `h-${randomBytes(4).toString('hex')}`;
-  await store.db
-    .insertInto('hosts')
-    .values({
-      host_id: id,
-      name: id,
-      status: 'approved',
-      ssh_key: ssh.publicKey,
-      ssh_fingerprint: sshFingerprint(ssh.publicKey),
-      signing_key: signing.publicPem,
-      enrolled_at: Date.now() * 1000,
-    })
-    .execute();
+  const { hostId: id, ssh, signing } = await enrollDirectly(store);
   const key = loadPrivateKey(signing.privatePem);
   return {
     id,

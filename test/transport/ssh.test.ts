@@ -335,11 +335,15 @@ describe('protocol and version announcement', () => {
     const up = uploader(server.port, spool, { clientVersion: '9.0.0', protocol: 9 });
     up.start();
     await waitFor('a refused attempt', () => /POFR_PROTOCOL_VERSION/.test(up.status().lastError ?? ''));
-    assert.match(up.status().lastError ?? '', /speaks protocol 2; this server speaks protocol 1/);
+    assert.match(up.status().lastError ?? '', /speaks protocol 9; this server speaks protocols 1 and 2/);
     assert.equal(store.ingestCalls, 0);
     assert.equal(spool.depth(), 1, 'nothing is quarantined or lost');
     assert.ok(
-      server.logs.some((l) => l.startsWith('refused client protocol') && l.includes('"protocol":"2"')),
+      server.logs.some((l) => l.startsWith('refused client protocol') && l.includes('"protocol":"9"')),
+    );
+    assert.ok(
+      store.refusals.some((r) => r.kind === 'exec_refused' && r.code === 'POFR_PROTOCOL_VERSION'),
+      'the refused protocol is told to the audit trail',
     );
     await up.stop();
   });
