@@ -2,6 +2,7 @@ import type { BenchResult } from './bench-result.js';
 import { run as clientPackage } from './client-package.js';
 import { run as crashJournal } from './crash-journal.js';
 import { run as execCapture } from './exec-capture.js';
+import { run as fleet } from './fleet.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
 import { run as samplingCycle } from './sampling-cycle.js';
@@ -14,6 +15,7 @@ const benches: [string, () => Promise<BenchResult>][] = [
   ['recorded-hour-size', recordedHourSize],
   ['client-package', clientPackage],
   ['crash-journal', crashJournal],
+  ['fleet', fleet],
 ];
 
 const only = process.argv.slice(2);

@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   POFR_BATCH_VERSION: 'a batch uses a protocol version this build does not speak',
   POFR_BATCH_PAYLOAD_HASH: 'the payload does not match the payload hash in the envelope',
   POFR_BATCH_SIGNATURE: 'the ed25519 signature does not verify with the host key on record',
+  POFR_BATCH_SEAL: "the forward-secure seal is missing or does not verify with the host's seal seed",
   POFR_BATCH_HOST: 'a batch names a host other than the one whose key sent it',
   POFR_BATCH_CHAIN: 'a batch does not link to the previous batch of its host (gap or fork)',
   POFR_BATCH_REPLAY: 'a batch with this sequence number was already stored with other content',

@@ -29,7 +29,16 @@ export interface VerifyRow {
   batches: number;
   ok: boolean;
   gaps: number;
-  known_gaps: { kind: string; seq: number; t_from: number | null; t_to: number | null; detail: string }[];
+  sealed: boolean;
+  complete: boolean;
+  known_gaps: {
+    kind: string;
+    seq_from: number | null;
+    seq_to: number | null;
+    t_from: number | null;
+    t_to: number | null;
+    detail: string;
+  }[];
   failures: { seq: number; code: string; reason: string }[];
 }
 
@@ -382,13 +391,17 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
   program
     .command('verify')
     .description(
-      're-verify signatures and hash chains of every stored batch and re-derive every row from them; exit 1 on any failure',
+      're-verify signatures, seals and hash chains of every stored batch, re-derive every row from them, and list known gaps; exit 0 authentic and complete, 1 any failure, 3 authentic with known gaps',
     )
     .option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir())
     .option('--host <name|id>', 'only this host')
     .option('--quick', 'check the signed evidence only; skip re-deriving rows (misses edited rows)')
+    .option(
+      '--allow-gaps',
+      'exit 0 when the record is authentic, even with known gaps (they are still listed)',
+    )
     .option('--json', 'JSON Lines on stdout, one object per host')
-    .action((o: { data: string; host?: string; quick?: boolean; json?: boolean }) =>
+    .action((o: { data: string; host?: string; quick?: boolean; allowGaps?: boolean; json?: boolean }) =>
       withStore(
         o,
         async (store) => {
@@ -397,27 +410,42 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
           for (const hostId of hostIds) {
             reports.push(...(await deps.verify(store, { hostId, rederive: !o.quick })));
           }
+          const err = deps.err ?? process.stderr;
+          for (const r of reports) {
+            for (const g of r.known_gaps)
+              err.write(`pofr: ${r.host} (${r.host_id}) known gap, ${g.kind}: ${g.detail}\n`);
+          }
           if (reports.some((r) => !r.ok)) process.exitCode = 1;
+          else if (reports.some((r) => !r.complete) && !o.allowGaps) {
+            err.write(
+              'pofr: authentic but incomplete: the gaps above are known (exit status 3; --allow-gaps accepts them)\n',
+            );
+            process.exitCode = 3;
+          }
           return {
             rows: reports.map((r) => ({
               host: r.host,
               host_id: r.host_id,
               batches: r.batches,
               ok: r.ok,
+              complete: r.complete,
+              sealed: r.sealed,
               gaps: r.gaps,
               known_gaps: r.known_gaps.map((g) => withTimes(g)),
               failures: r.failures,
             })),
             tableRows: reports.map((r) => ({
               ...r,
-              known_gaps: describeGaps(r.known_gaps),
               failures: describeFailures(r.failures),
+              known_gaps: describeGaps(r.known_gaps),
             })),
             columns: [
               { key: 'host', header: 'HOST' },
               { key: 'host_id', header: 'HOST ID' },
               { key: 'batches', header: 'BATCHES', align: 'right' },
               { key: 'ok', header: 'OK', format: (v) => (v ? 'yes' : 'NO') },
+              { key: 'complete', header: 'COMPLETE', format: (v) => (v ? 'yes' : 'NO') },
+              { key: 'sealed', header: 'SEALED', format: (v) => (v ? 'yes' : 'no') },
               { key: 'gaps', header: 'GAPS', align: 'right' },
               { key: 'known_gaps', header: 'KNOWN GAPS', maxWidth: 80 },
               { key: 'failures', header: 'FAILURES', maxWidth: 120 },
@@ -517,12 +545,19 @@ function describeFailures(failures: readonly { seq: number; code: string; reason
   return `${failures.length}: ${first}${failures.length > 2 ? '; …' : ''}`;
 }
 
-/** "2: crash 20:15:01.2–20:15:09.8 (batch 7); recorder … (batch 9)" for the table. */
-function describeGaps(gaps: VerifyRow['known_gaps']): string {
+function describeGaps(
+  gaps: readonly { kind: string; seq_from: number | null; seq_to: number | null }[],
+): string {
   if (gaps.length === 0) return '-';
+  const seqs = (g: { seq_from: number | null; seq_to: number | null }) =>
+    g.seq_from === null
+      ? ''
+      : g.seq_from === g.seq_to
+        ? ` seq ${g.seq_from}`
+        : ` seq ${g.seq_from}–${g.seq_to}`;
   const first = gaps
     .slice(0, 2)
-    .map((g) => `${g.kind} ${formatTime(g.t_from) ?? '?'}–${formatTime(g.t_to) ?? '?'} (batch ${g.seq})`)
+    .map((g) => `${g.kind}${seqs(g)}`)
     .join('; ');
   return `${gaps.length}: ${first}${gaps.length > 2 ? '; …' : ''}`;
 }

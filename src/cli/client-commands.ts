@@ -152,6 +152,7 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
     )
     .option('--fingerprint <SHA256:…>', "the server's fingerprint (`pofr server fingerprint`)")
     .option('--name <name>', 'host name to register (default: this hostname)')
+    .option('--ssh-user <user>', "OpenSSH mode: the pofr account on the site's own sshd (remembered for run)")
     .option('--yes', 'trust the server key without asking', false)
     .option('--if-needed', 'do nothing when this state directory is already enrolled', false)
     .action(
@@ -163,6 +164,7 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
           password?: boolean;
           fingerprint?: string;
           name?: string;
+          sshUser?: string;
           yes: boolean;
           ifNeeded: boolean;
         },
@@ -190,6 +192,7 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
           password,
           name: o.name,
           fingerprint: o.fingerprint,
+          sshUser: o.sshUser,
           confirm: o.yes
             ? async () => true
             : (fp) => askYesNo(`Server ${o.server} presents key ${fp}. Trust it? [y/N] `),

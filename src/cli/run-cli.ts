@@ -3,7 +3,7 @@ import { isPofrError } from '../errors.js';
 
 /**
  * Parses and runs one command line; the only place that sets the exit status: 0 ok, 1 failure
- * (one line naming the program), 2 bad usage. Shared by `pofr` and the single-file `pofr-client`.
+ * (one line naming the program), 2 bad usage (verify sets 3 itself: authentic but incomplete). Shared by `pofr` and the single-file `pofr-client`.
  */
 export async function runCli(program: Command, argv: readonly string[]): Promise<void> {
   const name = program.name();

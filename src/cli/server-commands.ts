@@ -8,9 +8,11 @@ import { clearRegistrationPassword, setRegistrationPassword } from '../roles/ser
 import { runServer } from '../roles/server/run-server.js';
 import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
 import { recorderStateColumns } from './analyst-commands.js';
+import { registerAuditCommand } from './audit-command.js';
 import { defaultDataDir } from './data-dirs.js';
 import { parseDuration, parseListen, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
+import { registerOpensshCommands } from './openssh-commands.js';
 import { printRows } from './output.js';
 import { readSecret } from './secret-input.js';
 import { untilSignal } from './signals.js';
@@ -168,6 +170,9 @@ export function registerServerCommands(program: Command): Command {
         process.stderr.write(`pofr: ${host.name} (${host.host_id}) is ${host.status}\n`);
       });
   }
+
+  registerAuditCommand(server, withStore, dataOpt);
+  registerOpensshCommands(server, withStore, dataOpt);
 
   dataOpt(server.command('remove'))
     .argument('<host>', 'host name or id')

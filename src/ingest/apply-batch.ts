@@ -3,12 +3,14 @@ import type { Transaction } from 'kysely';
 import type { GeoLookup } from '../enrich/index.js';
 import { type ErrorCode, isPofrError } from '../errors.js';
 import {
+  applicableSealSeed,
   type BatchFrame,
   decodeRecords,
   GENESIS_HASH,
   loadPublicKey,
   readBatchFrame,
   verifyBatchFrame,
+  verifyBatchSeal,
 } from '../protocol/index.js';
 import type { Database, Store } from '../store/index.js';
 import { BatchApplier } from './batch-applier.js';
@@ -101,7 +103,7 @@ async function verifyAndApply(
   }
   const host = await store.db
     .selectFrom('hosts')
-    .select(['status', 'signing_key', 'boot_id'])
+    .select(['status', 'signing_key', 'boot_id', 'seal_seed', 'seal_from'])
     .where('host_id', '=', principal)
     .executeTakeFirst();
   if (!host) {
@@ -130,6 +132,10 @@ async function verifyAndApply(
     );
   }
   refuseOnPofrError(() => verifyBatchFrame(frame, key), header.seq);
+  refuseOnPofrError(
+    () => verifyBatchSeal(frame, applicableSealSeed(host.seal_seed, host.seal_from, header.seq)),
+    header.seq,
+  );
 
   const dup = await storedBatch(store, principal, header.seq);
   if (dup) return duplicateOrReplay(dup.hash, frame);

@@ -1,4 +1,5 @@
 export { type ChainLink, type IngestContext, type IngestResult, ingestBatch } from './apply-batch.js';
+export { findKnownGaps, KNOWN_GAP_KINDS, type KnownGap, RECORDED_GAP_KINDS } from './known-gaps.js';
 export {
   type RederiveMismatch,
   type RederiveOptions,
@@ -6,7 +7,6 @@ export {
   rederiveHost,
 } from './rederive.js';
 export {
-  type KnownGap,
   type VerifyFailure,
   type VerifyOptions,
   type VerifyReport,

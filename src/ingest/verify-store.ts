@@ -1,13 +1,16 @@
 import type { KeyObject } from 'node:crypto';
 import { isPofrError, PofrError } from '../errors.js';
 import {
+  applicableSealSeed,
   decodeRecords,
   GENESIS_HASH,
   loadPublicKey,
   readBatchFrame,
   verifyBatchFrame,
+  verifyBatchSeal,
 } from '../protocol/index.js';
 import type { BatchesTable, Store } from '../store/index.js';
+import { findKnownGaps, type KnownGap } from './known-gaps.js';
 import { rederiveHost } from './rederive.js';
 
 export interface VerifyFailure {
@@ -16,28 +19,21 @@ export interface VerifyFailure {
   reason: string;
 }
 
-/** A loss the record itself tells of: authentic, but the record is incomplete there. */
-export interface KnownGap {
-  /** seq_gap | fork (chain breaks) | recorder (losses the recorder counted) | crash (a crash's blind window) */
-  kind: string;
-  /** The batch that tells of it. */
-  seq: number;
-  t_from: number | null;
-  t_to: number | null;
-  detail: string;
-}
-
-/** One host's stored evidence, re-checked. `ok` is false when any batch or any re-derived row failed. */
+/**
+ * One host's stored evidence, re-checked. `ok` is false when any batch or any re-derived row failed
+ * (not authentic); `complete` is false when the record is authentic but known to miss something.
+ */
 export interface VerifyReport {
   host_id: string;
   host: string;
   batches: number;
   ok: boolean;
-  /**
-   * Known gaps, listed in `known_gaps`: chain breaks (missing seq or fork) that ingest recorded, and
-   * the losses and crash windows the recorder itself reported. Known, so not failures.
-   */
+  /** Whether the host seals its batches, so every seal was checked too (false: a client from before sealing). */
+  sealed: boolean;
+  /** How many known gaps: refused or missing batches, forks, losses the recorder reported. */
   gaps: number;
+  /** ok and no known gap. */
+  complete: boolean;
   known_gaps: KnownGap[];
   failures: VerifyFailure[];
 }
@@ -67,12 +63,17 @@ export interface VerifyOptions {
  * re-derived only from evidence that verified: when the evidence fails, its report already says why
  * the rows cannot be trusted.
  *
+ * Then lists what the record is known to miss (findKnownGaps): authentic is not complete.
+ *
  * @example
  * const reports = await verifyStore(store);
- * process.exitCode = reports.every((r) => r.ok) ? 0 : 1;
+ * process.exitCode = reports.some((r) => !r.ok) ? 1 : reports.some((r) => !r.complete) ? 3 : 0;
  */
 export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promise<VerifyReport[]> {
-  let q = store.db.selectFrom('hosts').select(['host_id', 'name', 'signing_key']).orderBy('host_id');
+  let q = store.db
+    .selectFrom('hosts')
+    .select(['host_id', 'name', 'signing_key', 'seal_seed', 'seal_from'])
+    .orderBy('host_id');
   if (opts.hostId !== undefined) q = q.where('host_id', '=', opts.hostId);
   const hosts = await q.execute();
   if (opts.hostId !== undefined && hosts.length === 0) {
@@ -83,7 +84,8 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
   }
   const reports: VerifyReport[] = [];
   for (const h of hosts) {
-    const report = await verifyHost(store, h.host_id, h.name, h.signing_key);
+    const seal = { seed: h.seal_seed, from: h.seal_from === null ? null : Number(h.seal_from) };
+    const report = await verifyHost(store, h.host_id, h.name, h.signing_key, seal);
     if ((opts.rederive ?? true) && report.ok) {
       const { mismatches } = await rederiveHost(store, h.host_id);
       for (const m of mismatches) {
@@ -91,6 +93,9 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
       }
       report.ok = report.failures.length === 0;
     }
+    report.known_gaps = await findKnownGaps(store, h.host_id);
+    report.gaps = report.known_gaps.length;
+    report.complete = report.ok && report.gaps === 0;
     reports.push(report);
   }
   return reports;
@@ -101,6 +106,7 @@ async function verifyHost(
   hostId: string,
   name: string,
   signingKey: string,
+  seal: SealOfHost,
 ): Promise<VerifyReport> {
   const failures: VerifyFailure[] = [];
   const fail = (seq: number, code: string, reason: string) => failures.push({ seq, code, reason });
@@ -110,39 +116,21 @@ async function verifyHost(
   } catch (e) {
     fail(0, 'POFR_BATCH_SIGNATURE', `host ${hostId}'s signing key cannot be loaded: ${(e as Error).message}`);
   }
-  const recordedBreaks = new Map<number, Map<string, KnownGap>>();
-  const known: KnownGap[] = [];
+  const recordedBreaks = new Map<number, Set<string>>();
   for (const g of await store.db
     .selectFrom('gaps')
-    .select(['seq', 'kind', 't_from', 't_to', 'detail'])
+    .select(['seq', 'kind'])
     .where('host_id', '=', hostId)
-    .orderBy('seq')
-    .orderBy('id')
+    .where('kind', 'in', ['seq_gap', 'fork'])
     .execute()) {
-    const gap: KnownGap = {
-      kind: g.kind,
-      seq: Number(g.seq),
-      t_from: g.t_from === null ? null : Number(g.t_from),
-      t_to: g.t_to === null ? null : Number(g.t_to),
-      detail: g.detail,
-    };
-    if (g.kind !== 'seq_gap' && g.kind !== 'fork') {
-      // The recorder's own word, re-derived from the evidence by rederiveHost.
-      known.push(gap);
-      continue;
-    }
-    const kinds = recordedBreaks.get(gap.seq) ?? new Map<string, KnownGap>();
-    kinds.set(g.kind, gap);
-    recordedBreaks.set(gap.seq, kinds);
+    const seq = Number(g.seq);
+    const kinds = recordedBreaks.get(seq) ?? new Set<string>();
+    kinds.add(g.kind);
+    recordedBreaks.set(seq, kinds);
   }
-  const countBreak = (seq: number, kind: string) => {
-    const gap = recordedBreaks.get(seq)?.get(kind);
-    if (gap === undefined) return false;
-    known.push(gap);
-    return true;
-  };
 
   let batches = 0;
+  let gaps = 0;
   let prev: { seq: number; hash: string; receivedAt: number } | null = null;
   let after = 0;
   for (;;) {
@@ -175,12 +163,12 @@ async function verifyHost(
       const row = normalize(raw);
       batches++;
       after = row.seq;
-      const frameHash = checkBatch(row, hostId, key, (code, reason) => fail(row.seq, code, reason));
+      const frameHash = checkBatch(row, hostId, key, seal, (code, reason) => fail(row.seq, code, reason));
       // The link is judged on the signed prev_hash when the evidence reads, else on the row.
       const link = chainOf(row, prev);
       if (link !== 'genesis' && link !== 'ok') {
-        if (!countBreak(row.seq, link === 'gap' ? 'seq_gap' : 'fork'))
-          fail(row.seq, 'POFR_BATCH_CHAIN', `unrecorded chain break (${link}) before batch ${row.seq}`);
+        if (recordedBreaks.get(row.seq)?.has(link === 'gap' ? 'seq_gap' : 'fork')) gaps++;
+        else fail(row.seq, 'POFR_BATCH_CHAIN', `unrecorded chain break (${link}) before batch ${row.seq}`);
       }
       // A gap filled later: ingest stored 'gap' because seq - 1 arrived after this batch; it links now.
       const filledGap =
@@ -188,8 +176,9 @@ async function verifyHost(
         link === 'ok' &&
         prev !== null &&
         prev.receivedAt >= row.received_at &&
-        countBreak(row.seq, 'seq_gap');
-      if (!filledGap && row.chain !== link) {
+        (recordedBreaks.get(row.seq)?.has('seq_gap') ?? false);
+      if (filledGap) gaps++;
+      else if (row.chain !== link) {
         fail(
           row.seq,
           'POFR_VERIFY_FAILED',
@@ -199,14 +188,16 @@ async function verifyHost(
       prev = { seq: row.seq, hash: frameHash ?? row.hash, receivedAt: row.received_at };
     }
   }
-  known.sort((a, b) => a.seq - b.seq || (a.t_from ?? -1) - (b.t_from ?? -1));
+  const ok = failures.length === 0;
   return {
     host_id: hostId,
     host: name,
     batches,
-    ok: failures.length === 0,
-    gaps: known.length,
-    known_gaps: known,
+    ok,
+    sealed: seal.seed !== null,
+    gaps,
+    complete: ok && gaps === 0,
+    known_gaps: [],
     failures,
   };
 }
@@ -230,10 +221,17 @@ function chainOf(row: StoredRow, prev: { seq: number; hash: string } | null): st
 }
 
 /** Checks one batch against its evidence; returns the evidence's hash when the frame could be read. */
+/** The host's seal seed and the first sequence number it applies to. */
+interface SealOfHost {
+  readonly seed: string | null;
+  readonly from: number | null;
+}
+
 function checkBatch(
   row: StoredRow,
   hostId: string,
   key: KeyObject | null,
+  seal: SealOfHost,
   fail: (code: string, reason: string) => void,
 ): string | null {
   if (row.raw === null) {
@@ -254,6 +252,11 @@ function checkBatch(
     } catch (e) {
       fail(codeOf(e), (e as Error).message);
     }
+  }
+  try {
+    verifyBatchSeal(frame, applicableSealSeed(seal.seed, seal.from, row.seq));
+  } catch (e) {
+    fail(codeOf(e), (e as Error).message);
   }
   const h = frame.header;
   const expected: [string, unknown, unknown][] = [

@@ -4,18 +4,23 @@ import { z } from 'zod';
 import { PofrError } from '../errors.js';
 import { LIMITS } from './limits.js';
 import { type PofrRecord, recordSchema } from './records.js';
+import { computeSeal, SEAL_BYTES, SEAL_SCHEME, sealMatches } from './seal.js';
 
 /**
- * Batch framing, protocol v1 (docs/protocol.md):
+ * Batch framing (docs/protocol.md):
  *
  *   magic "POFRBAT1" | u32be header length | header JSON | u32be payload length | payload | u16be
- *   signature length | ed25519 signature
+ *   signature length | ed25519 signature [| u16be seal length | seal]
  *
  * The signature covers every byte before the signature length; the batch hash (the chain link the
  * next batch names as prev_hash) is the sha256 of those same bytes. The header is signed as the exact
- * bytes sent, so no canonical JSON is needed.
+ * bytes sent, so no canonical JSON is needed. Version 2 adds the forward-secure seal after the
+ * signature (its header says `"seal": "fss1"`, signed, so a seal cannot be stripped unnoticed);
+ * version 1, from clients before sealing, has none.
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
+/** Unsealed batches of clients from before sealing: still read and verified. */
+export const UNSEALED_PROTOCOL_VERSION = 1;
 export const MAGIC = Buffer.from('POFRBAT1', 'ascii');
 export const GENESIS_HASH = '0'.repeat(64);
 export const PAYLOAD_ENCODING = 'gzip+jsonl';
@@ -25,7 +30,7 @@ const micros = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 export const batchHeaderSchema = z
   .object({
-    v: z.literal(PROTOCOL_VERSION),
+    v: z.union([z.literal(UNSEALED_PROTOCOL_VERSION), z.literal(PROTOCOL_VERSION)]),
     host_id: z.string().min(1).max(64),
     boot_id: z.string().min(1).max(64),
     seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
@@ -36,8 +41,12 @@ export const batchHeaderSchema = z
     payload_encoding: z.literal(PAYLOAD_ENCODING),
     payload_bytes: z.number().int().min(0).max(LIMITS.maxPayloadBytes),
     record_count: z.number().int().min(1).max(LIMITS.maxRecords),
+    seal: z.literal(SEAL_SCHEME).optional(),
   })
-  .strict();
+  .strict()
+  .refine((h) => (h.v === PROTOCOL_VERSION) === (h.seal !== undefined), {
+    message: `version ${PROTOCOL_VERSION} batches are sealed ("seal": "${SEAL_SCHEME}"), version ${UNSEALED_PROTOCOL_VERSION} ones are not`,
+  });
 
 export type BatchHeader = Readonly<z.infer<typeof batchHeaderSchema>>;
 
@@ -56,6 +65,8 @@ export interface BatchFrame {
   readonly signed: Buffer;
   readonly payload: Buffer;
   readonly signature: Buffer;
+  /** The forward-secure seal; null for a version 1 (unsealed) batch. */
+  readonly seal: Buffer | null;
 }
 
 export interface SealInput {
@@ -71,13 +82,16 @@ export function sha256Hex(data: Uint8Array): string {
 }
 
 /**
- * Compresses, hashes and signs records into one framed batch.
+ * Compresses, hashes and signs records into one framed batch, and seals it with `sealKey`, the
+ * forward-secure key of its sequence number (seal.ts sealKeyAt). Without a seal key the batch is a
+ * version 1 batch, as clients from before sealing made them.
  *
  * @example
- * const b = sealBatch({ host_id, boot_id, seq: 1, prev_hash: GENESIS_HASH, records }, key);
- * // next: sealBatch({ ..., seq: 2, prev_hash: b.hash, ... }, key)
+ * const { key } = sealKeyAt(frontier, 1);
+ * const b = sealBatch({ host_id, boot_id, seq: 1, prev_hash: GENESIS_HASH, records }, signingKey, key);
+ * // next: sealBatch({ ..., seq: 2, prev_hash: b.hash, ... }, signingKey, sealKeyAt(rest, 2).key)
  */
-export function sealBatch(input: SealInput, signingKey: KeyObject): SealedBatch {
+export function sealBatch(input: SealInput, signingKey: KeyObject, sealKey?: Buffer | null): SealedBatch {
   if (input.records.length === 0) throw new Error('sealBatch: a batch needs at least one record');
   const jsonl = Buffer.from(input.records.map((r) => JSON.stringify(r)).join('\n'), 'utf8');
   const payload = gzipSync(jsonl, { level: 6 });
@@ -87,8 +101,9 @@ export function sealBatch(input: SealInput, signingKey: KeyObject): SealedBatch 
     if (r.t < tFrom) tFrom = r.t;
     if (r.t > tTo) tTo = r.t;
   }
+  const sealed = sealKey !== undefined && sealKey !== null;
   const header: BatchHeader = Object.freeze({
-    v: PROTOCOL_VERSION,
+    v: sealed ? PROTOCOL_VERSION : UNSEALED_PROTOCOL_VERSION,
     host_id: input.host_id,
     boot_id: input.boot_id,
     seq: input.seq,
@@ -99,14 +114,18 @@ export function sealBatch(input: SealInput, signingKey: KeyObject): SealedBatch 
     payload_encoding: PAYLOAD_ENCODING,
     payload_bytes: jsonl.length,
     record_count: input.records.length,
+    ...(sealed ? { seal: SEAL_SCHEME } : {}),
   });
   const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');
   const signed = Buffer.concat([MAGIC, u32(headerBytes.length), headerBytes, u32(payload.length), payload]);
   const signature = sign(null, signed, signingKey);
-  const sigLen = Buffer.alloc(2);
-  sigLen.writeUInt16BE(signature.length);
+  const parts = [signed, u16(signature.length), signature];
+  if (sealed) {
+    const seal = computeSeal(sealKey, signed);
+    parts.push(u16(seal.length), seal);
+  }
   return Object.freeze({
-    bytes: Buffer.concat([signed, sigLen, signature]),
+    bytes: Buffer.concat(parts),
     header,
     hash: sha256Hex(signed),
   });
@@ -144,25 +163,66 @@ export function readBatchFrame(bytes: Uint8Array): BatchFrame {
   const signed = buf.subarray(0, off);
   const sigLen = buf.readUInt16BE(off);
   off += 2;
-  if (sigLen !== 64 || off + sigLen !== buf.length) {
+  if (sigLen !== 64 || off + sigLen > buf.length) {
     throw malformed(`signature is ${buf.length - off} bytes (declared ${sigLen}); ed25519 signatures are 64`);
   }
   const signature = buf.subarray(off, off + sigLen);
+  off += sigLen;
   let raw: unknown;
   try {
     raw = JSON.parse(headerBytes.toString('utf8'));
   } catch (e) {
     throw malformed(`header is not JSON: ${(e as Error).message}`);
   }
-  if (raw !== null && typeof raw === 'object' && 'v' in raw && raw.v !== PROTOCOL_VERSION) {
+  if (
+    raw !== null &&
+    typeof raw === 'object' &&
+    'v' in raw &&
+    raw.v !== PROTOCOL_VERSION &&
+    raw.v !== UNSEALED_PROTOCOL_VERSION
+  ) {
     throw new PofrError(
       'POFR_BATCH_VERSION',
-      `batch protocol version ${String(raw.v)} is not ${PROTOCOL_VERSION}`,
+      `batch protocol version ${String(raw.v)} is neither ${UNSEALED_PROTOCOL_VERSION} nor ${PROTOCOL_VERSION}`,
     );
   }
   const parsed = batchHeaderSchema.safeParse(raw);
   if (!parsed.success) throw malformed(`header: ${formatIssues(parsed.error)}`);
-  return { header: Object.freeze(parsed.data), hash: sha256Hex(signed), signed, payload, signature };
+  let seal: Buffer | null = null;
+  if (parsed.data.seal !== undefined) {
+    const sealLen = off + 2 <= buf.length ? buf.readUInt16BE(off) : -1;
+    if (sealLen !== SEAL_BYTES || off + 2 + sealLen !== buf.length) {
+      throw malformed(
+        `the header says sealed, but the seal is ${Math.max(0, buf.length - off - 2)} bytes, not ${SEAL_BYTES}`,
+      );
+    }
+    seal = buf.subarray(off + 2);
+  } else if (off !== buf.length) {
+    throw malformed(`${buf.length - off} bytes after the signature of an unsealed batch`);
+  }
+  return { header: Object.freeze(parsed.data), hash: sha256Hex(signed), signed, payload, signature, seal };
+}
+
+/**
+ * Checks the forward-secure seal with the host's seal seed (null: a host enrolled before sealing,
+ * whose batches carry no seal that can be checked). A host that seals must seal every batch: an
+ * unsealed one is refused, so a seal cannot be avoided by sending version 1. Throws POFR_BATCH_SEAL.
+ */
+export function verifyBatchSeal(frame: BatchFrame, sealSeed: Buffer | null): void {
+  if (sealSeed === null) return;
+  const { host_id, seq } = frame.header;
+  if (frame.seal === null) {
+    throw new PofrError(
+      'POFR_BATCH_SEAL',
+      `batch ${host_id}#${seq} is not sealed, but host ${host_id} enrolled with a seal seed: every batch of it must be sealed`,
+    );
+  }
+  if (!sealMatches(sealSeed, seq, frame.signed, frame.seal)) {
+    throw new PofrError(
+      'POFR_BATCH_SEAL',
+      `batch ${host_id}#${seq}: the seal does not verify with the key of sequence number ${seq}; the batch was made or changed after the recorder sealed ${seq} and erased its key (its signature may still verify: whoever made it holds the signing key)`,
+    );
+  }
 }
 
 /** Checks the signature and the payload hash; throws POFR_BATCH_SIGNATURE or POFR_BATCH_PAYLOAD_HASH. */
@@ -227,6 +287,12 @@ export function openBatch(bytes: Uint8Array, publicKey: KeyObject): OpenedBatch 
   const frame = readBatchFrame(bytes);
   verifyBatchFrame(frame, publicKey);
   return Object.freeze({ header: frame.header, hash: frame.hash, records: decodeRecords(frame) });
+}
+
+function u16(n: number): Buffer {
+  const b = Buffer.alloc(2);
+  b.writeUInt16BE(n);
+  return b;
 }
 
 function u32(n: number): Buffer {

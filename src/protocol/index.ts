@@ -14,7 +14,9 @@ export {
   type SealInput,
   sealBatch,
   sha256Hex,
+  UNSEALED_PROTOCOL_VERSION,
   verifyBatchFrame,
+  verifyBatchSeal,
 } from './batch.js';
 export { displayBytes, fromWireBytes, isRawBytes, toWireBytes, type WireBytes } from './bytes.js';
 export { generateSigningKeyPair, loadPrivateKey, loadPublicKey, type SigningKeyPair } from './keys.js';
@@ -36,3 +38,21 @@ export {
   recordSchema,
   type SourceMode,
 } from './records.js';
+export {
+  applicableSealSeed,
+  computeSeal,
+  decodeFrontier,
+  deriveSealKey,
+  encodeFrontier,
+  eraseFrontier,
+  frontierFromSeed,
+  MAX_SEALED_SEQ,
+  newSealSeed,
+  SEAL_BYTES,
+  SEAL_SCHEME,
+  SEAL_TREE_DEPTH,
+  type SealFrontier,
+  type SealNode,
+  sealKeyAt,
+  sealMatches,
+} from './seal.js';

@@ -1,3 +1,4 @@
+export { type AuditQuery, type AuditRow, listAuditEvents } from './audit.js';
 export { type FileQuery, type FileRow, findFiles, globToLike } from './files.js';
 export {
   type HostHealthInput,

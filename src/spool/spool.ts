@@ -13,7 +13,17 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import { PofrError } from '../errors.js';
-import { GENESIS_HASH, readBatchFrame, type SealedBatch } from '../protocol/index.js';
+import {
+  decodeFrontier,
+  encodeFrontier,
+  eraseFrontier,
+  frontierFromSeed,
+  GENESIS_HASH,
+  readBatchFrame,
+  type SealedBatch,
+  type SealFrontier,
+  sealKeyAt,
+} from '../protocol/index.js';
 
 export const DEFAULT_SPOOL_MAX_BYTES = 512 * 1024 * 1024;
 
@@ -27,6 +37,11 @@ const HEX64 = /^[0-9a-f]{64}$/;
 export interface ChainHead {
   readonly seq: number;
   readonly hash: string;
+}
+
+/** The head file: the chain head and, for a client that seals, its seal keys for seq + 1 on. */
+interface StoredHead extends ChainHead {
+  readonly seal: SealFrontier | null;
 }
 
 /** One batch waiting in the spool for the server's ACK. */
@@ -47,10 +62,14 @@ export interface SpoolSummary {
   readonly depth: number;
   readonly sizeBytes: number;
   readonly head: ChainHead | null;
+  /** Whether the head holds seal keys (the client seals its batches). */
+  readonly seals: boolean;
 }
 
 /**
- * The client's durable, bounded FIFO of sealed batches, and the owner of its chain head.
+ * The client's durable, bounded FIFO of sealed batches, and the owner of its chain head and of its
+ * forward-secure seal keys (docs/protocol.md "Sealing"). Both live in one head file, replaced
+ * atomically by each append: when a batch is in the spool, the key that sealed it is gone from disk.
  *
  * A batch leaves the spool only through ack() (the server committed it) or quarantine() (the
  * server refused it for good). A full spool throws POFR_SPOOL_FULL instead of dropping anything, so
@@ -71,6 +90,7 @@ export class Spool {
   readonly #entries: { seq: number; size: number }[] = [];
   readonly #warnings: string[] = [];
   #head: ChainHead = { seq: 0, hash: GENESIS_HASH };
+  #seal: SealFrontier | null = null;
   #bytes = 0;
 
   private constructor(dir: string, maxBytes: number) {
@@ -95,7 +115,8 @@ export class Spool {
     try {
       names = readdirSync(dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { depth: 0, sizeBytes: 0, head: null };
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT')
+        return { depth: 0, sizeBytes: 0, head: null, seals: false };
       throw e;
     }
     let depth = 0;
@@ -110,12 +131,15 @@ export class Spool {
       }
     }
     let head: ChainHead | null = null;
+    let seals = false;
     try {
-      head = parseHead(readFileSync(join(dir, HEAD_FILE), 'utf8'));
+      const stored = parseHead(readFileSync(join(dir, HEAD_FILE), 'utf8'));
+      head = { seq: stored.seq, hash: stored.hash };
+      seals = stored.seal !== null;
     } catch {
       head = null;
     }
-    return { depth, sizeBytes, head };
+    return { depth, sizeBytes, head, seals };
   }
 
   /**
@@ -136,6 +160,16 @@ export class Spool {
         `spool ${this.dir}: batch ${seq} links to ${prev_hash}, but the chain head (seq ${this.#head.seq}) is ${this.#head.hash}; seal the next batch from chainHead()`,
       );
     }
+    let nextSeal: SealFrontier | null = null;
+    if (this.#seal !== null) {
+      if (batch.header.seal === undefined) {
+        throw new PofrError(
+          'POFR_BATCH_SEAL',
+          `spool ${this.dir}: batch ${seq} is not sealed, but this client seals every batch; seal it with sealKeyFor(${seq})`,
+        );
+      }
+      nextSeal = sealKeyAt(this.#seal, seq).rest;
+    }
     const size = batch.bytes.length;
     if (this.#bytes + size > this.maxBytes) {
       throw new PofrError(
@@ -151,10 +185,11 @@ export class Spool {
       throw this.#writeError(e, seq, size);
     }
     // The batch file is durable before the head moves: a crash in between is repaired on open
-    // from the highest batch file, never the other way round (a head naming a lost batch).
+    // from the highest batch file, never the other way round (a head naming a lost batch). The
+    // same write drops the seal key of this seq: once it returns, no file holds that key.
     const head = { seq, hash: batch.hash };
     try {
-      writeDurably(this.dir, HEAD_FILE, Buffer.from(`${JSON.stringify(head)}\n`, 'utf8'));
+      writeHead(this.dir, { ...head, seal: nextSeal });
     } catch (e) {
       // The head did not move, so the batch must not stay either: on the next open it would become
       // the head while this process reseals the same seq with other records.
@@ -162,12 +197,43 @@ export class Spool {
       throw this.#writeError(e, seq, size);
     }
     this.#head = head;
+    if (this.#seal !== null) eraseFrontier(this.#seal, nextSeal);
+    this.#seal = nextSeal;
     this.#entries.push({ seq, size });
     this.#bytes += size;
   }
 
   chainHead(): ChainHead {
     return this.#head;
+  }
+
+  /**
+   * The seal key of batch `seq` (the next one: chainHead().seq + 1, or later), or null for a client
+   * from before sealing. The key stays usable until append() stores a batch of that seq.
+   */
+  sealKeyFor(seq: number): Buffer | null {
+    return this.#seal === null ? null : sealKeyAt(this.#seal, seq).key;
+  }
+
+  /** Whether this spool seals its batches. */
+  seals(): boolean {
+    return this.#seal !== null;
+  }
+
+  /**
+   * Starts sealing from the next batch on with the keys grown from `seed` (enrollment). The seed
+   * itself is not kept: only the keys for chainHead().seq + 1 and later are written.
+   */
+  startSealing(seed: Buffer): void {
+    if (this.#seal !== null) {
+      throw new PofrError(
+        'POFR_USAGE',
+        `spool ${this.dir} already seals its batches; its keys cannot be replaced`,
+      );
+    }
+    const seal = frontierFromSeed(seed, this.#head.seq + 1);
+    writeHead(this.dir, { ...this.#head, seal });
+    this.#seal = seal;
   }
 
   /** A full file system is a full spool (the caller accounts for the loss); other errors stay as they are. */
@@ -254,7 +320,7 @@ export class Spool {
     }
     found.sort((a, b) => a.seq - b.seq);
 
-    let head: ChainHead | null = null;
+    let head: StoredHead | null = null;
     let headLost = false;
     try {
       head = parseHead(readFileSync(join(this.dir, HEAD_FILE), 'utf8'));
@@ -264,15 +330,24 @@ export class Spool {
     }
     const last = found.at(-1);
     if (last && (head === null || last.seq > head.seq)) {
-      // Crash between the batch file and the head file: the batch file is the truth.
-      head = { seq: last.seq, hash: last.hash };
-      writeDurably(this.dir, HEAD_FILE, Buffer.from(`${JSON.stringify(head)}\n`, 'utf8'));
+      // Crash between the batch file and the head file: the batch file is the truth. Its seal
+      // key is still in the old head; it goes now.
+      const seal = head?.seal ? sealKeyAt(head.seal, last.seq).rest : null;
+      if (head?.seal) eraseFrontier(head.seal, seal);
+      head = { seq: last.seq, hash: last.hash, seal };
+      writeHead(this.dir, head);
     } else if (head === null && headLost) {
       this.#warnings.push(
         `chain head lost and no batch left to rebuild it from: restarting the chain at seq 1, the server will see a fork`,
       );
     }
-    this.#head = head ?? { seq: 0, hash: GENESIS_HASH };
+    if (headLost) {
+      this.#warnings.push(
+        'the seal keys were kept with the lost chain head: if this client sealed its batches, the server refuses what it sends from now on (POFR_BATCH_SEAL); deregister and enroll it again',
+      );
+    }
+    this.#head = head ? { seq: head.seq, hash: head.hash } : { seq: 0, hash: GENESIS_HASH };
+    this.#seal = head?.seal ?? null;
     for (const f of found) {
       this.#entries.push({ seq: f.seq, size: f.size });
       this.#bytes += f.size;
@@ -299,7 +374,16 @@ function batchName(seq: number): string {
   return `${String(seq).padStart(20, '0')}${BATCH_SUFFIX}`;
 }
 
-function parseHead(text: string): ChainHead {
+function writeHead(dir: string, head: StoredHead): void {
+  const stored = {
+    seq: head.seq,
+    hash: head.hash,
+    ...(head.seal ? { seal: encodeFrontier(head.seal) } : {}),
+  };
+  writeDurably(dir, HEAD_FILE, Buffer.from(`${JSON.stringify(stored)}\n`, 'utf8'));
+}
+
+function parseHead(text: string): StoredHead {
   const raw = JSON.parse(text) as unknown;
   if (
     raw === null ||
@@ -311,9 +395,11 @@ function parseHead(text: string): ChainHead {
     typeof raw.hash !== 'string' ||
     !HEX64.test(raw.hash)
   ) {
-    throw new Error(`not a chain head: ${text.slice(0, 120)}`);
+    // Not the text itself: past its first bytes a head file holds seal keys, which no log should.
+    throw new Error(`not a chain head (${text.length} bytes)`);
   }
-  return { seq: raw.seq as number, hash: raw.hash };
+  const seal = 'seal' in raw && raw.seal !== undefined ? decodeFrontier(raw.seal) : null;
+  return { seq: raw.seq as number, hash: raw.hash, seal };
 }
 
 /** write tmp → fsync → rename → fsync dir: after it returns, `name` holds `data` even after power loss. */

@@ -8,6 +8,7 @@ import { endpointNetnsMigration } from './migrations/0004-endpoint-netns.js';
 import { argvSourceMigration } from './migrations/0005-argv-source.js';
 import { hostClientVersionMigration } from './migrations/0006-host-client-version.js';
 import { recorderEventsMigration } from './migrations/0007-recorder-events.js';
+import { auditAndSealsMigration } from './migrations/0008-audit-and-seals.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -24,6 +25,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0005-argv-source': argvSourceMigration(),
           '0006-host-client-version': hostClientVersionMigration(),
           '0007-recorder-events': recorderEventsMigration(caps),
+          '0008-audit-and-seals': auditAndSealsMigration(caps),
         };
       },
     },

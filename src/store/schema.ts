@@ -34,6 +34,10 @@ export interface HostsTable {
   last_batch_at: number | null;
   last_seq: number | null;
   last_hash: string | null;
+  /** Hex root of the host's forward-secure seal keys, from enrollment; NULL: enrolled before sealing. */
+  seal_seed: string | null;
+  /** The first sequence number sealed (1, or later for a client that enrolled again to start sealing). */
+  seal_from: number | null;
 }
 
 export interface EnrollmentTokensTable {
@@ -267,6 +271,26 @@ export interface RecorderEventsTable {
   detail: string;
 }
 
+/** One refused attempt (docs/schema.md "Audit"), or a count of refusals the rate limit did not write. */
+export interface AuditEventsTable {
+  id: Id;
+  at: number;
+  /** "ip:port" of the peer, when known. */
+  remote: string | null;
+  /** The peer's address alone: what the per-source rate limit counts. */
+  source: string | null;
+  fingerprint: string | null;
+  host_id: string | null;
+  ssh_user: string | null;
+  /** unknown_key, revoked_key, exec_refused, batch_seal, suppressed, … (src/roles/server/audit-kinds.ts) */
+  kind: string;
+  /** The POFR_… error code, when the refusal has one. */
+  code: string | null;
+  reason: string;
+  /** For kind 'suppressed': how many refusals from `source` this row stands for. */
+  suppressed: ColumnType<number, number | undefined, number>;
+}
+
 /** Server-wide settings as JSON text, e.g. `registration_password`. */
 export interface ServerSettingsTable {
   name: string;
@@ -294,4 +318,5 @@ export interface Database {
   alerts: AlertsTable;
   server_settings: ServerSettingsTable;
   recorder_events: RecorderEventsTable;
+  audit_events: AuditEventsTable;
 }

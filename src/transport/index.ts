@@ -1,4 +1,13 @@
+export { type ByteChannel, stdioByteChannel } from './byte-channel.js';
+export { type AuthKey, type EnrollChannelOptions, serveEnrollChannel } from './enroll-channel.js';
 export { encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from './framing.js';
+export {
+  DEFAULT_INGEST_LIMITS,
+  type IngestChannelHandle,
+  type IngestChannelLimits,
+  type IngestChannelOptions,
+  serveIngestChannel,
+} from './ingest-channel.js';
 export {
   type BatchAck,
   batchAckSchema,
@@ -10,6 +19,13 @@ export {
   enrollRequestSchema,
   INGEST_COMMAND,
 } from './messages.js';
+export type { PeerContext, TransportLog } from './peer.js';
+export {
+  formatRemote,
+  type RefusalSink,
+  type TransportRefusal,
+  type TransportRefusalKind,
+} from './refusals.js';
 export {
   BatchUploader,
   type BatchUploaderOptions,
@@ -28,10 +44,10 @@ export {
 } from './ssh-keys.js';
 export {
   type AuthDecision,
-  type AuthKey,
+  type ConnectionLimits,
+  DEFAULT_CONNECTION_LIMITS,
   type ServerHandlers,
   type SshServer,
   type SshServerOptions,
   startSshServer,
-  type TransportLog,
 } from './ssh-server.js';

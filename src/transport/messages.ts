@@ -35,6 +35,16 @@ export const enrollRequestSchema = z
     name: text(256).min(1),
     /** SPKI PEM of the client's ed25519 batch-signing key. */
     signing_key: text(4096).min(1),
+    /**
+     * Hex root of the client's forward-secure seal keys (docs/protocol.md "Sealing"). The client
+     * keeps only keys derived from it; absent for clients from before sealing.
+     */
+    seal_seed: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+    /** The first sequence number the client seals (1 for a new client; later for one that upgrades). */
+    seal_from: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
     facts: z
       .object({
         hostname: text(256),

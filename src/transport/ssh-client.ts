@@ -17,8 +17,8 @@ import {
   PROTOCOL_ENV,
   parseMessage,
 } from './messages.js';
+import type { TransportLog } from './peer.js';
 import { normalizeFingerprint, sshFingerprint } from './ssh-keys.js';
-import type { TransportLog } from './ssh-server.js';
 
 /** What the uploader needs from the spool (Spool satisfies it). */
 export interface UploadQueue {
@@ -42,6 +42,8 @@ export interface EnrollOverSshOptions {
   readonly protocol?: number;
   /** For each network step (connect, reply); default 30 s. A confirmation prompt is not timed. */
   readonly timeoutMs?: number;
+  /** The SSH user: 'enroll' for pofr's embedded server, the pofr account of the site's sshd in OpenSSH mode. */
+  readonly username?: string;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -95,7 +97,7 @@ export async function enrollOverSsh(
     await connectSsh(client, {
       host: opts.host,
       port: opts.port,
-      username: ENROLL_USER,
+      username: opts.username ?? ENROLL_USER,
       privateKey: opts.sshPrivateKey,
       timeoutMs,
       checkHost: (fp) => (fp === pinned ? null : hostKeyChanged(pinned, fp)),
@@ -119,7 +121,7 @@ export async function enrollOverSsh(
 export interface BatchUploaderOptions {
   readonly host: string;
   readonly port: number;
-  /** The host id the server gave at enrollment. */
+  /** The host id the server gave at enrollment, or the pofr account of the site's sshd (OpenSSH mode). */
   readonly username: string;
   readonly sshPrivateKey: string;
   readonly pinnedFingerprint: string;
@@ -137,6 +139,8 @@ export interface BatchUploaderOptions {
   readonly pollMs?: number;
   /** Bytes sent ahead of their ACKs (at least one batch always goes); default 16 MiB. */
   readonly windowBytes?: number;
+  /** The local address to connect from (a multi-homed host; the fleet benchmark's many sources). */
+  readonly localAddress?: string;
 }
 
 export interface UploaderStatus {
@@ -254,6 +258,7 @@ export class BatchUploader {
         username: this.#opts.username,
         privateKey: this.#opts.sshPrivateKey,
         timeoutMs: DEFAULT_TIMEOUT_MS,
+        localAddress: this.#opts.localAddress,
         checkHost: (fp) => (fp === this.#pinned ? null : hostKeyChanged(this.#pinned, fp)),
       });
       if (!this.#running) return;
@@ -414,6 +419,7 @@ interface ConnectOptions {
   readonly username: string;
   readonly privateKey: string;
   readonly timeoutMs: number;
+  readonly localAddress?: string;
   /** Returns the error to abort with, or null to go on; runs before anything is sent. */
   readonly checkHost: (fingerprint: string) => PofrError | null;
 }
@@ -455,6 +461,7 @@ function connectSsh(client: Client, o: ConnectOptions): Promise<void> {
         username: o.username,
         privateKey: o.privateKey,
         readyTimeout: o.timeoutMs,
+        ...(o.localAddress !== undefined ? { localAddress: o.localAddress } : {}),
         keepaliveInterval: 15_000,
         keepaliveCountMax: 3,
         hostVerifier: (key: Buffer) => {

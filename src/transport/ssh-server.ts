@@ -1,36 +1,41 @@
 import { createServer, type Socket } from 'node:net';
 import type { AuthContext, Connection, ServerChannel, Session } from 'ssh2';
 import ssh2 from 'ssh2';
-import { isPofrError, PofrError } from '../errors.js';
-import { PROTOCOL_VERSION } from '../protocol/index.js';
-import { encodeFrame, FrameDecoder } from './framing.js';
+import { PofrError } from '../errors.js';
+import { PROTOCOL_VERSION, UNSEALED_PROTOCOL_VERSION } from '../protocol/index.js';
+import { sshByteChannel } from './byte-channel.js';
+import { type AuthKey, serveEnrollChannel } from './enroll-channel.js';
+import { type IngestChannelHandle, type IngestChannelLimits, serveIngestChannel } from './ingest-channel.js';
 import {
   type BatchAck,
-  batchAckSchema,
   CLIENT_VERSION_ENV,
   type ClientAnnounce,
   ENROLL_COMMAND,
   ENROLL_USER,
   type EnrollReply,
   type EnrollRequest,
-  enrollReplySchema,
-  enrollRequestSchema,
   INGEST_COMMAND,
   PROTOCOL_ENV,
-  parseMessage,
 } from './messages.js';
+import type { PeerContext, TransportLog } from './peer.js';
+import {
+  formatRemote,
+  type RefusalSink,
+  type TransportRefusal,
+  type TransportRefusalKind,
+} from './refusals.js';
 import { sshFingerprint } from './ssh-keys.js';
 
-/** The client key that authenticated a connection. */
-export interface AuthKey {
-  readonly algo: string;
-  readonly blob: Buffer;
-  /** "ssh-ed25519 AAAA…" (no comment): the form to store and compare. */
-  readonly openssh: string;
-  readonly fingerprint: string;
-}
+export type { AuthKey } from './enroll-channel.js';
 
-export type AuthDecision = { ok: true; principal: string } | { ok: false; reason: string };
+export type AuthDecision =
+  | { ok: true; principal: string }
+  | {
+      ok: false;
+      reason: string;
+      /** What kind of refusal, for the audit trail; default 'unknown_key'. */
+      kind?: 'unknown_key' | 'wrong_user' | 'revoked_key' | 'pending_key';
+    };
 
 /**
  * What the server does with what arrives; the transport knows nothing of the store.
@@ -40,6 +45,7 @@ export type AuthDecision = { ok: true; principal: string } | { ok: false; reason
  *   authorize: (hostId, key) => hosts.authorize(hostId, key.openssh),
  *   enroll: (req, ctx) => enrollments.enroll(req, ctx.key),
  *   ingest: (hostId, batch) => ingestBatch(store, hostId, batch), // resolves after COMMIT
+ *   refused: (r) => audit.record(r),
  * } });
  */
 export interface ServerHandlers {
@@ -56,10 +62,34 @@ export interface ServerHandlers {
    * A rejection is a transient server fault: the channel is closed unacknowledged and the client
    * sends the batch again later, so it must be idempotent (answer 'duplicate' the second time).
    */
-  ingest(principal: string, batch: Buffer, ctx: { remote: string } & ClientAnnounce): Promise<BatchAck>;
+  ingest(principal: string, batch: Buffer, ctx: PeerContext & ClientAnnounce): Promise<BatchAck>;
+  /** Told of every attempt the transport refuses (for the audit trail); must not throw. */
+  refused?: RefusalSink;
 }
 
-export type TransportLog = (msg: string, fields?: object) => void;
+export type { TransportLog } from './peer.js';
+
+/** Caps that keep idle, half-open, slow and greedy clients from starving the others. */
+export interface ConnectionLimits {
+  /** Sockets open at once, authenticated or not. */
+  readonly maxConnections: number;
+  /** Sockets not yet authenticated, server-wide: a handshake flood cannot take every slot. */
+  readonly maxUnauthenticated: number;
+  /** Sockets not yet authenticated from one address. */
+  readonly maxUnauthenticatedPerSource: number;
+  /** Connections of one host at once; a new one closes the oldest (a client back after a dead NAT entry). */
+  readonly maxPerHost: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = Object.freeze({
+  maxConnections: 2048,
+  maxUnauthenticated: 512,
+  maxUnauthenticatedPerSource: 128,
+  maxPerHost: 2,
+});
+
+/** Kept for callers of the first version. */
+export const DEFAULT_MAX_CONNECTIONS = DEFAULT_CONNECTION_LIMITS.maxConnections;
 
 export interface SshServerOptions {
   /** OpenSSH private key text of the server's host key. */
@@ -71,30 +101,54 @@ export interface SshServerOptions {
   readonly log?: TransportLog;
   /** A connection that has not authenticated within this time is dropped; default 30 s. */
   readonly authTimeoutMs?: number;
-  /** Refuse sockets beyond this many open at once (default DEFAULT_MAX_CONNECTIONS). */
+  /** Refuse sockets beyond this many open at once (default DEFAULT_CONNECTION_LIMITS.maxConnections). */
   readonly maxConnections?: number;
+  readonly limits?: Partial<ConnectionLimits>;
+  readonly ingestLimits?: Partial<IngestChannelLimits>;
 }
 
 export interface SshServer {
   readonly port: number;
+  /** Host ids with at least one authenticated connection open. */
+  connectedHosts(): string[];
+  /**
+   * Cuts every connection of this host now (revocation): an ingest channel is ended with `reason`
+   * on its stderr; a batch whose transaction is running still commits, nothing after it is read.
+   * Returns the connections cut.
+   */
+  disconnect(hostId: string, reason: string): readonly { remote: string; fingerprint: string | null }[];
   /** Stops listening, ends every connection and waits for handler calls still running. */
   close(): Promise<void>;
 }
 
-/** Batches a client may have in the server's queue before the server stops reading its channel. */
-const MAX_QUEUED_FRAMES = 16;
+/**
+ * The protocols this server speaks, as clients announce them (`POFR_PROTOCOL`): 2 (sealed batches)
+ * and 1 (clients from before sealing, whose unsealed batches are still accepted).
+ */
+const SPOKEN_PROTOCOLS = [String(UNSEALED_PROTOCOL_VERSION), String(PROTOCOL_VERSION)];
+
 const MAX_SESSIONS_PER_CONNECTION = 4;
-const ENROLL_MAX_FRAME_BYTES = 64 * 1024;
 const CLOSE_GRACE_MS = 500;
 /** Each key is tried twice (query, then signature); a client offering more than this is probing. */
 const MAX_AUTH_ATTEMPTS = 20;
-/** Sockets open at once (authenticated or not): a flood of idle connections cannot exhaust fds. */
-export const DEFAULT_MAX_CONNECTIONS = 2048;
+
+/** One socket's SSH connection, as the server tracks it. */
+interface Peer {
+  readonly conn: Connection;
+  readonly remote: string;
+  readonly source: string;
+  readonly openedAt: number;
+  authenticated: boolean;
+  principal: string | null;
+  key: AuthKey | null;
+  user: string | null;
+  readonly ingest: Set<IngestChannelHandle>;
+}
 
 /**
  * The embedded SSH listener: publickey (ed25519) auth, then exactly two things a client may do,
  * `exec pofr-enroll` and `exec pofr-ingest`. Shells, ptys, sftp, forwarding and any other command
- * are refused.
+ * are refused, and every refusal is told to `handlers.refused`.
  */
 export async function startSshServer(opts: SshServerOptions): Promise<SshServer> {
   const parsedHostKey = ssh2.utils.parseKey(opts.hostKey);
@@ -106,9 +160,24 @@ export async function startSshServer(opts: SshServerOptions): Promise<SshServer>
     );
   }
   const log: TransportLog = opts.log ?? (() => {});
+  const limits: ConnectionLimits = {
+    ...DEFAULT_CONNECTION_LIMITS,
+    ...(opts.maxConnections !== undefined ? { maxConnections: opts.maxConnections } : {}),
+    ...opts.limits,
+  };
+  const refused: RefusalSink = (r) => {
+    try {
+      opts.handlers.refused?.(r);
+    } catch (e) {
+      log('refusal sink failed', { error: (e as Error).message });
+    }
+  };
   const authTimeoutMs = opts.authTimeoutMs ?? 30_000;
   const sockets = new Set<Socket>();
-  const connections = new Set<Connection>();
+  const peers = new Set<Peer>();
+  const byHost = new Map<string, Set<Peer>>();
+  const unauthBySource = new Map<string, number>();
+  let unauthenticated = 0;
   const running = new Set<Promise<unknown>>();
   const track = <T>(p: Promise<T>): Promise<T> => {
     running.add(p);
@@ -117,28 +186,117 @@ export async function startSshServer(opts: SshServerOptions): Promise<SshServer>
     return p;
   };
 
+  /** Sockets not authenticated yet, by "ip:port": ssh2 names a connection only by its peer address. */
+  const pending = new Map<string, { timer: NodeJS.Timeout; release(): void }>();
+  const ctx: ConnectionContext = {
+    handlers: opts.handlers,
+    log,
+    refused,
+    track,
+    ingestLimits: opts.ingestLimits,
+    onAuthenticated(peer) {
+      const slot = pending.get(peer.remote);
+      if (slot) {
+        clearTimeout(slot.timer);
+        slot.release();
+      }
+      if (peer.principal === null || peer.principal === ENROLL_USER) return;
+      const mine = byHost.get(peer.principal) ?? new Set<Peer>();
+      byHost.set(peer.principal, mine);
+      mine.add(peer);
+      while (mine.size > limits.maxPerHost) {
+        const oldest = [...mine].reduce((a, b) => (a.openedAt <= b.openedAt ? a : b));
+        mine.delete(oldest);
+        const reason = `host ${peer.principal} has more than ${limits.maxPerHost} connections open; closing its oldest from ${oldest.remote}`;
+        log('ssh connection closed: per-host cap', { remote: oldest.remote, principal: peer.principal });
+        refused(refusalOf(oldest, 'rate_limit', reason));
+        endPeer(oldest, reason);
+      }
+    },
+  };
+
   const ssh = new ssh2.Server(
     // Keepalives find clients that vanished without a FIN (power loss, NAT timeout).
     { hostKeys: [opts.hostKey], ident: 'pofr', keepaliveInterval: 30_000, keepaliveCountMax: 3 },
     (conn, info) => {
-      const remote = `${info.ip}:${info.port}`;
-      connections.add(conn);
-      conn.on('close', () => connections.delete(conn));
-      serveConnection(conn, remote, opts.handlers, log, authTimeoutMs, track);
+      const peer: Peer = {
+        conn,
+        remote: formatRemote(info.ip, info.port),
+        source: info.ip,
+        openedAt: Date.now(),
+        authenticated: false,
+        principal: null,
+        key: null,
+        user: null,
+        ingest: new Set(),
+      };
+      peers.add(peer);
+      conn.on('close', () => {
+        peers.delete(peer);
+        if (peer.authenticated && peer.principal !== null) byHost.get(peer.principal)?.delete(peer);
+        if (peer.principal !== null && byHost.get(peer.principal)?.size === 0) byHost.delete(peer.principal);
+      });
+      serveConnection(peer, ctx);
     },
   );
-  const maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const listener = createServer((socket) => {
-    if (sockets.size >= maxConnections) {
-      log('ssh connection refused: too many open connections', {
-        remote: socket.remoteAddress,
-        max: maxConnections,
-      });
+    const source = socket.remoteAddress ?? 'unknown';
+    const remote = formatRemote(source, socket.remotePort ?? 0);
+    let why: { kind: TransportRefusalKind; reason: string } | null = null;
+    if (sockets.size >= limits.maxConnections) {
+      why = {
+        kind: 'connection_limit',
+        reason: `${limits.maxConnections} connections are open, the server's cap`,
+      };
+    } else if (unauthenticated >= limits.maxUnauthenticated) {
+      why = {
+        kind: 'connection_limit',
+        reason: `${limits.maxUnauthenticated} connections are still authenticating, the server's cap`,
+      };
+    } else if ((unauthBySource.get(source) ?? 0) >= limits.maxUnauthenticatedPerSource) {
+      why = {
+        kind: 'rate_limit',
+        reason: `${limits.maxUnauthenticatedPerSource} connections from ${source} are still authenticating, the cap per address`,
+      };
+    }
+    if (why !== null) {
+      log(`ssh connection refused: ${why.reason}`, { remote });
+      refused({ kind: why.kind, reason: why.reason, remote, source });
       socket.destroy();
       return;
     }
+    unauthenticated++;
+    unauthBySource.set(source, (unauthBySource.get(source) ?? 0) + 1);
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      pending.delete(remote);
+      unauthenticated--;
+      const n = (unauthBySource.get(source) ?? 1) - 1;
+      if (n <= 0) unauthBySource.delete(source);
+      else unauthBySource.set(source, n);
+    };
+    // On the socket, not the SSH connection: ssh2 makes a connection only once the peer sent its
+    // version line, so a socket that says nothing (half-open, slowloris) would otherwise stay forever.
+    const timer = setTimeout(() => {
+      log('ssh connection dropped: no authentication in time', { remote, timeoutMs: authTimeoutMs });
+      refused({
+        kind: 'auth_timeout',
+        reason: `no authentication within ${authTimeoutMs} ms`,
+        remote,
+        source,
+      });
+      socket.destroy();
+    }, authTimeoutMs);
+    timer.unref();
+    pending.set(remote, { timer, release });
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      clearTimeout(timer);
+      release();
+    });
     // A reset from the peer must not crash the server; ssh2 reports it on the connection.
     socket.on('error', () => {});
     ssh.injectSocket(socket);
@@ -157,10 +315,19 @@ export async function startSshServer(opts: SshServerOptions): Promise<SshServer>
   let closing: Promise<void> | null = null;
   return {
     port,
+    connectedHosts: () => [...byHost.keys()],
+    disconnect(hostId, reason) {
+      const mine = byHost.get(hostId);
+      if (!mine) return [];
+      const cut = [...mine];
+      byHost.delete(hostId);
+      for (const peer of cut) endPeer(peer, reason);
+      return cut.map((p) => ({ remote: p.remote, fingerprint: p.key?.fingerprint ?? null }));
+    },
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
-        for (const conn of connections) conn.end();
+        for (const peer of peers) peer.conn.end();
         if (sockets.size > 0) {
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, CLOSE_GRACE_MS);
@@ -185,48 +352,107 @@ export async function startSshServer(opts: SshServerOptions): Promise<SshServer>
   };
 }
 
-function serveConnection(
-  conn: Connection,
-  remote: string,
-  handlers: ServerHandlers,
-  log: TransportLog,
-  authTimeoutMs: number,
-  track: <T>(p: Promise<T>) => Promise<T>,
-): void {
-  let principal: string | null = null;
-  let authKey: AuthKey | null = null;
+/** Ends a connection: its ingest channels first, with the reason on their stderr, then the socket. */
+function endPeer(peer: Peer, reason: string): void {
+  for (const ch of peer.ingest) ch.cut(1, reason);
+  peer.ingest.clear();
+  // Give the channel close a moment to reach the client before the connection goes.
+  setTimeout(() => peer.conn.end(), 20).unref();
+}
+
+function refusalOf(peer: Peer, kind: TransportRefusalKind, reason: string): TransportRefusal {
+  return {
+    kind,
+    reason,
+    remote: peer.remote,
+    source: peer.source,
+    user: peer.user,
+    fingerprint: peer.key?.fingerprint ?? null,
+    hostId: peer.principal !== ENROLL_USER ? peer.principal : null,
+  };
+}
+
+interface ConnectionContext {
+  readonly handlers: ServerHandlers;
+  readonly log: TransportLog;
+  readonly refused: RefusalSink;
+  readonly track: <T>(p: Promise<T>) => Promise<T>;
+  readonly ingestLimits: Partial<IngestChannelLimits> | undefined;
+  onAuthenticated(peer: Peer): void;
+}
+
+function serveConnection(peer: Peer, ctx: ConnectionContext): void {
+  const { conn, remote } = peer;
+  const { handlers, log } = ctx;
   let sessions = 0;
-  const refusalsLogged = new Set<string>();
   let authAttempts = 0;
+  // A client asks first without a signature and then with one: say each refusal once per connection.
+  const said = new Set<string>();
+  const refuse = (kind: TransportRefusalKind, reason: string, extra: Partial<TransportRefusal> = {}) => {
+    const key = `${kind}\n${extra.user ?? peer.user}\n${extra.fingerprint ?? peer.key?.fingerprint}\n${reason}`;
+    if (said.has(key)) return;
+    said.add(key);
+    ctx.refused({ ...refusalOf(peer, kind, reason), ...extra });
+  };
+  conn.on('error', (e: Error) => log('ssh connection error', { remote, error: e.message }));
   // ssh2 does not always emit 'close' on a channel whose connection died; its handlers must stop
   // anyway, or a queued batch would reach the store after the client gave up on it.
-  const onConnectionGone = new Set<() => void>();
-  const authTimer = setTimeout(() => {
-    log('ssh connection dropped: no authentication in time', { remote, timeoutMs: authTimeoutMs });
-    conn.end();
-  }, authTimeoutMs);
-  authTimer.unref();
-
-  conn.on('error', (e: Error) => log('ssh connection error', { remote, error: e.message }));
   conn.on('close', () => {
-    clearTimeout(authTimer);
-    for (const stop of onConnectionGone) stop();
+    for (const ch of peer.ingest) ch.cut(1, 'connection closed');
+    peer.ingest.clear();
   });
-  conn.on('authentication', (ctx: AuthContext) => {
-    void authenticate(ctx).catch((e: unknown) => {
+  conn.on('authentication', (auth: AuthContext) => {
+    void authenticate(auth).catch((e: unknown) => {
       log('ssh auth error', { remote, error: (e as Error).message });
-      ctx.reject(['publickey']);
+      auth.reject(['publickey']);
     });
   });
   conn.on('ready', () => {
-    clearTimeout(authTimer);
-    log('ssh client authenticated', { remote, principal, fingerprint: authKey?.fingerprint });
+    peer.authenticated = true;
+    ctx.onAuthenticated(peer);
+    log('ssh client authenticated', {
+      remote,
+      principal: peer.principal,
+      fingerprint: peer.key?.fingerprint,
+    });
+  });
+  // Forwarding of any kind: refused (the listeners exist only so each attempt is audited).
+  conn.on('tcpip', (_accept: unknown, reject: () => void, info: { destIP: string; destPort: number }) => {
+    refuse('forward_refused', `TCP forwarding to ${formatRemote(info.destIP, info.destPort)} is not offered`);
+    reject();
+  });
+  conn.on('openssh.streamlocal', (_accept: unknown, reject: () => void, info: { socketPath: string }) => {
+    refuse(
+      'forward_refused',
+      `socket forwarding to ${JSON.stringify(info.socketPath).slice(0, 200)} is not offered`,
+    );
+    reject();
+  });
+  conn.on('request', (accept: (() => void) | undefined, reject: (() => void) | undefined, name: string) => {
+    if (name.startsWith('cancel-')) return accept?.();
+    refuse('forward_refused', `global request ${name} (remote forwarding) is not offered`);
+    reject?.();
   });
   conn.on('session', (accept: () => Session, reject: () => void) => {
-    if (sessions >= MAX_SESSIONS_PER_CONNECTION) return reject();
+    if (sessions >= MAX_SESSIONS_PER_CONNECTION) {
+      refuse('channel_refused', `more than ${MAX_SESSIONS_PER_CONNECTION} sessions on one connection`);
+      return reject();
+    }
     sessions++;
     const session = accept();
     session.on('close', () => sessions--);
+    const refuseRequest =
+      (what: string) =>
+      (_accept: unknown, rejectReq: (() => void) | undefined): void => {
+        refuse('channel_refused', `${what} is not offered`);
+        rejectReq?.();
+      };
+    session.on('pty', refuseRequest('a pseudo-terminal'));
+    session.on('shell', refuseRequest('a shell'));
+    session.on('x11', refuseRequest('X11 forwarding'));
+    session.on('auth-agent', refuseRequest('agent forwarding'));
+    session.on('sftp', refuseRequest('sftp'));
+    // The client's announcements (protocol, version) come as environment requests before exec.
     const env = new Map<string, string>();
     session.on(
       'env',
@@ -235,23 +461,54 @@ function serveConnection(
         acceptEnv?.();
       },
     );
+    session.on('subsystem', (_a: unknown, rejectReq: (() => void) | undefined, info: { name: string }) =>
+      refuseRequest(`the subsystem ${JSON.stringify(info.name).slice(0, 100)}`)(_a, rejectReq),
+    );
     session.on(
       'exec',
       (acceptExec: () => ServerChannel, rejectExec: (() => void) | undefined, info: { command: string }) => {
         const command = info.command.trim();
+        const principal = peer.principal;
         const known =
-          (command === ENROLL_COMMAND && principal === ENROLL_USER && authKey) ||
+          (command === ENROLL_COMMAND && principal === ENROLL_USER && peer.key !== null) ||
           (command === INGEST_COMMAND && principal !== null && principal !== ENROLL_USER);
         const announce: ClientAnnounce = { clientVersion: env.get(CLIENT_VERSION_ENV) ?? null };
         const protocol = env.get(PROTOCOL_ENV) ?? String(PROTOCOL_VERSION);
-        if (known && protocol !== String(PROTOCOL_VERSION)) {
-          refuseProtocol(acceptExec(), protocol, announce, remote, principal, log);
-        } else if (command === ENROLL_COMMAND && principal === ENROLL_USER && authKey) {
-          serveEnroll(acceptExec(), remote, authKey, handlers, log, track, announce);
+        const peerCtx: PeerContext = {
+          remote,
+          source: peer.source,
+          fingerprint: peer.key?.fingerprint ?? null,
+          user: peer.user,
+        };
+        if (known && !SPOKEN_PROTOCOLS.includes(protocol)) {
+          const why = refuseProtocol(acceptExec(), protocol, announce, remote, principal, log);
+          refuse('exec_refused', why, { code: 'POFR_PROTOCOL_VERSION' });
+        } else if (command === ENROLL_COMMAND && principal === ENROLL_USER && peer.key) {
+          serveEnrollChannel(sshByteChannel(acceptExec()), {
+            peer: peerCtx,
+            key: peer.key,
+            enroll: (req, c) => handlers.enroll(req, { ...c, ...announce }),
+            refused: ctx.refused,
+            log,
+            track: ctx.track,
+          });
         } else if (command === INGEST_COMMAND && principal !== null && principal !== ENROLL_USER) {
-          onConnectionGone.add(serveIngest(acceptExec(), principal, remote, handlers, log, track, announce));
+          const handle = serveIngestChannel(sshByteChannel(acceptExec()), {
+            principal,
+            peer: peerCtx,
+            ingest: (p, batch, c) => handlers.ingest(p, batch, { ...c, ...announce }),
+            refused: ctx.refused,
+            log,
+            track: ctx.track,
+            limits: ctx.ingestLimits,
+          });
+          peer.ingest.add(handle);
         } else {
           log('ssh exec refused', { remote, principal, command: command.slice(0, 200) });
+          refuse(
+            'exec_refused',
+            `exec ${JSON.stringify(command.slice(0, 200))} is not offered to user ${peer.user}`,
+          );
           // Without want-reply ssh2 passes no reject function: there is nothing to answer then.
           rejectExec?.();
         }
@@ -259,69 +516,67 @@ function serveConnection(
     );
   });
 
-  async function authenticate(ctx: AuthContext): Promise<void> {
+  async function authenticate(auth: AuthContext): Promise<void> {
+    const user = auth.username;
     if (++authAttempts > MAX_AUTH_ATTEMPTS) {
-      log('ssh connection dropped: too many authentication attempts', { remote, user: ctx.username });
-      ctx.reject();
+      log('ssh connection dropped: too many authentication attempts', { remote, user });
+      refuse('auth_attempts', `more than ${MAX_AUTH_ATTEMPTS} authentication attempts`, { user });
+      auth.reject();
       conn.end();
       return;
     }
-    if (ctx.method !== 'publickey') return ctx.reject(['publickey']);
-    if (ctx.key.algo !== 'ssh-ed25519') {
-      log('ssh auth refused', {
-        remote,
-        user: ctx.username,
-        reason: `key type ${ctx.key.algo} is not ssh-ed25519`,
-      });
-      return ctx.reject(['publickey']);
+    // Every client starts with 'none' to learn the methods: that is no attempt worth a row.
+    if (auth.method === 'none') return auth.reject(['publickey']);
+    if (auth.method !== 'publickey') {
+      refuse('auth_method', `authentication method ${auth.method} is not offered (publickey only)`, { user });
+      return auth.reject(['publickey']);
     }
-    const key = toAuthKey(ctx.key.algo, ctx.key.data);
-    if (ctx.signature) {
-      const parsed = ssh2.utils.parseKey(ctx.key.data);
-      if (parsed instanceof Error || !ctx.blob || !parsed.verify(ctx.blob, ctx.signature, ctx.hashAlgo)) {
-        log('ssh auth refused', {
-          remote,
-          user: ctx.username,
-          fingerprint: key.fingerprint,
-          reason: 'bad signature',
-        });
-        return ctx.reject(['publickey']);
+    const key = toAuthKey(auth.key.algo, auth.key.data);
+    if (auth.key.algo !== 'ssh-ed25519') {
+      const reason = `key type ${auth.key.algo} is not ssh-ed25519`;
+      log('ssh auth refused', { remote, user, reason });
+      refuse('key_type', reason, { user, fingerprint: key.fingerprint });
+      return auth.reject(['publickey']);
+    }
+    if (auth.signature) {
+      const parsed = ssh2.utils.parseKey(auth.key.data);
+      if (parsed instanceof Error || !auth.blob || !parsed.verify(auth.blob, auth.signature, auth.hashAlgo)) {
+        log('ssh auth refused', { remote, user, fingerprint: key.fingerprint, reason: 'bad signature' });
+        refuse('auth_signature', 'the key signature does not verify', { user, fingerprint: key.fingerprint });
+        return auth.reject(['publickey']);
       }
     }
     let decision: AuthDecision;
-    if (ctx.username === ENROLL_USER) {
+    if (user === ENROLL_USER) {
       decision = { ok: true, principal: ENROLL_USER };
     } else {
-      decision = await handlers.authorize(ctx.username, key);
+      decision = await handlers.authorize(user, key);
       if (decision.ok && decision.principal === ENROLL_USER) {
         decision = { ok: false, reason: `authorize() returned the reserved principal '${ENROLL_USER}'` };
       }
     }
     if (!decision.ok) {
-      // A client asks first without a signature and then with one: say it once per key and user.
-      const said = `${ctx.username}\n${key.fingerprint}`;
-      if (!refusalsLogged.has(said)) {
-        refusalsLogged.add(said);
-        log('ssh auth refused', {
-          remote,
-          user: ctx.username,
-          fingerprint: key.fingerprint,
-          reason: decision.reason,
-        });
+      const kind = decision.kind ?? 'unknown_key';
+      if (!said.has(`logged\n${user}\n${key.fingerprint}`)) {
+        said.add(`logged\n${user}\n${key.fingerprint}`);
+        log('ssh auth refused', { remote, user, fingerprint: key.fingerprint, reason: decision.reason });
       }
-      return ctx.reject(['publickey']);
+      refuse(kind, decision.reason, { user, fingerprint: key.fingerprint });
+      return auth.reject(['publickey']);
     }
-    if (ctx.signature) {
-      principal = decision.principal;
-      authKey = key;
+    if (auth.signature) {
+      peer.principal = decision.principal;
+      peer.key = key;
+      peer.user = user;
     }
-    ctx.accept();
+    auth.accept();
   }
 }
 
 /**
  * A client speaking another protocol gets the reason on the channel's stderr (its error message
  * shows it) and exit status 3, before anything is read: its spool keeps every batch meanwhile.
+ * Returns the reason.
  */
 function refuseProtocol(
   channel: ServerChannel,
@@ -330,162 +585,15 @@ function refuseProtocol(
   remote: string,
   principal: string | null,
   log: TransportLog,
-): void {
+): string {
   const client = announce.clientVersion === null ? 'this client' : `pofr ${announce.clientVersion}`;
-  const message = `POFR_PROTOCOL_VERSION: ${client} speaks protocol ${protocol}; this server speaks protocol ${PROTOCOL_VERSION}. Install a client built by this server (pofr server package-client) or upgrade the server.`;
+  const message = `POFR_PROTOCOL_VERSION: ${client} speaks protocol ${protocol}; this server speaks protocols ${SPOKEN_PROTOCOLS.join(' and ')}. Install a client built by this server (pofr server package-client) or upgrade the server.`;
   log('refused client protocol', { remote, principal, protocol, client_version: announce.clientVersion });
   channel.on('error', () => {});
   channel.stderr.write(`${message}\n`);
   channel.exit(3);
   channel.end();
-}
-
-function serveEnroll(
-  channel: ServerChannel,
-  remote: string,
-  key: AuthKey,
-  handlers: ServerHandlers,
-  log: TransportLog,
-  track: <T>(p: Promise<T>) => Promise<T>,
-  announce: ClientAnnounce,
-): void {
-  const decoder = new FrameDecoder(ENROLL_MAX_FRAME_BYTES);
-  let started = false;
-  channel.on('error', (e: Error) => log('ssh enroll channel error', { remote, error: e.message }));
-  channel.on('data', (chunk: Buffer) => {
-    if (started) return;
-    let frames: Buffer[];
-    try {
-      frames = decoder.push(chunk);
-    } catch (e) {
-      started = true;
-      reply({ ok: false, code: 'POFR_ENROLL_FAILED', message: (e as Error).message });
-      return;
-    }
-    if (frames.length === 0) return;
-    started = true;
-    void track(answer(frames[0])).then(reply);
-  });
-
-  async function answer(frame: Buffer): Promise<EnrollReply> {
-    let req: EnrollRequest;
-    try {
-      req = parseMessage(enrollRequestSchema, frame, 'enrollment request');
-    } catch (e) {
-      return { ok: false, code: 'POFR_ENROLL_FAILED', message: (e as Error).message };
-    }
-    try {
-      const result = enrollReplySchema.parse(await handlers.enroll(req, { remote, key, ...announce }));
-      log('ssh enrollment', { remote, name: req.name, fingerprint: key.fingerprint, ok: result.ok });
-      return result;
-    } catch (e) {
-      if (isPofrError(e)) {
-        log('ssh enrollment refused', { remote, name: req.name, code: e.code, reason: e.message });
-        return { ok: false, code: e.code, message: e.message };
-      }
-      log('ssh enrollment failed', { remote, name: req.name, error: (e as Error).stack ?? String(e) });
-      return {
-        ok: false,
-        code: 'POFR_ENROLL_FAILED',
-        message: 'the server failed while enrolling; see its log',
-      };
-    }
-  }
-
-  function reply(r: EnrollReply): void {
-    if (channel.destroyed) return;
-    channel.write(encodeFrame(Buffer.from(JSON.stringify(r), 'utf8')));
-    channel.exit(0);
-    channel.end();
-  }
-}
-
-function serveIngest(
-  channel: ServerChannel,
-  principal: string,
-  remote: string,
-  handlers: ServerHandlers,
-  log: TransportLog,
-  track: <T>(p: Promise<T>) => Promise<T>,
-  announce: ClientAnnounce,
-): () => void {
-  const decoder = new FrameDecoder();
-  const queue: Buffer[] = [];
-  let busy = false;
-  let closed = false;
-  let eof = false;
-
-  channel.on('error', (e: Error) => log('ssh ingest channel error', { remote, principal, error: e.message }));
-  channel.on('close', () => {
-    closed = true;
-    queue.length = 0;
-  });
-  channel.on('end', () => {
-    eof = true;
-    void drain();
-  });
-  channel.on('data', (chunk: Buffer) => {
-    if (closed) return;
-    try {
-      for (const frame of decoder.push(chunk)) queue.push(frame);
-    } catch (e) {
-      abort(`protocol error: ${(e as Error).message}`);
-      return;
-    }
-    // Backpressure: a client that pipelines faster than the store commits waits in SSH flow control.
-    if (queue.length >= MAX_QUEUED_FRAMES) channel.pause();
-    void drain();
-  });
-
-  // One batch at a time, in arrival order: batch N+1 links to N, and its ACK must follow N's.
-  async function drain(): Promise<void> {
-    if (busy) return;
-    busy = true;
-    try {
-      while (queue.length > 0 && !closed) {
-        const frame = queue.shift()!;
-        if (queue.length < MAX_QUEUED_FRAMES / 2) channel.resume();
-        let ack: BatchAck;
-        try {
-          ack = batchAckSchema.parse(await track(handlers.ingest(principal, frame, { remote, ...announce })));
-        } catch (e) {
-          log('ssh ingest failed; closing the channel unacknowledged so the client retries', {
-            remote,
-            principal,
-            error: (e as Error).stack ?? String(e),
-          });
-          abort('transient server error; the batch was not stored, retry later');
-          return;
-        }
-        if (closed) return;
-        if (ack.status === 'refused') {
-          log('ssh batch refused', { remote, principal, seq: ack.seq, code: ack.code, reason: ack.reason });
-        }
-        channel.write(encodeFrame(Buffer.from(JSON.stringify(ack), 'utf8')));
-      }
-      if (eof && !closed && queue.length === 0) {
-        closed = true;
-        channel.exit(0);
-        channel.end();
-      }
-    } finally {
-      busy = false;
-    }
-  }
-
-  return () => {
-    closed = true;
-    queue.length = 0;
-  };
-
-  function abort(why: string): void {
-    if (closed) return;
-    closed = true;
-    queue.length = 0;
-    channel.stderr.write(`pofr: ${why}\n`);
-    channel.exit(1);
-    channel.end();
-  }
+  return message;
 }
 
 function toAuthKey(algo: string, blob: Buffer): AuthKey {

@@ -88,12 +88,19 @@ before(async () => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 async function pofr(...args: string[]): Promise<{ out: string; err: string }> {
+  return pofrWith(verifyStore, ...args);
+}
+
+async function pofrWith(
+  verify: Parameters<typeof registerAnalystCommands>[1]['verify'],
+  ...args: string[]
+): Promise<{ out: string; err: string }> {
   const out = new Sink();
   const err = new Sink();
   const program = new Command('pofr').exitOverride();
   registerAnalystCommands(program, {
     openStoreForData: (d) => openStore(readStoreConfig(d)),
-    verify: (store, opts) => verifyStore(store, opts),
+    verify,
     out,
     err,
   });
@@ -267,7 +274,7 @@ test('verify prints one row per host and sets exit status 1 when a host fails', 
     await pofr('verify', '--data', dir, '--host', 'web', '--quick');
     assert.equal(process.exitCode, undefined);
     const table = (await pofr('verify', '--data', dir, '--host', 'db')).out;
-    assert.match(table, /db\s+h2\s+0\s+NO\s+0\s+-\s+1: seq 0 POFR_BATCH_SIGNATURE/);
+    assert.match(table, /db\s+h2\s+0\s+NO\s+NO\s+no\s+0\s+-\s+1: seq 0 POFR_BATCH_SIGNATURE/);
     // Without --quick, web's rows (written here without any batch) are not derivable from evidence.
     const [full] = jsonLines((await pofr('verify', '--data', dir, '--host', 'web', '--json')).out);
     assert.equal(full.ok, false);
@@ -276,6 +283,51 @@ test('verify prints one row per host and sets exit status 1 when a host fails', 
       /processes row .* is in the store but the evidence does not derive it/,
     );
     assert.equal(process.exitCode, 1);
+  } finally {
+    process.exitCode = undefined;
+  }
+});
+
+test('verify exits 3 for an authentic record with known gaps, listing each; --allow-gaps accepts them', async () => {
+  const gap = {
+    kind: 'refused_batch',
+    seq_from: 7,
+    seq_to: 7,
+    t_from: null,
+    t_to: null,
+    detail: 'batch 7 was refused: POFR_BATCH_SEAL: …',
+  };
+  const incomplete = async () => [
+    {
+      host_id: 'h1',
+      host: 'web',
+      batches: 9,
+      ok: true,
+      sealed: true,
+      gaps: 1,
+      complete: false,
+      known_gaps: [gap],
+      failures: [],
+    },
+  ];
+  try {
+    const { out, err } = await pofrWith(incomplete, 'verify', '--data', dir, '--json');
+    assert.equal(process.exitCode, 3);
+    const [row] = jsonLines(out);
+    assert.deepEqual([row.ok, row.complete, row.gaps, row.known_gaps], [true, false, 1, [gap]]);
+    assert.match(err, /web \(h1\) known gap, refused_batch: batch 7 was refused: POFR_BATCH_SEAL/);
+    assert.match(err, /exit status 3; --allow-gaps accepts them/);
+    process.exitCode = undefined;
+    const table = await pofrWith(incomplete, 'verify', '--data', dir);
+    assert.match(table.out, /web\s+h1\s+9\s+yes\s+NO\s+yes\s+1\s+1: refused_batch seq 7/);
+    process.exitCode = undefined;
+    await pofrWith(incomplete, 'verify', '--data', dir, '--allow-gaps');
+    assert.equal(process.exitCode, undefined, '--allow-gaps: authentic is enough');
+    const failing = async () => [
+      { ...(await incomplete())[0], ok: false, failures: [{ seq: 3, code: 'POFR_BATCH_SEAL', reason: 'x' }] },
+    ];
+    await pofrWith(failing, 'verify', '--data', dir, '--allow-gaps');
+    assert.equal(process.exitCode, 1, 'a failure is 1 whatever else');
   } finally {
     process.exitCode = undefined;
   }

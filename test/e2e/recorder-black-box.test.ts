@@ -128,10 +128,12 @@ describe('the recorder records its own interruptions', () => {
     );
     assert.ok(gap, 'the blind window is a gap in the timeline');
     assert.equal(gap.t_from, crash.t_from);
-    const [v] = await json(['verify', '--host', 'crashy', '--quick']);
+    const verify = await pofr(['verify', '--host', 'crashy', '--quick', '--data', data, '--json']);
+    assert.equal(verify.code, 3, `authentic, with a known gap: exit status 3\n${verify.stderr}`);
+    const [v] = jsonLines(verify.stdout);
     assert.equal(v.ok, true, JSON.stringify(v.failures));
     assert.ok(
-      (v.known_gaps as { kind: string }[]).some((g) => g.kind === 'crash'),
+      (v.known_gaps as { kind: string }[]).some((g) => g.kind === 'recorder_crash'),
       'verify lists the crash window as a known gap',
     );
     assert.equal(await second.stop(), 0, second.stderr());

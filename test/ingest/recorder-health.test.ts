@@ -67,8 +67,8 @@ for (const dialect of DIALECTS) {
       assert.equal(report.ok, true, JSON.stringify(report.failures));
       assert.equal(report.gaps, 1, 'the blind window counts as a known gap');
       assert.deepEqual(
-        report.known_gaps.map((g) => [g.kind, g.seq, g.t_from, g.t_to]),
-        [['crash', 3, T0 + 2 * S, T0 + 10 * S]],
+        report.known_gaps.map((g) => [g.kind, g.seq_from, g.t_from, g.t_to]),
+        [['recorder_crash', 3, T0 + 2 * S, T0 + 10 * S]],
       );
 
       // Both tables are re-derived from the evidence: an edit of either is caught.

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ingestBatch, verifyStore } from '../../src/ingest/index.js';
-import type { PofrRecord } from '../../src/protocol/index.js';
+import { generateSigningKeyPair, type PofrRecord } from '../../src/protocol/index.js';
 import type { Store } from '../../src/store/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
 import { addHost, file, proc, T0, type TestHost } from './host-fixture.js';
@@ -44,25 +44,29 @@ for (const dialect of DIALECTS) {
         host: 'web1',
         batches: 4,
         ok: true,
+        sealed: false,
         gaps: 1,
+        complete: false,
         known_gaps: [
           {
-            kind: 'seq_gap',
-            seq: 4,
+            kind: 'missing_batches',
+            seq_from: 3,
+            seq_to: 3,
             t_from: null,
-            t_to: T0 + 4 * S,
-            detail: byHost.get(host.hostId)!.known_gaps[0]?.detail ?? 'missing',
+            t_to: null,
+            detail: 'batch 3 never arrived',
           },
         ],
         failures: [],
       });
-      assert.match(byHost.get(host.hostId)!.known_gaps[0].detail, /missing seq 3/);
       assert.deepEqual(byHost.get(other.hostId), {
         host_id: other.hostId,
         host: 'db1',
         batches: 1,
         ok: true,
+        sealed: false,
         gaps: 0,
+        complete: true,
         known_gaps: [],
         failures: [],
       });
@@ -159,7 +163,7 @@ for (const dialect of DIALECTS) {
         .execute();
       const r = await reportOf(store, host.hostId);
       assert.equal(r.ok, false);
-      assert.equal(r.gaps, 0);
+      assert.equal(r.complete, false);
       assert.deepEqual(
         r.failures.map((f) => [f.seq, f.code]),
         [
@@ -168,5 +172,57 @@ for (const dialect of DIALECTS) {
         ],
       );
       assert.match(r.failures[1].reason, /no batch_evidence/);
+    }));
+}
+
+for (const dialect of DIALECTS) {
+  test(`[${dialect}] known gaps name their cause: a refused batch, batches that never arrived, a fork, recorder losses`, (t) =>
+    withStore(t, dialect, async (store) => {
+      const host = await addHost(store, { name: 'web1' });
+      const rec = (i: number): PofrRecord[] => [
+        { type: 'process_start', t: T0 + i * S, proc: proc(100 + i, i) },
+      ];
+      const chain = [1, 2, 3, 4, 5, 6, 7, 8].map((i) => host.next(rec(i)));
+      const send = (b: (typeof chain)[number]) => ingestBatch(store, b.bytes, { principal: host.hostId });
+      for (const b of chain.slice(0, 2)) assert.equal((await send(b)).status, 'accepted');
+      // 3 arrives with a flipped payload byte: refused; 4 and 5 never come; 6.. arrive.
+      const bad = Buffer.from(chain[2].bytes);
+      bad[bad.length - 80] ^= 1;
+      assert.equal((await ingestBatch(store, bad, { principal: host.hostId })).status, 'refused');
+      for (const b of chain.slice(5, 8)) assert.equal((await send(b)).status, 'accepted');
+      // The recorder's own gap record, in a batch 9 that links to another batch 8 (a fork).
+      const gapRec: PofrRecord = {
+        type: 'gap',
+        t: T0 + 10 * S,
+        from: T0 + 9 * S,
+        to: T0 + 10 * S,
+        reason: 'spool full',
+        dropped: 12,
+      };
+      host.prevHash = 'f'.repeat(64);
+      assert.equal((await send(host.next([gapRec]))).status, 'accepted');
+      // 10 refused at the end of the chain: a gap after the last stored batch.
+      const b10 = host.sealAt(10, host.prevHash, rec(10), generateSigningKeyPair());
+      assert.equal((await ingestBatch(store, b10.bytes, { principal: host.hostId })).status, 'refused');
+
+      const r = await reportOf(store, host.hostId);
+      assert.equal(r.ok, true, JSON.stringify(r.failures));
+      assert.equal(r.complete, false);
+      assert.deepEqual(
+        r.known_gaps.map((g) => [g.kind, g.seq_from, g.seq_to]),
+        [
+          ['refused_batch', 3, 3],
+          ['missing_batches', 4, 5],
+          ['refused_batch', 10, 10],
+          ['fork', 9, 9],
+          ['recorder_loss', 9, 9],
+        ],
+      );
+      assert.match(r.known_gaps[0].detail, /^batch 3 was refused at \d{4}-.*Z: POFR_BATCH_SIGNATURE: /);
+      assert.equal(r.known_gaps[0].t_from, T0 + 3 * S, 'the time the refused batch claims');
+      assert.match(r.known_gaps[1].detail, /^batches 4–5 never arrived \(2 batches\)$/);
+      assert.match(r.known_gaps[2].detail, /POFR_BATCH_SIGNATURE/);
+      assert.match(r.known_gaps[4].detail, /spool full, 12 events dropped/);
+      assert.equal(r.gaps, 5);
     }));
 }

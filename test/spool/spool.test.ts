@@ -244,7 +244,7 @@ describe('Spool', () => {
 
   test('inspect() counts a spool without changing it', () => {
     const dir = tempDir();
-    assert.deepEqual(Spool.inspect(dir), { depth: 0, sizeBytes: 0, head: null });
+    assert.deepEqual(Spool.inspect(dir), { depth: 0, sizeBytes: 0, head: null, seals: false });
     const batches = chain(2);
     const spool = Spool.open(dir);
     for (const b of batches) spool.append(b);
@@ -253,6 +253,7 @@ describe('Spool', () => {
       depth: 2,
       sizeBytes: spool.sizeBytes(),
       head: { seq: 2, hash: batches[1].hash },
+      seals: false,
     });
     assert.ok(existsSync(join(dir, '00000000000000000003.pofrb.tmp')));
   });

@@ -26,6 +26,7 @@ import {
   type SshServer,
   sshFingerprint,
   startSshServer,
+  type TransportRefusal,
 } from '../../src/transport/index.js';
 
 const serverKey = generateSshKeyPair();
@@ -51,6 +52,7 @@ class FakeStore {
   readonly authorizeCalls: string[] = [];
   readonly enrolls: { req: EnrollRequest; key: AuthKey; clientVersion: string | null }[] = [];
   readonly ingestVersions: (string | null)[] = [];
+  readonly refusals: TransportRefusal[] = [];
   ingestCalls = 0;
   concurrent = 0;
   maxConcurrent = 0;
@@ -74,6 +76,7 @@ class FakeStore {
         if (req.token !== 'good-token') throw new PofrError('POFR_ENROLL_TOKEN', 'token unknown or expired');
         return { ok: true, host_id: HOST_ID, name: req.name, status: 'approved' };
       },
+      refused: (r) => this.refusals.push(r),
       ingest: async (principal, batch, ctx) => {
         this.ingestCalls++;
         this.ingestVersions.push(ctx.clientVersion);
@@ -322,21 +325,25 @@ describe('protocol and version announcement', () => {
     const store = new FakeStore();
     const server = await startServer(store);
     await assert.rejects(
-      enrollAnnouncing(server.port, { clientVersion: '2.0.0', protocol: 2 }),
-      /POFR_PROTOCOL_VERSION: pofr 2\.0\.0 speaks protocol 2; this server speaks protocol 1\. Install a client built by this server/,
+      enrollAnnouncing(server.port, { clientVersion: '9.0.0', protocol: 9 }),
+      /POFR_PROTOCOL_VERSION: pofr 9\.0\.0 speaks protocol 9; this server speaks protocols 1 and 2\. Install a client built by this server/,
     );
     assert.equal(store.enrolls.length, 0, 'the request never reached enroll()');
 
     const spool = tempSpool();
     appendBatches(spool, 1);
-    const up = uploader(server.port, spool, { clientVersion: '2.0.0', protocol: 2 });
+    const up = uploader(server.port, spool, { clientVersion: '9.0.0', protocol: 9 });
     up.start();
     await waitFor('a refused attempt', () => /POFR_PROTOCOL_VERSION/.test(up.status().lastError ?? ''));
-    assert.match(up.status().lastError ?? '', /speaks protocol 2; this server speaks protocol 1/);
+    assert.match(up.status().lastError ?? '', /speaks protocol 9; this server speaks protocols 1 and 2/);
     assert.equal(store.ingestCalls, 0);
     assert.equal(spool.depth(), 1, 'nothing is quarantined or lost');
     assert.ok(
-      server.logs.some((l) => l.startsWith('refused client protocol') && l.includes('"protocol":"2"')),
+      server.logs.some((l) => l.startsWith('refused client protocol') && l.includes('"protocol":"9"')),
+    );
+    assert.ok(
+      store.refusals.some((r) => r.kind === 'exec_refused' && r.code === 'POFR_PROTOCOL_VERSION'),
+      'the refused protocol is told to the audit trail',
     );
     await up.stop();
   });
@@ -358,6 +365,65 @@ describe('SSH server refusals', () => {
     });
     assert.ok(store.authorizeCalls.includes(HOST_ID) && store.authorizeCalls.includes('h-unknown'));
     assert.ok(server.logs.some((l) => l.startsWith('ssh auth refused') && l.includes('unknown host or key')));
+    const keyRefusals = store.refusals.filter((r) => r.kind === 'unknown_key');
+    assert.deepEqual(
+      keyRefusals.map((r) => [r.user, r.fingerprint, r.source]),
+      [
+        [HOST_ID, sshFingerprint(stranger.publicKey), '127.0.0.1'],
+        ['h-unknown', clientFp, '127.0.0.1'],
+      ],
+      'one refusal per key and user, with the key and the address',
+    );
+    assert.match(keyRefusals[0].remote ?? '', /^127\.0\.0\.1:\d+$/);
+  });
+
+  test('password attempts, non-ed25519 keys and silent sockets are refused and told', async () => {
+    const store = new FakeStore();
+    const logs: string[] = [];
+    const server = await startSshServer({
+      hostKey: serverKey.privateKey,
+      host: '127.0.0.1',
+      port: 0,
+      handlers: store.handlers(),
+      authTimeoutMs: 300,
+      log: (msg) => logs.push(msg),
+    });
+    cleanups.push(() => server.close());
+    const pw = new ssh2.Client();
+    cleanups.push(() => {
+      pw.end();
+    });
+    await assert.rejects(
+      new Promise<void>((resolve, reject) => {
+        pw.once('ready', () => resolve()).once('error', reject);
+        pw.connect({
+          host: '127.0.0.1',
+          port: server.port,
+          username: HOST_ID,
+          password: 'hunter2',
+          hostVerifier: () => true,
+        });
+      }),
+    );
+    const ecdsa = ssh2.utils.generateKeyPairSync('ecdsa', { bits: 256 });
+    await assert.rejects(rawClient(server.port, HOST_ID, ecdsa.private));
+    const silent = connect(server.port, '127.0.0.1');
+    silent.on('error', () => {});
+    // Read, or the server's FIN is never noticed and 'close' never comes.
+    silent.resume();
+    cleanups.push(() => {
+      silent.destroy();
+    });
+    await once(silent, 'close');
+    const kinds = store.refusals.map((r) => r.kind);
+    assert.ok(kinds.includes('auth_method'), `a password attempt is refused and told: ${kinds}`);
+    assert.ok(kinds.includes('key_type'), `an ecdsa key is refused and told: ${kinds}`);
+    assert.ok(kinds.includes('auth_timeout'), `a socket that says nothing is dropped and told: ${kinds}`);
+    assert.equal(
+      store.refusals.find((r) => r.kind === 'auth_method')?.user,
+      HOST_ID,
+      'the refusal names the user it tried',
+    );
   });
 
   test('shells, ptys, sftp, forwarding and other commands are refused', async () => {
@@ -374,14 +440,16 @@ describe('SSH server refusals', () => {
     );
     assert.ok(await grantError((cb) => client.shell(false, cb)), 'shell without a pty');
     assert.ok(await grantError((cb) => client.shell(cb)), 'shell with a pty');
-    const sftpErr = await new Promise<Error | null>((resolve) => client.sftp((err) => resolve(err ?? null)));
+    // ssh2 keeps a session open after a refused request, and a connection has four: go on with another.
+    const second = await rawClient(server.port, HOST_ID);
+    const sftpErr = await new Promise<Error | null>((resolve) => second.sftp((err) => resolve(err ?? null)));
     assert.ok(sftpErr);
     const fwdErr = await new Promise<Error | null>((resolve) =>
-      client.forwardOut('127.0.0.1', 1, '127.0.0.1', server.port, (err) => resolve(err ?? null)),
+      second.forwardOut('127.0.0.1', 1, '127.0.0.1', server.port, (err) => resolve(err ?? null)),
     );
     assert.ok(fwdErr);
     const listenErr = await new Promise<Error | null>((resolve) =>
-      client.forwardIn('127.0.0.1', 0, (err) => resolve(err ?? null)),
+      second.forwardIn('127.0.0.1', 0, (err) => resolve(err ?? null)),
     );
     assert.ok(listenErr);
 
@@ -389,6 +457,20 @@ describe('SSH server refusals', () => {
     assert.ok(await execErr('pofr-ingest', enroller), 'an enrollment connection may not ingest');
     assert.equal(store.ingestCalls, 0);
     assert.ok(server.logs.some((l) => l.startsWith('ssh exec refused') && l.includes('"command":"id"')));
+    const told = new Set(store.refusals.map((r) => `${r.kind}: ${r.reason}`));
+    for (const expected of [
+      'exec_refused: exec "id" is not offered to user h-test-1',
+      'exec_refused: exec "pofr-enroll" is not offered to user h-test-1',
+      'exec_refused: exec "pofr-ingest" is not offered to user enroll',
+      'channel_refused: a pseudo-terminal is not offered',
+      'channel_refused: a shell is not offered',
+      'channel_refused: sftp is not offered',
+      `forward_refused: TCP forwarding to 127.0.0.1:${server.port} is not offered`,
+      'forward_refused: global request tcpip-forward (remote forwarding) is not offered',
+    ]) {
+      assert.ok(told.has(expected), `told: ${expected}\n(got ${[...told].join('\n')})`);
+    }
+    assert.ok(store.refusals.every((r) => r.remote?.startsWith('127.0.0.1:')));
   });
 
   test('an oversize frame on the ingest channel closes it with a protocol error, storing nothing', async () => {
@@ -412,6 +494,10 @@ describe('SSH server refusals', () => {
     await closed;
     assert.match(stderr, /protocol error: peer announced a frame of 4294967280 bytes/);
     assert.equal(store.ingestCalls, 0);
+    assert.deepEqual(
+      store.refusals.map((r) => [r.kind, r.hostId, r.fingerprint, r.code]),
+      [['frame_too_large', HOST_ID, clientFp, 'POFR_BATCH_TOO_LARGE']],
+    );
   });
 
   test('sockets beyond maxConnections are closed at once, and the server keeps serving', async () => {
@@ -437,7 +523,12 @@ describe('SSH server refusals', () => {
     const third = connect(server.port, '127.0.0.1');
     third.on('error', () => {});
     await once(third, 'close');
-    assert.ok(logs.some((l) => l.includes('too many open connections')));
+    assert.ok(logs.some((l) => l.includes("connections are open, the server's cap")));
+    assert.deepEqual(
+      store.refusals.map((r) => r.kind),
+      ['connection_limit'],
+      'the refused socket is told to the audit trail',
+    );
     for (const s of idle) s.destroy();
     await new Promise((r) => setTimeout(r, 50));
     const client = await rawClient(server.port, HOST_ID);

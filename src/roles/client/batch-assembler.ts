@@ -6,6 +6,8 @@ import { LIMITS, type PofrRecord, type SealedBatch, sealBatch } from '../../prot
 export interface BatchSink {
   append(batch: SealedBatch): void;
   chainHead(): { seq: number; hash: string };
+  /** The forward-secure seal key of `seq`, or null for a client from before sealing. */
+  sealKeyFor?(seq: number): Buffer | null;
 }
 
 /**
@@ -138,15 +140,11 @@ export class BatchAssembler {
   /** Seals in as few batches as the size limits allow, halving a chunk that comes out too large. */
   private sealChunks(records: PofrRecord[]): number {
     const head = this.opts.sink.chainHead();
+    const seq = head.seq + 1;
     const sealed = sealBatch(
-      {
-        host_id: this.opts.hostId,
-        boot_id: this.opts.bootId,
-        seq: head.seq + 1,
-        prev_hash: head.hash,
-        records,
-      },
+      { host_id: this.opts.hostId, boot_id: this.opts.bootId, seq, prev_hash: head.hash, records },
       this.opts.signingKey,
+      this.opts.sink.sealKeyFor?.(seq) ?? null,
     );
     const tooBig =
       sealed.bytes.length > LIMITS.maxBatchBytes || sealed.header.payload_bytes > LIMITS.maxPayloadBytes;

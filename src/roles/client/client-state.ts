@@ -6,7 +6,7 @@ import { PofrError } from '../../errors.js';
 /**
  * The client's state directory: its two key pairs (SSH for transport, ed25519 for signing batches:
  * separate so the transport key can be rotated without invalidating stored evidence), the pinned
- * server fingerprint, its host id and the spool.
+ * server fingerprint, its host id and the spool (which holds the forward-secure seal keys).
  */
 export const STATE_FILES = {
   enrollment: 'client.json',
@@ -21,6 +21,8 @@ export const STATE_FILES = {
   journal: 'journal',
   /** Written by `client deregister` before its SIGTERM, so the recorder's stop record says why. */
   stopReason: 'stop-reason',
+  /** The seal seed of an enrollment not confirmed yet: sent again on a retry, removed once confirmed. */
+  pendingSealSeed: 'seal_seed.pending',
 } as const;
 
 const enrollmentSchema = z.object({
@@ -29,6 +31,8 @@ const enrollmentSchema = z.object({
   server_host: z.string(),
   server_port: z.number().int(),
   server_fingerprint: z.string(),
+  /** The account on the site's own sshd (OpenSSH mode); absent: pofr's embedded server. */
+  ssh_user: z.string().optional(),
   status: z.enum(['approved', 'pending']),
   enrolled_at: z.string(),
 });

@@ -1,7 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { hostname, release } from 'node:os';
+import { join } from 'node:path';
 import { PofrError } from '../../errors.js';
-import { generateSigningKeyPair } from '../../protocol/index.js';
+import { generateSigningKeyPair, newSealSeed } from '../../protocol/index.js';
+import { Spool } from '../../spool/index.js';
 import { enrollOverSsh, generateSshKeyPair } from '../../transport/index.js';
 import { pofrVersion } from '../../version.js';
 import {
@@ -21,6 +23,8 @@ export interface EnrollOptions {
   readonly password?: string;
   readonly name?: string;
   readonly fingerprint?: string;
+  /** OpenSSH mode: the account on the site's sshd to log in as (remembered for run). */
+  readonly sshUser?: string;
   /** Asked when no fingerprint was given: shows the server's and returns whether to trust it. */
   readonly confirm?: (fingerprint: string) => Promise<boolean>;
 }
@@ -68,6 +72,7 @@ export async function enrollClient(opts: EnrollOptions): Promise<ClientEnrollmen
   }
   const sshPrivateKey = readStateFile(opts.stateDir, STATE_FILES.sshKey)!;
   const signingPub = readStateFile(opts.stateDir, STATE_FILES.signingPub)!;
+  const sealing = pendingSeal(opts.stateDir);
   const name = opts.name ?? hostname();
   const { reply, serverFingerprint } = await enrollOverSsh({
     host,
@@ -76,12 +81,14 @@ export async function enrollClient(opts: EnrollOptions): Promise<ClientEnrollmen
     clientVersion: pofrVersion(),
     pinnedFingerprint: opts.fingerprint,
     confirmFingerprint: opts.confirm,
+    username: opts.sshUser,
     request: {
       ...(opts.password !== undefined
         ? { method: 'password' as const, password: opts.password }
         : { method: 'token' as const, token: opts.token }),
       name,
       signing_key: signingPub,
+      ...(sealing ? { seal_seed: sealing.seed.toString('hex'), seal_from: sealing.from } : {}),
       facts: {
         hostname: hostname(),
         machine_id: readFirstLine('/etc/machine-id', ''),
@@ -100,9 +107,32 @@ export async function enrollClient(opts: EnrollOptions): Promise<ClientEnrollmen
     server_host: host,
     server_port: port,
     server_fingerprint: serverFingerprint,
+    ...(opts.sshUser !== undefined ? { ssh_user: opts.sshUser } : {}),
     status: reply.status,
     enrolled_at: new Date().toISOString(),
   };
   saveEnrollment(opts.stateDir, enrollment);
+  if (sealing) {
+    // Confirmed: the spool keeps only the keys grown from the seed, and the seed goes.
+    Spool.open(join(opts.stateDir, STATE_FILES.spool)).startSealing(sealing.seed);
+    sealing.seed.fill(0);
+    rmSync(join(opts.stateDir, STATE_FILES.pendingSealSeed), { force: true });
+  }
   return enrollment;
+}
+
+/**
+ * The seal seed to register, unless this client seals already (then the server has its seed and
+ * keeps it): the one of an earlier attempt whose reply was lost, else a new one, kept until the
+ * server confirmed it. A client from before sealing that enrolls again starts sealing with the next
+ * batch it makes: run this with the recorder stopped, so that no unsealed batch follows.
+ */
+function pendingSeal(stateDir: string): { seed: Buffer; from: number } | null {
+  const spool = Spool.inspect(join(stateDir, STATE_FILES.spool));
+  if (spool.seals) return null;
+  const kept = readStateFile(stateDir, STATE_FILES.pendingSealSeed)?.trim();
+  const seed = kept && /^[0-9a-f]{64}$/.test(kept) ? Buffer.from(kept, 'hex') : newSealSeed();
+  if (kept !== seed.toString('hex'))
+    writeStateFile(stateDir, STATE_FILES.pendingSealSeed, `${seed.toString('hex')}\n`);
+  return { seed, from: (spool.head?.seq ?? 0) + 1 };
 }

@@ -92,7 +92,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
   const uploader = new BatchUploader({
     host: enrollment.server_host,
     port: enrollment.server_port,
-    username: enrollment.host_id,
+    username: enrollment.ssh_user ?? enrollment.host_id,
     sshPrivateKey: keys.sshPrivateKey,
     pinnedFingerprint: enrollment.server_fingerprint,
     queue: spool,

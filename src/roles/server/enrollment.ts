@@ -44,6 +44,10 @@ export async function createToken(store: Store, opts: TokenOptions, now = nowMic
 export interface EnrollmentInput {
   readonly name: string;
   readonly signingKey: string;
+  /** Hex root of the host's seal keys; absent for clients from before sealing (then unsealed). */
+  readonly sealSeed?: string;
+  /** The first sequence number sealed with it (default 1). */
+  readonly sealFrom?: number;
   readonly sshKey: string;
   readonly sshFingerprint: string;
   readonly remote: string;
@@ -137,7 +141,7 @@ async function enroll(
   const outcome = await store.db.transaction().execute(async (trx): Promise<EnrollmentOutcome> => {
     const existing = await trx
       .selectFrom('hosts')
-      .select(['host_id', 'name', 'status', 'signing_key'])
+      .select(['host_id', 'name', 'status', 'signing_key', 'seal_seed'])
       .where('ssh_fingerprint', '=', input.sshFingerprint)
       .executeTakeFirst();
     if (existing) {
@@ -154,6 +158,15 @@ async function enroll(
           code: 'POFR_ENROLL_FAILED',
           message: `host ${existing.name} (${existing.host_id}) is revoked`,
         };
+      }
+      // A client from before sealing that enrolls again starts sealing here; a seed once set is
+      // never replaced (that would let whoever holds the host's keys re-seal its past).
+      if (existing.seal_seed === null && input.sealSeed !== undefined) {
+        await trx
+          .updateTable('hosts')
+          .set({ seal_seed: input.sealSeed, seal_from: input.sealFrom ?? 1 })
+          .where('host_id', '=', existing.host_id)
+          .execute();
       }
       if (input.clientVersion) {
         await trx
@@ -183,6 +196,8 @@ async function enroll(
         ssh_key: input.sshKey,
         ssh_fingerprint: input.sshFingerprint,
         signing_key: input.signingKey,
+        seal_seed: input.sealSeed ?? null,
+        seal_from: input.sealSeed === undefined ? null : (input.sealFrom ?? 1),
         enrolled_at: now,
         approved_at: g.approve ? now : null,
         client_version: input.clientVersion ?? null,
@@ -208,7 +223,11 @@ async function enroll(
 
 export type KeyDecision =
   | { readonly ok: true; readonly hostId: string }
-  | { readonly ok: false; readonly reason: string };
+  | {
+      readonly ok: false;
+      readonly reason: string;
+      readonly kind: 'unknown_key' | 'wrong_user' | 'revoked_key' | 'pending_key';
+    };
 
 /** May this SSH key write as this host? Only its own approved host, never a revoked one. */
 export async function authorizeHostKey(
@@ -221,13 +240,35 @@ export async function authorizeHostKey(
     .select(['host_id', 'name', 'status', 'ssh_fingerprint'])
     .where('host_id', '=', hostId)
     .executeTakeFirst();
-  if (!host) return { ok: false, reason: `no enrolled host ${hostId}` };
-  if (host.ssh_fingerprint !== fingerprint)
-    return { ok: false, reason: `key ${fingerprint} is not the key of host ${hostId}` };
-  if (host.status === 'revoked') return { ok: false, reason: `host ${host.name} (${hostId}) is revoked` };
+  if (!host || host.ssh_fingerprint !== fingerprint) {
+    // Another host's key under this user name is a different story from a stranger's key.
+    const owner = await store.db
+      .selectFrom('hosts')
+      .select(['host_id', 'name'])
+      .where('ssh_fingerprint', '=', fingerprint)
+      .executeTakeFirst();
+    if (owner) {
+      return {
+        ok: false,
+        kind: 'wrong_user',
+        reason: `key ${fingerprint} is the key of host ${owner.name} (${owner.host_id}), not of ${JSON.stringify(hostId)}`,
+      };
+    }
+    return host
+      ? { ok: false, kind: 'unknown_key', reason: `key ${fingerprint} is not the key of host ${hostId}` }
+      : {
+          ok: false,
+          kind: 'unknown_key',
+          reason: `no enrolled host ${JSON.stringify(hostId)} has key ${fingerprint}`,
+        };
+  }
+  if (host.status === 'revoked') {
+    return { ok: false, kind: 'revoked_key', reason: `host ${host.name} (${hostId}) is revoked` };
+  }
   if (host.status !== 'approved') {
     return {
       ok: false,
+      kind: 'pending_key',
       reason: `host ${host.name} (${hostId}) awaits approval: pofr server approve ${host.name}`,
     };
   }

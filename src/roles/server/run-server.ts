@@ -1,10 +1,11 @@
 import { type GeoLookup, openGeoip } from '../../enrich/index.js';
 import { PofrError } from '../../errors.js';
-import { ingestBatch } from '../../ingest/index.js';
 import { openStore, readStoreConfig, type Store } from '../../store/index.js';
-import { type BatchAck, type ServerHandlers, startSshServer } from '../../transport/index.js';
-import { authorizeHostKey, enrollWithPassword, enrollWithToken, recordClientVersion } from './enrollment.js';
+import { type SshServer, startSshServer } from '../../transport/index.js';
+import { AuditTrail } from './audit-trail.js';
 import { ensureHostKey } from './host-key.js';
+import { watchRevocations } from './revocation-watch.js';
+import { createServerHandlers } from './server-handlers.js';
 
 export type Log = (msg: string, fields?: object) => void;
 
@@ -54,65 +55,9 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const geo = loadGeoip(opts.geoip, opts.log);
   const store = await openStore(readStoreConfig(opts.dataDir));
   const hostKey = ensureHostKey(opts.dataDir);
-  // The version each host's client last announced, so it is written once per change, not per batch.
-  const knownVersions = new Map<string, string>();
-  const handlers: ServerHandlers = {
-    async authorize(username, key) {
-      if (username === 'enroll') return { ok: true, principal: 'enroll' };
-      const decision = await authorizeHostKey(store, username, key.fingerprint);
-      if (!decision.ok)
-        opts.log('refused SSH key', { username, fingerprint: key.fingerprint, reason: decision.reason });
-      return decision.ok ? { ok: true, principal: decision.hostId } : decision;
-    },
-    async enroll(req, ctx) {
-      const common = {
-        name: req.name,
-        signingKey: req.signing_key,
-        sshKey: ctx.key.openssh,
-        sshFingerprint: ctx.key.fingerprint,
-        remote: ctx.remote,
-        clientVersion: ctx.clientVersion,
-      };
-      const outcome =
-        req.method === 'password'
-          ? await enrollWithPassword(store, { ...common, password: req.password ?? '' })
-          : await enrollWithToken(store, { ...common, token: req.token ?? '' });
-      opts.log(outcome.ok ? 'enrolled client' : 'refused enrollment', {
-        remote: ctx.remote,
-        name: req.name,
-        method: req.method,
-        ...outcome,
-      });
-      // A refused guess costs the guesser a second on top of scrypt: passwords and tokens are not
-      // worth brute-forcing through this channel.
-      if (!outcome.ok) await new Promise((r) => setTimeout(r, 1000));
-      return outcome;
-    },
-    async ingest(principal, batch, ctx): Promise<BatchAck> {
-      if (ctx.clientVersion !== null && knownVersions.get(principal) !== ctx.clientVersion) {
-        await recordClientVersion(store, principal, ctx.clientVersion);
-        knownVersions.set(principal, ctx.clientVersion);
-      }
-      // Throws only when the store itself failed: the transport then closes the channel without an
-      // ACK and the client keeps the batch for a retry.
-      const result = await ingestBatch(store, batch, { principal, geo });
-      if (result.status === 'refused') {
-        opts.log('refused batch', {
-          remote: ctx.remote,
-          host: principal,
-          seq: result.seq,
-          code: result.code,
-          reason: result.reason,
-        });
-        return { seq: result.seq, status: 'refused', code: result.code, reason: result.reason };
-      }
-      if (result.status === 'accepted' && result.chain !== 'ok' && result.chain !== 'genesis') {
-        opts.log('chain break recorded', { host: principal, seq: result.seq, chain: result.chain });
-      }
-      return { seq: result.seq, status: result.status };
-    },
-  };
-  let server: { port: number; close(): Promise<void> };
+  const audit = AuditTrail.inMemory(store, opts.log);
+  const handlers = createServerHandlers({ store, audit, log: opts.log, geo });
+  let server: SshServer;
   try {
     server = await startSshServer({
       hostKey: hostKey.privateKey,
@@ -122,9 +67,11 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       log: opts.log,
     });
   } catch (e) {
+    await audit.close();
     await store.close();
     throw e;
   }
+  const revocations = watchRevocations(store, server, audit, opts.log);
   opts.log('pofr server listening', {
     host: opts.host,
     port: server.port,
@@ -136,7 +83,9 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     fingerprint: hostKey.fingerprint,
     store,
     async close() {
+      revocations.stop();
       await server.close();
+      await audit.close();
       await store.close();
     },
   };
