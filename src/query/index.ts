@@ -11,11 +11,13 @@ export { describeProcess, type ProcessRow, shellQuote } from './process-row.js';
 export { findProcesses, type ProcessQuery } from './procs.js';
 export { firstKeyword, hasSecondStatement, runSql } from './sql.js';
 export {
+  cursorOf,
   type EndpointEvent,
   type FileEvent,
   type GapEvent,
   type ProcessEvent,
   TIMELINE_KINDS,
+  type TimelineCursor,
   type TimelineEvent,
   type TimelineKind,
   type TimelineQuery,

@@ -8,13 +8,14 @@ import {
 } from 'kysely';
 import { PofrError } from '../errors.js';
 import type {
+  Capabilities,
   EndpointStatesTable,
   EndpointsTable,
   FileOpensTable,
   ProcessesTable,
   Store,
 } from '../store/index.js';
-import { FILE_COLUMNS, type FileRow } from './files.js';
+import { FILE_COLUMNS, type FileRow, globMatch } from './files.js';
 import { describeEndpoint, type EndpointRow, SOCKET_COLUMNS } from './net.js';
 import {
   describeProcess,
@@ -23,6 +24,7 @@ import {
   type ProcessRow,
   toProcessRow,
 } from './process-row.js';
+import { withRegexErrors } from './procs.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
 export const TIMELINE_KINDS = Object.freeze([
@@ -45,6 +47,30 @@ export interface TimelineQuery extends WindowOptions {
   readonly kinds?: readonly string[];
   /** Only events of this pid (gaps are always shown: they concern every process). */
   readonly pid?: number;
+  /** Only events of processes run by this user (a name, or a uid matching the real or effective one). */
+  readonly user?: string;
+  /** Only events of processes whose command line or exe path matches this regular expression. */
+  readonly command?: string;
+  /** Only file events whose path matches this glob (`*` matches '/' too). */
+  readonly path?: string;
+  /** Only endpoint events with this remote address. */
+  readonly remote?: string;
+  /** Only endpoint events with this local or remote port. */
+  readonly port?: number;
+  /** Only endpoint events whose remote address is in this country (ISO 3166 code). */
+  readonly country?: string;
+  /** Only events strictly after this one, in timeline order: the next page after a page's last event. */
+  readonly after?: TimelineCursor;
+}
+
+/** Where an event stands in timeline order; `cursorOf(lastEvent)` gives the next page's `after`. */
+export interface TimelineCursor {
+  readonly time: number;
+  readonly ord: number | null;
+  readonly host_id: string;
+  readonly kind: TimelineKind;
+  /** process_id, file_id, endpoint_id, or the batch seq of a gap. */
+  readonly id: number;
 }
 
 interface EventBase {
@@ -119,6 +145,15 @@ const RANK: Readonly<Record<TimelineKind, number>> = Object.freeze({
  */
 export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<readonly TimelineEvent[]> {
   const kinds = new Set<TimelineKind>(checkKinds(opts.kinds));
+  // A filter on what only files (or only endpoints) have leaves the other kinds out; gaps stay.
+  const onFiles = opts.path !== undefined;
+  const onEndpoints = opts.remote !== undefined || opts.port !== undefined || opts.country !== undefined;
+  for (const k of kinds) {
+    const fileKind = k === 'file_open' || k === 'file_close';
+    const endpointKind = k.startsWith('endpoint_');
+    if (k === 'gap') continue;
+    if ((onFiles && !fileKind) || (onEndpoints && !endpointKind)) kinds.delete(k);
+  }
   if (opts.hosts?.length === 0 || kinds.size === 0) return Object.freeze([]);
   const limit = limitOf(opts);
   // One source after the other on one connection: an analyst query should not take a whole pool.
@@ -133,9 +168,16 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
   if (kinds.has('endpoint_state')) reads.push(() => endpointStates(store, opts, limit));
   if (kinds.has('gap')) reads.push(() => gaps(store, opts, limit));
   const all: TimelineEvent[] = [];
-  for (const read of reads) for (const e of await read()) all.push(e);
+  await withRegexErrors(opts.command, async () => {
+    for (const read of reads) for (const e of await read()) all.push(e);
+  });
   all.sort(compareEvents);
   return Object.freeze(all.slice(0, limit));
+}
+
+/** The `after` of the page that follows this event. */
+export function cursorOf(e: TimelineEvent): TimelineCursor {
+  return Object.freeze({ time: e.time, ord: e.ord, host_id: e.host_id, kind: e.kind, id: idOf(e) });
 }
 
 function checkKinds(kinds: readonly string[] | undefined): readonly TimelineKind[] {
@@ -192,6 +234,8 @@ interface ActivitySource {
   readonly host: `${Alias}.host_id`;
   readonly id: `${Alias}.id`;
   readonly pid: `${Exclude<Alias, 's'>}.pid`;
+  /** The RANK of this source's events (every source yields events of one rank). */
+  readonly rank: number;
   /**
    * Files and endpoints reach the process holding them through a left join as `p`; one of no
    * process on record is not the recorder's.
@@ -203,7 +247,7 @@ interface ActivitySource {
  * What every activity read keeps: instant events in the window (from <= time <= to), of the hosts,
  * of the pid, and not the recorder's when observer is false.
  */
-function activityFilters(src: ActivitySource, opts: TimelineQuery): Expression<SqlBool> {
+function activityFilters(src: ActivitySource, opts: TimelineQuery, caps: Capabilities): Expression<SqlBool> {
   const time = activity.ref(src.time);
   const out: Expression<SqlBool>[] = [];
   if (opts.from !== undefined) out.push(sql<SqlBool>`${time} >= ${opts.from}`);
@@ -211,7 +255,65 @@ function activityFilters(src: ActivitySource, opts: TimelineQuery): Expression<S
   if (opts.hosts) out.push(activity(src.host, 'in', opts.hosts));
   if (opts.pid !== undefined) out.push(activity(src.pid, '=', opts.pid));
   if (opts.observer === false) out.push(src.held ? NOT_OBSERVER_HELD : activity('p.observer', '=', 0));
+  const { user, command, path, remote, port, country } = opts;
+  if (user !== undefined) {
+    out.push(
+      /^\d+$/.test(user)
+        ? activity.or([activity('p.ruid', '=', Number(user)), activity('p.euid', '=', Number(user))])
+        : activity('p.user', '=', user),
+    );
+  }
+  if (command !== undefined) {
+    out.push(
+      activity.or([
+        caps.regexMatch(sql.ref('p.cmdline'), command),
+        caps.regexMatch(sql.ref('p.exe'), command),
+      ]),
+    );
+  }
+  if (path !== undefined) out.push(globMatch(sql.ref('f.path'), path));
+  if (remote !== undefined) out.push(activity('e.remote_ip', '=', remote));
+  if (port !== undefined)
+    out.push(activity.or([activity('e.local_port', '=', port), activity('e.remote_port', '=', port)]));
+  if (country !== undefined) out.push(activity('e.country', '=', country.toUpperCase()));
+  if (opts.after !== undefined)
+    out.push(
+      ...afterCursor(
+        time,
+        activity.ref(src.ord),
+        activity.ref(src.host),
+        activity.ref(src.id),
+        src.rank,
+        opts.after,
+      ),
+    );
   return activity.and(out);
+}
+
+/**
+ * Rows after the cursor in timeline order (time, ord, host_id, rank, id). The plain `time >= T`
+ * lets the engine start from the time index; the row value comparison then drops what the previous
+ * page already showed (a keyframe writes hundreds of rows with the same time and ord).
+ */
+function afterCursor(
+  time: Expression<unknown>,
+  ord: Expression<unknown>,
+  host: Expression<unknown>,
+  id: Expression<unknown>,
+  rank: number,
+  c: TimelineCursor,
+): Expression<SqlBool>[] {
+  const cOrd = c.ord ?? -1;
+  const cRank = RANK[c.kind];
+  const key = sql`(${time}, coalesce(${ord}, -1), ${host})`;
+  const at = sql`(${c.time}, ${cOrd}, ${c.host_id})`;
+  const after =
+    rank > cRank
+      ? sql<SqlBool>`${key} >= ${at}`
+      : rank < cRank
+        ? sql<SqlBool>`${key} > ${at}`
+        : sql<SqlBool>`(${time}, coalesce(${ord}, -1), ${host}, ${id}) > (${c.time}, ${cOrd}, ${c.host_id}, ${c.id})`;
+  return [sql<SqlBool>`${time} >= ${c.time}`, after];
 }
 
 /** The first `limit` rows of a source in the order compareEvents refines: (time, ord, host_id, id). */
@@ -239,7 +341,7 @@ async function processImages(
     .selectFrom('processes as p')
     .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
     .select([...PROCESS_COLUMNS, 'h.name as host'])
-    .where(activityFilters(src, opts));
+    .where(activityFilters(src, opts, store.caps));
   if (!kinds.has('process_exec')) q = q.where('p.exec_index', '=', 0);
   if (!kinds.has('process_start')) q = q.where('p.exec_index', '>', 0);
   const rows = await inEventOrder(q, src, limit).execute();
@@ -260,7 +362,12 @@ async function processExits(
   opts: TimelineQuery,
   limit: number,
 ): Promise<readonly ProcessEvent[]> {
-  const src: ActivitySource = { ...PROCESS_SOURCE, time: 'p.end', ord: 'p.close_ord' };
+  const src: ActivitySource = {
+    ...PROCESS_SOURCE,
+    time: 'p.end',
+    ord: 'p.close_ord',
+    rank: RANK.process_exit,
+  };
   const q = store.db
     .selectFrom('processes as p')
     .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
@@ -268,7 +375,7 @@ async function processExits(
     .where('p.end', 'is not', null)
     // An image ended by exec is followed by the next image's process_exec: the process lives on.
     .where((eb) => eb.or([eb('p.end_reason', 'is', null), eb('p.end_reason', '<>', 'exec')]))
-    .where(activityFilters(src, opts));
+    .where(activityFilters(src, opts, store.caps));
   const rows = await inEventOrder(q, src, limit).execute();
   return rows.map((r) => {
     const p = toProcessRow(r, r.host);
@@ -282,7 +389,7 @@ async function processExits(
   });
 }
 
-const PROCESS_SOURCE = { host: 'p.host_id', id: 'p.id', pid: 'p.pid', held: false } as const;
+const PROCESS_SOURCE = { host: 'p.host_id', id: 'p.id', pid: 'p.pid', held: false, rank: 1 } as const;
 
 function processEvent(
   p: ReturnType<typeof toProcessRow>,
@@ -326,7 +433,12 @@ function processEvent(
 
 /** A file or endpoint opens at its first sight (first_seen, open_ord) and closes at its last. */
 function heldSource(alias: 'f' | 'e', opening: boolean): ActivitySource {
+  const rank =
+    alias === 'f'
+      ? RANK[opening ? 'file_open' : 'file_close']
+      : RANK[opening ? 'endpoint_open' : 'endpoint_close'];
   return {
+    rank,
     time: opening ? `${alias}.first_seen` : `${alias}.last_seen`,
     ord: opening ? `${alias}.open_ord` : `${alias}.close_ord`,
     host: `${alias}.host_id`,
@@ -348,7 +460,7 @@ async function fileEvents(
     .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
     .leftJoin('processes as p', 'p.id', 'f.process_id')
     .select(FILE_COLUMNS)
-    .where(activityFilters(src, opts));
+    .where(activityFilters(src, opts, store.caps));
   if (kind === 'file_close') q = q.where('f.is_open', '=', 0);
   const rows = await inEventOrder(q, src, limit).execute();
   return rows.map((r) => {
@@ -407,7 +519,7 @@ async function endpointEvents(
         .whereRef('s.endpoint_id', '=', 'e.id')
         .as('state_changes'),
     )
-    .where(activityFilters(src, opts));
+    .where(activityFilters(src, opts, store.caps));
   if (kind === 'endpoint_close') q = q.where('e.is_open', '=', 0);
   const rows = await inEventOrder(q, src, limit).execute();
   return rows.map((r) => {
@@ -436,9 +548,11 @@ async function endpointStates(
     time: 's.t',
     ord: 's.ord',
     host: 's.host_id',
-    id: 's.id',
+    // compareEvents orders equal (time, ord, host) states by endpoint: a keyframe changes many at once.
+    id: 'e.id',
     pid: 'e.pid',
     held: true,
+    rank: RANK.endpoint_state,
   };
   const q = store.db
     .selectFrom('endpoint_states as s')
@@ -448,7 +562,7 @@ async function endpointStates(
     .select([...ENDPOINT_COLUMNS, 's.t', 's.ord', 's.state', 's.id as state_id'])
     // Ingest also records the state an endpoint opened in; endpoint_open already tells that one.
     .whereRef('s.ord', '<>', 'e.open_ord')
-    .where(activityFilters(src, opts));
+    .where(activityFilters(src, opts, store.caps));
   const rows = await inEventOrder(q, src, limit).execute();
   return rows.map((r) => endpointEvent(r, 'endpoint_state', r.t, r.ord, r.state, describeEndpoint(r)));
 }
@@ -526,6 +640,11 @@ async function gaps(store: Store, opts: TimelineQuery, limit: number): Promise<r
   if (opts.to !== undefined) q = q.where(sql<SqlBool>`${start} <= ${opts.to}`);
   if (opts.from !== undefined) q = q.where(sql<SqlBool>`${end} >= ${opts.from}`);
   if (opts.hosts) q = q.where('g.host_id', 'in', opts.hosts);
+  if (opts.after !== undefined) {
+    q = q.where((eb) =>
+      eb.and(afterCursor(start, sql`null`, eb.ref('g.host_id'), eb.ref('g.seq'), RANK.gap, opts.after!)),
+    );
+  }
   const rows = await q
     .orderBy(start)
     .orderBy('g.host_id')
