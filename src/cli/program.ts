@@ -6,6 +6,7 @@ import { registerAnalystCommands } from './analyst-commands.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerDemoCommand } from './demo-command.js';
 import { openStoreForData, registerServerCommands } from './server-commands.js';
+import { registerWebCommand } from './web-command.js';
 
 function version(): string {
   try {
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerClientCommands(program);
   registerAnalystCommands(program, { openStoreForData, verify: (store, opts) => verifyStore(store, opts) });
   registerDemoCommand(program);
+  registerWebCommand(program);
   for (const cmd of program.commands) {
     cmd.exitOverride();
     for (const sub of cmd.commands) sub.exitOverride();

@@ -6,12 +6,14 @@ import { ensureHostKey } from '../roles/server/host-key.js';
 import { clearRegistrationPassword, setRegistrationPassword } from '../roles/server/registration-password.js';
 import { runServer } from '../roles/server/run-server.js';
 import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
+import { startWeb } from '../web/index.js';
 import { defaultDataDir } from './data-dirs.js';
 import { parseDuration, parseListen, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
 import { printRows } from './output.js';
 import { readSecret } from './secret-input.js';
 import { formatTime } from './time-args.js';
+import { printWebToken } from './web-command.js';
 
 export async function openStoreForData(dataDir: string): Promise<Store> {
   return openStore(readStoreConfig(dataDir));
@@ -59,25 +61,31 @@ export function registerServerCommands(program: Command): void {
   dataOpt(server.command('run'))
     .description('run the SSH listener and ingest until SIGINT/SIGTERM')
     .option('--listen <host:port>', 'SSH listen address', '0.0.0.0:2222')
-    .option('--web <host:port>', 'also serve the web UI (not available in this version)')
+    .option(
+      '--web <host:port>',
+      'also serve the read-only web UI there (other than loopback needs `server token --web`)',
+    )
     .option(
       '--geoip <file.mmdb>',
       'country database for endpoints (MaxMind format; default: the bundled DB-IP Lite)',
     )
     .option('--no-geoip', 'leave endpoint countries empty')
     .action(async (o: { data: string; listen: string; web?: string; geoip?: string | false }) => {
-      if (o.web) {
-        throw new PofrError(
-          'POFR_USAGE',
-          '--web: the web UI is not part of this version yet; use the analyst commands (pofr procs, timeline, …)',
-        );
-      }
       const { host, port } = parseListen(o.listen, '--listen');
+      const web = o.web === undefined ? null : parseListen(o.web, '--web');
       const log = createLog({ name: 'pofr-server' });
       const geoip = o.geoip === false ? null : (o.geoip ?? undefined);
       const running = await runServer({ dataDir: o.data, host, port, log, geoip });
+      let ui: Awaited<ReturnType<typeof startWeb>> | null = null;
+      try {
+        if (web) ui = await startWeb({ store: running.store, host: web.host, port: web.port, log });
+      } catch (e) {
+        await running.close();
+        throw e;
+      }
       const sig = await untilSignal();
       log('shutting down', { signal: sig });
+      await ui?.close();
       await running.close();
     });
 
@@ -93,7 +101,16 @@ export function registerServerCommands(program: Command): void {
     .option('--ttl <duration>', 'validity, e.g. 24h', '24h')
     .option('--uses <n>', 'how many clients may enroll with it', '1')
     .option('--approve', 'approve clients that use it at once', false)
-    .action(async (o: { data: string; ttl: string; uses: string; approve: boolean }) => {
+    .option(
+      '--web',
+      'print an access token for the web UI instead (needed on any address but loopback)',
+      false,
+    )
+    .action(async (o: { data: string; ttl: string; uses: string; approve: boolean; web: boolean }) => {
+      if (o.web) {
+        await withStore(o.data, printWebToken);
+        return;
+      }
       const ttlMs = parseDuration(o.ttl, '--ttl');
       const uses = parsePositiveInt(o.uses, '--uses');
       const token = await withStore(o.data, (s) => createToken(s, { ttlMs, uses, approve: o.approve }));

@@ -5,4 +5,5 @@ export {
   type RederiveResult,
   rederiveHost,
 } from './rederive.js';
+export { type BatchVerdict, verifyBatch } from './verify-batch.js';
 export { type VerifyFailure, type VerifyOptions, type VerifyReport, verifyStore } from './verify-store.js';

@@ -1,4 +1,16 @@
+export { type AlertRow, type AuditRow, listAlerts, listAudit } from './alerts-audit.js';
 export { type FileQuery, type FileRow, findFiles, globToLike } from './files.js';
+export {
+  type ActivitySeries,
+  activitySeries,
+  type FleetHost,
+  type FleetQuery,
+  fleetOverview,
+  type HostStatus,
+  hostStatus,
+  LATE_AFTER_US,
+  SILENT_AFTER_US,
+} from './fleet.js';
 export { type HostRow, listHosts, resolveHosts } from './hosts.js';
 export {
   describeEndpoint,
@@ -7,9 +19,18 @@ export {
   findEndpoints,
   formatAddress,
 } from './net.js';
+export {
+  type NetworkCount,
+  type NetworkSummary,
+  type NetworkSummaryQuery,
+  networkSummary,
+} from './network-summary.js';
+export { type BatchRef, type ProcessDetail, processDetail } from './process-detail.js';
 export { describeProcess, type ProcessRow, shellQuote } from './process-row.js';
 export { findProcesses, type ProcessQuery } from './procs.js';
+export { SEARCH_KINDS, type SearchHit, type SearchKind, type SearchQuery, search } from './search.js';
 export { firstKeyword, hasSecondStatement, runSql } from './sql.js';
+export { type DiffSet, type DiffSide, type StateDiff, stateDiff } from './state-diff.js';
 export {
   cursorOf,
   type EndpointEvent,

@@ -20,7 +20,8 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   ingest: ['protocol', 'store', 'enrich'],
   query: ['store'],
   roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query'],
-  cli: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query', 'roles'],
+  web: ['protocol', 'store', 'enrich', 'ingest', 'query', 'roles'],
+  cli: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query', 'roles', 'web'],
 };
 
 function* tsFiles(dir: string): Generator<string> {

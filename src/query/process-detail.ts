@@ -1,0 +1,168 @@
+import type { Store } from '../store/index.js';
+import { FILE_COLUMNS, type FileRow } from './files.js';
+import { type EndpointRow, SOCKET_COLUMNS } from './net.js';
+import { PROCESS_COLUMNS, type ProcessRow, toProcessRow } from './process-row.js';
+import { toBase64 } from './window.js';
+
+/** The order value of a row says which batch wrote it: seq × 1,000,000 + record index. */
+export const ORD_PER_BATCH = 1_000_000;
+
+/** Which batch proves a fact, and what that batch is. */
+export interface BatchRef {
+  readonly seq: number;
+  readonly hash: string;
+  /** genesis | ok | gap | fork */
+  readonly chain: string;
+  readonly t_from: number;
+  readonly t_to: number;
+  readonly received_at: number;
+  readonly record_count: number;
+}
+
+/** Everything the process page shows of one program image and the process it belongs to. */
+export interface ProcessDetail {
+  /** The image asked for. */
+  readonly process: ProcessRow;
+  /** Every image of the same process (same pid and start), in exec order: sshd → bash → less. */
+  readonly images: readonly ProcessRow[];
+  /** Ancestors, nearest first (the parent row each image names, up to the oldest on record). */
+  readonly parents: readonly ProcessRow[];
+  /** Processes started by any image of this one. */
+  readonly children: readonly ProcessRow[];
+  readonly files: readonly FileRow[];
+  readonly endpoints: readonly EndpointRow[];
+  /** The batches that wrote these facts, by seq (see `*_ord` ÷ 1,000,000). */
+  readonly batches: readonly BatchRef[];
+}
+
+const MAX_PARENTS = 64;
+const MAX_ROWS = 2000;
+
+/**
+ * One process by the row id of any of its images, with the facts around it.
+ *
+ * @example
+ * const d = await processDetail(store, 4242);
+ * d?.images.map((i) => i.comm); // ['sshd', 'bash', 'less']
+ */
+export async function processDetail(store: Store, id: number): Promise<ProcessDetail | null> {
+  const select = () =>
+    store.db
+      .selectFrom('processes as p')
+      .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
+      .select([...PROCESS_COLUMNS, 'h.name as host']);
+  const row = await select().where('p.id', '=', id).executeTakeFirst();
+  if (!row) return null;
+  const process = toProcessRow(row, row.host);
+  const images = (
+    await select()
+      .where('p.host_id', '=', process.host_id)
+      .where('p.boot_id', '=', process.boot_id)
+      .where('p.pid', '=', process.pid)
+      .where('p.start_ticks', '=', process.start_ticks)
+      .orderBy('p.exec_index')
+      .execute()
+  ).map((r) => toProcessRow(r, r.host));
+  const ids = images.map((i) => i.id);
+
+  const parents: ProcessRow[] = [];
+  let parentId = images[0]?.parent_id ?? null;
+  const seen = new Set(ids);
+  while (parentId !== null && parents.length < MAX_PARENTS && !seen.has(parentId)) {
+    seen.add(parentId);
+    const p = await select().where('p.id', '=', parentId).executeTakeFirst();
+    if (!p) break;
+    parents.push(toProcessRow(p, p.host));
+    parentId = p.parent_id;
+  }
+
+  const children = (
+    await select()
+      .where('p.parent_id', 'in', ids)
+      .where('p.exec_index', '=', 0)
+      .orderBy('p.start')
+      .orderBy('p.id')
+      .limit(MAX_ROWS)
+      .execute()
+  ).map((r) => toProcessRow(r, r.host));
+
+  const fileRows = await store.db
+    .selectFrom('file_opens as f')
+    .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
+    .leftJoin('processes as p', 'p.id', 'f.process_id')
+    .select(FILE_COLUMNS)
+    .where('f.process_id', 'in', ids)
+    .orderBy('f.first_seen')
+    .orderBy('f.open_ord')
+    .limit(MAX_ROWS)
+    .execute();
+  const files: FileRow[] = fileRows.map((r) => {
+    const { path_raw, is_open, ...rest } = r;
+    return Object.freeze({ ...rest, path_raw_b64: toBase64(path_raw), open: Number(is_open) !== 0 });
+  });
+
+  const endpointRows = await store.db
+    .selectFrom('endpoints as e')
+    .innerJoin('hosts as h', 'h.host_id', 'e.host_id')
+    .leftJoin('processes as p', 'p.id', 'e.process_id')
+    .select([
+      ...SOCKET_COLUMNS,
+      'e.state',
+      'e.inode',
+      'e.netns',
+      'e.first_seen',
+      'e.last_seen',
+      'e.is_open',
+      'e.country',
+      'e.city',
+      'e.fqdn',
+      'e.open_ord',
+      'e.close_ord',
+    ])
+    .where('e.process_id', 'in', ids)
+    .orderBy('e.first_seen')
+    .orderBy('e.open_ord')
+    .limit(MAX_ROWS)
+    .execute();
+  const endpoints: EndpointRow[] = endpointRows.map((r) => {
+    const { is_open, ...rest } = r;
+    return Object.freeze({ ...rest, open: Number(is_open) !== 0 });
+  });
+
+  const seqs = new Set<number>();
+  const addOrd = (ord: number | null) => {
+    if (ord !== null) seqs.add(Math.floor(ord / ORD_PER_BATCH));
+  };
+  for (const i of images) {
+    addOrd(i.open_ord);
+    addOrd(i.close_ord);
+  }
+  for (const f of files) {
+    addOrd(f.open_ord);
+    addOrd(f.close_ord);
+  }
+  for (const e of endpoints) {
+    addOrd(e.open_ord);
+    addOrd(e.close_ord);
+  }
+  const batches =
+    seqs.size === 0
+      ? []
+      : await store.db
+          .selectFrom('batches')
+          .select(['seq', 'hash', 'chain', 't_from', 't_to', 'received_at', 'record_count'])
+          .where('host_id', '=', process.host_id)
+          .where('seq', 'in', [...seqs])
+          .orderBy('seq')
+          .execute();
+
+  return Object.freeze({
+    process,
+    images: Object.freeze(images),
+    parents: Object.freeze(parents),
+    children: Object.freeze(children),
+    files: Object.freeze(files),
+    endpoints: Object.freeze(endpoints),
+    batches: Object.freeze(batches.map((b) => Object.freeze({ ...b }))),
+  });
+}
