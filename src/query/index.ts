@@ -25,7 +25,7 @@ export {
   type NetworkSummaryQuery,
   networkSummary,
 } from './network-summary.js';
-export { type BatchRef, type ProcessDetail, processDetail } from './process-detail.js';
+export { type BatchRef, execSequences, type ProcessDetail, processDetail } from './process-detail.js';
 export { describeProcess, type ProcessRow, shellQuote } from './process-row.js';
 export { findProcesses, type ProcessQuery } from './procs.js';
 export { SEARCH_KINDS, type SearchHit, type SearchKind, type SearchQuery, search } from './search.js';

@@ -24,8 +24,8 @@ export interface NetworkSummary {
 const TOP = 25;
 
 /**
- * Endpoints alive in the window counted by remote country, by remote port (the service spoken to;
- * listeners count under their local port) and by process name — the network page's charts.
+ * Endpoints alive in the window counted by remote country, by service port and direction (`tcp 443
+ * in`, `tcp 5432 out`, `listen 22`) and by process name — the network page's charts.
  */
 export async function networkSummary(store: Store, opts: NetworkSummaryQuery = {}): Promise<NetworkSummary> {
   if (opts.hosts?.length === 0) return Object.freeze({ byCountry: [], byPort: [], byProcess: [] });
@@ -53,16 +53,14 @@ export async function networkSummary(store: Store, opts: NetworkSummaryQuery = {
     .orderBy('n', 'desc')
     .limit(TOP)
     .execute();
+  // The service spoken to: a listener's port; the local port of a connection accepted on a port
+  // lower than the peer's (ephemeral) one; otherwise the remote port this host connected to.
+  const service = sql<string>`case when e.remote_port = 0 then 'listen ' || cast(e.local_port as text) when e.local_port < e.remote_port then e.proto || ' ' || cast(e.local_port as text) || ' in' else e.proto || ' ' || cast(e.remote_port as text) || ' out' end`;
   const byPort = await base()
-    .select((eb) => [
-      sql<string>`case when e.remote_port = 0 then 'listen ' || cast(e.local_port as text) else e.proto || ' ' || cast(e.remote_port as text) end`.as(
-        'key',
-      ),
-      ...count(eb),
-    ])
-    .groupBy(['e.proto', 'e.remote_port', 'e.local_port'])
+    .select((eb) => [service.as('key'), ...count(eb)])
+    .groupBy(service)
     .orderBy('n', 'desc')
-    .limit(TOP * 4)
+    .limit(TOP)
     .execute();
   const byProcess = await base()
     .select((eb) => [eb.fn.coalesce('p.comm', sql.lit('(no process)')).as('key'), ...count(eb)])
@@ -70,23 +68,9 @@ export async function networkSummary(store: Store, opts: NetworkSummaryQuery = {
     .orderBy('n', 'desc')
     .limit(TOP)
     .execute();
-  // Listeners group by local port, others by remote port: merge the rows that name the same key.
-  const ports = new Map<string, { n: number; r: number }>();
-  for (const r of byPort) {
-    const k = String(r.key);
-    const acc = ports.get(k) ?? { n: 0, r: 0 };
-    acc.n += Number(r.n);
-    acc.r += Number(r.r);
-    ports.set(k, acc);
-  }
   return Object.freeze({
     byCountry: Object.freeze(shape(byCountry)),
-    byPort: Object.freeze(
-      [...ports]
-        .map(([key, v]) => Object.freeze({ key, endpoints: v.n, remotes: v.r }))
-        .sort((a, b) => b.endpoints - a.endpoints)
-        .slice(0, TOP),
-    ),
+    byPort: Object.freeze(shape(byPort)),
     byProcess: Object.freeze(shape(byProcess)),
   });
 }

@@ -166,3 +166,52 @@ export async function processDetail(store: Store, id: number): Promise<ProcessDe
     batches: Object.freeze(batches.map((b) => Object.freeze({ ...b }))),
   });
 }
+
+/**
+ * For images that are not their process's first (exec_index > 0), the names of every image of
+ * that process in exec order — sshd → bash → less — so a tree can label one pid's successive
+ * programs instead of showing only the last.
+ */
+export async function execSequences(
+  store: Store,
+  rows: readonly Pick<ProcessRow, 'id' | 'host_id' | 'boot_id' | 'pid' | 'start_ticks' | 'exec_index'>[],
+): Promise<ReadonlyMap<number, readonly string[]>> {
+  const later = rows.filter((r) => r.exec_index > 0);
+  const out = new Map<number, string[]>();
+  for (let i = 0; i < later.length; i += 200) {
+    const part = later.slice(i, i + 200);
+    const images = await store.db
+      .selectFrom('processes')
+      .select(['host_id', 'boot_id', 'pid', 'start_ticks', 'exec_index', 'comm'])
+      .where((eb) =>
+        eb.or(
+          part.map((r) =>
+            eb.and([
+              eb('host_id', '=', r.host_id),
+              eb('boot_id', '=', r.boot_id),
+              eb('pid', '=', r.pid),
+              eb('start_ticks', '=', r.start_ticks),
+            ]),
+          ),
+        ),
+      )
+      .orderBy('exec_index')
+      .execute();
+    for (const r of part) {
+      out.set(
+        r.id,
+        images
+          .filter(
+            (x) =>
+              x.host_id === r.host_id &&
+              x.boot_id === r.boot_id &&
+              Number(x.pid) === r.pid &&
+              Number(x.start_ticks) === r.start_ticks &&
+              x.exec_index <= r.exec_index,
+          )
+          .map((x) => x.comm),
+      );
+    }
+  }
+  return out;
+}

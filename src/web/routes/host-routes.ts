@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { PofrError } from '../../errors.js';
 import { verifyBatch } from '../../ingest/index.js';
-import { activitySeries, cursorOf, listHosts, timeline, treeAt } from '../../query/index.js';
+import { activitySeries, cursorOf, execSequences, listHosts, timeline, treeAt } from '../../query/index.js';
 import {
   activityQuery,
   batchParams,
@@ -114,10 +114,14 @@ export async function hostRoutes(app: FastifyInstance): Promise<void> {
       const { result, sql } = await captureSql(app.store, async (s) => {
         const id = await oneHost(s, req.params.host);
         const at = parseInstant(req.query.at) ?? Date.now() * 1000;
-        return {
+        const rows = await treeAt(s, {
+          hosts: [id],
           at,
-          rows: await treeAt(s, { hosts: [id], at, observer: parseFlag(req.query.observer), limit: 20_000 }),
-        };
+          observer: parseFlag(req.query.observer),
+          limit: 20_000,
+        });
+        const execs = await execSequences(s, rows);
+        return { at, rows: rows.map((r) => ({ ...r, execs: execs.get(r.id) ?? null })) };
       });
       return { data: result.rows, at: result.at, sql };
     },
