@@ -2,12 +2,14 @@ import type { BenchResult } from './bench-result.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
 import { run as samplingCycle } from './sampling-cycle.js';
+import { run as webApiLatency } from './web-api-latency.js';
 
 /** `npm run bench`: every benchmark in turn, each printing what it measured beside its baseline. */
 const benches: [string, () => Promise<BenchResult>][] = [
   ['sampling-cycle', samplingCycle],
   ['ingest-throughput', ingestThroughput],
   ['recorded-hour-size', recordedHourSize],
+  ['web-api-latency', webApiLatency],
 ];
 
 const only = process.argv.slice(2);

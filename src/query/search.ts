@@ -83,11 +83,19 @@ async function processHits(
       : q.where('p.user', '=', term);
     q = q.orderBy('p.start', 'desc');
   } else {
-    // A substring: no index can serve it, so the first matches found are returned, then sorted.
+    // A substring: no b-tree can seek to it, so the matching ids are found first by scanning the
+    // (cmdline, exe) index, which is a fraction of the table's size; then only those rows are read.
     const like = `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-    q = q.where((eb) =>
-      eb.or([sql<boolean>`p.cmdline like ${like} escape '\\'`, sql<boolean>`p.exe like ${like} escape '\\'`]),
-    );
+    let ids = store.db
+      .selectFrom('processes')
+      .select('id')
+      .where((eb) =>
+        eb.or([sql<boolean>`cmdline like ${like} escape '\\'`, sql<boolean>`exe like ${like} escape '\\'`]),
+      );
+    if (hosts) ids = ids.where('host_id', 'in', hosts);
+    const found = (await ids.limit(limit).execute()).map((r) => r.id);
+    if (found.length === 0) return [];
+    q = q.where('p.id', 'in', found);
   }
   const rows = await q.limit(limit).execute();
   return rows

@@ -157,19 +157,37 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
   if (opts.hosts?.length === 0 || kinds.size === 0) return Object.freeze([]);
   const limit = limitOf(opts);
   // One source after the other on one connection: an analyst query should not take a whole pool.
-  const reads: (() => Promise<readonly TimelineEvent[]>)[] = [];
-  if (kinds.has('process_start') || kinds.has('process_exec'))
-    reads.push(() => processImages(store, opts, kinds, limit));
-  if (kinds.has('process_exit')) reads.push(() => processExits(store, opts, limit));
-  if (kinds.has('file_open')) reads.push(() => fileEvents(store, opts, 'file_open', limit));
-  if (kinds.has('file_close')) reads.push(() => fileEvents(store, opts, 'file_close', limit));
-  if (kinds.has('endpoint_open')) reads.push(() => endpointEvents(store, opts, 'endpoint_open', limit));
-  if (kinds.has('endpoint_close')) reads.push(() => endpointEvents(store, opts, 'endpoint_close', limit));
-  if (kinds.has('endpoint_state')) reads.push(() => endpointStates(store, opts, limit));
-  if (kinds.has('gap')) reads.push(() => gaps(store, opts, limit));
+  const sources = (o: TimelineQuery, probe?: EventKey[]) => {
+    const reads: (() => Promise<readonly TimelineEvent[]>)[] = [];
+    if (kinds.has('process_start') || kinds.has('process_exec'))
+      reads.push(() => processImages(store, o, kinds, limit, probe));
+    if (kinds.has('process_exit')) reads.push(() => processExits(store, o, limit, probe));
+    if (kinds.has('file_open')) reads.push(() => fileEvents(store, o, 'file_open', limit, probe));
+    if (kinds.has('file_close')) reads.push(() => fileEvents(store, o, 'file_close', limit, probe));
+    if (kinds.has('endpoint_open')) reads.push(() => endpointEvents(store, o, 'endpoint_open', limit, probe));
+    if (kinds.has('endpoint_close'))
+      reads.push(() => endpointEvents(store, o, 'endpoint_close', limit, probe));
+    if (kinds.has('endpoint_state')) reads.push(() => endpointStates(store, o, limit, probe));
+    return reads;
+  };
   const all: TimelineEvent[] = [];
   await withRegexErrors(opts.command, async () => {
-    for (const read of reads) for (const e of await read()) all.push(e);
+    // Each source may hold the whole page: reading `limit` full rows from every one costs several
+    // times the page. So first only the order keys (an index walk), to find the instant where the
+    // page ends; then full rows up to that instant.
+    let bounded = opts;
+    const reads = sources(opts);
+    if (reads.length > 1) {
+      const keys: EventKey[] = [];
+      for (const read of sources(opts, keys)) await read();
+      if (keys.length > limit) {
+        keys.sort(compareKeys);
+        const end = keys[limit - 1].time;
+        bounded = { ...opts, to: opts.to === undefined ? end : Math.min(opts.to, end) };
+      }
+    }
+    for (const read of sources(bounded)) for (const e of await read()) all.push(e);
+    if (kinds.has('gap')) for (const e of await gaps(store, bounded, limit)) all.push(e);
   });
   all.sort(compareEvents);
   return Object.freeze(all.slice(0, limit));
@@ -330,11 +348,68 @@ function inEventOrder<DB, TB extends keyof DB, O>(
     .limit(limit);
 }
 
+/** Where an event sorts (compareEvents' order), without the event. */
+interface EventKey {
+  readonly time: number;
+  readonly ord: number;
+  readonly host_id: string;
+  readonly rank: number;
+  readonly id: number;
+}
+
+function compareKeys(a: EventKey, b: EventKey): number {
+  return (
+    a.time - b.time ||
+    a.ord - b.ord ||
+    (a.host_id < b.host_id ? -1 : a.host_id > b.host_id ? 1 : 0) ||
+    a.rank - b.rank ||
+    a.id - b.id
+  );
+}
+
+/**
+ * Reads a source's first `limit` rows in event order; with a probe, reads only their order keys
+ * into it (the same query, its select list replaced) and returns null.
+ */
+async function readSource<DB, TB extends keyof DB, O>(
+  q: SelectQueryBuilder<DB, TB, O>,
+  src: ActivitySource,
+  limit: number,
+  probe: EventKey[] | undefined,
+): Promise<O[] | null> {
+  if (probe === undefined) return inEventOrder(q, src, limit).execute();
+  const keyed = q
+    .clearSelect()
+    .select([
+      sql<number>`${activity.ref(src.time)}`.as('k_time'),
+      sql<number | null>`${activity.ref(src.ord)}`.as('k_ord'),
+      sql<string>`${activity.ref(src.host)}`.as('k_host'),
+      sql<number>`${activity.ref(src.id)}`.as('k_id'),
+    ] as never);
+  const rows = (await inEventOrder(keyed, src, limit).execute()) as unknown as {
+    k_time: number;
+    k_ord: number | null;
+    k_host: string;
+    k_id: number;
+  }[];
+  for (const r of rows) {
+    probe.push({
+      time: Number(r.k_time),
+      ord: r.k_ord === null ? -1 : Number(r.k_ord),
+      host_id: r.k_host,
+      rank: src.rank,
+      id: Number(r.k_id),
+    });
+  }
+  return null;
+}
+
 async function processImages(
   store: Store,
   opts: TimelineQuery,
   kinds: ReadonlySet<TimelineKind>,
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly ProcessEvent[]> {
   const src: ActivitySource = { ...PROCESS_SOURCE, time: 'p.start', ord: 'p.open_ord' };
   let q = store.db
@@ -344,7 +419,8 @@ async function processImages(
     .where(activityFilters(src, opts, store.caps));
   if (!kinds.has('process_exec')) q = q.where('p.exec_index', '=', 0);
   if (!kinds.has('process_start')) q = q.where('p.exec_index', '>', 0);
-  const rows = await inEventOrder(q, src, limit).execute();
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => {
     const p = toProcessRow(r, r.host);
     return processEvent(
@@ -361,6 +437,7 @@ async function processExits(
   store: Store,
   opts: TimelineQuery,
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly ProcessEvent[]> {
   const src: ActivitySource = {
     ...PROCESS_SOURCE,
@@ -376,7 +453,8 @@ async function processExits(
     // An image ended by exec is followed by the next image's process_exec: the process lives on.
     .where((eb) => eb.or([eb('p.end_reason', 'is', null), eb('p.end_reason', '<>', 'exec')]))
     .where(activityFilters(src, opts, store.caps));
-  const rows = await inEventOrder(q, src, limit).execute();
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => {
     const p = toProcessRow(r, r.host);
     const how =
@@ -453,6 +531,7 @@ async function fileEvents(
   opts: TimelineQuery,
   kind: 'file_open' | 'file_close',
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly FileEvent[]> {
   const src = heldSource('f', kind === 'file_open');
   let q = store.db
@@ -462,7 +541,8 @@ async function fileEvents(
     .select(FILE_COLUMNS)
     .where(activityFilters(src, opts, store.caps));
   if (kind === 'file_close') q = q.where('f.is_open', '=', 0);
-  const rows = await inEventOrder(q, src, limit).execute();
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => {
     const open = kind === 'file_open';
     const detail = r.kind === 'file' ? `fd ${r.fd}` : `fd ${r.fd}, ${r.kind}`;
@@ -493,6 +573,7 @@ async function endpointEvents(
   opts: TimelineQuery,
   kind: 'endpoint_open' | 'endpoint_close',
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly EndpointEvent[]> {
   const src = heldSource('e', kind === 'endpoint_open');
   let q = store.db
@@ -521,7 +602,8 @@ async function endpointEvents(
     )
     .where(activityFilters(src, opts, store.caps));
   if (kind === 'endpoint_close') q = q.where('e.is_open', '=', 0);
-  const rows = await inEventOrder(q, src, limit).execute();
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => {
     const open = kind === 'endpoint_open';
     const state = !open
@@ -543,6 +625,7 @@ async function endpointStates(
   store: Store,
   opts: TimelineQuery,
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly EndpointEvent[]> {
   const src: ActivitySource = {
     time: 's.t',
@@ -563,7 +646,8 @@ async function endpointStates(
     // Ingest also records the state an endpoint opened in; endpoint_open already tells that one.
     .whereRef('s.ord', '<>', 'e.open_ord')
     .where(activityFilters(src, opts, store.caps));
-  const rows = await inEventOrder(q, src, limit).execute();
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => endpointEvent(r, 'endpoint_state', r.t, r.ord, r.state, describeEndpoint(r)));
 }
 

@@ -20,7 +20,9 @@ const FLAGS = [
 ];
 
 export function chromiumMissing(): string | null {
-  return existsSync(CHROMIUM) ? null : `${CHROMIUM} not found: install Debian's chromium (apt-get install chromium)`;
+  return existsSync(CHROMIUM)
+    ? null
+    : `${CHROMIUM} not found: install Debian's chromium (apt-get install chromium)`;
 }
 
 /** playwright-core drives the system's Chromium; it never downloads a browser of its own. */

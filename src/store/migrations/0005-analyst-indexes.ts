@@ -1,39 +1,44 @@
 import type { Kysely, Migration } from 'kysely';
 
 /**
- * The web UI's questions across a whole store (issue 12's 10 M-event figures): who opened this
- * path, who talked to this address, which processes ran as this user — newest first — and the
- * names reverse DNS gave. Without these, each is a scan of a table of millions of rows.
+ * Indexes for the web UI's questions over a store of ten million events (issue 12's figures):
+ *
+ * - timeline pages read each event source in (time, ord) order from an instant on, and stop after
+ *   a page: (host_id, time, ord) lets the engine walk the index in that order instead of sorting a
+ *   host's whole history (a page went from ~700 ms to a few ms on SQLite);
+ * - cross-host pivots, newest first: who opened this path, who talked to this address, what ran as
+ *   this user, which endpoints reverse DNS named;
+ * - the fleet's activity sparkline reads batches by host and time.
  */
+const INDEXES: readonly (readonly [name: string, table: string, columns: readonly string[]])[] = [
+  ['processes_start_ord', 'processes', ['host_id', 'start', 'open_ord']],
+  ['processes_end_ord', 'processes', ['host_id', 'end', 'close_ord']],
+  ['file_opens_first_ord', 'file_opens', ['host_id', 'first_seen', 'open_ord']],
+  ['file_opens_last_ord', 'file_opens', ['host_id', 'last_seen', 'close_ord']],
+  ['endpoints_first_ord', 'endpoints', ['host_id', 'first_seen', 'open_ord']],
+  ['endpoints_last_ord', 'endpoints', ['host_id', 'last_seen', 'close_ord']],
+  ['endpoint_states_time_ord', 'endpoint_states', ['host_id', 't', 'ord']],
+  ['file_opens_path_time', 'file_opens', ['path', 'first_seen']],
+  ['endpoints_remote_time', 'endpoints', ['remote_ip', 'first_seen']],
+  ['endpoints_fqdn', 'endpoints', ['fqdn']],
+  ['processes_user_start', 'processes', ['user', 'start']],
+  ['processes_command', 'processes', ['cmdline', 'exe']],
+  ['batches_time', 'batches', ['host_id', 't_from']],
+];
+
 export function analystIndexesMigration(): Migration {
   return {
     async up(db: Kysely<unknown>) {
-      await db.schema
-        .createIndex('file_opens_path_time')
-        .on('file_opens')
-        .columns(['path', 'first_seen'])
-        .execute();
-      await db.schema
-        .createIndex('endpoints_remote_time')
-        .on('endpoints')
-        .columns(['remote_ip', 'first_seen'])
-        .execute();
-      await db.schema.createIndex('endpoints_fqdn').on('endpoints').column('fqdn').execute();
-      await db.schema
-        .createIndex('processes_user_start')
-        .on('processes')
-        .columns(['user', 'start'])
-        .execute();
+      for (const [name, table, columns] of INDEXES) {
+        await db.schema
+          .createIndex(name)
+          .on(table)
+          .columns([...columns])
+          .execute();
+      }
     },
     async down(db: Kysely<unknown>) {
-      for (const name of [
-        'processes_user_start',
-        'endpoints_fqdn',
-        'endpoints_remote_time',
-        'file_opens_path_time',
-      ]) {
-        await db.schema.dropIndex(name).execute();
-      }
+      for (const [name] of [...INDEXES].reverse()) await db.schema.dropIndex(name).execute();
     },
   };
 }

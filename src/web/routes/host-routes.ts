@@ -14,7 +14,7 @@ import {
 import { decodeCursor, encodeCursor, oneHost, parseFlag, parseInstant } from '../request-values.js';
 import { captureSql } from '../sql-capture.js';
 
-const PAGE = 2000;
+const PAGE = 500;
 const MAX_PAGE = 10_000;
 
 /** One host: its facts, its timeline page by page, its activity with gaps, its tree at an instant. */

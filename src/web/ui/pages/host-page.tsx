@@ -26,7 +26,7 @@ const KINDS = [
   'gap',
 ] as const;
 const FILTERS = ['user', 'command', 'path', 'remote', 'port', 'country'] as const;
-const PAGE = 2000;
+const PAGE = 500;
 const MAX_ROWS = 200_000;
 const ROW = 26;
 
