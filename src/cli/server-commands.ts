@@ -70,24 +70,49 @@ export function registerServerCommands(program: Command): void {
       'country database for endpoints (MaxMind format; default: the bundled DB-IP Lite)',
     )
     .option('--no-geoip', 'leave endpoint countries empty')
-    .action(async (o: { data: string; listen: string; web?: string; geoip?: string | false }) => {
-      const { host, port } = parseListen(o.listen, '--listen');
-      const web = o.web === undefined ? null : parseListen(o.web, '--web');
-      const log = createLog({ name: 'pofr-server' });
-      const geoip = o.geoip === false ? null : (o.geoip ?? undefined);
-      const running = await runServer({ dataDir: o.data, host, port, log, geoip });
-      let ui: Awaited<ReturnType<typeof startWeb>> | null = null;
-      try {
-        if (web) ui = await startWeb({ store: running.store, host: web.host, port: web.port, log });
-      } catch (e) {
+    .option('--geoip-city <file.mmdb>', 'a city database (MaxMind format, e.g. GeoLite2-City) for endpoints')
+    .option(
+      '--geoip-asn <file.mmdb>',
+      'an ASN database (MaxMind format, e.g. GeoLite2-ASN); default: the bundled DB-IP ASN Lite',
+    )
+    .option('--no-rdns', 'do not resolve remote addresses to names (reverse DNS)')
+    .action(
+      async (o: {
+        data: string;
+        listen: string;
+        web?: string;
+        geoip?: string | false;
+        geoipCity?: string;
+        geoipAsn?: string;
+        rdns: boolean;
+      }) => {
+        const { host, port } = parseListen(o.listen, '--listen');
+        const web = o.web === undefined ? null : parseListen(o.web, '--web');
+        const log = createLog({ name: 'pofr-server' });
+        const geoip = o.geoip === false ? null : (o.geoip ?? undefined);
+        const running = await runServer({
+          dataDir: o.data,
+          host,
+          port,
+          log,
+          geoip,
+          geoipCity: o.geoipCity,
+          geoipAsn: o.geoipAsn,
+          rdns: o.rdns,
+        });
+        let ui: Awaited<ReturnType<typeof startWeb>> | null = null;
+        try {
+          if (web) ui = await startWeb({ store: running.store, host: web.host, port: web.port, log });
+        } catch (e) {
+          await running.close();
+          throw e;
+        }
+        const sig = await untilSignal();
+        log('shutting down', { signal: sig });
+        await ui?.close();
         await running.close();
-        throw e;
-      }
-      const sig = await untilSignal();
-      log('shutting down', { signal: sig });
-      await ui?.close();
-      await running.close();
-    });
+      },
+    );
 
   dataOpt(server.command('fingerprint'))
     .description("print the server's SSH host key fingerprint (SHA256:…)")

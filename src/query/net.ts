@@ -40,7 +40,14 @@ export interface EndpointRow {
   readonly open: boolean;
   readonly country: string | null;
   readonly city: string | null;
+  /** Reverse DNS of the remote address, and when it answered (µs). */
   readonly fqdn: string | null;
+  readonly fqdn_at: number | null;
+  /** The remote address's autonomous system and its holder, from the ASN data at ingest. */
+  readonly asn: number | null;
+  readonly as_org: string | null;
+  /** Which databases (name, build date) gave country, city and ASN. */
+  readonly geo_db: string | null;
   readonly open_ord: number;
   readonly close_ord: number | null;
 }
@@ -64,6 +71,17 @@ export const SOCKET_COLUMNS = [
   'e.remote_port',
 ] as const;
 
+/** What enrichment added to an endpoint (select them from `endpoints as e`). */
+export const ENRICHMENT_COLUMNS = [
+  'e.country',
+  'e.city',
+  'e.fqdn',
+  'e.fqdn_at',
+  'e.asn',
+  'e.as_org',
+  'e.geo_db',
+] as const;
+
 /**
  * Endpoints alive in the window (first_seen <= to, and last_seen >= from or still open), in the
  * order they appeared.
@@ -85,9 +103,7 @@ export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Pro
       'e.first_seen',
       'e.last_seen',
       'e.is_open',
-      'e.country',
-      'e.city',
-      'e.fqdn',
+      ...ENRICHMENT_COLUMNS,
       'e.open_ord',
       'e.close_ord',
     ]);

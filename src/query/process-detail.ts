@@ -1,6 +1,6 @@
 import type { Store } from '../store/index.js';
 import { FILE_COLUMNS, type FileRow } from './files.js';
-import { type EndpointRow, SOCKET_COLUMNS } from './net.js';
+import { ENRICHMENT_COLUMNS, type EndpointRow, SOCKET_COLUMNS } from './net.js';
 import { PROCESS_COLUMNS, type ProcessRow, toProcessRow } from './process-row.js';
 import { toBase64 } from './window.js';
 
@@ -113,9 +113,7 @@ export async function processDetail(store: Store, id: number): Promise<ProcessDe
       'e.first_seen',
       'e.last_seen',
       'e.is_open',
-      'e.country',
-      'e.city',
-      'e.fqdn',
+      ...ENRICHMENT_COLUMNS,
       'e.open_ord',
       'e.close_ord',
     ])

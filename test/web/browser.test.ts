@@ -59,6 +59,8 @@ describe('web UI in Chromium over a real recording', { skip: skip ?? false }, ()
       '127.0.0.1:0',
       '--web',
       '127.0.0.1:0',
+      // 193.0.6.139 lives only in the test's namespace: no reverse DNS question goes out for it.
+      '--no-rdns',
     ]);
     daemons.push(server);
     const port = Number((await server.waitFor(/"port":(\d+)/))[1]);

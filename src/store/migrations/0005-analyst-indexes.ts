@@ -1,7 +1,7 @@
-import type { Kysely, Migration } from 'kysely';
+import { type Kysely, type Migration, sql } from 'kysely';
 
 /**
- * Indexes for the web UI's questions over a store of ten million events (issue 12's figures):
+ * Enrichment columns of endpoints, and indexes for the web UI's questions over a store of ten million events (issue 12's figures):
  *
  * - timeline pages read each event source in (time, ord) order from an instant on, and stop after
  *   a page: (host_id, time, ord) lets the engine walk the index in that order instead of sorting a
@@ -29,6 +29,19 @@ const INDEXES: readonly (readonly [name: string, table: string, columns: readonl
 export function analystIndexesMigration(): Migration {
   return {
     async up(db: Kysely<unknown>) {
+      // Enrichment frozen at event time, with what said so: the address's network (ASN and its
+      // holder), the databases' names and build dates, and when reverse DNS answered.
+      await db.schema.alterTable('endpoints').addColumn('asn', 'bigint').execute();
+      await db.schema.alterTable('endpoints').addColumn('as_org', 'text').execute();
+      await db.schema.alterTable('endpoints').addColumn('geo_db', 'text').execute();
+      await db.schema.alterTable('endpoints').addColumn('fqdn_at', 'bigint').execute();
+      // What reverse DNS has not looked at yet: small once it keeps up.
+      await db.schema
+        .createIndex('endpoints_rdns_pending')
+        .on('endpoints')
+        .column('remote_ip')
+        .where(sql<boolean>`fqdn_at is null`)
+        .execute();
       for (const [name, table, columns] of INDEXES) {
         await db.schema
           .createIndex(name)
@@ -39,6 +52,9 @@ export function analystIndexesMigration(): Migration {
     },
     async down(db: Kysely<unknown>) {
       for (const [name] of [...INDEXES].reverse()) await db.schema.dropIndex(name).execute();
+      await db.schema.dropIndex('endpoints_rdns_pending').execute();
+      for (const c of ['fqdn_at', 'geo_db', 'as_org', 'asn'])
+        await db.schema.alterTable('endpoints').dropColumn(c).execute();
     },
   };
 }

@@ -63,6 +63,13 @@ function App() {
         <span class="muted small">read-only · times in UTC, the host's zone on hover</span>
       </header>
       <main>{page}</main>
+      <footer class="foot muted small">
+        pofr · read-only ·{' '}
+        <a href="https://db-ip.com" rel="noreferrer">
+          IP Geolocation by DB-IP
+        </a>{' '}
+        (country and ASN, CC BY 4.0) · <a href="/api/openapi.json">API (OpenAPI)</a>
+      </footer>
     </>
   );
 }

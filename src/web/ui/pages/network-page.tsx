@@ -58,6 +58,7 @@ export function NetworkPage(props: { params: URLSearchParams }) {
                       <th>Local</th>
                       <th>Remote</th>
                       <th>Country</th>
+                      <th>Network</th>
                       <th>State</th>
                       <th>First seen</th>
                     </tr>
@@ -93,7 +94,10 @@ export function NetworkPage(props: { params: URLSearchParams }) {
                             </Link>
                           )}
                         </td>
-                        <td>{e.country ?? '—'}</td>
+                        <td title={e.geo_db ?? undefined}>{e.country ?? '—'}</td>
+                        <td title={e.geo_db ?? undefined}>
+                          {e.asn === null ? '—' : `AS${e.asn} ${e.as_org ?? ''}`}
+                        </td>
                         <td>{e.state}</td>
                         <td>
                           <Time us={e.first_seen} />

@@ -149,6 +149,7 @@ function ProcessView(props: { d: ProcessDetail }) {
                 <th>Local</th>
                 <th>Remote</th>
                 <th>Country</th>
+                <th>Network</th>
                 <th>Name</th>
                 <th>State</th>
                 <th>First seen</th>
