@@ -114,6 +114,7 @@ export class HostSimulation {
     this.boot();
     let t = this.spec.from + SECOND;
     let batchStart = this.spec.from;
+    let episodes = 0;
     const flushIfDue = function* (this: HostSimulation, now: number) {
       while (this.emitted.length >= maxRecords) yield this.emitted.splice(0, maxRecords);
       if (this.emitted.length > 0 && now - batchStart >= maxSpan) {
@@ -123,7 +124,11 @@ export class HostSimulation {
     }.bind(this);
     while (this.scheduled < this.spec.events && t < this.spec.to) {
       const left = this.spec.events - this.scheduled;
-      const meanGap = (this.spec.to - t) / Math.max(1, left / 9);
+      // Episodes differ in size by role (an ssh session is ~50 records, a web request ~4): the
+      // pace follows the average so far, so every host's record runs to its end time.
+      const perEpisode = episodes === 0 ? 9 : Math.max(1, this.scheduled / episodes);
+      const meanGap = (this.spec.to - t) / Math.max(1, left / perEpisode);
+      episodes++;
       t += Math.max(1000, Math.round(this.rng.exp(meanGap) * this.quietFactor(t)));
       if (t >= this.spec.to) break;
       this.releaseUntil(t);
