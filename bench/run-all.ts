@@ -1,4 +1,5 @@
 import type { BenchResult } from './bench-result.js';
+import { run as execCapture } from './exec-capture.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
 import { run as samplingCycle } from './sampling-cycle.js';
@@ -7,6 +8,7 @@ import { run as webApiLatency } from './web-api-latency.js';
 /** `npm run bench`: every benchmark in turn, each printing what it measured beside its baseline. */
 const benches: [string, () => Promise<BenchResult>][] = [
   ['sampling-cycle', samplingCycle],
+  ['exec-capture', execCapture],
   ['ingest-throughput', ingestThroughput],
   ['recorded-hour-size', recordedHourSize],
   ['web-api-latency', webApiLatency],

@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline/promises';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
-import { ProcfsSampler } from '../recorder/index.js';
+import { ProcfsSampler, parseSources } from '../recorder/index.js';
 import {
   loadEnrollment,
   readStateFile,
@@ -58,15 +58,23 @@ interface RecorderFlags {
   readonly batch: string;
   readonly keyframe: string;
   readonly spoolMax: string;
+  readonly sources: string;
+  readonly traceBuffer: string;
 }
 
 /** The recorder flags as runClient takes them; a bad value is a usage error naming its flag. */
 function recorderSettings(o: RecorderFlags) {
+  const sources = parseSources(o.sources);
+  if (typeof sources === 'string') throw new PofrError('POFR_USAGE', `--sources ${o.sources}: ${sources}`);
   return {
     intervalMs: parsePositiveInt(o.interval, '--interval'),
     batchMs: parsePositiveInt(o.batch, '--batch'),
     keyframeMs: parsePositiveInt(o.keyframe, '--keyframe'),
     spoolMaxBytes: parseByteSize(o.spoolMax, '--spool-max'),
+    sources,
+    traceBufferKb: parsePositiveInt(o.traceBuffer, '--trace-buffer'),
+    // Where tracefs is mounted, for hosts that keep it elsewhere (and tests that want none).
+    tracefsRoots: process.env.POFR_TRACEFS ? process.env.POFR_TRACEFS.split(':') : undefined,
   };
 }
 
@@ -130,6 +138,16 @@ export function registerClientCommands(program: Command): void {
         '--spool-max <size>',
         'bound of the batches waiting for the server (e.g. 512M, 2G); past it, losses become gap records',
         '512M',
+      )
+      .option(
+        '--sources <list>',
+        'what records: tracefs (exact exec/exit/TCP events), uprobes (argv at the first instruction), procfs (sampling, always on); procfs alone is POFR-style sampling',
+        'tracefs,uprobes,procfs',
+      )
+      .option(
+        '--trace-buffer <KiB>',
+        'kernel event buffer per CPU in KiB; a burst larger than it between two reads becomes a gap record',
+        '8192',
       );
 
   recorderOpts(stateOpt(client.command('run')))
@@ -190,6 +208,10 @@ export function registerClientCommands(program: Command): void {
           o.keyframe,
           '--spool-max',
           o.spoolMax,
+          '--sources',
+          o.sources,
+          '--trace-buffer',
+          o.traceBuffer,
         ],
         {
           detached: true,
@@ -219,7 +241,7 @@ export function registerClientCommands(program: Command): void {
       const text = readStateFile(o.state, STATE_FILES.status);
       const st = text ? (JSON.parse(text) as Record<string, unknown>) : {};
       const pid = readPid(o.state);
-      const sources = (st.sources ?? {}) as Record<string, { mode?: string }>;
+      const sources = (st.sources ?? {}) as Record<string, { mode?: string; reason?: string }>;
       printRows(
         [
           {
@@ -234,8 +256,9 @@ export function registerClientCommands(program: Command): void {
             last_loss: st.last_loss ?? null,
             lost: lossLine(st.last_loss),
             sources: Object.entries(sources)
-              .map(([k, v]) => `${k}:${v.mode ?? '?'}`)
+              .map(([k, v]) => `${k}:${v.mode ?? '?'}${v.reason ? ` (${v.reason})` : ''}`)
               .join(','),
+            source_health: sources,
             updated_at: st.updated_at ?? null,
           },
         ],
@@ -247,7 +270,7 @@ export function registerClientCommands(program: Command): void {
             { key: 'pid', header: 'PID' },
             { key: 'spool_depth', header: 'SPOOL' },
             { key: 'last_ack_at', header: 'LAST_ACK_AT' },
-            { key: 'sources', header: 'SOURCES' },
+            { key: 'sources', header: 'SOURCES', maxWidth: 80 },
             { key: 'last_error', header: 'LAST_ERROR', maxWidth: 60 },
             { key: 'lost', header: 'LAST_LOSS', maxWidth: 60 },
           ],

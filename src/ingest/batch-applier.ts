@@ -284,6 +284,8 @@ export class BatchApplier {
       user: await this.userAt(proc.ruid, start),
       source: proc.source,
       observer: proc.observer ? 1 : 0,
+      argv_source: proc.argv_source ?? null,
+      argv_complete: proc.argv_complete === undefined ? null : proc.argv_complete ? 1 : 0,
       open_ord: ord,
       close_ord: null,
     };

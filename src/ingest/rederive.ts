@@ -315,6 +315,8 @@ const TABLES: readonly TableSpec[] = [
       'user',
       'source',
       'observer',
+      'argv_source',
+      'argv_complete',
       'open_ord',
       'close_ord',
     ],

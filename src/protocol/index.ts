@@ -20,6 +20,7 @@ export { displayBytes, fromWireBytes, isRawBytes, toWireBytes, type WireBytes } 
 export { generateSigningKeyPair, loadPrivateKey, loadPublicKey, type SigningKeyPair } from './keys.js';
 export { LIMITS } from './limits.js';
 export {
+  type ArgvSource,
   type EndpointInfo,
   type FileInfo,
   type FileKind,

@@ -26,6 +26,14 @@ export const wireBytesSchema = z.union([
 /** Where a process record came from: exact kernel events or /proc sampling. */
 export const sourceSchema = z.enum(['trace', 'sample']);
 
+/**
+ * Where an image's argv came from: `probe`, read by a uprobe at the program's first instruction
+ * (exact, before the program could change it); `proc`, /proc/PID/cmdline (what the process shows
+ * when it was read: a process can rewrite it); `event`, the kernel's exec event alone (the process
+ * was gone before anything else could be read: argv is the executed path only).
+ */
+export const argvSourceSchema = z.enum(['probe', 'proc', 'event']);
+
 export const procRefSchema = z.object({ pid: u32, start_ticks: micros }).strict();
 
 /** One image of a process: what it was when started or after an exec. */
@@ -49,6 +57,10 @@ export const processImageSchema = z
     source: sourceSchema,
     /** True for the recorder's own processes, so analysts can exclude them. */
     observer: z.boolean(),
+    /** Absent in batches of recorders before exec tracing. */
+    argv_source: argvSourceSchema.optional(),
+    /** False when argv was cut (too long for the probe, unreadable) or stands in for a gone process. */
+    argv_complete: z.boolean().optional(),
   })
   .strict();
 
@@ -189,6 +201,7 @@ export const recordSchema = z.discriminatedUnion('type', [
     .strict(),
 ]);
 
+export type ArgvSource = z.infer<typeof argvSourceSchema>;
 export type ProcRef = z.infer<typeof procRefSchema>;
 export type ProcessImage = z.infer<typeof processImageSchema>;
 export type FileKind = z.infer<typeof fileKindSchema>;

@@ -39,6 +39,9 @@ export interface ProcessRow {
   readonly source: string;
   /** True for the recorder's own processes. */
   readonly observer: boolean;
+  /** probe (read at the program's first instruction), proc (/proc/PID/cmdline), event (gone: path only); null before exec tracing. */
+  readonly argv_source: string | null;
+  readonly argv_complete: boolean | null;
   readonly open_ord: number;
   readonly close_ord: number | null;
 }
@@ -71,6 +74,8 @@ export const PROCESS_COLUMNS = [
   'p.user',
   'p.source',
   'p.observer',
+  'p.argv_source',
+  'p.argv_complete',
   'p.open_ord',
   'p.close_ord',
 ] as const;
@@ -114,6 +119,8 @@ export function toProcessRow(r: ProcessSelection, host: string): ProcessRow {
     user: r.user,
     source: r.source,
     observer: Number(r.observer) !== 0,
+    argv_source: r.argv_source,
+    argv_complete: r.argv_complete === null ? null : Number(r.argv_complete) !== 0,
     open_ord: r.open_ord,
     close_ord: r.close_ord,
   });

@@ -502,6 +502,8 @@ function processEvent(
     user: p.user,
     source: p.source,
     observer: p.observer,
+    argv_source: p.argv_source,
+    argv_complete: p.argv_complete,
     exec_index: p.exec_index,
     start: p.start,
     end: p.end,

@@ -19,7 +19,16 @@ export {
   readUsbDevices,
 } from './inventory.js';
 export { LiveState, type LiveStateView, processKey } from './live-state.js';
-export { ProcfsSampler, type ProcfsSamplerOptions } from './procfs-sampler.js';
+export { type EventCoverage, ProcfsSampler, type ProcfsSamplerOptions } from './procfs-sampler.js';
+export {
+  ALL_SOURCES,
+  parseSources,
+  Recorder,
+  type RecorderOptions,
+  SOURCE_NAMES,
+  type SourceModes,
+  type SourceSelection,
+} from './recorder.js';
 export type { RecorderSource, SourceHealth } from './source.js';
 export {
   formatIpv6,
@@ -58,3 +67,10 @@ export {
   socketInode,
   splitCmdline,
 } from './sources/procfs-reader.js';
+export { cleanStaleTracing, locateTracefs, type StaleCleanup } from './sources/tracefs/tracefs-root.js';
+export {
+  type TracefsHealth,
+  TracefsSource,
+  type TracefsSourceOptions,
+  type TracefsStart,
+} from './tracefs-source.js';

@@ -35,6 +35,8 @@ export interface LiveStateView {
  */
 export class LiveState implements LiveStateView {
   readonly #processes = new Map<string, ProcessImage>();
+  /** pid → key of the live process holding it (a pid names one live process at a time). */
+  readonly #byPid = new Map<number, string>();
   readonly #files = new Map<string, Map<number, FileInfo>>();
   readonly #endpoints = new Map<string, EndpointInfo>();
   /** socket inode → holders, in the order their fds were first seen (usually parent first). */
@@ -51,6 +53,12 @@ export class LiveState implements LiveStateView {
 
   get fileCount(): number {
     return this.#fileCount;
+  }
+
+  /** The live process with this pid, if any. */
+  processOfPid(pid: number): ProcessImage | undefined {
+    const key = this.#byPid.get(pid);
+    return key === undefined ? undefined : this.#processes.get(key);
   }
 
   filesOf(key: string): ReadonlyMap<number, FileInfo> | undefined {
@@ -87,9 +95,12 @@ export class LiveState implements LiveStateView {
   #applyOne(r: PofrRecord): void {
     switch (r.type) {
       case 'process_start':
-      case 'process_exec':
-        this.#processes.set(processKey(r.proc.pid, r.proc.start_ticks), r.proc);
+      case 'process_exec': {
+        const key = processKey(r.proc.pid, r.proc.start_ticks);
+        this.#processes.set(key, r.proc);
+        this.#byPid.set(r.proc.pid, key);
         break;
+      }
       case 'process_exit':
         this.#dropProcess(processKey(r.pid, r.start_ticks));
         break;
@@ -123,6 +134,8 @@ export class LiveState implements LiveStateView {
   }
 
   #dropProcess(key: string): void {
+    const img = this.#processes.get(key);
+    if (img !== undefined && this.#byPid.get(img.pid) === key) this.#byPid.delete(img.pid);
     this.#processes.delete(key);
     const table = this.#files.get(key);
     if (!table) return;
@@ -169,11 +182,16 @@ export class LiveState implements LiveStateView {
 
   #replaceAll(kf: RecordOf<'keyframe'>): void {
     this.#processes.clear();
+    this.#byPid.clear();
     this.#files.clear();
     this.#endpoints.clear();
     this.#socketHolders.clear();
     this.#fileCount = 0;
-    for (const p of kf.processes) this.#processes.set(processKey(p.pid, p.start_ticks), p);
+    for (const p of kf.processes) {
+      const key = processKey(p.pid, p.start_ticks);
+      this.#processes.set(key, p);
+      this.#byPid.set(p.pid, key);
+    }
     for (const f of kf.files) this.#openFile(f);
     for (const e of kf.endpoints) this.#endpoints.set(e.key, e);
   }

@@ -1,4 +1,6 @@
+import { statSync } from 'node:fs';
 import {
+  type EndpointInfo,
   type FileInfo,
   type PofrRecord,
   type ProcessImage,
@@ -8,7 +10,13 @@ import {
 import { diffEndpoints, diffFiles, diffProcesses, type ObservedEndpoint } from './diff.js';
 import { LiveState, processKey } from './live-state.js';
 import type { RecorderSource, SourceHealth } from './source.js';
-import { type NetRow, readNetCounters, readNetns, readNetTables } from './sources/net-table-reader.js';
+import {
+  type NetRow,
+  type NetTables,
+  readNetCounters,
+  readNetns,
+  readNetTables,
+} from './sources/net-table-reader.js';
 import {
   classifyFdTarget,
   closeProcFile,
@@ -45,6 +53,21 @@ export interface ProcfsSamplerOptions {
   endpointsEveryMs?: number;
   /** The live state to feed; pass one to share it with another source. */
   live?: LiveState;
+  /** An event source that reports processes (and TCP) exactly, for the sampler to leave them to. */
+  events?: EventCoverage;
+}
+
+/**
+ * What an exact event source (tracefs) tells the sampler. While it covers processes, the sampler
+ * no longer lists /proc every cycle to race short processes: it looks only at the processes the
+ * live state holds (for their open files), and checks the whole process table against /proc on
+ * keyframes and after the source lost events. While it covers TCP, the sampler reads only the UDP
+ * socket tables.
+ */
+export interface EventCoverage {
+  covers(): { readonly processes: boolean; readonly tcp: boolean };
+  /** True once after the source lost events: everything is checked against /proc that cycle. */
+  takeReconcile(): boolean;
 }
 
 /** What the sampler remembers of one process between cycles (the records' state lives in LiveState). */
@@ -70,6 +93,9 @@ interface ProcMemo {
   netns: number | null;
   /** The last exec check read an empty argv: looked at again next cycle before it is believed. */
   emptyArgvOnce: boolean;
+  /** Cycles to skip re-reading an unchanged-looking fd table (see #fdsMayHaveChanged), and when. */
+  fdBackoff: number;
+  nextFdRead: number;
 }
 
 /**
@@ -119,6 +145,11 @@ export class ProcfsSampler implements RecorderSource {
   #held = 0;
   /** Held procfs fds allowed: a quarter of the fd limit, so the rest of the recorder never runs short. */
   #heldBudget = Math.min(16_384, Math.floor(readOpenFileLimit() / 4));
+  readonly #events: EventCoverage | undefined;
+  /** Whether this kernel gives the fd count as the size of /proc/PID/fd. */
+  readonly #fdCountKnown: boolean;
+  /** Whether events covered processes last cycle. */
+  #coveredBefore = false;
 
   constructor(opts: ProcfsSamplerOptions = {}) {
     this.#procRoot = opts.procRoot ?? DEFAULT_PROC_ROOT;
@@ -130,6 +161,9 @@ export class ProcfsSampler implements RecorderSource {
     this.#clockTicks = readClockTicks();
     this.#ownNetns = readNetns(this.#procRoot, 'self');
     this.live = opts.live ?? new LiveState();
+    this.#events = opts.events;
+    // This process holds fds, so a size of 0 means the kernel does not count them there (< 6.2).
+    this.#fdCountKnown = (fdCount(this.#procRoot, process.pid) ?? 0) > 0;
   }
 
   health(): SourceHealth {
@@ -142,33 +176,59 @@ export class ProcfsSampler implements RecorderSource {
     };
   }
 
-  poll(now: number): PofrRecord[] {
+  /**
+   * One cycle. `between` runs once per cycle, after /proc was listed and before the listing is
+   * compared with the live state: an event source drains there, so that a process that started or
+   * ended around the listing is already in the live state, and is not taken for one the events missed.
+   */
+  poll(now: number, between?: () => void): PofrRecord[] {
     const started = performance.now();
     const first = this.#lastKeyframe === null;
     const keyframe = first || now - this.#lastKeyframe! >= this.#keyframeEveryUs;
     const cycle = ++this.#cycle;
     const observers = this.#observerPids();
+    const cover = this.#events?.covers() ?? { processes: false, tcp: false };
+    const lossReconcile = this.#events?.takeReconcile() ?? false;
+    const covered = cover.processes && !lossReconcile && this.#coveredBefore;
+    // A source that just started (or stopped) covering is checked against /proc once, in full.
+    const listing = keyframe || !covered;
+    this.#coveredBefore = cover.processes;
     this.#denied = 0;
     this.#fresh = [];
     this.#fdUpdates = [];
-    const seen = new Map<string, ProcessImage>();
-    for (const pid of listTgids(this.#procRoot)) this.#observe(pid, cycle, keyframe, observers, seen);
-    this.#linkParents();
-    this.#keepUnsampled(seen);
-    for (const memo of [...this.#memos.values()]) if (memo.cycle !== cycle) this.#forget(memo);
-
     const live = this.live;
-    const records = diffProcesses(live, seen, now);
+    let records: PofrRecord[];
+    if (listing) {
+      const seen = new Map<string, ProcessImage>();
+      const execCheck = !cover.processes || lossReconcile;
+      for (const pid of listTgids(this.#procRoot))
+        this.#observe(pid, cycle, keyframe, execCheck, observers, seen);
+      this.#linkParents();
+      between?.();
+      if (cover.processes) this.#preferEventImages(seen);
+      this.#keepUnsampled(seen);
+      for (const memo of [...this.#memos.values()]) if (memo.cycle !== cycle) this.#forget(memo);
+      records = diffProcesses(live, seen, now);
+    } else {
+      between?.();
+      this.#visitLive(cycle, observers);
+      records = [];
+    }
+    let socketsMoved = this.#touchesSockets(records);
+    live.apply(records);
     const fileStart = records.length;
     for (const [memo, next] of this.#fdUpdates) {
+      // An event source may have ended the process since its fds were read.
+      if (!live.processes.has(memo.key)) continue;
       diffFiles({ pid: memo.pid, start_ticks: memo.startTicks }, live.filesOf(memo.key), next, now, records);
     }
-    const socketsMoved = this.#touchesSockets(records);
-    live.apply(records.slice(0, fileStart));
-    live.apply(records.slice(fileStart));
+    const fileRecords = records.slice(fileStart);
+    socketsMoved = this.#touchesSockets(fileRecords) || socketsMoved;
+    live.apply(fileRecords);
+    const udpOnly = cover.tcp && !lossReconcile && !first;
     const namespaces = this.#namespaces();
-    if (this.#endpointsDue(namespaces, now, keyframe, socketsMoved)) {
-      this.#diffEndpoints(namespaces, now, keyframe, records);
+    if (this.#endpointsDue(namespaces, now, keyframe, socketsMoved, udpOnly)) {
+      this.#diffEndpoints(namespaces, now, keyframe, udpOnly, records);
     }
 
     this.#fresh = [];
@@ -184,6 +244,54 @@ export class ProcfsSampler implements RecorderSource {
   }
 
   /**
+   * A process that events recorded while /proc was being listed keeps the events' image: it was
+   * read at its exec, not a moment later, and it must not look like another exec.
+   */
+  #preferEventImages(seen: Map<string, ProcessImage>): void {
+    for (const [key, img] of seen) {
+      const fromEvents = this.live.processes.get(key);
+      if (fromEvents === undefined || fromEvents === img) continue;
+      seen.set(key, fromEvents);
+      const memo = this.#memos.get(fromEvents.pid);
+      if (memo !== undefined && memo.key === key) memo.image = fromEvents;
+    }
+  }
+
+  /**
+   * The cycle while events cover processes: the processes the live state holds, each looked at as
+   * cheaply as #revisit allows (their fd tables re-read when they used CPU); memos of processes the
+   * events ended are dropped. No /proc listing, no exec checks, no process records.
+   */
+  #visitLive(cycle: number, observers: ReadonlySet<number>): void {
+    for (const [key, img] of this.live.processes) {
+      let memo = this.#memos.get(img.pid);
+      if (memo !== undefined && memo.key !== key) {
+        this.#forget(memo);
+        memo = undefined;
+      }
+      if (memo === undefined) {
+        memo = this.#firstSight(img.pid, observers);
+        if (memo === undefined) continue;
+        if (memo.key !== key) {
+          this.#forget(memo);
+          continue;
+        }
+        this.#memos.set(img.pid, memo);
+      } else {
+        memo.image = img;
+        if (!this.#revisit(memo, false, false)) {
+          // Gone: its exit event is on its way. Its memo goes; the events end it.
+          this.#forget(memo);
+          continue;
+        }
+      }
+      memo.cycle = cycle;
+      if (memo.denied) this.#denied++;
+    }
+    for (const memo of [...this.#memos.values()]) if (memo.cycle !== cycle) this.#forget(memo);
+  }
+
+  /**
    * Reading /proc/net/tcp walks the kernel's whole TCP hash table (milliseconds on a large host,
    * whatever the socket count), so the tables are re-read only when something may have changed:
    * a socket fd came or went, the TCP/UDP counters moved (every TCP state change sends or
@@ -195,11 +303,12 @@ export class ProcfsSampler implements RecorderSource {
     now: number,
     keyframe: boolean,
     socketsMoved: boolean,
+    udpOnly: boolean,
   ): boolean {
     const parts: Buffer[] = [];
     for (const [ns, pids] of namespaces) {
       const dir = ns === this.#ownNetns ? `${this.#procRoot}/net` : `${this.#procRoot}/${pids[0]}/net`;
-      const c = readNetCounters(dir);
+      const c = readNetCounters(dir, udpOnly ? 'udp' : 'all');
       if (c !== null) parts.push(Buffer.from(`${ns}\n`), c);
     }
     const counters = parts.length === 0 ? null : Buffer.concat(parts);
@@ -208,7 +317,8 @@ export class ProcfsSampler implements RecorderSource {
     this.#netCounters = counters;
     return (
       keyframe ||
-      socketsMoved ||
+      // A socket fd says nothing of its protocol: with TCP from events, UDP's counters decide.
+      (socketsMoved && !udpOnly) ||
       countersMoved ||
       this.#deferred.size > 0 ||
       now - this.#lastEndpointRead >= this.#endpointsEveryUs
@@ -219,11 +329,12 @@ export class ProcfsSampler implements RecorderSource {
     namespaces: Map<number | null, number[]>,
     now: number,
     keyframe: boolean,
+    udpOnly: boolean,
     records: PofrRecord[],
   ): void {
     const live = this.live;
     this.#lastEndpointRead = now;
-    const rows = this.#readAllNetTables(namespaces);
+    const rows = this.#readAllNetTables(namespaces, udpOnly ? 'udp' : 'all');
     const deferredBefore = this.#deferred;
     const deferred = new Set<number>();
     // A socket made after its owner's fd table was read this cycle is listed without an owner;
@@ -234,7 +345,9 @@ export class ProcfsSampler implements RecorderSource {
       deferred.add(row.inode);
       return true;
     };
-    const ep = diffEndpoints(live.endpoints, rows, (inode) => live.socketOwner(inode), now, defer);
+    // TCP left to events: only UDP endpoints are compared with the (UDP-only) rows.
+    const known = udpOnly ? udpEndpoints(live.endpoints) : live.endpoints;
+    const ep = diffEndpoints(known, rows, (inode) => live.socketOwner(inode), now, defer);
     this.#deferred = deferred;
     live.apply(ep.records);
     for (const info of ep.revised) live.reviseEndpoint(info);
@@ -260,16 +373,16 @@ export class ProcfsSampler implements RecorderSource {
    * The socket tables of every network namespace in use: a container's sockets are not in the
    * host's /proc/net. Socket inodes are unique system-wide, so the join to fd tables holds.
    */
-  #readAllNetTables(namespaces: Map<number | null, number[]>): NetRow[] {
+  #readAllNetTables(namespaces: Map<number | null, number[]>, protos: NetTables): NetRow[] {
     const rows: NetRow[] = [];
     for (const [ns, pids] of namespaces) {
       if (ns === this.#ownNetns) {
-        rows.push(...(readNetTables(`${this.#procRoot}/net`, ns) ?? []));
+        rows.push(...(readNetTables(`${this.#procRoot}/net`, ns, protos) ?? []));
         continue;
       }
       // The first process may have exited since it was listed: any other one in there will do.
       for (const pid of pids) {
-        const found = readNetTables(`${this.#procRoot}/${pid}/net`, ns);
+        const found = readNetTables(`${this.#procRoot}/${pid}/net`, ns, protos);
         if (found === null || readNetns(this.#procRoot, pid) !== ns) continue;
         rows.push(...found);
         break;
@@ -294,11 +407,17 @@ export class ProcfsSampler implements RecorderSource {
     pid: number,
     cycle: number,
     keyframe: boolean,
+    execCheck: boolean,
     observers: ReadonlySet<number>,
     seen: Map<string, ProcessImage>,
   ): void {
     let memo = this.#memos.get(pid);
-    if (memo !== undefined && !this.#revisit(memo, keyframe)) {
+    if (memo !== undefined) {
+      // An event source may have recorded an exec since: its image is the one to keep.
+      const fromEvents = this.live.processes.get(memo.key);
+      if (fromEvents !== undefined) memo.image = fromEvents;
+    }
+    if (memo !== undefined && !this.#revisit(memo, keyframe, execCheck)) {
       this.#forget(memo);
       memo = undefined;
     }
@@ -317,7 +436,7 @@ export class ProcfsSampler implements RecorderSource {
    * when it did not move (single-threaded, no keyframe). False when this is no longer the same
    * process (gone, or its pid reused).
    */
-  #revisit(memo: ProcMemo, keyframe: boolean): boolean {
+  #revisit(memo: ProcMemo, keyframe: boolean, execCheck: boolean): boolean {
     const root = this.#procRoot;
     const runBuf =
       memo.schedFd >= 0
@@ -344,6 +463,7 @@ export class ProcfsSampler implements RecorderSource {
     // A zombie has lost its mm and argv: what it shows now is no exec.
     if (
       !zombie &&
+      execCheck &&
       (keyframe ||
         st.execSignature !== memo.execSignature ||
         !st.comm.equals(memo.comm) ||
@@ -362,7 +482,7 @@ export class ProcfsSampler implements RecorderSource {
     memo.runNs = runNs;
     memo.cpuTicks = st.cpuTicks;
     memo.numThreads = st.numThreads;
-    if (cpuUsed || keyframe || execed) this.#rereadFds(memo);
+    if (keyframe || execed || (cpuUsed && this.#fdsMayHaveChanged(memo))) this.#rereadFds(memo);
     return true;
   }
 
@@ -423,6 +543,8 @@ export class ProcfsSampler implements RecorderSource {
       schedFd: typeof schedFd === 'number' ? schedFd : -1,
       netns: kernel ? null : readNetns(this.#procRoot, pid),
       emptyArgvOnce: false,
+      fdBackoff: 1,
+      nextFdRead: 0,
     };
     if (kernel) {
       // A kernel thread is checked through schedstat alone: its stat fd is not worth keeping.
@@ -477,11 +599,13 @@ export class ProcfsSampler implements RecorderSource {
     const root = this.#procRoot;
     const pid = st.pid;
     let denied = false;
+    let argvRead = true;
     const status = readStatus(root, pid);
     if (isReadFailure(status)) return undefined;
     if (argv === undefined) {
       const raw = kernel ? [] : readCmdline(root, pid);
       if (raw === 'gone') return undefined;
+      argvRead = raw !== 'denied';
       argv = raw === 'denied' ? [] : raw.map(toWireBytes);
     }
     if (exe === undefined) {
@@ -507,6 +631,8 @@ export class ProcfsSampler implements RecorderSource {
       egid: status.egid,
       source: 'sample',
       observer,
+      argv_source: 'proc',
+      argv_complete: argvRead,
     };
     return { image, denied };
   }
@@ -547,11 +673,27 @@ export class ProcfsSampler implements RecorderSource {
     return true;
   }
 
+  /**
+   * Whether a process that used CPU may have changed its fd table. The kernel gives the number of
+   * open fds as the size of /proc/PID/fd (Linux 6.2+): one stat instead of a readdir and a readlink
+   * per fd. A changed count is re-read at once; an unchanged one (the common case: a daemon that
+   * wakes, works and sleeps) only every `fdBackoff` of its busy cycles, doubling up to 8 while its
+   * table keeps not changing, so a close and reopen on the same count is seen within 8 of them.
+   */
+  #fdsMayHaveChanged(memo: ProcMemo): boolean {
+    if (!this.#fdCountKnown) return true;
+    const count = fdCount(this.#procRoot, memo.pid);
+    if (count === null || count !== memo.fds.size) return true;
+    return this.#cycle >= memo.nextFdRead;
+  }
+
   #rereadFds(memo: ProcMemo): void {
     if (memo.denied && memo.fds.size === 0 && this.live.filesOf(memo.key) === undefined) return;
     const root = this.#procRoot;
     const table = readFdTable(root, memo.pid);
     if (table === 'gone') return;
+    memo.fdBackoff = table !== 'denied' && sameFdTable(memo.fds, table) ? Math.min(memo.fdBackoff * 2, 8) : 1;
+    memo.nextFdRead = this.#cycle + memo.fdBackoff;
     const next = new Map<number, FileInfo>();
     if (table === 'denied') {
       memo.denied = true;
@@ -603,6 +745,26 @@ export class ProcfsSampler implements RecorderSource {
       if (!isReadFailure(st) && st.startTicks === img.start_ticks) seen.set(key, img);
     }
   }
+}
+
+function fdCount(procRoot: string, pid: number): number | null {
+  try {
+    return statSync(`${procRoot}/${pid}/fd`).size;
+  } catch {
+    return null;
+  }
+}
+
+function sameFdTable(a: ReadonlyMap<number, Buffer>, b: ReadonlyMap<number, Buffer>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [fd, raw] of b) if (!a.get(fd)?.equals(raw)) return false;
+  return true;
+}
+
+function udpEndpoints(all: ReadonlyMap<string, EndpointInfo>): Map<string, EndpointInfo> {
+  const out = new Map<string, EndpointInfo>();
+  for (const [key, ep] of all) if (ep.proto === 'udp') out.set(key, ep);
+  return out;
 }
 
 function sameWire(a: WireBytes | null, b: WireBytes | null): boolean {

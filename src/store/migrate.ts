@@ -5,7 +5,8 @@ import { initialMigration } from './migrations/0001-initial.js';
 import { openIntervalIndexesMigration } from './migrations/0002-open-interval-indexes.js';
 import { serverSettingsMigration } from './migrations/0003-server-settings.js';
 import { endpointNetnsMigration } from './migrations/0004-endpoint-netns.js';
-import { analystIndexesMigration } from './migrations/0005-analyst-indexes.js';
+import { argvSourceMigration } from './migrations/0005-argv-source.js';
+import { analystIndexesMigration } from './migrations/0006-analyst-indexes.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -19,7 +20,8 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0002-open-interval-indexes': openIntervalIndexesMigration(),
           '0003-server-settings': serverSettingsMigration(),
           '0004-endpoint-netns': endpointNetnsMigration(),
-          '0005-analyst-indexes': analystIndexesMigration(),
+          '0005-argv-source': argvSourceMigration(),
+          '0006-analyst-indexes': analystIndexesMigration(),
         };
       },
     },

@@ -133,6 +133,10 @@ export interface ProcessesTable {
   user: string | null;
   source: string;
   observer: number;
+  /** probe | proc | event (see protocol's argv_source); null before exec tracing */
+  argv_source: string | null;
+  /** 1 when argv is whole, 0 when cut or standing in for a gone process; null before exec tracing */
+  argv_complete: number | null;
   open_ord: number;
   close_ord: number | null;
 }

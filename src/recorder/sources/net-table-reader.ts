@@ -149,6 +149,9 @@ const TABLES = [
   ['udp6', 'udp', 6],
 ] as const;
 
+/** Which socket tables to read: all four, or UDP's alone (when TCP comes from events). */
+export type NetTables = 'all' | 'udp';
+
 /**
  * Every TCP and UDP socket of one network namespace: the reader's own with `netDir` = /proc/net,
  * another's through a process inside it (/proc/PID/net). A table that is missing (IPv6 disabled)
@@ -157,10 +160,12 @@ const TABLES = [
 export function readNetTables(
   netDir = `${DEFAULT_PROC_ROOT}/net`,
   netns: number | null = null,
+  tables: NetTables = 'all',
 ): NetRow[] | null {
   const out: NetRow[] = [];
   let read = 0;
   for (const [file, proto, family] of TABLES) {
+    if (tables === 'udp' && proto !== 'udp') continue;
     const buf = readProcFile(`${netDir}/${file}`, NET_TABLE_LAST_READ);
     if (isReadFailure(buf)) continue;
     read++;
@@ -180,15 +185,19 @@ export function readNetns(procRoot: string, pid: number | 'self'): number | null
 }
 
 const TCP_UDP_COUNTERS = Buffer.from('\nTcp:');
+const UDP_COUNTERS = Buffer.from('\nUdp:');
 
 /**
  * The TCP and UDP counters of /proc/net/snmp (segments in and out, opens, resets, datagrams), as
  * a copy: any TCP state change sends or receives a segment, so while these stand still the socket
  * tables need no re-read. Null when the file is missing.
  */
-export function readNetCounters(netDir = `${DEFAULT_PROC_ROOT}/net`): Buffer | null {
+export function readNetCounters(
+  netDir = `${DEFAULT_PROC_ROOT}/net`,
+  tables: NetTables = 'all',
+): Buffer | null {
   const buf = readProcFile(`${netDir}/snmp`, ONE_READ);
   if (isReadFailure(buf)) return null;
-  const at = buf.indexOf(TCP_UDP_COUNTERS);
+  const at = buf.indexOf(tables === 'udp' ? UDP_COUNTERS : TCP_UDP_COUNTERS);
   return Buffer.from(at < 0 ? buf : buf.subarray(at));
 }

@@ -31,6 +31,7 @@ export class BatchAssembler {
   private pending: PofrRecord[] = [];
   private firstPendingAt = 0;
   private lost: { from: number; to: number; dropped: number; reason: string } | null = null;
+  private retryingGap = false;
   private readonly maxRecords: number;
   private readonly maxAgeMs: number;
 
@@ -61,19 +62,32 @@ export class BatchAssembler {
     if (this.pending.length === 0 && this.lost === null) return 0;
     const records = this.pending;
     this.pending = [];
-    if (this.lost !== null) {
-      const l = this.lost;
-      records.unshift({
-        type: 'gap',
-        t: Date.now() * 1000,
-        from: l.from,
-        to: l.to,
-        reason: l.reason,
-        dropped: l.dropped,
-      });
+    if (this.lost !== null) records.unshift(this.takeGap());
+    const spooled = this.sealChunks(records);
+    if (this.lost === null || records.length === 1) return spooled;
+    // Nothing else fitted: the loss itself must still reach the server, and a batch of the gap
+    // record alone is the smallest there is (a nearly full spool has room for it long before it has
+    // room for a busy host's batch).
+    this.retryingGap = true;
+    try {
+      return spooled + this.sealChunks([this.takeGap()]);
+    } finally {
+      this.retryingGap = false;
     }
+  }
+
+  /** The pending loss as one gap record; the loss is no longer pending. */
+  private takeGap(): PofrRecord {
+    const l = this.lost!;
     this.lost = null;
-    return this.sealChunks(records);
+    return {
+      type: 'gap',
+      t: Date.now() * 1000,
+      from: l.from,
+      to: l.to,
+      reason: l.reason,
+      dropped: l.dropped,
+    };
   }
 
   private recordLoss(records: readonly PofrRecord[], why: string): void {
@@ -102,7 +116,8 @@ export class BatchAssembler {
           reason,
         }
       : { from, to, dropped, reason };
-    this.opts.onLoss?.(dropped, reason);
+    // A gap record that could not be spooled alone is the same loss again, not a new one.
+    if (!this.retryingGap) this.opts.onLoss?.(dropped, reason);
   }
 
   /** Seals in as few batches as the size limits allow, halving a chunk that comes out too large. */

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { loadPrivateKey } from '../../protocol/index.js';
-import { InventoryWatcher, ProcfsSampler, readBootId } from '../../recorder/index.js';
+import { Recorder, readBootId, type SourceSelection } from '../../recorder/index.js';
 import { Spool } from '../../spool/index.js';
 import { BatchUploader } from '../../transport/index.js';
 import { BatchAssembler } from './batch-assembler.js';
@@ -17,6 +17,12 @@ export interface ClientOptions {
   readonly keyframeMs?: number;
   readonly procRoot?: string;
   readonly spoolMaxBytes?: number;
+  /** Which sources record (default: all: tracefs events, argv probes, procfs sampling). */
+  readonly sources?: SourceSelection;
+  /** tracefs mount points to try (tests point this at a missing path to force sampling). */
+  readonly tracefsRoots?: readonly string[];
+  /** Kernel event buffer per CPU, KiB. */
+  readonly traceBufferKb?: number;
   readonly log: Log;
 }
 
@@ -56,12 +62,16 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
   const intervalMs = opts.intervalMs ?? 1000;
   const spool = Spool.open(join(opts.stateDir, STATE_FILES.spool), { maxBytes: opts.spoolMaxBytes });
   const ownPids = new Set([process.pid]);
-  const sampler = new ProcfsSampler({
+  const recorder = Recorder.start({
     procRoot,
     observerPids: () => ownPids,
+    intervalMs,
     keyframeEveryMs: opts.keyframeMs,
+    sources: opts.sources,
+    tracefsRoots: opts.tracefsRoots,
+    traceBufferKb: opts.traceBufferKb,
+    log: opts.log,
   });
-  const inventory = new InventoryWatcher({ procRoot });
   const uploader = new BatchUploader({
     host: enrollment.server_host,
     port: enrollment.server_port,
@@ -99,16 +109,15 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       connected: up.connected,
       last_error: up.lastError,
       last_loss: lastLoss,
-      sources: { procfs: sampler.health() },
+      sources: recorder.health(),
       updated_at: new Date().toISOString(),
     };
   };
 
   let lastStatusWrite = 0;
-  const cycle = () => {
+  const cycle = (final = false) => {
     const nowMs = Date.now();
-    const now = nowMs * 1000;
-    assembler.add([...inventory.poll(now), ...sampler.poll(now)], nowMs);
+    assembler.add(final ? recorder.stop(nowMs) : recorder.tick(nowMs), nowMs);
     if (nowMs - lastStatusWrite >= 2000) {
       lastStatusWrite = nowMs;
       writeStateFile(opts.stateDir, STATE_FILES.status, `${JSON.stringify(status())}\n`);
@@ -125,7 +134,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     } catch (e) {
       opts.log('sampling cycle failed', { error: (e as Error).stack ?? String(e) });
     }
-    timer = setTimeout(loop, Math.max(0, intervalMs - (Date.now() - started)));
+    timer = setTimeout(loop, Math.max(0, recorder.tickMs - (Date.now() - started)));
   };
 
   uploader.start();
@@ -134,6 +143,8 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     host_id: enrollment.host_id,
     name: enrollment.name,
     interval_ms: intervalMs,
+    tracefs: recorder.modes.tracefs,
+    detail: recorder.modes.detail,
   });
 
   return {
@@ -148,7 +159,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       stopped = true;
       if (timer) clearTimeout(timer);
       try {
-        cycle();
+        cycle(true);
       } catch (e) {
         opts.log('final sampling cycle failed', { error: String(e) });
       }
@@ -160,7 +171,6 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
           depth: spool.depth(),
         });
       await uploader.stop();
-      sampler.close();
       writeStateFile(
         opts.stateDir,
         STATE_FILES.status,

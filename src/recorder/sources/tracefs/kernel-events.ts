@@ -1,0 +1,307 @@
+import { formatIpv6 } from '../net-table-reader.js';
+import {
+  dynamicFieldLength,
+  type EventField,
+  type EventFormat,
+  readCharArrayField,
+  readDynamicField,
+  readIntField,
+  requireField,
+} from './event-format.js';
+
+/**
+ * The kernel events the recorder reads, decoded from their binary records into plain values.
+ * Times are trace-clock nanoseconds (`boot`); pids are the kernel's task ids (a thread's own id, the
+ * thread-group id of a process leader).
+ */
+export type KernelEvent = TaskEvent | ExecEvent | ExitEvent | ArgvEvent | TcpEvent | MarkerEvent;
+
+/** A new task: `task:task_newtask` (clone flags tell a thread), or `sched:sched_process_fork`. */
+export interface TaskEvent {
+  readonly kind: 'task';
+  readonly ts: number;
+  readonly tid: number;
+  /** The thread that cloned it. */
+  readonly parentTid: number;
+  readonly comm: Buffer;
+  /** CLONE_THREAD: a thread of its creator's process; null when the event does not say (fork). */
+  readonly thread: boolean | null;
+}
+
+/** `sched:sched_process_exec`: `pid` is the thread-group id after the exec. */
+export interface ExecEvent {
+  readonly kind: 'exec';
+  readonly ts: number;
+  readonly pid: number;
+  /** The thread that called execve; differs from pid when a non-leader thread exec'd. */
+  readonly oldPid: number;
+  readonly filename: Buffer;
+}
+
+/** `sched:sched_process_exit`, per thread; `groupDead` when it was the last thread of its process. */
+export interface ExitEvent {
+  readonly kind: 'exit';
+  readonly ts: number;
+  readonly tid: number;
+  readonly comm: Buffer;
+  /** null on kernels whose event lacks the field. */
+  readonly groupDead: boolean | null;
+}
+
+/** The argv probe at a new program's first instruction (see argv-probe.ts). */
+export interface ArgvEvent {
+  readonly kind: 'argv';
+  readonly ts: number;
+  readonly tid: number;
+  readonly argc: number;
+  readonly argv: Buffer[];
+  /** Every one of the argc strings fetched whole. */
+  readonly complete: boolean;
+}
+
+/** `sock:inet_sock_set_state` for TCP. */
+export interface TcpEvent {
+  readonly kind: 'tcp';
+  readonly ts: number;
+  /** The task running when the state changed: the socket's owner only for the calls a process makes. */
+  readonly tid: number;
+  /** Raised in interrupt context (softirq): `tid` is whatever the CPU happened to run. */
+  readonly interrupt: boolean;
+  /** The kernel's socket address: the socket's identity while it lives. */
+  readonly sk: string;
+  readonly oldState: number;
+  readonly newState: number;
+  readonly family: 4 | 6;
+  readonly localIp: string;
+  readonly localPort: number;
+  readonly remoteIp: string;
+  readonly remotePort: number;
+}
+
+/** A line written to the instance's trace_marker (`ftrace:print`). */
+export interface MarkerEvent {
+  readonly kind: 'marker';
+  readonly ts: number;
+  readonly text: string;
+}
+
+// trace_entry.flags: hard irq, soft irq, NMI (include/linux/trace_events.h).
+const INTERRUPT_FLAGS = 0x08 | 0x10 | 0x40;
+const CLONE_THREAD = 0x0001_0000;
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+type Decode = (ts: number, b: Buffer, o: number, end: number) => KernelEvent | null;
+
+export interface KernelFormats {
+  readonly newtask?: EventFormat;
+  readonly fork?: EventFormat;
+  readonly exec: EventFormat;
+  readonly exit: EventFormat;
+  readonly tcp?: EventFormat;
+  readonly marker?: EventFormat;
+}
+
+/**
+ * Turns raw records into KernelEvents, for the formats read from the running kernel; argv probes
+ * are added as the recorder defines them (one per interpreter).
+ */
+export class EventDecoder {
+  readonly #byId = new Map<number, Decode>();
+  readonly #common: EventField;
+  readonly #flags: EventField;
+
+  constructor(formats: KernelFormats) {
+    this.#common = requireField(formats.exec, 'common_pid');
+    this.#flags = requireField(formats.exec, 'common_flags');
+    if (formats.newtask) this.#byId.set(formats.newtask.id, newtaskDecoder(formats.newtask, this.#common));
+    if (formats.fork) this.#byId.set(formats.fork.id, forkDecoder(formats.fork));
+    this.#byId.set(formats.exec.id, execDecoder(formats.exec));
+    this.#byId.set(formats.exit.id, exitDecoder(formats.exit));
+    if (formats.tcp) this.#byId.set(formats.tcp.id, tcpDecoder(formats.tcp, this.#common, this.#flags));
+    if (formats.marker) this.#byId.set(formats.marker.id, markerDecoder(formats.marker));
+  }
+
+  addArgvProbe(probe: ArgvProbeFormat): void {
+    const common = this.#common;
+    this.#byId.set(probe.format.id, (ts, b, o, end) => decodeArgv(probe, ts, b, o, end, common));
+  }
+
+  /** The event, or null for one it does not know (or a socket that is not TCP). */
+  decode(ts: number, page: Buffer, offset: number, length: number): KernelEvent | null {
+    const decode = this.#byId.get(page.readUInt16LE(offset));
+    return decode === undefined ? null : decode(ts, page, offset, offset + length);
+  }
+}
+
+function newtaskDecoder(f: EventFormat, common: EventField): Decode {
+  const pid = requireField(f, 'pid');
+  const comm = requireField(f, 'comm');
+  const flags = requireField(f, 'clone_flags');
+  return (ts, b, o, end) => ({
+    kind: 'task',
+    ts,
+    tid: readIntField(b, o, pid),
+    parentTid: readIntField(b, o, common),
+    comm: Buffer.from(stringField(b, o, comm, end)),
+    // Only the low 32 bits hold the CLONE_* flags that matter here.
+    thread: ((readIntField(b, o, flags) % 0x1_0000_0000) & CLONE_THREAD) !== 0,
+  });
+}
+
+function forkDecoder(f: EventFormat): Decode {
+  const parent = requireField(f, 'parent_pid');
+  const child = requireField(f, 'child_pid');
+  const comm = requireField(f, 'child_comm');
+  return (ts, b, o, end) => ({
+    kind: 'task',
+    ts,
+    tid: readIntField(b, o, child),
+    parentTid: readIntField(b, o, parent),
+    comm: Buffer.from(stringField(b, o, comm, end)),
+    thread: null,
+  });
+}
+
+function execDecoder(f: EventFormat): Decode {
+  const pid = requireField(f, 'pid');
+  const oldPid = requireField(f, 'old_pid');
+  const filename = requireField(f, 'filename');
+  return (ts, b, o, end) => ({
+    kind: 'exec',
+    ts,
+    pid: readIntField(b, o, pid),
+    oldPid: readIntField(b, o, oldPid),
+    filename: Buffer.from(readDynamicField(b, o, filename, end) ?? Buffer.alloc(0)),
+  });
+}
+
+function exitDecoder(f: EventFormat): Decode {
+  const pid = requireField(f, 'pid');
+  const comm = requireField(f, 'comm');
+  const groupDead = f.fields.get('group_dead');
+  return (ts, b, o, end) => ({
+    kind: 'exit',
+    ts,
+    tid: readIntField(b, o, pid),
+    comm: Buffer.from(stringField(b, o, comm, end)),
+    groupDead: groupDead === undefined ? null : readIntField(b, o, groupDead) !== 0,
+  });
+}
+
+function tcpDecoder(f: EventFormat, common: EventField, flagsField: EventField): Decode {
+  const sk = requireField(f, 'skaddr');
+  const oldState = requireField(f, 'oldstate');
+  const newState = requireField(f, 'newstate');
+  const sport = requireField(f, 'sport');
+  const dport = requireField(f, 'dport');
+  const family = requireField(f, 'family');
+  const protocol = requireField(f, 'protocol');
+  const saddr = requireField(f, 'saddr');
+  const daddr = requireField(f, 'daddr');
+  const saddr6 = requireField(f, 'saddr_v6');
+  const daddr6 = requireField(f, 'daddr_v6');
+  return (ts, b, o) => {
+    // IPPROTO_TCP only: the event also reports SCTP and MPTCP sockets.
+    if (readIntField(b, o, protocol) !== 6) return null;
+    const fam = readIntField(b, o, family);
+    if (fam !== AF_INET && fam !== AF_INET6) return null;
+    const v4 = fam === AF_INET;
+    return {
+      kind: 'tcp',
+      ts,
+      tid: readIntField(b, o, common),
+      interrupt: (b.readUInt8(o + flagsField.offset) & INTERRUPT_FLAGS) !== 0,
+      sk: b.readBigUInt64LE(o + sk.offset).toString(16),
+      oldState: readIntField(b, o, oldState),
+      newState: readIntField(b, o, newState),
+      family: v4 ? 4 : 6,
+      localIp: v4 ? ipv4(b, o + saddr.offset) : ipv6(b, o + saddr6.offset),
+      localPort: readIntField(b, o, sport),
+      remoteIp: v4 ? ipv4(b, o + daddr.offset) : ipv6(b, o + daddr6.offset),
+      remotePort: readIntField(b, o, dport),
+    };
+  };
+}
+
+function markerDecoder(f: EventFormat): Decode {
+  const buf = requireField(f, 'buf');
+  return (ts, b, o, end) => ({
+    kind: 'marker',
+    ts,
+    text: stringField(b, o, buf, end).toString('latin1').trimEnd(),
+  });
+}
+
+/** A char array field, or a dynamic one: the kernel changed some (comm) from one to the other. */
+function stringField(b: Buffer, o: number, f: EventField, end: number): Buffer {
+  if (f.dataLoc || f.relLoc) return readDynamicField(b, o, f, end) ?? Buffer.alloc(0);
+  if (f.size === 0) {
+    // A trailing char[] (ftrace:print's buf): up to the first NUL or the record's end.
+    const start = o + f.offset;
+    const nul = b.indexOf(0, start);
+    return b.subarray(start, nul < 0 || nul > end ? end : nul);
+  }
+  return readCharArrayField(b, o, f);
+}
+
+function ipv4(b: Buffer, at: number): string {
+  return `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+}
+
+/** Formatted as the socket-table reader does, so that both sources name an address alike. */
+function ipv6(b: Buffer, at: number): string {
+  return formatIpv6(b.subarray(at, at + 16));
+}
+
+/** The fields of one argv probe's event, as argv-probe.ts defines them. */
+export interface ArgvProbeFormat {
+  readonly format: EventFormat;
+  /** How many argv strings it fetches. */
+  readonly slots: number;
+  readonly argc: EventField;
+  /** argv[i] for i < slots, as strings. */
+  readonly strings: readonly EventField[];
+  /** The pointers argv[0..slots] (one past the strings: argv[slots] bounds the last one). */
+  readonly pointers: readonly EventField[];
+}
+
+function decodeArgv(
+  probe: ArgvProbeFormat,
+  ts: number,
+  b: Buffer,
+  o: number,
+  end: number,
+  common: EventField,
+): ArgvEvent {
+  const argc = readIntField(b, o, probe.argc);
+  const n = Math.min(argc, probe.slots);
+  const argv: Buffer[] = [];
+  let complete = argc <= probe.slots;
+  for (let i = 0; i < n; i++) {
+    const stored = dynamicFieldLength(b, o, probe.strings[i]);
+    const value = readDynamicField(b, o, probe.strings[i], end);
+    argv.push(value === null ? Buffer.alloc(0) : Buffer.from(value));
+    if (stored === 0) {
+      // Nothing fetched: a fault, or the per-hit buffer (a page) was used up by earlier strings.
+      complete = false;
+      continue;
+    }
+    // Strings on the initial stack are contiguous, so the next pointer tells this one's length:
+    // a string the kernel cut to fit its buffer is caught even when it is the last one stored.
+    // The last argument is bounded by envp[0], which sits in slot argc + 1 of the pointer array.
+    const nextSlot = i + 1 < argc ? i + 1 : i + 2;
+    if (nextSlot < probe.pointers.length) {
+      const here = readIntField(b, o, probe.pointers[i]);
+      const next = readIntField(b, o, probe.pointers[nextSlot]);
+      if (next > here) {
+        if (next - here - 1 !== stored - 1) complete = false;
+        continue;
+      }
+    }
+    // No bound (no environment, or past the pointers fetched): only a string the kernel could not
+    // have cut (far below its page of space) is believed whole.
+    if (stored >= 2048) complete = false;
+  }
+  return { kind: 'argv', ts, tid: readIntField(b, o, common), argc, argv, complete };
+}

@@ -1,0 +1,445 @@
+import { readdirSync } from 'node:fs';
+import type { PofrRecord, ProcRef } from '../protocol/index.js';
+import { InterpreterProbes } from './interpreter-probes.js';
+import type { LiveState } from './live-state.js';
+import { ProcessEvents } from './process-events.js';
+import type { RecorderSource, SourceHealth } from './source.js';
+import { readNetns } from './sources/net-table-reader.js';
+import { DEFAULT_PROC_ROOT, listTgids, readClockTicks } from './sources/procfs-reader.js';
+import { EventDecoder, type KernelEvent, type KernelFormats } from './sources/tracefs/kernel-events.js';
+import { monoNowNs, TraceClock } from './sources/tracefs/trace-clock.js';
+import { TraceInstance } from './sources/tracefs/trace-instance.js';
+import {
+  cleanStaleTracing,
+  DEFAULT_TRACEFS_ROOTS,
+  locateTracefs,
+  ownerToken,
+} from './sources/tracefs/tracefs-root.js';
+import { readUprobeHits } from './sources/tracefs/uprobe-events.js';
+import { TcpEvents } from './tcp-events.js';
+
+export interface TracefsSourceOptions {
+  /** The live state to feed, shared with the procfs sampler. */
+  readonly live: LiveState;
+  readonly procRoot?: string;
+  readonly tracefsRoots?: readonly string[];
+  readonly observerPids?: () => ReadonlySet<number>;
+  /** Ring buffer per CPU, KiB (default 8192: seconds of an exec storm). */
+  readonly bufferKbPerCpu?: number;
+  /** argv probes on ELF interpreters (default true). */
+  readonly uprobes?: boolean;
+  /** TCP state events (default true). */
+  readonly tcp?: boolean;
+  readonly log?: (msg: string, fields?: object) => void;
+}
+
+/** The outcome of starting: a source, or why tracing is not available here (said once). */
+export type TracefsStart =
+  | { readonly ok: true; readonly source: TracefsSource }
+  | { readonly ok: false; readonly reason: string };
+
+/** What `pofr client status` shows of the tracing source. */
+export interface TracefsHealth extends SourceHealth {
+  readonly instance: string;
+  /** 'on', or why argv comes from /proc instead. */
+  readonly uprobes: string;
+  readonly interpreters: readonly string[];
+  readonly tcp: boolean;
+  readonly events: number;
+  /** Events the kernel lost (buffer overruns, refused events, probe events missing). */
+  readonly lost: number;
+  readonly argv: { readonly probe: number; readonly proc: number; readonly event: number };
+  readonly threads: number;
+  readonly pendingExecs: number;
+}
+
+const MARK = 'pofr-clock ';
+/** Events younger than this at a drain wait for the next: every CPU has committed older ones. */
+const SETTLE_NS = 1e6;
+const RECALIBRATE_NS = 10e9;
+
+/**
+ * Exact process and TCP events from the kernel's tracepoints, read through tracefs: plain file I/O
+ * on a tracing instance of the recorder's own, no kernel module, no eBPF.
+ *
+ * - `task:task_newtask` (or `sched:sched_process_fork`), `sched:sched_process_exec|exit`: every
+ *   process's start, each exec and its exit at the kernel's times; threads are grouped into their
+ *   process (task_newtask carries the clone flags that tell a thread).
+ * - a uprobe at each ELF interpreter's entry: argv from the new program's initial stack.
+ * - `sock:inet_sock_set_state`: every TCP connect, accept, listen, state change and close.
+ * - the instance's overrun and drop counters and the probes' hit counts become `gap` records.
+ *
+ * Each `poll` drains the per-CPU buffers (non-blocking), orders the events by time across CPUs,
+ * and turns those every CPU has surely committed into records on the shared LiveState.
+ * `close()` (also run at process exit) removes the instance and the probes.
+ */
+export class TracefsSource implements RecorderSource {
+  readonly name = 'tracefs';
+  readonly #o: TracefsSourceOptions;
+  readonly #root: string;
+  readonly #instance: TraceInstance;
+  readonly #decoder: EventDecoder;
+  readonly #clock: TraceClock;
+  readonly #processes: ProcessEvents;
+  readonly #tcp: TcpEvents | null;
+  readonly #probes: InterpreterProbes | null;
+  readonly #uprobesState: string;
+  readonly #held: KernelEvent[] = [];
+  readonly #marks = new Map<number, [number, number]>();
+  readonly #onExit = () => this.close();
+  #markSeq = 0;
+  #lastMarkNs = 0;
+  #events = 0;
+  #lost = 0;
+  #lastCycleMs = 0;
+  #closed = false;
+  #reconcile = false;
+  /** Per CPU: kernel loss counters at the last look, and when that look was (wall µs). */
+  #lossSeen: number[];
+  #lastLook: number[];
+  #probeHitsSeen = 0;
+  #probeEventsRead = 0;
+  #probeMissesReported = 0;
+  #lastProbeLook = Date.now() * 1000;
+
+  private constructor(
+    opts: TracefsSourceOptions,
+    root: string,
+    instance: TraceInstance,
+    decoder: EventDecoder,
+    uprobes: boolean,
+    tcp: boolean,
+  ) {
+    this.#o = opts;
+    this.#root = root;
+    this.#instance = instance;
+    this.#decoder = decoder;
+    const procRoot = opts.procRoot ?? DEFAULT_PROC_ROOT;
+    this.#clock = new TraceClock(procRoot);
+    const observerPids = opts.observerPids ?? (() => new Set([process.pid]));
+    this.#probes = uprobes
+      ? new InterpreterProbes({
+          tracefsRoot: root,
+          instance,
+          token: instance.name,
+          decoder,
+          procRoot,
+        })
+      : null;
+    this.#processes = new ProcessEvents({
+      live: opts.live,
+      clock: this.#clock,
+      procRoot,
+      clockTicks: readClockTicks(),
+      observerPids,
+      onUnprobedExec: this.#probes ? (pid, filename) => this.#probes?.probeExeOf(pid, filename) : undefined,
+    });
+    this.#tcp = tcp
+      ? new TcpEvents({
+          live: opts.live,
+          clock: this.#clock,
+          ownerOfTid: (tid) => this.#ownerOfTid(tid),
+          netnsOf: (pid) => readNetns(procRoot, pid),
+        })
+      : null;
+    this.#lossSeen = instance.cpus.map(() => 0);
+    this.#lastLook = instance.cpus.map(() => Date.now() * 1000);
+    if (this.#probes) {
+      this.#probes.probeRunning();
+      this.#uprobesState = this.#probes.unavailable ?? 'on';
+    } else {
+      this.#uprobesState = 'off (--sources)';
+    }
+  }
+
+  /**
+   * Starts tracing, or says why it cannot (not root, no tracefs, refused): the caller then
+   * records by sampling alone. Stale instances and probes of dead recorders are removed first.
+   */
+  static start(opts: TracefsSourceOptions): TracefsStart {
+    const procRoot = opts.procRoot ?? DEFAULT_PROC_ROOT;
+    const where = locateTracefs(opts.tracefsRoots ?? DEFAULT_TRACEFS_ROOTS);
+    if (!where.ok) return { ok: false, reason: where.reason };
+    const root = where.root;
+    const stale = cleanStaleTracing(root, procRoot);
+    if (stale.instances.length > 0 || stale.probes.length > 0 || stale.failed.length > 0) {
+      opts.log?.('removed tracing left by recorders that died without cleaning up', stale);
+    }
+    let instance: TraceInstance;
+    try {
+      instance = TraceInstance.create(root, ownerToken(procRoot), {
+        bufferKbPerCpu: opts.bufferKbPerCpu ?? 8192,
+        clock: 'boot',
+      });
+    } catch (e) {
+      return { ok: false, reason: `cannot create a tracing instance under ${root}: ${(e as Error).message}` };
+    }
+    let source: TracefsSource;
+    try {
+      const formats = readFormats(instance, opts.tcp ?? true);
+      const decoder = new EventDecoder(formats);
+      source = new TracefsSource(
+        opts,
+        root,
+        instance,
+        decoder,
+        opts.uprobes ?? true,
+        formats.tcp !== undefined,
+      );
+      source.#enable(formats);
+    } catch (e) {
+      instance.close();
+      return { ok: false, reason: `kernel tracing is not usable here: ${(e as Error).message}` };
+    }
+    return { ok: true, source };
+  }
+
+  #enable(formats: KernelFormats): void {
+    const inst = this.#instance;
+    inst.enable('sched', 'sched_process_exec');
+    inst.enable('sched', 'sched_process_exit');
+    if (formats.newtask) inst.enable('task', 'task_newtask');
+    else inst.enable('sched', 'sched_process_fork');
+    if (formats.tcp) inst.enable('sock', 'inet_sock_set_state', 'protocol == 6');
+    inst.open();
+    process.once('exit', this.#onExit);
+    this.#learnThreads();
+    this.#mark();
+    // The first drain brings the marker back: times convert exactly from the first event on.
+    this.#drain();
+  }
+
+  health(): TracefsHealth {
+    const c = this.#processes.counts;
+    return {
+      mode: 'tracing',
+      limited: false,
+      denied: 0,
+      lastCycleMs: this.#lastCycleMs,
+      processes: this.#o.live.processes.size,
+      instance: this.#instance.name,
+      uprobes: this.#probes?.unavailable ?? this.#uprobesState,
+      interpreters: this.#probes?.paths() ?? [],
+      tcp: this.#tcp !== null,
+      events: this.#events,
+      lost: this.#lost,
+      argv: { probe: c.argvFromProbe, proc: c.argvFromProc, event: c.argvFromEvent },
+      threads: this.#processes.threadCount,
+      pendingExecs: this.#processes.pendingCount,
+    };
+  }
+
+  /** What the sampler may leave to events: processes, and TCP when its event is on. */
+  covers(): { readonly processes: boolean; readonly tcp: boolean } {
+    return { processes: !this.#closed, tcp: !this.#closed && this.#tcp !== null };
+  }
+
+  /** True once after the kernel lost events: the sampler should check everything against /proc. */
+  takeReconcile(): boolean {
+    const r = this.#reconcile;
+    this.#reconcile = false;
+    return r;
+  }
+
+  /** Everything the kernel reported until now, as records, in time order. */
+  poll(now: number): PofrRecord[] {
+    if (this.#closed) return [];
+    const started = performance.now();
+    const out: PofrRecord[] = [];
+    const drainStart = monoNowNs();
+    this.#drain();
+    this.#checkLoss(now, out);
+    const watermark = drainStart + this.#bootMinusMono() - SETTLE_NS;
+    this.#process(watermark, out);
+    this.#processes.expire(watermark, out);
+    this.#tcp?.expire(watermark, out);
+    if (this.#clock.bootNowNs() - this.#lastMarkNs > RECALIBRATE_NS) this.#mark();
+    this.#clock.followWallClock();
+    this.#lastCycleMs = performance.now() - started;
+    return out;
+  }
+
+  /** Settles what is still waiting (execs without their probe yet) and stops. */
+  flush(): PofrRecord[] {
+    const out = this.poll(Date.now() * 1000);
+    this.#process(Number.POSITIVE_INFINITY, out);
+    this.#processes.flush(out);
+    this.#tcp?.expire(Number.POSITIVE_INFINITY, out);
+    return out;
+  }
+
+  /** Removes the instance and the probes. Safe to call twice; also runs at process exit. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    process.removeListener('exit', this.#onExit);
+    this.#instance.close();
+    const failed = this.#probes?.removeAll() ?? [];
+    if (failed.length > 0) this.#o.log?.('some uprobes could not be removed', { failed });
+  }
+
+  #bootMinusMono(): number {
+    return this.#clock.bootNowNs() - monoNowNs();
+  }
+
+  #drain(): void {
+    const decoder = this.#decoder;
+    const held = this.#held;
+    this.#instance.drain((_cpu, ts, page, offset, length) => {
+      const ev = decoder.decode(ts, page, offset, length);
+      if (ev === null) return;
+      this.#events++;
+      if (ev.kind === 'marker') {
+        this.#calibrate(ev.ts, ev.text);
+        return;
+      }
+      if (ev.kind === 'argv') this.#probeEventsRead++;
+      held.push(ev);
+    });
+  }
+
+  /** Turns the held events older than `watermark` into records, oldest first across CPUs. */
+  #process(watermark: number, out: PofrRecord[]): void {
+    const held = this.#held;
+    if (held.length === 0) return;
+    held.sort((a, b) => a.ts - b.ts);
+    let n = 0;
+    while (n < held.length && held[n].ts <= watermark) n++;
+    if (n === 0) return;
+    const ready = held.splice(0, n);
+    const execsLeft = new Map<number, number>();
+    for (const ev of ready) if (ev.kind === 'exec') execsLeft.set(ev.pid, (execsLeft.get(ev.pid) ?? 0) + 1);
+    this.#tcp?.beginBatch();
+    for (const ev of ready) {
+      switch (ev.kind) {
+        case 'task':
+          this.#processes.task(ev, out);
+          break;
+        case 'exec': {
+          const left = (execsLeft.get(ev.pid) ?? 1) - 1;
+          execsLeft.set(ev.pid, left);
+          this.#processes.exec(ev, out, left > 0);
+          break;
+        }
+        case 'argv':
+          this.#processes.argv(ev, out);
+          break;
+        case 'exit':
+          this.#processes.exit(ev, out);
+          break;
+        case 'tcp':
+          this.#tcp?.handle(ev, out);
+          break;
+        case 'marker':
+          break;
+      }
+    }
+  }
+
+  /**
+   * The kernel's own loss counters, per CPU, and the probes' hits against the probe events read:
+   * any loss becomes one `gap` record naming its window and count, and asks the sampler to
+   * reconcile what the lost events would have said.
+   */
+  #checkLoss(now: number, out: PofrRecord[]): void {
+    const inst = this.#instance;
+    let bufferLoss = false;
+    for (let i = 0; i < inst.cpus.length; i++) {
+      const s = inst.stats(inst.cpus[i]);
+      const total = s.overrun + s.dropped + s.commitOverrun;
+      const delta = total - this.#lossSeen[i];
+      this.#lossSeen[i] = total;
+      if (delta > 0) {
+        bufferLoss = true;
+        this.#gap(
+          out,
+          now,
+          this.#lastLook[i],
+          delta,
+          `kernel trace buffer of cpu ${inst.cpus[i]} lost events (overrun)`,
+        );
+      }
+      this.#lastLook[i] = now;
+    }
+    if (this.#probes !== null && this.#probes.count > 0) {
+      // Hits counted at the previous look have all been drained by now; a shortfall is probe events
+      // lost. When the buffer itself lost events, its gap covers them already.
+      const missing = this.#probeHitsSeen - this.#probeEventsRead;
+      if (missing > this.#probeMissesReported && !bufferLoss) {
+        this.#gap(
+          out,
+          now,
+          this.#lastProbeLook,
+          missing - this.#probeMissesReported,
+          'argv probe events lost: those execs took argv from /proc or the exec event',
+        );
+      }
+      this.#probeMissesReported = Math.max(this.#probeMissesReported, missing);
+      const hits = readUprobeHits(this.#root);
+      let sum = 0;
+      for (const e of this.#probes.events()) sum += hits.get(e) ?? 0;
+      this.#probeHitsSeen = sum;
+      this.#lastProbeLook = now;
+    }
+  }
+
+  #gap(out: PofrRecord[], now: number, from: number, dropped: number, reason: string): void {
+    this.#lost += dropped;
+    this.#reconcile = true;
+    this.#o.log?.('kernel events were lost; the record has a gap there', { dropped, reason });
+    out.push({ type: 'gap', t: now, from: Math.min(from, now), to: now, reason, dropped });
+  }
+
+  #mark(): void {
+    const seq = this.#markSeq++;
+    const before = monoNowNs();
+    this.#instance.mark(`${MARK}${seq}`);
+    this.#marks.set(seq, [before, monoNowNs()]);
+  }
+
+  #calibrate(ts: number, text: string): void {
+    if (!text.startsWith(MARK)) return;
+    const seq = Number(text.slice(MARK.length));
+    const around = this.#marks.get(seq);
+    if (around === undefined) return;
+    this.#marks.delete(seq);
+    this.#clock.calibrate(ts, around[0], around[1]);
+    this.#lastMarkNs = ts;
+  }
+
+  /** Threads that exist already: their later exits and forks must find their process. */
+  #learnThreads(): void {
+    const procRoot = this.#o.procRoot ?? DEFAULT_PROC_ROOT;
+    for (const tgid of listTgids(procRoot)) {
+      let tasks: string[];
+      try {
+        tasks = readdirSync(`${procRoot}/${tgid}/task`);
+      } catch {
+        continue;
+      }
+      if (tasks.length <= 1) continue;
+      for (const t of tasks) this.#processes.addThread(Number(t), tgid);
+    }
+  }
+
+  #ownerOfTid(tid: number): ProcRef | null {
+    const proc = this.#o.live.processOfPid(this.#processes.tgidOf(tid));
+    return proc === undefined ? null : { pid: proc.pid, start_ticks: proc.start_ticks };
+  }
+}
+
+function readFormats(instance: TraceInstance, tcp: boolean): KernelFormats {
+  return {
+    newtask: instance.hasEvent('task', 'task_newtask') ? instance.format('task', 'task_newtask') : undefined,
+    fork: instance.hasEvent('task', 'task_newtask')
+      ? undefined
+      : instance.format('sched', 'sched_process_fork'),
+    exec: instance.format('sched', 'sched_process_exec'),
+    exit: instance.format('sched', 'sched_process_exit'),
+    tcp:
+      tcp && instance.hasEvent('sock', 'inet_sock_set_state')
+        ? instance.format('sock', 'inet_sock_set_state')
+        : undefined,
+    marker: instance.format('ftrace', 'print'),
+  };
+}

@@ -1,0 +1,262 @@
+import assert from 'node:assert/strict';
+import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import type { PofrRecord, ProcessImage, RecordOf } from '../../src/protocol/index.js';
+import { LiveState } from '../../src/recorder/index.js';
+import { ProcessEvents, UNKNOWN_ID } from '../../src/recorder/process-events.js';
+import type {
+  ArgvEvent,
+  ExecEvent,
+  ExitEvent,
+  TaskEvent,
+} from '../../src/recorder/sources/tracefs/kernel-events.js';
+
+/**
+ * The process state machine on its own: synthetic kernel events, a /proc root with nothing in it
+ * (every process is already gone, the hardest case: nothing but the events to go on).
+ */
+const emptyProc = mkdtempSync(join(tmpdir(), 'pofr-noproc-'));
+after(() => rmSync(emptyProc, { recursive: true, force: true }));
+
+const MS = 1e6;
+const HZ = 100;
+/** Trace-clock ns → wall µs: boot at 1.7e15 µs. */
+const clock = { wallMicros: (ts: number) => 1_700_000_000_000_000 + Math.round(ts / 1000) };
+
+function parentImage(over: Partial<ProcessImage> = {}): ProcessImage {
+  return {
+    pid: 100,
+    start_ticks: 500,
+    start: 1_700_000_000_000_000 + 5_000_000,
+    ppid: 1,
+    parent_start_ticks: 1,
+    exe: '/usr/bin/bash',
+    comm: 'bash',
+    argv: ['bash', '-i'],
+    cwd: '/home/alice',
+    ruid: 1000,
+    euid: 1000,
+    rgid: 1000,
+    egid: 1000,
+    source: 'sample',
+    observer: false,
+    argv_source: 'proc',
+    argv_complete: true,
+    ...over,
+  };
+}
+
+function setup(opts: { probeWaitNs?: number; maxPending?: number } = {}) {
+  const live = new LiveState();
+  live.apply([{ type: 'process_start', t: 1, proc: parentImage() }]);
+  const unprobed: number[] = [];
+  const tracker = new ProcessEvents({
+    live,
+    clock,
+    procRoot: emptyProc,
+    clockTicks: HZ,
+    observerPids: () => new Set([999]),
+    onUnprobedExec: (pid) => unprobed.push(pid),
+    ...opts,
+  });
+  return { live, tracker, unprobed };
+}
+
+const task = (ts: number, tid: number, parentTid: number, thread: boolean | null = false): TaskEvent => ({
+  kind: 'task',
+  ts,
+  tid,
+  parentTid,
+  comm: Buffer.from('bash'),
+  thread,
+});
+const exec = (ts: number, pid: number, filename: string | Buffer, oldPid = pid): ExecEvent => ({
+  kind: 'exec',
+  ts,
+  pid,
+  oldPid,
+  filename: Buffer.isBuffer(filename) ? filename : Buffer.from(filename),
+});
+const argv = (ts: number, tid: number, args: (string | Buffer)[], complete = true): ArgvEvent => ({
+  kind: 'argv',
+  ts,
+  tid,
+  argc: args.length,
+  argv: args.map((a) => (Buffer.isBuffer(a) ? a : Buffer.from(a))),
+  complete,
+});
+const exit = (ts: number, tid: number, groupDead: boolean | null = true): ExitEvent => ({
+  kind: 'exit',
+  ts,
+  tid,
+  comm: Buffer.from('x'),
+  groupDead,
+});
+
+function only<T extends PofrRecord['type']>(records: PofrRecord[], type: T): RecordOf<T>[] {
+  return records.filter((r): r is RecordOf<T> => r.type === type);
+}
+
+test('a fork starts a copy of its parent at the kernel time, then the exec takes the argv probe', () => {
+  const { live, tracker } = setup();
+  const out: PofrRecord[] = [];
+  const forkTs = 12_345 * MS;
+  tracker.task(task(forkTs, 200, 100), out);
+  tracker.exec(exec(forkTs + 0.2 * MS, 200, '/usr/bin/curl'), out, false);
+  assert.equal(out.length, 1, 'the exec waits for its probe');
+  tracker.argv(argv(forkTs + 0.21 * MS, 200, ['curl', '-s', Buffer.from([0xff])]), out);
+  tracker.exit(exit(forkTs + 1 * MS, 200), out);
+  const [start, execd, exited] = out;
+  assert.ok(start.type === 'process_start');
+  assert.equal(start.t, clock.wallMicros(forkTs));
+  assert.equal(start.proc.start, clock.wallMicros(forkTs), 'start is the fork, to the microsecond');
+  assert.equal(start.proc.start_ticks, 1234, 'start ticks from the fork time (10 ms ticks)');
+  assert.deepEqual(start.proc.argv, ['bash', '-i'], "the child is its parent's copy until it execs");
+  assert.equal(start.proc.ppid, 100);
+  assert.equal(start.proc.parent_start_ticks, 500);
+  assert.equal(start.proc.source, 'trace');
+  assert.ok(execd.type === 'process_exec');
+  assert.equal(execd.t, clock.wallMicros(forkTs + 0.2 * MS));
+  assert.deepEqual(execd.proc.argv, ['curl', '-s', { b64: '/w==' }]);
+  assert.equal(execd.proc.argv_source, 'probe');
+  assert.equal(execd.proc.argv_complete, true);
+  assert.equal(execd.proc.exe, '/usr/bin/curl', 'gone before /proc: the executed path');
+  assert.equal(execd.proc.cwd, '/home/alice', 'an exec keeps the cwd');
+  assert.equal(execd.proc.ruid, 1000);
+  assert.equal(execd.proc.start, start.proc.start, 'the process start does not move at exec');
+  assert.ok(exited.type === 'process_exit');
+  assert.equal(exited.t, clock.wallMicros(forkTs + 1 * MS));
+  assert.equal(live.processOfPid(200), undefined, 'the live state follows the records');
+});
+
+test('threads join their process: no records, and their exits end nothing', () => {
+  const { tracker } = setup();
+  const out: PofrRecord[] = [];
+  tracker.task(task(1 * MS, 101, 100, true), out);
+  tracker.task(task(2 * MS, 102, 101, true), out);
+  assert.equal(tracker.tgidOf(102), 100, "a thread's thread is its process's too");
+  tracker.exit(exit(3 * MS, 101, false), out);
+  assert.deepEqual(out, []);
+  // A fork from a thread is the process's child.
+  tracker.task(task(4 * MS, 300, 102), out);
+  assert.equal(only(out, 'process_start')[0].proc.ppid, 100);
+  // The last thread to go takes the process with it, whichever thread it is.
+  tracker.exit(exit(5 * MS, 102, true), out);
+  assert.deepEqual(
+    only(out, 'process_exit').map((r) => r.pid),
+    [100],
+  );
+});
+
+test('an exec no probe reports, of a process already gone, keeps the event: path only, marked', () => {
+  const { tracker, unprobed } = setup();
+  const out: PofrRecord[] = [];
+  tracker.task(task(1 * MS, 200, 100), out);
+  tracker.exec(exec(1.1 * MS, 200, './payload.bin'), out, false);
+  tracker.exit(exit(1.5 * MS, 200), out);
+  const execd = only(out, 'process_exec')[0];
+  assert.deepEqual(execd.proc.argv, ['./payload.bin']);
+  assert.equal(execd.proc.argv_source, 'event');
+  assert.equal(execd.proc.argv_complete, false);
+  assert.equal(execd.proc.exe, '/home/alice/payload.bin', 'a relative path is made absolute against the cwd');
+  assert.equal(execd.proc.comm, 'payload.bin');
+  assert.deepEqual(unprobed, [200], 'the source is told, to probe that program from now on');
+  assert.ok(out.indexOf(execd) < out.indexOf(only(out, 'process_exit')[0]), 'the exec comes before the exit');
+});
+
+test('a fork settles an exec still waiting for its probe, so the child copies the new program', () => {
+  const { tracker } = setup();
+  const out: PofrRecord[] = [];
+  tracker.exec(exec(1 * MS, 100, '/usr/local/bin/static-daemon'), out, false);
+  tracker.task(task(2 * MS, 201, 100), out);
+  const [execd, child] = out;
+  assert.ok(execd.type === 'process_exec' && child.type === 'process_start');
+  assert.equal(child.proc.exe, '/usr/local/bin/static-daemon');
+});
+
+test('execs wait for their probe only so long, and never more of them than the bound', () => {
+  const { tracker } = setup({ probeWaitNs: 50 * MS, maxPending: 2 });
+  const out: PofrRecord[] = [];
+  for (const pid of [301, 302, 303]) tracker.task(task(1 * MS, pid, 100), out);
+  tracker.exec(exec(2 * MS, 301, '/bin/a'), out, false);
+  tracker.exec(exec(3 * MS, 302, '/bin/b'), out, false);
+  tracker.exec(exec(4 * MS, 303, '/bin/c'), out, false);
+  assert.equal(only(out, 'process_exec').length, 1, 'the oldest was settled to stay within the bound');
+  assert.equal(tracker.counts.shed, 1);
+  tracker.expire(40 * MS, out);
+  assert.equal(only(out, 'process_exec').length, 1);
+  tracker.expire(60 * MS, out);
+  assert.equal(only(out, 'process_exec').length, 3);
+  assert.equal(tracker.pendingCount, 0);
+});
+
+test('a probe hit cut short stays marked incomplete when /proc cannot stand in', () => {
+  const { tracker } = setup();
+  const out: PofrRecord[] = [];
+  tracker.exec(exec(1 * MS, 100, '/usr/bin/find'), out, false);
+  tracker.argv(argv(1.1 * MS, 100, ['find', '/'], false), out);
+  const execd = only(out, 'process_exec')[0];
+  assert.equal(execd.proc.argv_source, 'probe');
+  assert.equal(execd.proc.argv_complete, false);
+});
+
+test('a process unknown before its exec starts at the exec; unknown credentials are (uid_t)-1', () => {
+  const { tracker } = setup();
+  const out: PofrRecord[] = [];
+  tracker.exec(exec(7 * MS, 4000, '/bin/sh'), out, false);
+  tracker.argv(argv(7.1 * MS, 4000, ['sh', '-c', 'id']), out);
+  const [r] = out;
+  assert.ok(r.type === 'process_start');
+  assert.equal(r.proc.ruid, UNKNOWN_ID);
+  assert.deepEqual(r.proc.argv, ['sh', '-c', 'id']);
+});
+
+test('the observer tag follows the recorder pids', () => {
+  const { tracker } = setup();
+  const out: PofrRecord[] = [];
+  tracker.task(task(1 * MS, 999, 100), out);
+  assert.equal(only(out, 'process_start')[0].proc.observer, true);
+});
+
+test('an exit closes the files the process held before it ends it', () => {
+  const { live, tracker } = setup();
+  live.apply([
+    {
+      type: 'file_open',
+      t: 2,
+      file: { pid: 100, start_ticks: 500, fd: 3, path: '/etc/shadow', kind: 'file' },
+    },
+  ]);
+  const out: PofrRecord[] = [];
+  tracker.exit(exit(9 * MS, 100), out);
+  assert.deepEqual(
+    out.map((r) => r.type),
+    ['file_close', 'process_exit'],
+  );
+});
+
+test('a set-user-ID program run by a process already gone gets the file owner as effective uid', {
+  skip: process.getuid?.() !== 0 ? 'chown to another owner needs root' : false,
+}, () => {
+  const dir = mkdtempSync(join(tmpdir(), 'pofr-suid-'));
+  try {
+    const prog = join(dir, 'suid-prog');
+    writeFileSync(prog, '#!/bin/sh\n');
+    chownSync(prog, 4242, 4343);
+    chmodSync(prog, 0o6755);
+    const { tracker } = setup();
+    const out: PofrRecord[] = [];
+    tracker.task(task(1 * MS, 200, 100), out);
+    tracker.exec(exec(1.1 * MS, 200, prog), out, false);
+    tracker.exit(exit(1.2 * MS, 200), out);
+    const execd = only(out, 'process_exec')[0];
+    assert.deepEqual(
+      [execd.proc.ruid, execd.proc.euid, execd.proc.rgid, execd.proc.egid],
+      [1000, 4242, 1000, 4343],
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,181 @@
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { PofrRecord } from '../../src/protocol/index.js';
+import { LiveState, Recorder, TracefsSource } from '../../src/recorder/index.js';
+import { argvProbeArgs } from '../../src/recorder/sources/tracefs/argv-probe.js';
+import { readElfEntry } from '../../src/recorder/sources/tracefs/elf-file.js';
+import { addUprobe, removeUprobe } from '../../src/recorder/sources/tracefs/uprobe-events.js';
+
+/** The tracefs source against the real kernel: its instance, its probes, their cleanup, its losses. */
+const ROOT = process.getuid?.() === 0;
+const needsRoot = { skip: ROOT ? false : 'kernel tracing needs root' };
+const TRACEFS = '/sys/kernel/tracing';
+
+function instances(): string[] {
+  return existsSync(`${TRACEFS}/instances`) ? readdirSync(`${TRACEFS}/instances`) : [];
+}
+function uprobeText(): string {
+  return existsSync(`${TRACEFS}/uprobe_events`) ? readFileSync(`${TRACEFS}/uprobe_events`, 'latin1') : '';
+}
+
+function start(opts: Partial<Parameters<typeof TracefsSource.start>[0]> = {}): TracefsSource {
+  const started = TracefsSource.start({ live: new LiveState(), ...opts });
+  assert.ok(started.ok, started.ok ? '' : started.reason);
+  return started.source;
+}
+
+/** Polls until `done(records so far)` or the deadline; the kernel's events arrive within a drain. */
+async function pollUntil(src: TracefsSource, done: (all: PofrRecord[]) => boolean): Promise<PofrRecord[]> {
+  const all: PofrRecord[] = [];
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    for (const r of src.poll(Date.now() * 1000)) all.push(r);
+    if (done(all)) return all;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return all;
+}
+
+test(
+  'a source makes an instance and probes of its own, records execs from them, and removes both',
+  needsRoot,
+  async () => {
+    const src = start();
+    const h = src.health();
+    try {
+      assert.ok(instances().includes(h.instance), 'its instance exists');
+      assert.equal(h.uprobes, 'on');
+      assert.ok(h.interpreters.length >= 1, 'the host ld.so is probed');
+      assert.ok(uprobeText().includes(`p:${h.instance}/`), 'its probes carry its name');
+      const tag = `pofr-src-${process.pid}`;
+      execFileSync('/bin/sh', ['-c', `/bin/true ${tag} "a b"`]);
+      const all = await pollUntil(src, (rs) =>
+        rs.some(
+          (r) => r.type === 'process_exec' && r.proc.argv.includes(tag) && r.proc.exe === '/usr/bin/true',
+        ),
+      );
+      const execd = all.find((r) => r.type === 'process_exec' && r.proc.argv.includes(tag));
+      assert.ok(execd && execd.type === 'process_exec', 'the exec of /bin/true is recorded');
+      assert.deepEqual(execd.proc.argv, ['/bin/true', tag, 'a b']);
+      assert.equal(execd.proc.argv_source, 'probe');
+      assert.ok(
+        all.some((r) => r.type === 'process_exit' && r.pid === execd.proc.pid),
+        'and its exit',
+      );
+    } finally {
+      src.close();
+    }
+    assert.ok(!instances().includes(h.instance), 'the instance is removed');
+    assert.ok(!uprobeText().includes(h.instance), 'the probes are removed');
+    src.close();
+  },
+);
+
+test('tracing left by a dead recorder is removed at start; a live one is left alone', needsRoot, () => {
+  const alive = start();
+  // A pid that just exited stands for a recorder killed with SIGKILL.
+  const dead = spawnSync('/bin/true').pid;
+  const stale = `pofr_${dead}_1_0`;
+  const ld = '/lib64/ld-linux-x86-64.so.2';
+  const entry = readElfEntry(ld);
+  assert.ok(entry?.entryOffset);
+  try {
+    mkdirSync(`${TRACEFS}/instances/${stale}`);
+    addUprobe(TRACEFS, {
+      group: stale,
+      event: `${stale}_argv0`,
+      path: ld,
+      offset: entry.entryOffset,
+      args: argvProbeArgs(),
+    });
+    const second = start();
+    try {
+      assert.ok(!instances().includes(stale), 'the dead owner instance is gone');
+      assert.ok(!uprobeText().includes(stale), 'and its probe');
+      assert.ok(instances().includes(alive.health().instance), 'the live recorder keeps its own');
+      assert.ok(uprobeText().includes(alive.health().instance), 'and its probes');
+    } finally {
+      second.close();
+    }
+  } finally {
+    alive.close();
+    // In case the cleanup under test failed: leave nothing behind either way.
+    removeUprobe(TRACEFS, stale, `${stale}_argv0`);
+    if (instances().includes(stale)) execFileSync('rmdir', [`${TRACEFS}/instances/${stale}`]);
+  }
+});
+
+test('a burst larger than the kernel buffer becomes a gap record with its count', needsRoot, async () => {
+  // 16 KiB per CPU holds a handful of argv probe hits; 300 execs between two drains overrun it.
+  const src = start({ bufferKbPerCpu: 16 });
+  try {
+    execFileSync('/bin/sh', ['-c', 'for i in $(seq 1 300); do /bin/true overrun-$i; done']);
+    const all = await pollUntil(src, (rs) => rs.some((r) => r.type === 'gap'));
+    const gap = all.find((r) => r.type === 'gap');
+    assert.ok(gap && gap.type === 'gap', 'the loss is a gap record');
+    assert.match(gap.reason, /lost events/);
+    assert.ok((gap.dropped ?? 0) > 0, 'with the number of events lost');
+    assert.ok(gap.from <= gap.to);
+    assert.ok(src.health().lost > 0);
+    assert.equal(src.takeReconcile(), true, 'and asks the sampler to check everything against /proc');
+    assert.equal(src.takeReconcile(), false, 'once');
+  } finally {
+    src.close();
+  }
+});
+
+test('without tracefs the source says why, and the recorder samples /proc alone', async () => {
+  const missing = TracefsSource.start({ live: new LiveState(), tracefsRoots: ['/nonexistent/tracing'] });
+  assert.equal(missing.ok, false);
+  assert.match(missing.ok ? '' : missing.reason, ROOT ? /\/nonexistent\/tracing does not exist/ : /not root/);
+  const logs: string[] = [];
+  const recorder = Recorder.start({
+    intervalMs: 200,
+    tracefsRoots: ['/nonexistent/tracing'],
+    log: (msg) => logs.push(msg),
+  });
+  try {
+    assert.equal(recorder.modes.tracefs, 'unavailable');
+    assert.equal(recorder.trace, null);
+    assert.deepEqual(logs, ['kernel tracing unavailable: recording by sampling /proc alone'], 'said once');
+    const health = recorder.health().tracefs as { mode: string; reason: string };
+    assert.equal(health.mode, 'unavailable');
+    assert.ok(health.reason.length > 0);
+    const first = recorder.tick(Date.now());
+    assert.ok(
+      first.some((r) => r.type === 'keyframe'),
+      'the sampler records',
+    );
+    assert.equal(recorder.tickMs, 200, 'at its own interval');
+  } finally {
+    recorder.stop(Date.now());
+  }
+});
+
+test('not root, the source says so', { skip: ROOT ? false : 'this process is not root already' }, (t) => {
+  const mod = fileURLToPath(new URL('../../src/recorder/index.js', import.meta.url));
+  const script = `import(${JSON.stringify(mod)}).then((m) => {
+    const r = m.TracefsSource.start({ live: new m.LiveState() });
+    process.stdout.write(JSON.stringify(r.ok ? { ok: true } : r));
+  });`;
+  const r = spawnSync(
+    'setpriv',
+    ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', script],
+    {
+      encoding: 'utf8',
+      timeout: 30_000,
+    },
+  );
+  if (r.status !== 0 && /EACCES|permission denied/i.test(r.stderr)) {
+    // A checkout under a directory nobody may enter (root's home is 0700): the module cannot load.
+    t.skip(`the checkout is not readable by nobody: ${r.stderr.split('\n')[0]}`);
+    return;
+  }
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout) as { ok: boolean; reason?: string };
+  assert.equal(out.ok, false);
+  assert.match(out.reason ?? '', /not root \(uid 65534\)/);
+});
