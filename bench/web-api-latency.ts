@@ -127,27 +127,14 @@ async function paint(
   label: string,
   metrics: Record<string, number>,
 ): Promise<string[]> {
-  let chromium: typeof import('playwright-core').chromium;
-  try {
-    ({ chromium } = await import('playwright-core'));
-  } catch {
-    return [`  ${label} browser timings: skipped (playwright-core not installed)`];
+  // Imported here: a machine without playwright-core or Chromium still runs the API figures.
+  const launch = await import('./chromium-launch.js').catch(() => null);
+  if (launch === null || launch.chromiumMissing() !== null) {
+    return [
+      `  ${label} browser timings: skipped (${launch?.chromiumMissing() ?? 'playwright-core not installed'})`,
+    ];
   }
-  const browser = await chromium
-    .launch({
-      executablePath: process.env.POFR_CHROMIUM ?? '/usr/bin/chromium',
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    })
-    .catch(() => null);
+  const browser = await launch.launchChromium().catch(() => null);
   if (browser === null) return [`  ${label} browser timings: skipped (no Chromium at /usr/bin/chromium)`];
   try {
     const host = await store.db

@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { chromium } from 'playwright-core';
 import { search } from '../src/query/index.js';
 import { openStore, readStoreConfig } from '../src/store/index.js';
 import { startWeb } from '../src/web/index.js';
+import { launchChromium } from './chromium-launch.js';
 
 /**
  * The README's screenshots, from a seeded store (`npm run seed`): each page at the seeded
@@ -13,19 +13,7 @@ const [dataDir, outDir = 'docs/img'] = process.argv.slice(2);
 if (!dataDir) throw new Error('usage: node dist/bench/web-screenshots.js DATA_DIR [OUT_DIR]');
 const store = await openStore(readStoreConfig(dataDir));
 const web = await startWeb({ store, host: '127.0.0.1', port: 0, log: () => {} });
-const browser = await chromium.launch({
-  executablePath: process.env.POFR_CHROMIUM ?? '/usr/bin/chromium',
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const browser = await launchChromium();
 try {
   mkdirSync(outDir, { recursive: true });
   const iso = (us: number) =>

@@ -11,6 +11,8 @@ export interface EndpointQuery extends WindowOptions {
   readonly country?: string;
   readonly proto?: 'tcp' | 'udp';
   readonly pid?: number;
+  /** Only the endpoints of these process rows (the images of one process: the process page). */
+  readonly processIds?: readonly number[];
   /** false: leave out endpoints of the recorder's own processes (its SSH link to the server…). */
   readonly observer?: boolean;
 }
@@ -90,7 +92,7 @@ export const ENRICHMENT_COLUMNS = [
  * const rows = await findEndpoints(store, { port: 443, country: 'RU' });
  */
 export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Promise<readonly EndpointRow[]> {
-  if (opts.hosts?.length === 0) return Object.freeze([]);
+  if (opts.hosts?.length === 0 || opts.processIds?.length === 0) return Object.freeze([]);
   let q = store.db
     .selectFrom('endpoints as e')
     .innerJoin('hosts as h', 'h.host_id', 'e.host_id')
@@ -118,6 +120,7 @@ export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Pro
   if (country !== undefined) q = q.where('e.country', '=', country.toUpperCase());
   if (proto !== undefined) q = q.where('e.proto', '=', proto);
   if (pid !== undefined) q = q.where('e.pid', '=', pid);
+  if (opts.processIds) q = q.where('e.process_id', 'in', opts.processIds);
   if (opts.observer === false) q = q.where(NOT_OBSERVER_HELD);
   const rows = await q
     .orderBy('e.first_seen')

@@ -1,8 +1,7 @@
 import type { Store } from '../store/index.js';
-import { FILE_COLUMNS, type FileRow } from './files.js';
-import { ENRICHMENT_COLUMNS, type EndpointRow, SOCKET_COLUMNS } from './net.js';
+import { type FileRow, findFiles } from './files.js';
+import { type EndpointRow, findEndpoints } from './net.js';
 import { PROCESS_COLUMNS, type ProcessRow, toProcessRow } from './process-row.js';
-import { toBase64 } from './window.js';
 
 /** The order value of a row says which batch wrote it: seq × 1,000,000 + record index. */
 export const ORD_PER_BATCH = 1_000_000;
@@ -86,46 +85,9 @@ export async function processDetail(store: Store, id: number): Promise<ProcessDe
       .execute()
   ).map((r) => toProcessRow(r, r.host));
 
-  const fileRows = await store.db
-    .selectFrom('file_opens as f')
-    .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
-    .leftJoin('processes as p', 'p.id', 'f.process_id')
-    .select(FILE_COLUMNS)
-    .where('f.process_id', 'in', ids)
-    .orderBy('f.first_seen')
-    .orderBy('f.open_ord')
-    .limit(MAX_ROWS)
-    .execute();
-  const files: FileRow[] = fileRows.map((r) => {
-    const { path_raw, is_open, ...rest } = r;
-    return Object.freeze({ ...rest, path_raw_b64: toBase64(path_raw), open: Number(is_open) !== 0 });
-  });
-
-  const endpointRows = await store.db
-    .selectFrom('endpoints as e')
-    .innerJoin('hosts as h', 'h.host_id', 'e.host_id')
-    .leftJoin('processes as p', 'p.id', 'e.process_id')
-    .select([
-      ...SOCKET_COLUMNS,
-      'e.state',
-      'e.inode',
-      'e.netns',
-      'e.first_seen',
-      'e.last_seen',
-      'e.is_open',
-      ...ENRICHMENT_COLUMNS,
-      'e.open_ord',
-      'e.close_ord',
-    ])
-    .where('e.process_id', 'in', ids)
-    .orderBy('e.first_seen')
-    .orderBy('e.open_ord')
-    .limit(MAX_ROWS)
-    .execute();
-  const endpoints: EndpointRow[] = endpointRows.map((r) => {
-    const { is_open, ...rest } = r;
-    return Object.freeze({ ...rest, open: Number(is_open) !== 0 });
-  });
+  // Descriptors and sockets survive exec: they belong to the process, whichever image holds them.
+  const files = await findFiles(store, { processIds: ids, limit: MAX_ROWS });
+  const endpoints = await findEndpoints(store, { processIds: ids, limit: MAX_ROWS });
 
   const seqs = new Set<number>();
   const addOrd = (ord: number | null) => {

@@ -145,20 +145,7 @@ async function fileHits(
       ? q.where(globMatch(sql.ref('f.path'), term))
       : q.where('f.path', '=', term);
   const rows = await q.orderBy('f.first_seen', 'desc').limit(limit).execute();
-  return rows.map((r) =>
-    Object.freeze({
-      what: 'file' as const,
-      host: r.host,
-      host_id: r.host_id,
-      process_id: r.process_id,
-      pid: r.pid,
-      comm: r.comm,
-      user: r.user,
-      time: r.first_seen,
-      summary: `${r.comm ?? `pid ${r.pid}`} opened ${r.path} (fd ${r.fd})`,
-      row_id: r.id,
-    }),
-  );
+  return rows.map((r) => heldHit('file', r, `${r.comm ?? `pid ${r.pid}`} opened ${r.path} (fd ${r.fd})`));
 }
 
 async function endpointHits(
@@ -196,18 +183,34 @@ async function endpointHits(
   if (hosts) q = q.where('e.host_id', 'in', hosts);
   q = kind === 'ip' ? q.where('e.remote_ip', '=', term) : q.where('e.fqdn', '=', term.toLowerCase());
   const rows = await q.orderBy('e.first_seen', 'desc').limit(limit).execute();
-  return rows.map((r) =>
-    Object.freeze({
-      what: 'endpoint' as const,
-      host: r.host,
-      host_id: r.host_id,
-      process_id: r.process_id,
-      pid: r.pid,
-      comm: r.comm,
-      user: r.user,
-      time: r.first_seen,
-      summary: `${r.comm ?? 'unknown process'}: ${describeEndpoint(r)}`,
-      row_id: r.id,
-    }),
-  );
+  return rows.map((r) => heldHit('endpoint', r, `${r.comm ?? 'unknown process'}: ${describeEndpoint(r)}`));
+}
+
+/** A file or endpoint hit: the row, and the process holding it. */
+function heldHit(
+  what: 'file' | 'endpoint',
+  r: {
+    id: number;
+    host: string;
+    host_id: string;
+    process_id: number | null;
+    pid: number | null;
+    comm: string | null;
+    user: string | null;
+    first_seen: number;
+  },
+  summary: string,
+): SearchHit {
+  return Object.freeze({
+    what,
+    host: r.host,
+    host_id: r.host_id,
+    process_id: r.process_id,
+    pid: r.pid,
+    comm: r.comm,
+    user: r.user,
+    time: r.first_seen,
+    summary,
+    row_id: r.id,
+  });
 }

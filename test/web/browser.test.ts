@@ -116,14 +116,22 @@ describe('web UI in Chromium over a real recording', { skip: skip ?? false }, ()
     await new Promise((r) => setTimeout(r, 1000));
     assert.equal(await client.stop(), 0, client.stderr());
     browser = await launchChromium();
+    // With exact exec capture a command has several images (the shell's fork copies its argv before
+    // it execs): the process to open is the one that holds the known file.
     const hits = (await (await fetch(new URL(`/api/search?kind=command&term=${marker}`, web))).json()) as {
       data: { process_id: number; time: number; host_id: string; summary: string }[];
     };
-    const hit = hits.data.find((h) => h.summary.startsWith('bash -c'));
-    assert.ok(hit, `the marked bash is on record: ${JSON.stringify(hits.data)}`);
-    processId = hit.process_id;
-    markerStart = hit.time;
-    hostId = hit.host_id;
+    for (const h of hits.data.filter((x) => x.summary.startsWith('bash -c'))) {
+      const d = (await (await fetch(new URL(`/api/processes/${h.process_id}`, web))).json()) as {
+        data: { files: { path: string }[] };
+      };
+      if (d.data.files.some((f) => f.path === knownFile)) {
+        processId = h.process_id;
+        markerStart = h.time;
+        hostId = h.host_id;
+      }
+    }
+    assert.ok(processId > 0, `a process holding ${knownFile} is on record: ${JSON.stringify(hits.data)}`);
   });
 
   after(async () => {
