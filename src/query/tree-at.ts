@@ -28,7 +28,6 @@ export interface TreeRow extends ProcessRow {
  */
 export async function treeAt(store: Store, opts: TreeQuery): Promise<readonly TreeRow[]> {
   if (opts.hosts?.length === 0) return Object.freeze([]);
-  const { at } = opts;
   const alive = [
     ...(await aliveAt(store, opts, 'running')),
     ...(await aliveAt(store, opts, await endedFirst(store, opts))),
