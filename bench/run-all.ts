@@ -1,4 +1,5 @@
 import type { BenchResult } from './bench-result.js';
+import { run as clientPackage } from './client-package.js';
 import { run as execCapture } from './exec-capture.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
@@ -11,6 +12,7 @@ const benches: [string, () => Promise<BenchResult>][] = [
   ['exec-capture', execCapture],
   ['ingest-throughput', ingestThroughput],
   ['recorded-hour-size', recordedHourSize],
+  ['client-package', clientPackage],
   ['web-api-latency', webApiLatency],
 ];
 

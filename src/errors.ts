@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   POFR_TIME_FORMAT: 'a time argument is neither ISO 8601 nor relative (-15m, -2h, -7d)',
   POFR_VERIFY_FAILED: 'stored evidence failed re-verification',
   POFR_PERMISSION: 'an operation needs privileges this process does not have',
+  POFR_PACKAGE: 'a client or server package could not be built',
+  POFR_PROTOCOL_VERSION: 'the client speaks a protocol version this server does not',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

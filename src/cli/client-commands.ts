@@ -20,7 +20,7 @@ import { parseByteSize, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
 import { printRows } from './output.js';
 import { readSecret } from './secret-input.js';
-import { untilSignal } from './server-commands.js';
+import { untilSignal } from './signals.js';
 
 async function askYesNo(question: string): Promise<boolean> {
   if (!process.stdin.isTTY) return false;
@@ -39,17 +39,21 @@ function lossLine(loss: unknown): string {
   return `${l.dropped ?? '?'} records at ${l.at ?? '?'}: ${l.reason ?? ''}`;
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 function readPid(stateDir: string): number | null {
   const text = readStateFile(stateDir, STATE_FILES.pid);
   if (text === null) return null;
   const pid = Number(text.trim());
   if (!Number.isInteger(pid) || pid <= 0) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return null;
-  }
+  return isAlive(pid) ? pid : null;
 }
 
 interface RecorderFlags {
@@ -78,8 +82,25 @@ function recorderSettings(o: RecorderFlags) {
   };
 }
 
+/** How `start` launches this same program's `run` in the background. */
+export interface ClientCommandsOptions {
+  /** The arguments before `run …` that reach these commands with process.execPath. */
+  readonly relaunchArgs: () => readonly string[];
+}
+
+/** `pofr client …`: the client commands under `client`, relaunched as `node main.js client run`. */
 export function registerClientCommands(program: Command): void {
   const client = program.command('client').description('the recorder on a monitored host');
+  addClientCommands(client, {
+    relaunchArgs: () => [fileURLToPath(new URL('./main.js', import.meta.url)), 'client'],
+  });
+}
+
+/**
+ * Adds enroll, run, start, stop, status, tune and deregister to `client`: under `pofr client`, or
+ * at the top of the single-file `pofr-client`.
+ */
+export function addClientCommands(client: Command, opts: ClientCommandsOptions): void {
   const stateOpt = (c: Command) =>
     c.option('--state <dir>', 'state directory ($POFR_STATE, else /var/lib/pofr)', defaultStateDir());
 
@@ -94,16 +115,28 @@ export function registerClientCommands(program: Command): void {
     .option('--fingerprint <SHA256:…>', "the server's fingerprint (`pofr server fingerprint`)")
     .option('--name <name>', 'host name to register (default: this hostname)')
     .option('--yes', 'trust the server key without asking', false)
+    .option('--if-needed', 'do nothing when this state directory is already enrolled', false)
     .action(
-      async (o: {
-        state: string;
-        server: string;
-        token?: string;
-        password?: boolean;
-        fingerprint?: string;
-        name?: string;
-        yes: boolean;
-      }) => {
+      async (
+        o: {
+          state: string;
+          server: string;
+          token?: string;
+          password?: boolean;
+          fingerprint?: string;
+          name?: string;
+          yes: boolean;
+          ifNeeded: boolean;
+        },
+        cmd: Command,
+      ) => {
+        if (o.ifNeeded && readStateFile(o.state, STATE_FILES.enrollment) !== null) {
+          const e = loadEnrollment(o.state);
+          process.stderr.write(`pofr: already enrolled as ${e.name} (${e.host_id}) with ${o.state}\n`);
+          return;
+        }
+        // A packaged token is a default: --password on the command line replaces it.
+        if (o.password && cmd.getOptionValueSource('token') === 'config') o.token = undefined;
         if (o.password && o.token)
           throw new PofrError('POFR_USAGE', 'give either --token or --password, not both');
         if (!o.password && !o.token) {
@@ -190,13 +223,11 @@ export function registerClientCommands(program: Command): void {
       loadEnrollment(o.state);
       const running = readPid(o.state);
       if (running !== null) throw new PofrError('POFR_USAGE', `the client already runs as pid ${running}`);
-      const main = fileURLToPath(new URL('./main.js', import.meta.url));
-      const logFd = openSync(join(o.state, 'client.log'), 'a', 0o600);
+      const logFd = openSync(join(o.state, STATE_FILES.log), 'a', 0o600);
       const child = spawn(
         process.execPath,
         [
-          main,
-          'client',
+          ...opts.relaunchArgs(),
           'run',
           '--state',
           o.state,
@@ -221,16 +252,26 @@ export function registerClientCommands(program: Command): void {
       closeSync(logFd);
       writeStateFile(o.state, STATE_FILES.pid, `${child.pid}\n`, 0o644);
       child.unref();
-      process.stderr.write(`pofr: client started, pid ${child.pid}, log ${join(o.state, 'client.log')}\n`);
+      process.stderr.write(`pofr: client started, pid ${child.pid}, log ${join(o.state, STATE_FILES.log)}\n`);
     });
 
   stateOpt(client.command('stop'))
     .description('stop the background recorder (it flushes first)')
-    .action((o: { state: string }) => {
+    .option('--wait', 'return only once it has exited (up to a minute)', false)
+    .action(async (o: { state: string; wait: boolean }) => {
       const pid = readPid(o.state);
       if (pid === null) throw new PofrError('POFR_USAGE', `no running client for ${o.state}`);
       process.kill(pid, 'SIGTERM');
       process.stderr.write(`pofr: sent SIGTERM to ${pid}\n`);
+      if (!o.wait) return;
+      // The recorder seals and tries to deliver for up to 10 s before it exits.
+      const deadline = Date.now() + 60_000;
+      while (isAlive(pid)) {
+        if (Date.now() > deadline)
+          throw new PofrError('POFR_USAGE', `client pid ${pid} still runs a minute after SIGTERM`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      process.stderr.write(`pofr: client pid ${pid} has stopped\n`);
     });
 
   stateOpt(client.command('status'))

@@ -12,6 +12,7 @@ import { parseDuration, parseListen, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
 import { printRows } from './output.js';
 import { readSecret } from './secret-input.js';
+import { untilSignal } from './signals.js';
 import { formatTime } from './time-args.js';
 import { printWebToken } from './web-command.js';
 
@@ -28,23 +29,13 @@ async function withStore<T>(dataDir: string, fn: (store: Store) => Promise<T>): 
   }
 }
 
-/** Resolves when SIGINT or SIGTERM arrives. */
-export function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
-      resolve(sig);
-    };
-    process.on('SIGINT', on);
-    process.on('SIGTERM', on);
-  });
-}
+/** The `--data` option every server command takes. */
+export const dataOpt = (c: Command) =>
+  c.option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir());
 
-export function registerServerCommands(program: Command): void {
+/** Registers `pofr server …` and returns the `server` command, so other groups can add to it. */
+export function registerServerCommands(program: Command): Command {
   const server = program.command('server').description('the central server: SSH listener, ingest, store');
-  const dataOpt = (c: Command) =>
-    c.option('--data <dir>', 'data directory ($POFR_DATA, else ./pofr-data)', defaultDataDir());
 
   dataOpt(server.command('init'))
     .description('create the store (SQLite unless --db postgres://…) and the SSH host key; idempotent')
@@ -177,6 +168,7 @@ export function registerServerCommands(program: Command): void {
           last_batch_at: formatTime(r.last_batch_at),
           last_seq: r.last_seq,
           fingerprint: r.ssh_fingerprint,
+          client_version: r.client_version,
         })),
         {
           json: o.json,
@@ -187,6 +179,7 @@ export function registerServerCommands(program: Command): void {
             { key: 'enrolled_at', header: 'ENROLLED_AT' },
             { key: 'last_batch_at', header: 'LAST_BATCH_AT' },
             { key: 'last_seq', header: 'LAST_SEQ' },
+            { key: 'client_version', header: 'VERSION' },
             { key: 'fingerprint', header: 'FINGERPRINT' },
           ],
         },
@@ -221,4 +214,5 @@ export function registerServerCommands(program: Command): void {
       const host = await withStore(o.data, (s) => removeHost(s, ref));
       process.stderr.write(`pofr: removed ${host.name} (${host.host_id}) and its data\n`);
     });
+  return server;
 }

@@ -5,7 +5,8 @@ import { startWeb } from '../web/index.js';
 import { defaultDataDir } from './data-dirs.js';
 import { parseListen } from './duration.js';
 import { createLog } from './log.js';
-import { openStoreForData, untilSignal } from './server-commands.js';
+import { openStoreForData } from './server-commands.js';
+import { untilSignal } from './signals.js';
 
 /** `pofr web --data DIR [--listen HOST:PORT]`: the web UI over a store, without the SSH listener. */
 export function registerWebCommand(program: Command): void {

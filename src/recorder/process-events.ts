@@ -9,6 +9,7 @@ import {
 import type { LiveState } from './live-state.js';
 import {
   isReadFailure,
+  procAlive,
   readCmdline,
   readCwd,
   readExe,
@@ -119,6 +120,10 @@ export class ProcessEvents {
   readonly #probeWaitNs: number;
   readonly #maxPending: number;
   readonly #maxThreads: number;
+  readonly #modes = new Map<
+    string,
+    { at: number; value: { mode: number; uid: number; gid: number } | null }
+  >();
 
   constructor(opts: ProcessEventsOptions) {
     this.#o = opts;
@@ -210,7 +215,8 @@ export class ProcessEvents {
     // a tick boundary can belong to the tick before, and only then is /proc asked (a read per fork
     // would be much of the cost of a fork storm). A later value belongs to a reused pid.
     const nearBoundary = ev.ts - expected * this.#tickNs < BOUNDARY_NS;
-    const st = nearBoundary ? readStat(this.#o.procRoot, ev.tid) : 'gone';
+    const st =
+      nearBoundary && procAlive(this.#o.procRoot, ev.tid) ? readStat(this.#o.procRoot, ev.tid) : 'gone';
     const startTicks =
       !isReadFailure(st) && st.startTicks <= expected && st.startTicks >= expected - 1
         ? st.startTicks
@@ -323,6 +329,7 @@ export class ProcessEvents {
    */
   #look(ev: ExecEvent, before: ProcessImage | undefined): { sight: ExecSight; startTicks: number } | null {
     const root = this.#o.procRoot;
+    if (!procAlive(root, ev.pid)) return null;
     const st = readStat(root, ev.pid);
     if (isReadFailure(st)) return null;
     if (before !== undefined ? st.startTicks !== before.start_ticks : st.startTicks * this.#tickNs > ev.ts) {
@@ -354,8 +361,11 @@ export class ProcessEvents {
    */
   #childFromProc(ev: TaskEvent, startTicks: number): ProcessImage {
     const root = this.#o.procRoot;
-    const st = readStat(root, ev.tid);
-    const status = !isReadFailure(st) && st.startTicks === startTicks ? readStatus(root, ev.tid) : 'gone';
+    const st = procAlive(root, ev.tid) ? readStat(root, ev.tid) : 'gone';
+    // Still the parent's copy only while its comm is the parent's (the event's): after an exec
+    // /proc shows the new program, which is not what the fork started.
+    const same = !isReadFailure(st) && st.startTicks === startTicks && st.comm.equals(ev.comm);
+    const status = same ? readStatus(root, ev.tid) : 'gone';
     const argv = isReadFailure(status) ? null : this.#cmdline(ev.tid, startTicks);
     const known = !isReadFailure(status);
     const exe = known ? readExe(root, ev.tid) : null;
@@ -384,6 +394,7 @@ export class ProcessEvents {
   /** argv from /proc/PID/cmdline, if the process is still the one that exec'd. */
   #cmdline(pid: number, startTicks: number): WireBytes[] | null {
     const root = this.#o.procRoot;
+    if (!procAlive(root, pid)) return null;
     const st = readStat(root, pid);
     if (isReadFailure(st) || st.startTicks !== startTicks) return null;
     const raw = readCmdline(root, pid);
@@ -403,14 +414,27 @@ export class ProcessEvents {
       ? { ruid: before.ruid, euid: before.euid, rgid: before.rgid, egid: before.egid }
       : { ruid: UNKNOWN_ID, euid: UNKNOWN_ID, rgid: UNKNOWN_ID, egid: UNKNOWN_ID };
     if (filename[0] !== 0x2f) return creds;
-    try {
-      const st = statSync(filename);
-      if ((st.mode & S_ISUID) !== 0) creds.euid = st.uid;
-      if ((st.mode & S_ISGID) !== 0) creds.egid = st.gid;
-    } catch {
-      // The file is gone too: the credentials from before the exec are all that is known.
-    }
+    const mode = this.#fileMode(filename);
+    // A file gone too leaves the credentials from before the exec as all that is known.
+    if (mode !== null && (mode.mode & S_ISUID) !== 0) creds.euid = mode.uid;
+    if (mode !== null && (mode.mode & S_ISGID) !== 0) creds.egid = mode.gid;
     return creds;
+  }
+
+  /**
+   * The mode and owner of an executed file, cached for a second: a storm of execs runs the same few
+   * programs, and a changed set-user-ID bit still shows within that second.
+   */
+  #fileMode(filename: Buffer): { mode: number; uid: number; gid: number } | null {
+    const key = filename.toString('latin1');
+    const now = Date.now();
+    const hit = this.#modes.get(key);
+    if (hit !== undefined && now - hit.at < 1000) return hit.value;
+    const st = statSync(filename, { throwIfNoEntry: false });
+    const value = st === undefined ? null : { mode: st.mode, uid: st.uid, gid: st.gid };
+    if (this.#modes.size >= 4096) this.#modes.clear();
+    this.#modes.set(key, { at: now, value });
+    return value;
   }
 
   /** The executed path, made absolute against the cwd when the exec named it relatively. */

@@ -18,6 +18,7 @@ export interface TcpEventsOptions {
 const SYN_SENT = 2;
 const SYN_RECV = 3;
 const CLOSE = 7;
+const MAX_SOCKETS = 1_000_000;
 const LISTEN = 10;
 
 interface Connecting {
@@ -34,6 +35,8 @@ export interface TcpEventCounts {
   accepted: number;
   /** Sockets that existed before the recorder, found again by address. */
   adopted: number;
+  /** Sockets forgotten to stay within bounds (their CLOSE was lost with a buffer overrun). */
+  shed: number;
 }
 
 /**
@@ -51,7 +54,7 @@ export interface TcpEventCounts {
  *   the socket tables gave at start, by address, or recorded from here on without an owner.
  */
 export class TcpEvents {
-  readonly counts: TcpEventCounts = { opened: 0, closed: 0, changes: 0, accepted: 0, adopted: 0 };
+  readonly counts: TcpEventCounts = { opened: 0, closed: 0, changes: 0, accepted: 0, adopted: 0, shed: 0 };
   readonly #o: TcpEventsOptions;
   readonly #keyOfSk = new Map<string, string>();
   readonly #connecting = new Map<string, Connecting>();
@@ -90,6 +93,7 @@ export class TcpEvents {
     }
     if (ev.oldState === CLOSE && ev.newState === SYN_SENT && !ev.interrupt) {
       const owner = this.#o.ownerOfTid(ev.tid);
+      this.#bound();
       this.#connecting.set(ev.sk, { ev, owner, netns: owner ? this.#o.netnsOf(owner.pid) : null });
       return;
     }
@@ -162,6 +166,7 @@ export class TcpEvents {
       inode: 0,
       netns,
     };
+    this.#bound();
     this.#keyOfSk.set(ev.sk, key);
     this.counts.opened++;
     if (state === 'LISTEN') {
@@ -228,6 +233,27 @@ export class TcpEvents {
     }
     this.#byTuple = index;
     return index;
+  }
+
+  /**
+   * Sockets whose CLOSE never came (lost in an overrun: a gap says so) would otherwise be kept
+   * for ever: past MAX_SOCKETS the oldest are forgotten, those no longer open first.
+   */
+  #bound(): void {
+    if (this.#keyOfSk.size + this.#connecting.size < MAX_SOCKETS) return;
+    const live = this.#o.live.endpoints;
+    for (const [sk, key] of this.#keyOfSk) {
+      if (live.has(key)) continue;
+      this.#keyOfSk.delete(sk);
+      this.counts.shed++;
+    }
+    while (this.#keyOfSk.size + this.#connecting.size >= MAX_SOCKETS) {
+      const oldest = this.#connecting.keys().next().value ?? this.#keyOfSk.keys().next().value;
+      if (oldest === undefined) break;
+      this.#connecting.delete(oldest);
+      this.#keyOfSk.delete(oldest);
+      this.counts.shed++;
+    }
   }
 
   #push(out: PofrRecord[], r: PofrRecord): void {

@@ -116,7 +116,8 @@ export class TracefsSource implements RecorderSource {
     this.#decoder = decoder;
     const procRoot = opts.procRoot ?? DEFAULT_PROC_ROOT;
     this.#clock = new TraceClock(procRoot);
-    const observerPids = opts.observerPids ?? (() => new Set([process.pid]));
+    const self = new Set([process.pid]);
+    const observerPids = opts.observerPids ?? (() => self);
     this.#probes = uprobes
       ? new InterpreterProbes({
           tracefsRoot: root,

@@ -6,7 +6,8 @@ import { openIntervalIndexesMigration } from './migrations/0002-open-interval-in
 import { serverSettingsMigration } from './migrations/0003-server-settings.js';
 import { endpointNetnsMigration } from './migrations/0004-endpoint-netns.js';
 import { argvSourceMigration } from './migrations/0005-argv-source.js';
-import { analystIndexesMigration } from './migrations/0006-analyst-indexes.js';
+import { hostClientVersionMigration } from './migrations/0006-host-client-version.js';
+import { analystIndexesMigration } from './migrations/0007-analyst-indexes.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -21,7 +22,8 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0003-server-settings': serverSettingsMigration(),
           '0004-endpoint-netns': endpointNetnsMigration(),
           '0005-argv-source': argvSourceMigration(),
-          '0006-analyst-indexes': analystIndexesMigration(),
+          '0006-host-client-version': hostClientVersionMigration(),
+          '0007-analyst-indexes': analystIndexesMigration(),
         };
       },
     },

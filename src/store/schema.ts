@@ -26,6 +26,8 @@ export interface HostsTable {
   timezone: string | null;
   machine_id: string | null;
   boot_id: string | null;
+  /** pofr version the client last announced (migration 0006); null until it says */
+  client_version: string | null;
   boot_time: number | null;
   first_seen: number | null;
   last_seen: number | null;

@@ -11,6 +11,20 @@ export const INGEST_COMMAND = 'pofr-ingest';
 /** The SSH user name of an enrollment connection; any other user name is a host id. */
 export const ENROLL_USER = 'enroll';
 
+/**
+ * Environment requests a client sends on its session before `exec`: the protocol it speaks and its
+ * pofr version. Optional (a client without them speaks protocol 1), and ignored by servers that
+ * do not read them, so adding them broke no one; a server refuses a protocol it does not speak.
+ */
+export const PROTOCOL_ENV = 'POFR_PROTOCOL';
+export const CLIENT_VERSION_ENV = 'POFR_CLIENT_VERSION';
+
+/** What a client announces about itself at connection. */
+export interface ClientAnnounce {
+  /** pofr's version on the client, e.g. "0.1.0"; null when the client did not say. */
+  readonly clientVersion: string | null;
+}
+
 const text = (max: number) => z.string().max(max);
 
 export const enrollRequestSchema = z

@@ -1,10 +1,12 @@
 import type { Client, ClientChannel } from 'ssh2';
 import ssh2 from 'ssh2';
 import { isPofrError, PofrError } from '../errors.js';
+import { PROTOCOL_VERSION } from '../protocol/index.js';
 import { encodeFrame, FrameDecoder } from './framing.js';
 import {
   type BatchAck,
   batchAckSchema,
+  CLIENT_VERSION_ENV,
   ENROLL_COMMAND,
   ENROLL_USER,
   type EnrollReply,
@@ -12,6 +14,7 @@ import {
   enrollReplySchema,
   enrollRequestSchema,
   INGEST_COMMAND,
+  PROTOCOL_ENV,
   parseMessage,
 } from './messages.js';
 import { normalizeFingerprint, sshFingerprint } from './ssh-keys.js';
@@ -33,6 +36,10 @@ export interface EnrollOverSshOptions {
   /** Without a pinned fingerprint: asked once with the server's fingerprint (`--yes` answers true). */
   readonly confirmFingerprint?: (fingerprint: string) => Promise<boolean>;
   readonly request: EnrollRequest;
+  /** pofr's version on this client, announced to the server (shown by `pofr server clients`). */
+  readonly clientVersion?: string;
+  /** The protocol announced; only tests say anything but this build's. */
+  readonly protocol?: number;
   /** For each network step (connect, reply); default 30 s. A confirmation prompt is not timed. */
   readonly timeoutMs?: number;
 }
@@ -93,7 +100,7 @@ export async function enrollOverSsh(
       timeoutMs,
       checkHost: (fp) => (fp === pinned ? null : hostKeyChanged(pinned, fp)),
     });
-    const channel = await openExec(client, ENROLL_COMMAND, opts);
+    const channel = await openExec(client, ENROLL_COMMAND, opts, announceEnv(opts));
     channel.write(encodeFrame(Buffer.from(JSON.stringify(checked.data), 'utf8')));
     const frame = await readOneFrame(channel, timeoutMs, opts);
     const reply = parseMessage(enrollReplySchema, frame, 'enrollment reply');
@@ -117,6 +124,10 @@ export interface BatchUploaderOptions {
   readonly sshPrivateKey: string;
   readonly pinnedFingerprint: string;
   readonly queue: UploadQueue;
+  /** pofr's version on this client, announced to the server (shown by `pofr server clients`). */
+  readonly clientVersion?: string;
+  /** The protocol announced; only tests say anything but this build's. */
+  readonly protocol?: number;
   readonly log?: TransportLog;
   /** Batches sent ahead of their ACKs; default 8. */
   readonly window?: number;
@@ -246,7 +257,7 @@ export class BatchUploader {
         checkHost: (fp) => (fp === this.#pinned ? null : hostKeyChanged(this.#pinned, fp)),
       });
       if (!this.#running) return;
-      const channel = await openExec(client, INGEST_COMMAND, this.#opts);
+      const channel = await openExec(client, INGEST_COMMAND, this.#opts, announceEnv(this.#opts));
       this.#connected = true;
       this.#log('upload connected', { host: this.#opts.host, port: this.#opts.port });
       await this.#pump(client, channel);
@@ -514,13 +525,22 @@ async function probeFingerprint(
   return seen;
 }
 
+/** The environment requests that tell the server which protocol and version this client speaks. */
+function announceEnv(o: { clientVersion?: string; protocol?: number }): Record<string, string> {
+  return {
+    [PROTOCOL_ENV]: String(o.protocol ?? PROTOCOL_VERSION),
+    ...(o.clientVersion === undefined ? {} : { [CLIENT_VERSION_ENV]: o.clientVersion }),
+  };
+}
+
 function openExec(
   client: Client,
   command: string,
   where: { host: string; port: number },
+  env: Record<string, string>,
 ): Promise<ClientChannel> {
   return new Promise((resolve, reject) => {
-    client.exec(command, (err, channel) => {
+    client.exec(command, { env }, (err, channel) => {
       if (err) {
         reject(
           new PofrError(

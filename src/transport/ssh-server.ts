@@ -2,10 +2,13 @@ import { createServer, type Socket } from 'node:net';
 import type { AuthContext, Connection, ServerChannel, Session } from 'ssh2';
 import ssh2 from 'ssh2';
 import { isPofrError, PofrError } from '../errors.js';
+import { PROTOCOL_VERSION } from '../protocol/index.js';
 import { encodeFrame, FrameDecoder } from './framing.js';
 import {
   type BatchAck,
   batchAckSchema,
+  CLIENT_VERSION_ENV,
+  type ClientAnnounce,
   ENROLL_COMMAND,
   ENROLL_USER,
   type EnrollReply,
@@ -13,6 +16,7 @@ import {
   enrollReplySchema,
   enrollRequestSchema,
   INGEST_COMMAND,
+  PROTOCOL_ENV,
   parseMessage,
 } from './messages.js';
 import { sshFingerprint } from './ssh-keys.js';
@@ -46,13 +50,13 @@ export interface ServerHandlers {
    */
   authorize(username: string, key: AuthKey): Promise<AuthDecision>;
   /** Registers a client. A thrown PofrError is sent to the client as `{ ok: false, code, message }`. */
-  enroll(req: EnrollRequest, ctx: { remote: string; key: AuthKey }): Promise<EnrollReply>;
+  enroll(req: EnrollRequest, ctx: { remote: string; key: AuthKey } & ClientAnnounce): Promise<EnrollReply>;
   /**
    * Stores one batch. Resolve only once it is durably stored: the ACK is sent when this resolves.
    * A rejection is a transient server fault: the channel is closed unacknowledged and the client
    * sends the batch again later, so it must be idempotent (answer 'duplicate' the second time).
    */
-  ingest(principal: string, batch: Buffer, ctx: { remote: string }): Promise<BatchAck>;
+  ingest(principal: string, batch: Buffer, ctx: { remote: string } & ClientAnnounce): Promise<BatchAck>;
 }
 
 export type TransportLog = (msg: string, fields?: object) => void;
@@ -223,14 +227,29 @@ function serveConnection(
     sessions++;
     const session = accept();
     session.on('close', () => sessions--);
+    const env = new Map<string, string>();
+    session.on(
+      'env',
+      (acceptEnv: (() => void) | undefined, _reject: unknown, info: { key: string; val: string }) => {
+        if (env.size < 16) env.set(info.key, info.val.slice(0, 64));
+        acceptEnv?.();
+      },
+    );
     session.on(
       'exec',
       (acceptExec: () => ServerChannel, rejectExec: (() => void) | undefined, info: { command: string }) => {
         const command = info.command.trim();
-        if (command === ENROLL_COMMAND && principal === ENROLL_USER && authKey) {
-          serveEnroll(acceptExec(), remote, authKey, handlers, log, track);
+        const known =
+          (command === ENROLL_COMMAND && principal === ENROLL_USER && authKey) ||
+          (command === INGEST_COMMAND && principal !== null && principal !== ENROLL_USER);
+        const announce: ClientAnnounce = { clientVersion: env.get(CLIENT_VERSION_ENV) ?? null };
+        const protocol = env.get(PROTOCOL_ENV) ?? String(PROTOCOL_VERSION);
+        if (known && protocol !== String(PROTOCOL_VERSION)) {
+          refuseProtocol(acceptExec(), protocol, announce, remote, principal, log);
+        } else if (command === ENROLL_COMMAND && principal === ENROLL_USER && authKey) {
+          serveEnroll(acceptExec(), remote, authKey, handlers, log, track, announce);
         } else if (command === INGEST_COMMAND && principal !== null && principal !== ENROLL_USER) {
-          onConnectionGone.add(serveIngest(acceptExec(), principal, remote, handlers, log, track));
+          onConnectionGone.add(serveIngest(acceptExec(), principal, remote, handlers, log, track, announce));
         } else {
           log('ssh exec refused', { remote, principal, command: command.slice(0, 200) });
           // Without want-reply ssh2 passes no reject function: there is nothing to answer then.
@@ -300,6 +319,27 @@ function serveConnection(
   }
 }
 
+/**
+ * A client speaking another protocol gets the reason on the channel's stderr (its error message
+ * shows it) and exit status 3, before anything is read: its spool keeps every batch meanwhile.
+ */
+function refuseProtocol(
+  channel: ServerChannel,
+  protocol: string,
+  announce: ClientAnnounce,
+  remote: string,
+  principal: string | null,
+  log: TransportLog,
+): void {
+  const client = announce.clientVersion === null ? 'this client' : `pofr ${announce.clientVersion}`;
+  const message = `POFR_PROTOCOL_VERSION: ${client} speaks protocol ${protocol}; this server speaks protocol ${PROTOCOL_VERSION}. Install a client built by this server (pofr server package-client) or upgrade the server.`;
+  log('refused client protocol', { remote, principal, protocol, client_version: announce.clientVersion });
+  channel.on('error', () => {});
+  channel.stderr.write(`${message}\n`);
+  channel.exit(3);
+  channel.end();
+}
+
 function serveEnroll(
   channel: ServerChannel,
   remote: string,
@@ -307,6 +347,7 @@ function serveEnroll(
   handlers: ServerHandlers,
   log: TransportLog,
   track: <T>(p: Promise<T>) => Promise<T>,
+  announce: ClientAnnounce,
 ): void {
   const decoder = new FrameDecoder(ENROLL_MAX_FRAME_BYTES);
   let started = false;
@@ -334,7 +375,7 @@ function serveEnroll(
       return { ok: false, code: 'POFR_ENROLL_FAILED', message: (e as Error).message };
     }
     try {
-      const result = enrollReplySchema.parse(await handlers.enroll(req, { remote, key }));
+      const result = enrollReplySchema.parse(await handlers.enroll(req, { remote, key, ...announce }));
       log('ssh enrollment', { remote, name: req.name, fingerprint: key.fingerprint, ok: result.ok });
       return result;
     } catch (e) {
@@ -366,6 +407,7 @@ function serveIngest(
   handlers: ServerHandlers,
   log: TransportLog,
   track: <T>(p: Promise<T>) => Promise<T>,
+  announce: ClientAnnounce,
 ): () => void {
   const decoder = new FrameDecoder();
   const queue: Buffer[] = [];
@@ -405,7 +447,7 @@ function serveIngest(
         if (queue.length < MAX_QUEUED_FRAMES / 2) channel.resume();
         let ack: BatchAck;
         try {
-          ack = batchAckSchema.parse(await track(handlers.ingest(principal, frame, { remote })));
+          ack = batchAckSchema.parse(await track(handlers.ingest(principal, frame, { remote, ...announce })));
         } catch (e) {
           log('ssh ingest failed; closing the channel unacknowledged so the client retries', {
             remote,

@@ -21,7 +21,22 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   query: ['store'],
   roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query'],
   web: ['protocol', 'store', 'enrich', 'ingest', 'query', 'roles'],
-  cli: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query', 'roles', 'web'],
+  // Packaging builds the client role into one file and the server into a .deb: it needs only the
+  // client role's file names and configuration format.
+  package: ['roles'],
+  cli: [
+    'protocol',
+    'recorder',
+    'spool',
+    'transport',
+    'store',
+    'enrich',
+    'ingest',
+    'query',
+    'roles',
+    'package',
+    'web',
+  ],
 };
 
 function* tsFiles(dir: string): Generator<string> {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { jsonLines, POFR_MAIN, pofr } from '../helpers/pofr-cli.js';
+import { jsonLines, pofr } from '../helpers/pofr-cli.js';
+import { cannotRunAsNobody, runPofrAsNobody } from '../helpers/run-as-nobody.js';
 
 /** `pofr demo` is the README's first command: it must record and show its scripted incident. */
 function assertIncident(stdout: string): void {
@@ -31,29 +31,13 @@ test('the demo records its incident end to end and cleans up', async () => {
 });
 
 test('without root the demo still runs, records what it can see, and says so', {
-  skip: process.getuid?.() !== 0 ? 'needs root to switch to an unprivileged user' : false,
+  skip: cannotRunAsNobody(),
 }, () => {
-  // setpriv (util-linux) drops to nobody; HOME and TMPDIR point where nobody may write.
-  const r = spawnSync(
-    'setpriv',
-    [
-      '--reuid=65534',
-      '--regid=65534',
-      '--clear-groups',
-      process.execPath,
-      POFR_MAIN,
-      'demo',
-      '--seconds',
-      '6',
-      '--cleanup',
-      '--json',
-    ],
-    {
-      env: { ...process.env, HOME: '/tmp', TMPDIR: '/tmp' },
-      encoding: 'utf8',
-      timeout: 120_000,
-    },
-  );
+  // HOME and TMPDIR point where nobody may write.
+  const r = runPofrAsNobody(['demo', '--seconds', '6', '--cleanup', '--json'], {
+    env: { ...process.env, HOME: '/tmp', TMPDIR: '/tmp' },
+    timeoutMs: 120_000,
+  });
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /not root: recording what an unprivileged user can see/);
   assertIncident(r.stdout);

@@ -165,11 +165,11 @@ describe('exec capture through kernel events', { skip: ROOT ? false : 'kernel tr
   test('100 kB of argv with invalid UTF-8 comes back byte-exact', async () => {
     const tag = `${marker}-big`;
     const big = Buffer.concat([Buffer.from('C'.repeat(100 * 1024)), Buffer.from([0xc3, 0x28, 0xff])]);
-    // A process that lives 300 ms: long enough to be read from /proc, which a probe's page cannot
-    // hold. bash appends the invalid bytes (node would encode an argument as UTF-8).
+    // A process that lives 2 s: long enough to be read from /proc (even on a loaded machine), which a
+    // probe's page cannot hold. bash appends the invalid bytes (node would encode an argument as UTF-8).
     const script = `exec "$1" "$2" "$3"$'\\xc3\\x28\\xff'`;
     const r = spawnSync('bash', ['-c', script, 'big', sleeper, tag, 'C'.repeat(100 * 1024)], {
-      env: { ...process.env, POFR_SLEEP_MS: '300' },
+      env: { ...process.env, POFR_SLEEP_MS: '2000' },
       stdio: 'ignore',
     });
     assert.equal(r.status, 0);
@@ -213,7 +213,8 @@ describe('exec capture through kernel events', { skip: ROOT ? false : 'kernel tr
       readdirSync('/sys/kernel/tracing/instances').includes(name),
       'its instance exists while it runs',
     );
-    assert.equal(await client.stop(), 0, client.stderr());
+    // A clean stop flushes the spool first (up to 10 s): give it time on a loaded machine.
+    assert.equal(await client.stop(60_000), 0, client.stderr());
     assert.ok(!readdirSync('/sys/kernel/tracing/instances').includes(name), 'and is removed when it stops');
     assert.ok(!readFileSync('/sys/kernel/tracing/uprobe_events', 'latin1').includes(name), 'with its probes');
   });

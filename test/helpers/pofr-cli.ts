@@ -1,6 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { cleanStaleTracing, locateTracefs } from '../../src/recorder/index.js';
+
+function removeStaleTracing(): void {
+  if (process.getuid?.() !== 0) return;
+  const where = locateTracefs();
+  if (where.ok) cleanStaleTracing(where.root);
+}
 
 /** The built CLI entry point, run as a real process exactly as users run `pofr`. */
 export const POFR_MAIN = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -95,9 +102,16 @@ export function startPofr(args: readonly string[], env: NodeJS.ProcessEnv = {}):
     async stop(graceMs = 15_000) {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
       child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+      let killed = false;
+      const timer = setTimeout(() => {
+        killed = true;
+        child.kill('SIGKILL');
+      }, graceMs);
       const code = await exited;
       clearTimeout(timer);
+      // A recorder killed cannot remove its tracing instance and probes: do it for it, as the next
+      // recorder's start would, so that no test leaves tracing behind.
+      if (killed) removeStaleTracing();
       return code;
     },
   };

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type { PofrRecord } from '../../src/protocol/index.js';
 import { LiveState, Recorder, TracefsSource } from '../../src/recorder/index.js';
 import { argvProbeArgs } from '../../src/recorder/sources/tracefs/argv-probe.js';
 import { readElfEntry } from '../../src/recorder/sources/tracefs/elf-file.js';
 import { addUprobe, removeUprobe } from '../../src/recorder/sources/tracefs/uprobe-events.js';
+import { cannotRunAsNobody, runNodeAsNobody } from '../helpers/run-as-nobody.js';
 
 /** The tracefs source against the real kernel: its instance, its probes, their cleanup, its losses. */
 const ROOT = process.getuid?.() === 0;
@@ -108,6 +111,48 @@ test('tracing left by a dead recorder is removed at start; a live one is left al
   }
 });
 
+test("a container's own ld.so gets a probe of its own once one of its programs runs", needsRoot, async () => {
+  // A root of its own with copies of sh, sleep, true and their libraries: another ld.so file
+  // (another inode), as a container image brings.
+  const root = mkdtempSync(join(tmpdir(), 'pofr-chroot-'));
+  const src = start();
+  try {
+    for (const dir of ['bin', 'lib64', 'lib/x86_64-linux-gnu'])
+      mkdirSync(join(root, dir), { recursive: true });
+    for (const f of ['/bin/sh', '/bin/sleep', '/usr/bin/true'])
+      copyFileSync(f, join(root, 'bin', f.split('/').pop()!));
+    copyFileSync('/lib64/ld-linux-x86-64.so.2', join(root, 'lib64/ld-linux-x86-64.so.2'));
+    copyFileSync('/lib/x86_64-linux-gnu/libc.so.6', join(root, 'lib/x86_64-linux-gnu/libc.so.6'));
+    const before = src.health().interpreters.length;
+    const tag = `pofr-chroot-${process.pid}`;
+    // sh lives long enough to be looked at: its exec teaches the source this root's ld.so; the
+    // true it runs two seconds later (time enough on a loaded machine) is read by the new probe.
+    // Run beside the polls, as the recorder runs beside what it records.
+    const child = spawn('chroot', [root, '/bin/sh', '-c', `/bin/sleep 2; /bin/true ${tag}`], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = once(child, 'exit');
+    const all = await pollUntil(src, (rs) =>
+      rs.some((r) => r.type === 'process_exec' && r.proc.argv.includes(tag)),
+    );
+    assert.deepEqual(await exited, [0, null], stderr);
+    const execd = all.find((r) => r.type === 'process_exec' && r.proc.argv.includes(tag));
+    assert.ok(execd && execd.type === 'process_exec', 'the program run in the chroot is recorded');
+    assert.deepEqual(execd.proc.argv, ['/bin/true', tag]);
+    assert.equal(execd.proc.argv_source, 'probe', 'the chroot ld.so is probed');
+    const paths = src.health().interpreters;
+    assert.equal(paths.length, before + 1);
+    assert.match(paths[paths.length - 1], /^\/proc\/\d+\/root\/lib64\/ld-linux-x86-64\.so\.2$/);
+  } finally {
+    src.close();
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
 test('a burst larger than the kernel buffer becomes a gap record with its count', needsRoot, async () => {
   // 16 KiB per CPU holds a handful of argv probe hits; 300 execs between two drains overrun it.
   const src = start({ bufferKbPerCpu: 16 });
@@ -155,25 +200,8 @@ test('without tracefs the source says why, and the recorder samples /proc alone'
   }
 });
 
-test('not root, the source says so', { skip: ROOT ? false : 'this process is not root already' }, (t) => {
-  const mod = fileURLToPath(new URL('../../src/recorder/index.js', import.meta.url));
-  const script = `import(${JSON.stringify(mod)}).then((m) => {
-    const r = m.TracefsSource.start({ live: new m.LiveState() });
-    process.stdout.write(JSON.stringify(r.ok ? { ok: true } : r));
-  });`;
-  const r = spawnSync(
-    'setpriv',
-    ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '-e', script],
-    {
-      encoding: 'utf8',
-      timeout: 30_000,
-    },
-  );
-  if (r.status !== 0 && /EACCES|permission denied/i.test(r.stderr)) {
-    // A checkout under a directory nobody may enter (root's home is 0700): the module cannot load.
-    t.skip(`the checkout is not readable by nobody: ${r.stderr.split('\n')[0]}`);
-    return;
-  }
+test('not root, the source says so', { skip: cannotRunAsNobody() }, () => {
+  const r = runNodeAsNobody('dist/test/helpers/tracefs-start.js', [], { timeoutMs: 60_000 });
   assert.equal(r.status, 0, r.stderr);
   const out = JSON.parse(r.stdout) as { ok: boolean; reason?: string };
   assert.equal(out.ok, false);

@@ -49,7 +49,8 @@ after(async () => {
 class FakeStore {
   readonly seqs: number[] = [];
   readonly authorizeCalls: string[] = [];
-  readonly enrolls: { req: EnrollRequest; key: AuthKey }[] = [];
+  readonly enrolls: { req: EnrollRequest; key: AuthKey; clientVersion: string | null }[] = [];
+  readonly ingestVersions: (string | null)[] = [];
   ingestCalls = 0;
   concurrent = 0;
   maxConcurrent = 0;
@@ -69,12 +70,13 @@ class FakeStore {
           : { ok: false, reason: 'unknown host or key' };
       },
       enroll: async (req, ctx) => {
-        this.enrolls.push({ req, key: ctx.key });
+        this.enrolls.push({ req, key: ctx.key, clientVersion: ctx.clientVersion });
         if (req.token !== 'good-token') throw new PofrError('POFR_ENROLL_TOKEN', 'token unknown or expired');
         return { ok: true, host_id: HOST_ID, name: req.name, status: 'approved' };
       },
-      ingest: async (principal, batch) => {
+      ingest: async (principal, batch, ctx) => {
         this.ingestCalls++;
+        this.ingestVersions.push(ctx.clientVersion);
         this.concurrent++;
         this.maxConcurrent = Math.max(this.maxConcurrent, this.concurrent);
         try {
@@ -286,6 +288,57 @@ describe('enrollment over SSH', () => {
     );
     assert.equal(store.enrolls.length, 0);
     assert.ok(!server.logs.some((l) => l.startsWith('ssh client authenticated')));
+  });
+});
+
+describe('protocol and version announcement', () => {
+  /** Enrolls with a good token and a pinned key, announcing what the test says. */
+  const enrollAnnouncing = (port: number, announce: { clientVersion: string; protocol?: number }) =>
+    enrollOverSsh({
+      host: '127.0.0.1',
+      port,
+      sshPrivateKey: clientKey.privateKey,
+      pinnedFingerprint: serverFp,
+      request: enrollRequest('good-token'),
+      ...announce,
+    });
+
+  test('the server hears the client version at enrollment and on every ingest channel', async () => {
+    const store = new FakeStore();
+    const server = await startServer(store);
+    const { reply } = await enrollAnnouncing(server.port, { clientVersion: '9.8.7' });
+    assert.equal(reply.ok, true);
+    assert.equal(store.enrolls[0].clientVersion, '9.8.7');
+    const spool = tempSpool();
+    appendBatches(spool, 2);
+    const up = uploader(server.port, spool, { clientVersion: '9.8.7' });
+    up.start();
+    await waitFor('both batches', () => spool.depth() === 0);
+    assert.deepEqual(store.ingestVersions, ['9.8.7', '9.8.7']);
+    await up.stop();
+  });
+
+  test('a client speaking another protocol is refused with both versions named, and keeps its batches', async () => {
+    const store = new FakeStore();
+    const server = await startServer(store);
+    await assert.rejects(
+      enrollAnnouncing(server.port, { clientVersion: '2.0.0', protocol: 2 }),
+      /POFR_PROTOCOL_VERSION: pofr 2\.0\.0 speaks protocol 2; this server speaks protocol 1\. Install a client built by this server/,
+    );
+    assert.equal(store.enrolls.length, 0, 'the request never reached enroll()');
+
+    const spool = tempSpool();
+    appendBatches(spool, 1);
+    const up = uploader(server.port, spool, { clientVersion: '2.0.0', protocol: 2 });
+    up.start();
+    await waitFor('a refused attempt', () => /POFR_PROTOCOL_VERSION/.test(up.status().lastError ?? ''));
+    assert.match(up.status().lastError ?? '', /speaks protocol 2; this server speaks protocol 1/);
+    assert.equal(store.ingestCalls, 0);
+    assert.equal(spool.depth(), 1, 'nothing is quarantined or lost');
+    assert.ok(
+      server.logs.some((l) => l.startsWith('refused client protocol') && l.includes('"protocol":"2"')),
+    );
+    await up.stop();
   });
 });
 

@@ -16,6 +16,7 @@ export const STATE_FILES = {
   spool: 'spool',
   status: 'status.json',
   pid: 'client.pid',
+  log: 'client.log',
 } as const;
 
 const enrollmentSchema = z.object({

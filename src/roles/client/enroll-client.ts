@@ -3,6 +3,7 @@ import { hostname, release } from 'node:os';
 import { PofrError } from '../../errors.js';
 import { generateSigningKeyPair } from '../../protocol/index.js';
 import { enrollOverSsh, generateSshKeyPair } from '../../transport/index.js';
+import { pofrVersion } from '../../version.js';
 import {
   type ClientEnrollment,
   ensureStateDir,
@@ -72,6 +73,7 @@ export async function enrollClient(opts: EnrollOptions): Promise<ClientEnrollmen
     host,
     port,
     sshPrivateKey,
+    clientVersion: pofrVersion(),
     pinnedFingerprint: opts.fingerprint,
     confirmFingerprint: opts.confirm,
     request: {

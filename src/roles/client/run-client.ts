@@ -3,6 +3,7 @@ import { loadPrivateKey } from '../../protocol/index.js';
 import { Recorder, readBootId, type SourceSelection } from '../../recorder/index.js';
 import { Spool } from '../../spool/index.js';
 import { BatchUploader } from '../../transport/index.js';
+import { pofrVersion } from '../../version.js';
 import { BatchAssembler } from './batch-assembler.js';
 import { loadEnrollment, loadKeys, STATE_FILES, writeStateFile } from './client-state.js';
 
@@ -79,6 +80,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     sshPrivateKey: keys.sshPrivateKey,
     pinnedFingerprint: enrollment.server_fingerprint,
     queue: spool,
+    clientVersion: pofrVersion(),
     log: opts.log,
   });
   let lastLoss: ClientStatus['last_loss'] = null;

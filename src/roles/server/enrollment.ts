@@ -47,6 +47,8 @@ export interface EnrollmentInput {
   readonly sshKey: string;
   readonly sshFingerprint: string;
   readonly remote: string;
+  /** pofr version the client announced, if it did. */
+  readonly clientVersion?: string | null;
 }
 
 export type EnrollmentOutcome =
@@ -153,6 +155,13 @@ async function enroll(
           message: `host ${existing.name} (${existing.host_id}) is revoked`,
         };
       }
+      if (input.clientVersion) {
+        await trx
+          .updateTable('hosts')
+          .set({ client_version: input.clientVersion })
+          .where('host_id', '=', existing.host_id)
+          .execute();
+      }
       return {
         ok: true,
         host_id: existing.host_id,
@@ -176,6 +185,7 @@ async function enroll(
         signing_key: input.signingKey,
         enrolled_at: now,
         approved_at: g.approve ? now : null,
+        client_version: input.clientVersion ?? null,
       })
       .execute();
     return { ok: true, host_id: hostId, name: input.name, status };
@@ -226,6 +236,7 @@ export async function authorizeHostKey(
 
 export interface ClientRow {
   readonly host_id: string;
+  readonly client_version: string | null;
   readonly name: string;
   readonly status: string;
   readonly enrolled_at: number;
@@ -237,8 +248,26 @@ export interface ClientRow {
 export async function listClients(store: Store): Promise<ClientRow[]> {
   return store.db
     .selectFrom('hosts')
-    .select(['host_id', 'name', 'status', 'enrolled_at', 'last_batch_at', 'last_seq', 'ssh_fingerprint'])
+    .select([
+      'host_id',
+      'name',
+      'status',
+      'enrolled_at',
+      'last_batch_at',
+      'last_seq',
+      'ssh_fingerprint',
+      'client_version',
+    ])
     .orderBy('enrolled_at')
+    .execute();
+}
+
+/** Remembers the pofr version a host's client announced on connecting. */
+export async function recordClientVersion(store: Store, hostId: string, version: string): Promise<void> {
+  await store.db
+    .updateTable('hosts')
+    .set({ client_version: version })
+    .where('host_id', '=', hostId)
     .execute();
 }
 

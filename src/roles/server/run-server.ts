@@ -3,7 +3,7 @@ import { PofrError } from '../../errors.js';
 import { ingestBatch } from '../../ingest/index.js';
 import { openStore, readStoreConfig, type Store } from '../../store/index.js';
 import { type BatchAck, type ServerHandlers, startSshServer } from '../../transport/index.js';
-import { authorizeHostKey, enrollWithPassword, enrollWithToken } from './enrollment.js';
+import { authorizeHostKey, enrollWithPassword, enrollWithToken, recordClientVersion } from './enrollment.js';
 import { ensureHostKey } from './host-key.js';
 import { startRdnsFiller } from './rdns-filler.js';
 
@@ -68,6 +68,8 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const geo = loadGeoip(opts, opts.log);
   const store = await openStore(readStoreConfig(opts.dataDir));
   const hostKey = ensureHostKey(opts.dataDir);
+  // The version each host's client last announced, so it is written once per change, not per batch.
+  const knownVersions = new Map<string, string>();
   const handlers: ServerHandlers = {
     async authorize(username, key) {
       if (username === 'enroll') return { ok: true, principal: 'enroll' };
@@ -83,6 +85,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
         sshKey: ctx.key.openssh,
         sshFingerprint: ctx.key.fingerprint,
         remote: ctx.remote,
+        clientVersion: ctx.clientVersion,
       };
       const outcome =
         req.method === 'password'
@@ -100,6 +103,10 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       return outcome;
     },
     async ingest(principal, batch, ctx): Promise<BatchAck> {
+      if (ctx.clientVersion !== null && knownVersions.get(principal) !== ctx.clientVersion) {
+        await recordClientVersion(store, principal, ctx.clientVersion);
+        knownVersions.set(principal, ctx.clientVersion);
+      }
       // Throws only when the store itself failed: the transport then closes the channel without an
       // ACK and the client keeps the batch for a retry.
       const result = await ingestBatch(store, batch, { principal, geo });
