@@ -25,20 +25,10 @@ import {
   toProcessRow,
 } from './process-row.js';
 import { withRegexErrors } from './procs.js';
+import { TIMELINE_KINDS, type TimelineKind } from './timeline-kinds.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
-export const TIMELINE_KINDS = Object.freeze([
-  'process_start',
-  'process_exec',
-  'process_exit',
-  'file_open',
-  'file_close',
-  'endpoint_open',
-  'endpoint_state',
-  'endpoint_close',
-  'gap',
-] as const);
-export type TimelineKind = (typeof TIMELINE_KINDS)[number];
+export { TIMELINE_KINDS, type TimelineKind };
 
 export interface TimelineQuery extends WindowOptions {
   /** false: leave out the recorder's own processes and what they hold. */

@@ -1,4 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { TIMELINE_KINDS } from '../../../query/timeline-kinds.js';
 import { ActivityChart } from '../activity-chart.js';
 import {
   type ActivitySeries,
@@ -14,17 +15,7 @@ import { inZone, isoParam, utc } from '../format.js';
 import { setParams } from '../router.js';
 import { VirtualRows } from '../virtual-rows.js';
 
-const KINDS = [
-  'process_start',
-  'process_exec',
-  'process_exit',
-  'file_open',
-  'file_close',
-  'endpoint_open',
-  'endpoint_state',
-  'endpoint_close',
-  'gap',
-] as const;
+const KINDS = TIMELINE_KINDS;
 const FILTERS = ['user', 'command', 'path', 'remote', 'port', 'country'] as const;
 const PAGE = 500;
 const MAX_ROWS = 200_000;
