@@ -1,5 +1,6 @@
 import type { BenchResult } from './bench-result.js';
 import { run as clientPackage } from './client-package.js';
+import { run as crashJournal } from './crash-journal.js';
 import { run as execCapture } from './exec-capture.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
@@ -13,6 +14,7 @@ const benches: [string, () => Promise<BenchResult>][] = [
   ['ingest-throughput', ingestThroughput],
   ['recorded-hour-size', recordedHourSize],
   ['client-package', clientPackage],
+  ['crash-journal', crashJournal],
   ['web-api-latency', webApiLatency],
 ];
 

@@ -7,6 +7,8 @@ import {
   findFiles,
   findProcesses,
   formatAddress,
+  type HostState,
+  hostStates,
   listHosts,
   resolveHosts,
   runSql,
@@ -27,6 +29,7 @@ export interface VerifyRow {
   batches: number;
   ok: boolean;
   gaps: number;
+  known_gaps: { kind: string; seq: number; t_from: number | null; t_to: number | null; detail: string }[];
   failures: { seq: number; code: string; reason: string }[];
 }
 
@@ -66,6 +69,8 @@ const TIME_KEYS = [
   't_from',
   't_to',
   'last_batch_at',
+  'state_since',
+  'last_heard',
 ] as const;
 
 /**
@@ -105,18 +110,21 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
         async (store) => {
           const w = await windowOf(store, o);
           const ids = w.hosts ? new Set(w.hosts) : null;
+          const states = await hostStates(store, { hosts: w.hosts });
           const rows = (await listHosts(store))
             .filter((h) => ids === null || ids.has(h.host_id))
             .filter((h) => w.to === undefined || (h.first_seen !== null && h.first_seen <= w.to))
             .filter((h) => w.from === undefined || (h.last_seen !== null && h.last_seen >= w.from))
             .slice(0, w.limit)
-            .map((h) => withTimes(h));
+            .map((h) => withTimes({ ...h, ...recorderStateColumns(states.get(h.host_id)) }));
           return {
             rows,
             columns: [
               { key: 'host_id', header: 'HOST ID' },
               { key: 'name', header: 'NAME' },
               { key: 'status', header: 'STATUS' },
+              { key: 'state', header: 'STATE' },
+              { key: 'state_since', header: 'SINCE' },
               { key: 'os', header: 'OS', maxWidth: 40 },
               { key: 'kernel', header: 'KERNEL', maxWidth: 30 },
               { key: 'timezone', header: 'TZ' },
@@ -397,15 +405,21 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
               batches: r.batches,
               ok: r.ok,
               gaps: r.gaps,
+              known_gaps: r.known_gaps.map((g) => withTimes(g)),
               failures: r.failures,
             })),
-            tableRows: reports.map((r) => ({ ...r, failures: describeFailures(r.failures) })),
+            tableRows: reports.map((r) => ({
+              ...r,
+              known_gaps: describeGaps(r.known_gaps),
+              failures: describeFailures(r.failures),
+            })),
             columns: [
               { key: 'host', header: 'HOST' },
               { key: 'host_id', header: 'HOST ID' },
               { key: 'batches', header: 'BATCHES', align: 'right' },
               { key: 'ok', header: 'OK', format: (v) => (v ? 'yes' : 'NO') },
               { key: 'gaps', header: 'GAPS', align: 'right' },
+              { key: 'known_gaps', header: 'KNOWN GAPS', maxWidth: 80 },
               { key: 'failures', header: 'FAILURES', maxWidth: 120 },
             ],
           };
@@ -413,6 +427,26 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
         Boolean(o.json),
       ),
     );
+}
+
+/**
+ * A host's recorder state as `hosts` and `server clients` print it (JSON keys `state`,
+ * `state_since`, `state_detail`, `last_heard`, `heartbeat_ms`, `config_hash`, `recorder_pid`,
+ * `recorder_version`, `last_stop`, `last_crash`); times stay µs for the caller to format.
+ */
+export function recorderStateColumns(s: HostState | undefined) {
+  return {
+    state: s?.state ?? null,
+    state_since: s?.since ?? null,
+    state_detail: s?.detail ?? null,
+    last_heard: s?.last_heard ?? null,
+    heartbeat_ms: s?.heartbeat_ms ?? null,
+    config_hash: s?.started?.config_hash ?? null,
+    recorder_pid: s?.started?.pid ?? null,
+    recorder_version: s?.started?.version ?? null,
+    last_stop: s?.stopped ? { ...s.stopped, t: formatTime(s.stopped.t) } : null,
+    last_crash: formatTime(s?.last_crash ?? null),
+  };
 }
 
 /**
@@ -481,6 +515,16 @@ function describeFailures(failures: readonly { seq: number; code: string; reason
     .map((f) => `seq ${f.seq} ${f.code}: ${f.reason}`)
     .join('; ');
   return `${failures.length}: ${first}${failures.length > 2 ? '; …' : ''}`;
+}
+
+/** "2: crash 20:15:01.2–20:15:09.8 (batch 7); recorder … (batch 9)" for the table. */
+function describeGaps(gaps: VerifyRow['known_gaps']): string {
+  if (gaps.length === 0) return '-';
+  const first = gaps
+    .slice(0, 2)
+    .map((g) => `${g.kind} ${formatTime(g.t_from) ?? '?'}–${formatTime(g.t_to) ?? '?'} (batch ${g.seq})`)
+    .join('; ');
+  return `${gaps.length}: ${first}${gaps.length > 2 ? '; …' : ''}`;
 }
 
 function formatSqlCell(v: unknown): string {

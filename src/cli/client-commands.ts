@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
@@ -14,9 +15,10 @@ import {
   writeStateFile,
 } from '../roles/client/client-state.js';
 import { enrollClient } from '../roles/client/enroll-client.js';
+import type { StopReason } from '../roles/client/recorder-health.js';
 import { runClient } from '../roles/client/run-client.js';
 import { defaultStateDir } from './data-dirs.js';
-import { parseByteSize, parsePositiveInt } from './duration.js';
+import { parseByteSize, parseNonNegativeInt, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
 import { printRows } from './output.js';
 import { readSecret } from './secret-input.js';
@@ -48,6 +50,16 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Polls until `pid` is gone or `timeoutMs` passed; true when it is gone. */
+async function exited(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (isAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await sleep(100);
+  }
+  return true;
+}
+
 function readPid(stateDir: string): number | null {
   const text = readStateFile(stateDir, STATE_FILES.pid);
   if (text === null) return null;
@@ -62,6 +74,10 @@ interface RecorderFlags {
   readonly batch: string;
   readonly keyframe: string;
   readonly spoolMax: string;
+  readonly heartbeat: string;
+  readonly journal: boolean;
+  readonly journalMax: string;
+  readonly journalSync: string;
   readonly sources: string;
   readonly traceBuffer: string;
 }
@@ -75,11 +91,33 @@ function recorderSettings(o: RecorderFlags) {
     batchMs: parsePositiveInt(o.batch, '--batch'),
     keyframeMs: parsePositiveInt(o.keyframe, '--keyframe'),
     spoolMaxBytes: parseByteSize(o.spoolMax, '--spool-max'),
+    heartbeatMs: parsePositiveInt(o.heartbeat, '--heartbeat'),
+    journal: o.journal,
+    journalMaxBytes: parseByteSize(o.journalMax, '--journal-max'),
+    journalSyncMs: o.journalSync === 'off' ? null : parseNonNegativeInt(o.journalSync, '--journal-sync'),
     sources,
     traceBufferKb: parsePositiveInt(o.traceBuffer, '--trace-buffer'),
     // Where tracefs is mounted, for hosts that keep it elsewhere (and tests that want none).
     tracefsRoots: process.env.POFR_TRACEFS ? process.env.POFR_TRACEFS.split(':') : undefined,
   };
+}
+
+/** The same flags again, for the daemon `client start` forks. */
+function recorderArgs(o: RecorderFlags): string[] {
+  return [
+    ...['--state', o.state, '--interval', o.interval, '--batch', o.batch, '--keyframe', o.keyframe],
+    ...['--spool-max', o.spoolMax, '--heartbeat', o.heartbeat],
+    ...['--journal-max', o.journalMax, '--journal-sync', o.journalSync],
+    ...['--sources', o.sources, '--trace-buffer', o.traceBuffer],
+    ...(o.journal ? [] : ['--no-journal']),
+  ];
+}
+
+/** Why the recorder is asked to stop: `client deregister` leaves a note before its SIGTERM. */
+function stopReason(stateDir: string, signal: NodeJS.Signals): StopReason {
+  const note = readStateFile(stateDir, STATE_FILES.stopReason);
+  rmSync(join(stateDir, STATE_FILES.stopReason), { force: true });
+  return note?.trim() === 'deregister' ? { reason: 'deregister', signal } : { reason: 'signal', signal };
 }
 
 /** How `start` launches this same program's `run` in the background. */
@@ -181,6 +219,22 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
         '--trace-buffer <KiB>',
         'kernel event buffer per CPU in KiB; a burst larger than it between two reads becomes a gap record',
         '8192',
+      )
+      .option(
+        '--heartbeat <ms>',
+        'how often the recorder says it is alive (the server calls it late past that)',
+        '30000',
+      )
+      .option('--no-journal', 'no crash journal: a SIGKILL loses what was not sealed into a batch yet')
+      .option(
+        '--journal-max <size>',
+        'bound of the crash journal (e.g. 64M); past it, what a crash would lose is counted',
+        '64M',
+      )
+      .option(
+        '--journal-sync <ms|off>',
+        'fdatasync the crash journal at most once per this many ms (0: every cycle; off: never)',
+        '1000',
       );
 
   recorderOpts(stateOpt(client.command('run')))
@@ -210,8 +264,9 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
         throw e;
       }
       const sig = await untilSignal();
-      log('stopping, flushing spool', { signal: sig });
-      await running.stop(10_000);
+      const why = stopReason(o.state, sig);
+      log('stopping, flushing spool', { signal: sig, reason: why.reason });
+      await running.stop(10_000, why);
       rmSync(pidFile, { force: true });
     });
 
@@ -224,31 +279,10 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
       const running = readPid(o.state);
       if (running !== null) throw new PofrError('POFR_USAGE', `the client already runs as pid ${running}`);
       const logFd = openSync(join(o.state, STATE_FILES.log), 'a', 0o600);
-      const child = spawn(
-        process.execPath,
-        [
-          ...opts.relaunchArgs(),
-          'run',
-          '--state',
-          o.state,
-          '--interval',
-          o.interval,
-          '--batch',
-          o.batch,
-          '--keyframe',
-          o.keyframe,
-          '--spool-max',
-          o.spoolMax,
-          '--sources',
-          o.sources,
-          '--trace-buffer',
-          o.traceBuffer,
-        ],
-        {
-          detached: true,
-          stdio: ['ignore', logFd, logFd],
-        },
-      );
+      const child = spawn(process.execPath, [...opts.relaunchArgs(), 'run', ...recorderArgs(o)], {
+        detached: true,
+        stdio: ['ignore', logFd, logFd],
+      });
       closeSync(logFd);
       writeStateFile(o.state, STATE_FILES.pid, `${child.pid}\n`, 0o644);
       child.unref();
@@ -265,12 +299,8 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
       process.stderr.write(`pofr: sent SIGTERM to ${pid}\n`);
       if (!o.wait) return;
       // The recorder seals and tries to deliver for up to 10 s before it exits.
-      const deadline = Date.now() + 60_000;
-      while (isAlive(pid)) {
-        if (Date.now() > deadline)
-          throw new PofrError('POFR_USAGE', `client pid ${pid} still runs a minute after SIGTERM`);
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      if (!(await exited(pid, 60_000)))
+        throw new PofrError('POFR_USAGE', `client pid ${pid} still runs a minute after SIGTERM`);
       process.stderr.write(`pofr: client pid ${pid} has stopped\n`);
     });
 
@@ -299,6 +329,9 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
             sources: Object.entries(sources)
               .map(([k, v]) => `${k}:${v.mode ?? '?'}${v.reason ? ` (${v.reason})` : ''}`)
               .join(','),
+            config_hash: st.config_hash ?? null,
+            heartbeat_ms: st.heartbeat_ms ?? null,
+            journal: st.journal ?? null,
             source_health: sources,
             updated_at: st.updated_at ?? null,
           },
@@ -347,7 +380,16 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
         throw new PofrError('POFR_USAGE', 'deregister cancelled');
       }
       const pid = readPid(o.state);
-      if (pid !== null) process.kill(pid, 'SIGTERM');
+      if (pid !== null) {
+        // The recorder's last batch says it was deregistered; its state goes only once it is gone.
+        writeStateFile(o.state, STATE_FILES.stopReason, 'deregister\n');
+        process.kill(pid, 'SIGTERM');
+        if (!(await exited(pid, 20_000))) {
+          process.stderr.write(
+            `pofr: the client (pid ${pid}) did not stop within 20 s; removing its state anyway\n`,
+          );
+        }
+      }
       wipeState(o.state);
       const leftover = existsSync(join(o.state, STATE_FILES.enrollment));
       process.stderr.write(

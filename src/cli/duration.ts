@@ -34,6 +34,11 @@ export function parsePositiveInt(s: string, option: string): number {
   return Number(s);
 }
 
+export function parseNonNegativeInt(s: string, option: string): number {
+  if (!/^\d+$/.test(s)) throw new PofrError('POFR_USAGE', `${option} ${s} is not a whole number`);
+  return Number(s);
+}
+
 export function parseListen(s: string, option: string): { host: string; port: number } {
   const m = /^\[?([^\]]*?)\]?:(\d{1,5})$/.exec(s);
   if (!m || Number(m[2]) > 65535)

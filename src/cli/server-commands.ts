@@ -1,12 +1,14 @@
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
+import { hostStates } from '../query/index.js';
 import { createToken, listClients, removeHost, setHostStatus } from '../roles/server/enrollment.js';
 import { ensureHostKey } from '../roles/server/host-key.js';
 import { clearRegistrationPassword, setRegistrationPassword } from '../roles/server/registration-password.js';
 import { runServer } from '../roles/server/run-server.js';
 import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
 import { startWeb } from '../web/index.js';
+import { recorderStateColumns } from './analyst-commands.js';
 import { defaultDataDir } from './data-dirs.js';
 import { parseDuration, parseListen, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
@@ -158,24 +160,35 @@ export function registerServerCommands(program: Command): Command {
     .description('list enrolled clients')
     .option('--json', 'JSON Lines output', false)
     .action(async (o: { data: string; json: boolean }) => {
-      const rows = await withStore(o.data, listClients);
+      const { rows, states } = await withStore(o.data, async (s) => ({
+        rows: await listClients(s),
+        states: await hostStates(s),
+      }));
       printRows(
-        rows.map((r) => ({
-          host_id: r.host_id,
-          name: r.name,
-          status: r.status,
-          enrolled_at: formatTime(r.enrolled_at),
-          last_batch_at: formatTime(r.last_batch_at),
-          last_seq: r.last_seq,
-          fingerprint: r.ssh_fingerprint,
-          client_version: r.client_version,
-        })),
+        rows.map((r) => {
+          const st = recorderStateColumns(states.get(r.host_id));
+          return {
+            host_id: r.host_id,
+            name: r.name,
+            status: r.status,
+            enrolled_at: formatTime(r.enrolled_at),
+            last_batch_at: formatTime(r.last_batch_at),
+            last_seq: r.last_seq,
+            fingerprint: r.ssh_fingerprint,
+            client_version: r.client_version,
+            ...st,
+            state_since: formatTime(st.state_since),
+            last_heard: formatTime(st.last_heard),
+          };
+        }),
         {
           json: o.json,
           columns: [
             { key: 'host_id', header: 'HOST_ID' },
             { key: 'name', header: 'NAME', maxWidth: 32 },
             { key: 'status', header: 'STATUS' },
+            { key: 'state', header: 'STATE' },
+            { key: 'state_since', header: 'SINCE' },
             { key: 'enrolled_at', header: 'ENROLLED_AT' },
             { key: 'last_batch_at', header: 'LAST_BATCH_AT' },
             { key: 'last_seq', header: 'LAST_SEQ' },

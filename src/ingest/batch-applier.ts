@@ -4,6 +4,7 @@ import type { EndpointInfo, FileInfo, PofrRecord, ProcessImage, RecordOf } from 
 import type { Database, EndpointStatesTable, FileOpensTable, ProcessesTable } from '../store/index.js';
 import { syncInventory } from './inventory-versions.js';
 import { kernelArgv, kernelText } from './kernel-text.js';
+import { RecorderHealthWriter } from './recorder-health.js';
 
 /** Which batch the records come from: every row they produce is stamped from it. */
 export interface BatchScope {
@@ -82,11 +83,14 @@ export class BatchApplier {
   private users: Map<number, UserRow[]> | null = null;
   private otherBootsClosed = false;
   private readonly warned = new Map<string, { count: number; example: string }>();
+  private readonly health: RecorderHealthWriter;
 
   constructor(
     private readonly trx: Trx,
     private readonly scope: BatchScope,
-  ) {}
+  ) {
+    this.health = new RecorderHealthWriter(trx, scope);
+  }
 
   /** One line per kind of oddity, with a count and the first example. */
   warnings(): string[] {
@@ -135,10 +139,17 @@ export class BatchApplier {
         case 'gap':
           await this.recorderGap(r);
           break;
+        case 'recorder_start':
+        case 'recorder_stop':
+        case 'recorder_crash':
+        case 'recorder_heartbeat':
+          this.health.add(r, ord);
+          break;
       }
     }
     await this.flushFiles();
     await this.flushEndpoints();
+    await this.health.flush();
   }
 
   // ---- processes ---------------------------------------------------------------------------

@@ -6,4 +6,10 @@ export {
   rederiveHost,
 } from './rederive.js';
 export { type BatchVerdict, verifyBatch } from './verify-batch.js';
-export { type VerifyFailure, type VerifyOptions, type VerifyReport, verifyStore } from './verify-store.js';
+export {
+  type KnownGap,
+  type VerifyFailure,
+  type VerifyOptions,
+  type VerifyReport,
+  verifyStore,
+} from './verify-store.js';

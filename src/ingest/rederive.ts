@@ -44,7 +44,8 @@ const KEY_PAGE = 500;
  * Replays every stored batch of a host, from its raw signed evidence and in the order it was first
  * applied, into a scratch SQLite store, then compares the derived rows with the stored ones table by
  * table. An edited, deleted or forged row of processes, file_opens, endpoints, endpoint_states,
- * recorder gaps or the inventory tables is reported with the first differing row.
+ * recorder gaps and crash windows, recorder_events or the inventory tables is reported with the
+ * first differing row.
  *
  * The comparison is against what this version of ingest derives: the store's rows were derived by
  * the version that received them.
@@ -365,16 +366,18 @@ const TABLES: readonly TableSpec[] = [
     columns: ['t', 'state'],
     seqOf: (r) => batchOf(r.ord),
   }),
+  // Only the recorder's own word: its losses and its crash windows. seq_gap and fork rows (and every
+  // `at`) say when batches arrived, not what they hold; verifyStore checks chain breaks against them.
+  recorderGaps('recorder'),
+  recorderGaps('crash'),
   derivedTable({
-    // Only the recorder's own gap records: seq_gap and fork rows (and every `at`) say when batches
-    // arrived, not what they hold; verifyStore checks chain breaks against them instead.
-    table: 'gaps',
-    alias: 'g',
-    only: { kind: 'recorder' },
-    keys: [ref('g.seq'), sql<number>`coalesce(${sql.ref('g.t_from')}, -1)`],
-    identity: ['seq', 't_from'],
-    columns: ['t_to', 'detail'],
-    seqOf: (r) => (typeof r.seq === 'number' ? r.seq : 0),
+    table: 'recorder_events',
+    alias: 'r',
+    keys: [ref('r.ord')],
+    identity: ['ord'],
+    describe: ['kind'],
+    columns: ['boot_id', 'seq', 't', 'kind', 'pid', 'config_hash', 'heartbeat_ms', 'batch_ms', 'detail'],
+    seqOf: (r) => batchOf(r.ord),
   }),
   inventory('users', ['uid', 'gid', 'name', 'home', 'shell'], ['uid'], ['uid']),
   inventory('groups', ['gid', 'name', 'members'], ['gid'], ['gid']),
@@ -392,6 +395,18 @@ const TABLES: readonly TableSpec[] = [
     ['bus', 'device_id'],
   ),
 ];
+
+function recorderGaps(kind: 'recorder' | 'crash'): TableSpec {
+  return derivedTable({
+    table: 'gaps',
+    alias: 'g',
+    only: { kind },
+    keys: [ref('g.seq'), sql<number>`coalesce(${sql.ref('g.t_from')}, -1)`],
+    identity: ['seq', 't_from'],
+    columns: ['t_to', 'detail'],
+    seqOf: (r) => (typeof r.seq === 'number' ? r.seq : 0),
+  });
+}
 
 function inventory(
   table: 'users' | 'groups' | 'interfaces' | 'routes' | 'devices',

@@ -16,14 +16,29 @@ export interface VerifyFailure {
   reason: string;
 }
 
+/** A loss the record itself tells of: authentic, but the record is incomplete there. */
+export interface KnownGap {
+  /** seq_gap | fork (chain breaks) | recorder (losses the recorder counted) | crash (a crash's blind window) */
+  kind: string;
+  /** The batch that tells of it. */
+  seq: number;
+  t_from: number | null;
+  t_to: number | null;
+  detail: string;
+}
+
 /** One host's stored evidence, re-checked. `ok` is false when any batch or any re-derived row failed. */
 export interface VerifyReport {
   host_id: string;
   host: string;
   batches: number;
   ok: boolean;
-  /** Chain breaks (missing seq or fork) that ingest recorded in `gaps`: known, so not failures. */
+  /**
+   * Known gaps, listed in `known_gaps`: chain breaks (missing seq or fork) that ingest recorded, and
+   * the losses and crash windows the recorder itself reported. Known, so not failures.
+   */
   gaps: number;
+  known_gaps: KnownGap[];
   failures: VerifyFailure[];
 }
 
@@ -95,21 +110,39 @@ async function verifyHost(
   } catch (e) {
     fail(0, 'POFR_BATCH_SIGNATURE', `host ${hostId}'s signing key cannot be loaded: ${(e as Error).message}`);
   }
-  const recordedBreaks = new Map<number, Set<string>>();
+  const recordedBreaks = new Map<number, Map<string, KnownGap>>();
+  const known: KnownGap[] = [];
   for (const g of await store.db
     .selectFrom('gaps')
-    .select(['seq', 'kind'])
+    .select(['seq', 'kind', 't_from', 't_to', 'detail'])
     .where('host_id', '=', hostId)
-    .where('kind', 'in', ['seq_gap', 'fork'])
+    .orderBy('seq')
+    .orderBy('id')
     .execute()) {
-    const seq = Number(g.seq);
-    const kinds = recordedBreaks.get(seq) ?? new Set<string>();
-    kinds.add(g.kind);
-    recordedBreaks.set(seq, kinds);
+    const gap: KnownGap = {
+      kind: g.kind,
+      seq: Number(g.seq),
+      t_from: g.t_from === null ? null : Number(g.t_from),
+      t_to: g.t_to === null ? null : Number(g.t_to),
+      detail: g.detail,
+    };
+    if (g.kind !== 'seq_gap' && g.kind !== 'fork') {
+      // The recorder's own word, re-derived from the evidence by rederiveHost.
+      known.push(gap);
+      continue;
+    }
+    const kinds = recordedBreaks.get(gap.seq) ?? new Map<string, KnownGap>();
+    kinds.set(g.kind, gap);
+    recordedBreaks.set(gap.seq, kinds);
   }
+  const countBreak = (seq: number, kind: string) => {
+    const gap = recordedBreaks.get(seq)?.get(kind);
+    if (gap === undefined) return false;
+    known.push(gap);
+    return true;
+  };
 
   let batches = 0;
-  let gaps = 0;
   let prev: { seq: number; hash: string; receivedAt: number } | null = null;
   let after = 0;
   for (;;) {
@@ -146,8 +179,8 @@ async function verifyHost(
       // The link is judged on the signed prev_hash when the evidence reads, else on the row.
       const link = chainOf(row, prev);
       if (link !== 'genesis' && link !== 'ok') {
-        if (recordedBreaks.get(row.seq)?.has(link === 'gap' ? 'seq_gap' : 'fork')) gaps++;
-        else fail(row.seq, 'POFR_BATCH_CHAIN', `unrecorded chain break (${link}) before batch ${row.seq}`);
+        if (!countBreak(row.seq, link === 'gap' ? 'seq_gap' : 'fork'))
+          fail(row.seq, 'POFR_BATCH_CHAIN', `unrecorded chain break (${link}) before batch ${row.seq}`);
       }
       // A gap filled later: ingest stored 'gap' because seq - 1 arrived after this batch; it links now.
       const filledGap =
@@ -155,9 +188,8 @@ async function verifyHost(
         link === 'ok' &&
         prev !== null &&
         prev.receivedAt >= row.received_at &&
-        (recordedBreaks.get(row.seq)?.has('seq_gap') ?? false);
-      if (filledGap) gaps++;
-      else if (row.chain !== link) {
+        countBreak(row.seq, 'seq_gap');
+      if (!filledGap && row.chain !== link) {
         fail(
           row.seq,
           'POFR_VERIFY_FAILED',
@@ -167,7 +199,16 @@ async function verifyHost(
       prev = { seq: row.seq, hash: frameHash ?? row.hash, receivedAt: row.received_at };
     }
   }
-  return { host_id: hostId, host: name, batches, ok: failures.length === 0, gaps, failures };
+  known.sort((a, b) => a.seq - b.seq || (a.t_from ?? -1) - (b.t_from ?? -1));
+  return {
+    host_id: hostId,
+    host: name,
+    batches,
+    ok: failures.length === 0,
+    gaps: known.length,
+    known_gaps: known,
+    failures,
+  };
 }
 
 function normalize(r: StoredRow): StoredRow {

@@ -30,7 +30,9 @@ export {
   type PofrRecord,
   type ProcessImage,
   type ProcRef,
+  type RecorderConfig,
   type RecordOf,
   type RecordType,
   recordSchema,
+  type SourceMode,
 } from './records.js';

@@ -156,6 +156,18 @@ export const inventorySchema = z
   .strict();
 
 const at = { t: micros };
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
+
+/** Which source runs in which mode, from the source's own health() (see recorder/source.ts). */
+export const sourceModeSchema = z
+  .object({ name: z.string().min(1).max(64), mode: z.string().max(32), limited: z.boolean() })
+  .strict();
+
+/** The recorder's effective settings, flat: what the configuration hash covers. */
+export const recorderConfigSchema = z.record(
+  z.string().max(64),
+  z.union([z.string().max(4096), z.number(), z.boolean(), z.null(), z.array(z.string().max(256)).max(64)]),
+);
 
 export const recordSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('process_start'), ...at, proc: processImageSchema }).strict(),
@@ -199,6 +211,73 @@ export const recordSchema = z.discriminatedUnion('type', [
       dropped: z.number().int().min(0).nullable(),
     })
     .strict(),
+  /**
+   * The recorder started: its version, pid, settings (`config`, hashed as `config_hash`), which
+   * source runs in which mode, and how often it promises a heartbeat (so the server knows when it is
+   * late).
+   */
+  z
+    .object({
+      type: z.literal('recorder_start'),
+      ...at,
+      version: z.string().max(64),
+      pid: u32,
+      config_hash: hex64,
+      config: recorderConfigSchema,
+      sources: z.array(sourceModeSchema).max(64),
+      heartbeat_ms: z.number().int().min(1).max(0xffff_ffff),
+      batch_ms: z.number().int().min(1).max(0xffff_ffff),
+    })
+    .strict(),
+  /** The recorder stopped cleanly; `reason` is `signal` (with its name), `deregister` or `shutdown`. */
+  z
+    .object({
+      type: z.literal('recorder_stop'),
+      ...at,
+      pid: u32,
+      reason: z.string().max(256),
+      signal: z.string().max(32).nullable(),
+    })
+    .strict(),
+  /** The recorder is alive; the next one is due `heartbeat_ms` later. */
+  z
+    .object({
+      type: z.literal('recorder_heartbeat'),
+      ...at,
+      pid: u32,
+      uptime_ms: micros,
+      config_hash: hex64,
+      heartbeat_ms: z.number().int().min(1).max(0xffff_ffff),
+      batch_ms: z.number().int().min(1).max(0xffff_ffff),
+      spool_depth: micros,
+      spool_bytes: micros,
+      sources: z.array(sourceModeSchema).max(64),
+    })
+    .strict(),
+  /**
+   * The recorder came back (`t`) after it ended without a clean stop (SIGKILL, a crash, a power
+   * loss). It was blind from `last_write` (its journal's last write) to `t`; what its journal held
+   * was sealed into batches `recovered_seq_from`..`recovered_seq_to` before this record.
+   */
+  z
+    .object({
+      type: z.literal('recorder_crash'),
+      ...at,
+      pid: u32,
+      last_write: micros.nullable(),
+      crashed_pid: u32.nullable(),
+      crashed_boot_id: z.string().max(64).nullable(),
+      /** The host booted again in between: a power loss, a reset or a crash of the whole host. */
+      rebooted: z.boolean(),
+      recovered_records: micros,
+      recovered_seq_from: micros.nullable(),
+      recovered_seq_to: micros.nullable(),
+      /** Records the journal could not keep (its bound, a full disk) and that died with the recorder. */
+      journal_lost: micros.nullable(),
+      /** Bytes at the journal's end that did not read back (a write cut short by a power loss). */
+      torn_bytes: micros,
+    })
+    .strict(),
 ]);
 
 export type ArgvSource = z.infer<typeof argvSourceSchema>;
@@ -210,6 +289,8 @@ export type EndpointInfo = z.infer<typeof endpointInfoSchema>;
 export type Inventory = z.infer<typeof inventorySchema>;
 export type InventoryUser = z.infer<typeof userSchema>;
 export type InventoryGroup = z.infer<typeof groupSchema>;
+export type SourceMode = z.infer<typeof sourceModeSchema>;
+export type RecorderConfig = z.infer<typeof recorderConfigSchema>;
 export type PofrRecord = z.infer<typeof recordSchema>;
 export type RecordType = PofrRecord['type'];
 export type RecordOf<T extends RecordType> = Extract<PofrRecord, { type: T }>;

@@ -1,20 +1,20 @@
 import { sql } from 'kysely';
 import type { Store } from '../store/index.js';
-import { type HostRow, listHosts } from './hosts.js';
+import { type HostRow, hostStates, listHosts } from './hosts.js';
 
 /**
  * recording: batches arrive; late: none for longer than LATE_AFTER; silent: none for longer than
  * SILENT_AFTER (or never); revoked and pending as enrolled.
  */
-export type HostStatus = 'recording' | 'late' | 'silent' | 'revoked' | 'pending';
+export type HostStatus = 'recording' | 'late' | 'silent' | 'revoked' | 'pending' | 'waiting';
 
 /** A recorder seals a batch every 5 s and sends it at once: minutes without one are worth a look. */
 export const LATE_AFTER_US = 5 * 60_000_000;
 export const SILENT_AFTER_US = 60 * 60_000_000;
 
 /**
- * A host's recording status from when its last batch arrived. This is the seam for the recorder's
- * own health records (heartbeats), which will tell a stopped recorder from a quiet host.
+ * A host's recording status from when its last batch arrived alone: the fallback where the
+ * recorder's own health records (hosts.ts `hostStates`, heartbeats and promises) say nothing.
  */
 export function hostStatus(h: Pick<HostRow, 'status' | 'last_batch_at'>, now: number): HostStatus {
   if (h.status === 'revoked' || h.status === 'pending') return h.status;
@@ -25,6 +25,8 @@ export function hostStatus(h: Pick<HostRow, 'status' | 'last_batch_at'>, now: nu
 /** One host on the fleet page. */
 export interface FleetHost extends HostRow {
   readonly recording: HostStatus;
+  /** Since when it is in that state (µs), when the health records tell. */
+  readonly state_since: number | null;
   /** µs between the end of the record and now (how far behind the record is). */
   readonly lag: number | null;
   readonly batches: number;
@@ -56,6 +58,7 @@ export async function fleetOverview(store: Store, opts: FleetQuery = {}): Promis
   const window = opts.window ?? 86_400_000_000;
   const buckets = opts.buckets ?? 48;
   const hosts = await listHosts(store);
+  const states = await hostStates(store, { now });
   const counts = async (table: 'gaps' | 'refused_batches' | 'alerts' | 'batches') => {
     const rows = await store.db
       .selectFrom(table)
@@ -94,7 +97,8 @@ export async function fleetOverview(store: Store, opts: FleetQuery = {}): Promis
     out.push(
       Object.freeze({
         ...h,
-        recording: hostStatus(h, now),
+        recording: states.get(h.host_id)?.state ?? hostStatus(h, now),
+        state_since: states.get(h.host_id)?.since ?? null,
         lag: h.last_seen === null ? null : Math.max(0, now - h.last_seen),
         batches: batches.get(h.host_id) ?? 0,
         gaps: gaps.get(h.host_id) ?? 0,

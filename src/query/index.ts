@@ -11,7 +11,17 @@ export {
   LATE_AFTER_US,
   SILENT_AFTER_US,
 } from './fleet.js';
-export { type HostRow, listHosts, resolveHosts } from './hosts.js';
+export {
+  type HostHealthInput,
+  type HostRow,
+  type HostState,
+  hostStates,
+  judgeHost,
+  LATE_AFTER_HEARTBEATS,
+  listHosts,
+  resolveHosts,
+  SILENT_AFTER_HEARTBEATS,
+} from './hosts.js';
 export {
   describeEndpoint,
   type EndpointQuery,
@@ -28,6 +38,7 @@ export {
 export { type BatchRef, execSequences, type ProcessDetail, processDetail } from './process-detail.js';
 export { describeProcess, type ProcessRow, shellQuote } from './process-row.js';
 export { findProcesses, type ProcessQuery } from './procs.js';
+export { RECORDER_KINDS, type RecorderEvent, type RecorderKind } from './recorder-events.js';
 export { SEARCH_KINDS, type SearchHit, type SearchKind, type SearchQuery, search } from './search.js';
 export { firstKeyword, hasSecondStatement, runSql } from './sql.js';
 export { type DiffSet, type DiffSide, type StateDiff, stateDiff } from './state-diff.js';

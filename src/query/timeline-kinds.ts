@@ -1,3 +1,5 @@
+import { RECORDER_KINDS } from './recorder-events.js';
+
 /** The kinds of timeline event, apart from the queries so the web front end can import them alone. */
 export const TIMELINE_KINDS = Object.freeze([
   'process_start',
@@ -9,5 +11,6 @@ export const TIMELINE_KINDS = Object.freeze([
   'endpoint_state',
   'endpoint_close',
   'gap',
+  ...RECORDER_KINDS,
 ] as const);
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];

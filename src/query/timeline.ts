@@ -25,10 +25,14 @@ import {
   toProcessRow,
 } from './process-row.js';
 import { withRegexErrors } from './procs.js';
+import { RECORDER_KINDS, type RecorderEvent, recorderEvents } from './recorder-events.js';
 import { TIMELINE_KINDS, type TimelineKind } from './timeline-kinds.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
 export { TIMELINE_KINDS, type TimelineKind };
+
+/** Kinds left out unless asked for by name: a heartbeat every 30 s would drown the rest. */
+const ONLY_WHEN_ASKED: ReadonlySet<TimelineKind> = new Set(['recorder_heartbeat']);
 
 export interface TimelineQuery extends WindowOptions {
   /** false: leave out the recorder's own processes and what they hold. */
@@ -110,11 +114,13 @@ export interface GapEvent extends EventBase {
   readonly detail: string;
 }
 
-export type TimelineEvent = ProcessEvent | FileEvent | EndpointEvent | GapEvent;
+export type TimelineEvent = ProcessEvent | FileEvent | EndpointEvent | GapEvent | RecorderEvent;
 
 // At equal time and ord (different hosts, or gaps): openings before changes before endings.
 const RANK: Readonly<Record<TimelineKind, number>> = Object.freeze({
   gap: 0,
+  recorder_crash: 0,
+  recorder_start: 0,
   process_start: 1,
   process_exec: 1,
   file_open: 2,
@@ -123,6 +129,8 @@ const RANK: Readonly<Record<TimelineKind, number>> = Object.freeze({
   file_close: 5,
   endpoint_close: 6,
   process_exit: 7,
+  recorder_heartbeat: 8,
+  recorder_stop: 8,
 });
 
 /**
@@ -141,7 +149,7 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
   for (const k of kinds) {
     const fileKind = k === 'file_open' || k === 'file_close';
     const endpointKind = k.startsWith('endpoint_');
-    if (k === 'gap') continue;
+    if (k === 'gap' || k.startsWith('recorder_')) continue;
     if ((onFiles && !fileKind) || (onEndpoints && !endpointKind)) kinds.delete(k);
   }
   if (opts.hosts?.length === 0 || kinds.size === 0) return Object.freeze([]);
@@ -178,9 +186,25 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
     }
     for (const read of sources(bounded)) for (const e of await read()) all.push(e);
     if (kinds.has('gap')) for (const e of await gaps(store, bounded, limit)) all.push(e);
+    const recorder = RECORDER_KINDS.filter((k) => kinds.has(k));
+    if (recorder.length > 0)
+      for (const e of await recorderEvents(store, bounded, recorder, limit)) all.push(e);
   });
   all.sort(compareEvents);
-  return Object.freeze(all.slice(0, limit));
+  // Sources that take no cursor of their own (recorder events) are cut here.
+  const after = opts.after;
+  const fresh = after === undefined ? all : all.filter((e) => compareToCursor(e, after) > 0);
+  return Object.freeze(fresh.slice(0, limit));
+}
+
+function compareToCursor(e: TimelineEvent, c: TimelineCursor): number {
+  return (
+    e.time - c.time ||
+    (e.ord ?? -1) - (c.ord ?? -1) ||
+    (e.host_id < c.host_id ? -1 : e.host_id > c.host_id ? 1 : 0) ||
+    RANK[e.kind] - RANK[c.kind] ||
+    idOf(e) - c.id
+  );
 }
 
 /** The `after` of the page that follows this event. */
@@ -189,7 +213,7 @@ export function cursorOf(e: TimelineEvent): TimelineCursor {
 }
 
 function checkKinds(kinds: readonly string[] | undefined): readonly TimelineKind[] {
-  if (kinds === undefined) return TIMELINE_KINDS;
+  if (kinds === undefined) return TIMELINE_KINDS.filter((k) => !ONLY_WHEN_ASKED.has(k));
   for (const k of kinds) {
     if (!(TIMELINE_KINDS as readonly string[]).includes(k)) {
       throw new PofrError('POFR_USAGE', `unknown event kind "${k}"; kinds are: ${TIMELINE_KINDS.join(', ')}`);
@@ -213,6 +237,11 @@ function idOf(e: TimelineEvent): number {
   switch (e.kind) {
     case 'gap':
       return e.seq;
+    case 'recorder_start':
+    case 'recorder_stop':
+    case 'recorder_crash':
+    case 'recorder_heartbeat':
+      return e.event_id;
     case 'file_open':
     case 'file_close':
       return e.file_id;

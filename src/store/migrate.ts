@@ -7,7 +7,8 @@ import { serverSettingsMigration } from './migrations/0003-server-settings.js';
 import { endpointNetnsMigration } from './migrations/0004-endpoint-netns.js';
 import { argvSourceMigration } from './migrations/0005-argv-source.js';
 import { hostClientVersionMigration } from './migrations/0006-host-client-version.js';
-import { analystIndexesMigration } from './migrations/0007-analyst-indexes.js';
+import { recorderEventsMigration } from './migrations/0007-recorder-events.js';
+import { analystIndexesMigration } from './migrations/0008-analyst-indexes.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -23,7 +24,8 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0004-endpoint-netns': endpointNetnsMigration(),
           '0005-argv-source': argvSourceMigration(),
           '0006-host-client-version': hostClientVersionMigration(),
-          '0007-analyst-indexes': analystIndexesMigration(),
+          '0007-recorder-events': recorderEventsMigration(caps),
+          '0008-analyst-indexes': analystIndexesMigration(),
         };
       },
     },

@@ -94,7 +94,7 @@ export interface RefusedBatchesTable {
 export interface GapsTable {
   id: Id;
   host_id: string;
-  /** seq_gap | fork | recorder */
+  /** seq_gap | fork | recorder | crash (the window a recorder_crash record says the recorder was blind) */
   kind: string;
   seq: number;
   t_from: number | null;
@@ -252,6 +252,28 @@ export interface AlertsTable {
   created_at: ColumnType<number, number, never>;
 }
 
+/**
+ * The recorder's own health records (recorder_start, _stop, _crash, _heartbeat), one row each.
+ * `heartbeat_ms`/`batch_ms` are what a start or a heartbeat promised: the server judges lateness
+ * by them.
+ */
+export interface RecorderEventsTable {
+  id: Id;
+  host_id: string;
+  boot_id: string;
+  seq: number;
+  ord: number;
+  t: number;
+  /** start | stop | crash | heartbeat */
+  kind: string;
+  pid: number;
+  config_hash: string | null;
+  heartbeat_ms: number | null;
+  batch_ms: number | null;
+  /** The record's other fields as JSON. */
+  detail: string;
+}
+
 /** Server-wide settings as JSON text, e.g. `registration_password`. */
 export interface ServerSettingsTable {
   name: string;
@@ -278,4 +300,5 @@ export interface Database {
   devices: DevicesTable;
   alerts: AlertsTable;
   server_settings: ServerSettingsTable;
+  recorder_events: RecorderEventsTable;
 }

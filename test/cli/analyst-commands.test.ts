@@ -267,7 +267,7 @@ test('verify prints one row per host and sets exit status 1 when a host fails', 
     await pofr('verify', '--data', dir, '--host', 'web', '--quick');
     assert.equal(process.exitCode, undefined);
     const table = (await pofr('verify', '--data', dir, '--host', 'db')).out;
-    assert.match(table, /db\s+h2\s+0\s+NO\s+0\s+1: seq 0 POFR_BATCH_SIGNATURE/);
+    assert.match(table, /db\s+h2\s+0\s+NO\s+0\s+-\s+1: seq 0 POFR_BATCH_SIGNATURE/);
     // Without --quick, web's rows (written here without any batch) are not derivable from evidence.
     const [full] = jsonLines((await pofr('verify', '--data', dir, '--host', 'web', '--json')).out);
     assert.equal(full.ok, false);

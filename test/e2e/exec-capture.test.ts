@@ -7,7 +7,7 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js';
+import { type Daemon, jsonLines, pofr, startPofr, waitUntil } from '../helpers/pofr-cli.js';
 
 const ROOT = process.getuid?.() === 0;
 
@@ -23,16 +23,6 @@ int main(void) {
   return 0;
 }
 `;
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
 
 /**
  * Exact exec capture, end to end on real tracefs and uprobes: a real `pofr client run` at its
@@ -85,10 +75,14 @@ describe('exec capture through kernel events', { skip: ROOT ? false : 'kernel tr
 
   /** The images of processes whose command line holds `tag`, once `count` images of `exe` ended. */
   async function execsTagged(tag: string, count: number, exe: string): Promise<Record<string, unknown>[]> {
-    return until(`${count} processes tagged ${tag}`, async () => {
-      const rows = jsonLines((await pofr(['procs', '--data', data, '--command', tag, '--json'])).stdout);
-      return rows.filter((r) => r.exe === exe && r.end !== null).length >= count ? rows : undefined;
-    });
+    return waitUntil(
+      `${count} processes tagged ${tag}`,
+      async () => {
+        const rows = jsonLines((await pofr(['procs', '--data', data, '--command', tag, '--json'])).stdout);
+        return rows.filter((r) => r.exe === exe && r.end !== null).length >= count ? rows : undefined;
+      },
+      60_000,
+    );
   }
 
   test('200 processes of 1 ms with unique arguments all come back with their exact argv, from the probe', async () => {
@@ -137,13 +131,17 @@ describe('exec capture through kernel events', { skip: ROOT ? false : 'kernel tr
       env: { ...process.env, POFR_SLEEP_MS: '1' },
     });
     assert.equal(r.status, 0);
-    const [row] = await until('the static program', async () => {
-      const rows = jsonLines(
-        (await pofr(['procs', '--data', data, '--command', 'sleeper-static', '--json'])).stdout,
-      );
-      const found = rows.filter((p) => p.exe === staticSleeper);
-      return found.length > 0 ? found : undefined;
-    });
+    const [row] = await waitUntil(
+      'the static program',
+      async () => {
+        const rows = jsonLines(
+          (await pofr(['procs', '--data', data, '--command', 'sleeper-static', '--json'])).stdout,
+        );
+        const found = rows.filter((p) => p.exe === staticSleeper);
+        return found.length > 0 ? found : undefined;
+      },
+      60_000,
+    );
     assert.notEqual(row.argv_source, 'probe', 'no interpreter runs before a static program');
     assert.ok(['proc', 'event'].includes(String(row.argv_source)), String(row.argv_source));
     if (row.argv_source === 'event') {
@@ -189,12 +187,16 @@ describe('exec capture through kernel events', { skip: ROOT ? false : 'kernel tr
     const connector = c.pid!;
     await once(c, 'exit');
     let all: Record<string, unknown>[] = [];
-    const rows = await until(`both ends of the connection of ${connector} to ${port}`, async () => {
-      all = jsonLines((await pofr(['net', '--data', data, '--port', String(port), '--json'])).stdout);
-      const out = all.filter((e) => e.proto === 'tcp' && e.remote_port === port && e.pid === connector);
-      const acc = all.filter((e) => e.local_port === port && e.remote_port !== 0 && e.pid === process.pid);
-      return out.length > 0 && acc.length > 0 ? { out: out[0], acc } : undefined;
-    }).catch((e: Error) => {
+    const rows = await waitUntil(
+      `both ends of the connection of ${connector} to ${port}`,
+      async () => {
+        all = jsonLines((await pofr(['net', '--data', data, '--port', String(port), '--json'])).stdout);
+        const out = all.filter((e) => e.proto === 'tcp' && e.remote_port === port && e.pid === connector);
+        const acc = all.filter((e) => e.local_port === port && e.remote_port !== 0 && e.pid === process.pid);
+        return out.length > 0 && acc.length > 0 ? { out: out[0], acc } : undefined;
+      },
+      60_000,
+    ).catch((e: Error) => {
       throw new Error(`${e.message}; the record has ${JSON.stringify(all)}`);
     });
     assert.equal(rows.out.remote_ip, '127.0.0.1');

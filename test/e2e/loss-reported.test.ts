@@ -3,8 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js';
+import { type Daemon, jsonLines, pofr, startPofr, waitUntil } from '../helpers/pofr-cli.js';
 
 const base = mkdtempSync(join(tmpdir(), 'pofr-loss-'));
 const daemons: Daemon[] = [];
@@ -12,16 +11,6 @@ after(async () => {
   for (const d of daemons) await d.stop(5000);
   rmSync(base, { recursive: true, force: true });
 });
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const found = await probe();
-    if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
 
 /**
  * A server that stays down while the client's spool is full: the client keeps recording, `client
@@ -51,7 +40,7 @@ test('records lost to a full spool while the server is down show in client statu
   ]);
   daemons.push(client);
   await client.waitFor(/records lost, a gap record will say so/);
-  const status = await until('client status to show the loss', async () => {
+  const status = await waitUntil('client status to show the loss', async () => {
     const [row] = jsonLines((await pofr(['client', 'status', '--state', state, '--json'])).stdout);
     return row?.last_loss ? row : undefined;
   });
@@ -65,7 +54,7 @@ test('records lost to a full spool while the server is down show in client statu
   const second = startPofr(['server', 'run', '--data', data, '--listen', `127.0.0.1:${port}`]);
   daemons.push(second);
   await second.waitFor(/"port":(\d+)/);
-  const gap = await until('the recorder gap at the server', async () => {
+  const gap = await waitUntil('the recorder gap at the server', async () => {
     const tl = jsonLines((await pofr(['timeline', '--data', data, '--kind', 'gap', '--json'])).stdout);
     return tl.find((e) => e.gap_kind === 'recorder');
   });

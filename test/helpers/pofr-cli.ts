@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { cleanStaleTracing, locateTracefs } from '../../src/recorder/index.js';
 
@@ -115,4 +116,19 @@ export function startPofr(args: readonly string[], env: NodeJS.ProcessEnv = {}):
       return code;
     },
   };
+}
+
+/** Polls `probe` every 200 ms until it returns something, failing after `timeoutMs` (loaded machines are slow). */
+export async function waitUntil<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = await probe();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
 }

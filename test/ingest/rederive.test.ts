@@ -270,7 +270,7 @@ for (const dialect of DIALECTS) {
       );
       const r = await rederiveHost(store, host.hostId);
       assert.deepEqual(r.mismatches, []);
-      assert.equal(r.tables, 10);
+      assert.equal(r.tables, 12);
       assert.equal(r.rows, await storedRows(store, host.hostId), 'every stored row was compared');
       assert.equal(r.rows, 27);
       const closed = await store.db

@@ -45,14 +45,25 @@ for (const dialect of DIALECTS) {
         batches: 4,
         ok: true,
         gaps: 1,
+        known_gaps: [
+          {
+            kind: 'seq_gap',
+            seq: 4,
+            t_from: null,
+            t_to: T0 + 4 * S,
+            detail: byHost.get(host.hostId)!.known_gaps[0]?.detail ?? 'missing',
+          },
+        ],
         failures: [],
       });
+      assert.match(byHost.get(host.hostId)!.known_gaps[0].detail, /missing seq 3/);
       assert.deepEqual(byHost.get(other.hostId), {
         host_id: other.hostId,
         host: 'db1',
         batches: 1,
         ok: true,
         gaps: 0,
+        known_gaps: [],
         failures: [],
       });
       await assert.rejects(verifyStore(store, { hostId: 'nope' }), { code: 'POFR_HOST_UNKNOWN' });

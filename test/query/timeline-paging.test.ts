@@ -44,7 +44,9 @@ for (const dialect of DIALECTS) {
       const www = await timeline(store, { hosts: victim, user: 'www-data', kinds: ['process_start'] });
       assert.ok(www.length > 0 && www.every((e) => 'user' in e && e.user === 'www-data'));
       const curl = await timeline(store, { hosts: victim, command: '^curl ', kinds: ['process_start'] });
-      assert.ok(curl.length > 0 && curl.every((e) => 'cmdline' in e && e.cmdline.startsWith('curl ')));
+      assert.ok(
+        curl.length > 0 && curl.every((e) => 'cmdline' in e && String(e.cmdline).startsWith('curl ')),
+      );
       const de = await timeline(store, { country: 'de', kinds: ['endpoint_open'] });
       assert.ok(de.every((e) => 'country' in e && e.country === 'DE'));
     }));

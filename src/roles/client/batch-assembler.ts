@@ -8,6 +8,17 @@ export interface BatchSink {
   chainHead(): { seq: number; hash: string };
 }
 
+/**
+ * Where the assembler mirrors what it holds unsealed (spool/journal.ts CrashJournal), so that a
+ * recorder killed before its next seal does not take those records along.
+ */
+export interface PendingJournal {
+  /** One call per add(), that is per cycle, even with no records (it says the recorder was alive). */
+  write(t: number, records: readonly PofrRecord[]): void;
+  /** Everything pending went into the spool or was counted lost; `carry` is the gap record still owed. */
+  sealed(head: { seq: number; hash: string }, t: number, carry: readonly PofrRecord[]): void;
+}
+
 export interface AssemblerOptions {
   readonly hostId: string;
   readonly bootId: string;
@@ -21,6 +32,7 @@ export interface AssemblerOptions {
   readonly onSealed?: (batch: SealedBatch) => void;
   /** Called when records could not be spooled (spool or disk full, I/O error), with the count lost. */
   readonly onLoss?: (dropped: number, reason: string) => void;
+  readonly journal?: PendingJournal;
 }
 
 /**
@@ -45,6 +57,7 @@ export class BatchAssembler {
   }
 
   add(records: readonly PofrRecord[], nowMs = Date.now()): void {
+    this.opts.journal?.write(nowMs * 1000, records);
     if (records.length > 0) {
       if (this.pending.length === 0) this.firstPendingAt = nowMs;
       for (const r of records) this.pending.push(r);
@@ -62,17 +75,26 @@ export class BatchAssembler {
     if (this.pending.length === 0 && this.lost === null) return 0;
     const records = this.pending;
     this.pending = [];
-    if (this.lost !== null) records.unshift(this.takeGap());
-    const spooled = this.sealChunks(records);
-    if (this.lost === null || records.length === 1) return spooled;
-    // Nothing else fitted: the loss itself must still reach the server, and a batch of the gap
-    // record alone is the smallest there is (a nearly full spool has room for it long before it has
-    // room for a busy host's batch).
-    this.retryingGap = true;
     try {
-      return spooled + this.sealChunks([this.takeGap()]);
+      if (this.lost !== null) records.unshift(this.takeGap());
+      const spooled = this.sealChunks(records);
+      if (this.lost === null || records.length === 1) return spooled;
+      // Nothing else fitted: the loss itself must still reach the server, and a batch of the gap
+      // record alone is the smallest there is (a nearly full spool has room for it long before it has
+      // room for a busy host's batch).
+      this.retryingGap = true;
+      try {
+        return spooled + this.sealChunks([this.takeGap()]);
+      } finally {
+        this.retryingGap = false;
+      }
     } finally {
-      this.retryingGap = false;
+      // Everything pending is spooled or counted: the journal keeps only the gap still owed.
+      this.opts.journal?.sealed(
+        this.opts.sink.chainHead(),
+        Date.now() * 1000,
+        this.lost === null ? [] : [gapRecord(this.lost)],
+      );
     }
   }
 
@@ -80,14 +102,7 @@ export class BatchAssembler {
   private takeGap(): PofrRecord {
     const l = this.lost!;
     this.lost = null;
-    return {
-      type: 'gap',
-      t: Date.now() * 1000,
-      from: l.from,
-      to: l.to,
-      reason: l.reason,
-      dropped: l.dropped,
-    };
+    return gapRecord(l);
   }
 
   private recordLoss(records: readonly PofrRecord[], why: string): void {
@@ -162,4 +177,8 @@ export class BatchAssembler {
     this.opts.onSealed?.(sealed);
     return 1;
   }
+}
+
+function gapRecord(l: { from: number; to: number; dropped: number; reason: string }): PofrRecord {
+  return { type: 'gap', t: Date.now() * 1000, from: l.from, to: l.to, reason: l.reason, dropped: l.dropped };
 }

@@ -17,6 +17,10 @@ export const STATE_FILES = {
   status: 'status.json',
   pid: 'client.pid',
   log: 'client.log',
+  /** What the recorder holds unsealed, written every cycle (spool/journal.ts). */
+  journal: 'journal',
+  /** Written by `client deregister` before its SIGTERM, so the recorder's stop record says why. */
+  stopReason: 'stop-reason',
 } as const;
 
 const enrollmentSchema = z.object({

@@ -1,11 +1,13 @@
 import { join } from 'node:path';
-import { loadPrivateKey } from '../../protocol/index.js';
+import { loadPrivateKey, type PofrRecord } from '../../protocol/index.js';
 import { Recorder, readBootId, type SourceSelection } from '../../recorder/index.js';
 import { Spool } from '../../spool/index.js';
 import { BatchUploader } from '../../transport/index.js';
 import { pofrVersion } from '../../version.js';
 import { BatchAssembler } from './batch-assembler.js';
 import { loadEnrollment, loadKeys, STATE_FILES, writeStateFile } from './client-state.js';
+import { recoverJournal, startJournal } from './crash-recovery.js';
+import { DEFAULT_HEARTBEAT_MS, effectiveConfig, RecorderHealth, type StopReason } from './recorder-health.js';
 
 export type Log = (msg: string, fields?: object) => void;
 
@@ -24,6 +26,13 @@ export interface ClientOptions {
   readonly tracefsRoots?: readonly string[];
   /** Kernel event buffer per CPU, KiB. */
   readonly traceBufferKb?: number;
+  /** How often the recorder says it is alive (default 30 s); the server calls it late past that. */
+  readonly heartbeatMs?: number;
+  /** false: no crash journal, so a SIGKILL loses what was not sealed yet (default true). */
+  readonly journal?: boolean;
+  readonly journalMaxBytes?: number;
+  /** fdatasync the journal at most once per this many ms (0: every cycle; null: never). */
+  readonly journalSyncMs?: number | null;
   readonly log: Log;
 }
 
@@ -41,6 +50,10 @@ export interface ClientStatus {
   /** The latest records that could not be spooled (full spool or disk): the gap record to come. */
   readonly last_loss: { readonly at: string; readonly dropped: number; readonly reason: string } | null;
   readonly sources: Record<string, unknown>;
+  readonly config_hash: string;
+  readonly heartbeat_ms: number;
+  /** The crash journal: size, records not sealed yet, what it could not keep. Null when disabled. */
+  readonly journal: { readonly bytes: number; readonly unsealed: number; readonly lost: number } | null;
   readonly updated_at: string;
 }
 
@@ -48,8 +61,11 @@ export interface RunningClient {
   status(): ClientStatus;
   /** Seals what is pending and waits until the server has ACKed everything (or the timeout). */
   flush(timeoutMs: number): Promise<boolean>;
-  /** Samples once more, seals, tries to deliver within `flushMs`, then stops; the spool keeps the rest. */
-  stop(flushMs?: number): Promise<void>;
+  /**
+   * Samples once more (with a `recorder_stop` record saying why), seals, tries to deliver within
+   * `flushMs`, then stops; the spool keeps the rest.
+   */
+  stop(flushMs?: number, why?: StopReason): Promise<void>;
 }
 
 /**
@@ -84,11 +100,38 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
     log: opts.log,
   });
   let lastLoss: ClientStatus['last_loss'] = null;
+  const bootId = readBootId(procRoot);
+  const signingKey = loadPrivateKey(keys.signingPrivatePem);
+  // Before anything new: what a crashed run left unsealed goes first, in the chain it belongs to.
+  const journalPath = join(opts.stateDir, STATE_FILES.journal);
+  const { records: recovered } = recoverJournal({
+    path: journalPath,
+    sink: spool,
+    hostId: enrollment.host_id,
+    bootId,
+    signingKey,
+    log: opts.log,
+  });
+  const journal = startJournal(opts, journalPath, {
+    host_id: enrollment.host_id,
+    boot_id: bootId,
+    sink: spool,
+  });
+  const heartbeatMs = opts.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
+  const health = new RecorderHealth({
+    version: pofrVersion(),
+    config: effectiveConfig(opts),
+    heartbeatMs,
+    batchMs: opts.batchMs ?? 5000,
+    sources: () => recorder.health(),
+    spool,
+  });
   const assembler = new BatchAssembler({
     hostId: enrollment.host_id,
-    bootId: readBootId(procRoot),
-    signingKey: loadPrivateKey(keys.signingPrivatePem),
+    bootId,
+    signingKey,
     sink: spool,
+    journal,
     maxAgeMs: opts.batchMs ?? 5000,
     onSealed: () => uploader.notify(),
     onLoss: (dropped, reason) => {
@@ -99,6 +142,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
 
   const status = (): ClientStatus => {
     const up = uploader.status();
+    const js = journal?.status();
     return {
       pid: process.pid,
       host_id: enrollment.host_id,
@@ -112,14 +156,22 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       last_error: up.lastError,
       last_loss: lastLoss,
       sources: recorder.health(),
+      config_hash: health.configHash,
+      heartbeat_ms: heartbeatMs,
+      journal:
+        js === undefined ? null : { bytes: js.bytes, unsealed: js.unsealed, lost: js.lost?.dropped ?? 0 },
       updated_at: new Date().toISOString(),
     };
   };
 
   let lastStatusWrite = 0;
-  const cycle = (final = false) => {
+  /** One tick; `final`: the last one, with the stop record saying why. */
+  const cycle = (final: StopReason | null = null) => {
     const nowMs = Date.now();
-    assembler.add(final ? recorder.stop(nowMs) : recorder.tick(nowMs), nowMs);
+    const now = nowMs * 1000;
+    const observed = final ? recorder.stop(nowMs) : recorder.tick(nowMs);
+    const stop: PofrRecord[] = final ? [health.stopRecord(now, final)] : [];
+    assembler.add([...health.poll(now), ...observed, ...stop], nowMs);
     if (nowMs - lastStatusWrite >= 2000) {
       lastStatusWrite = nowMs;
       writeStateFile(opts.stateDir, STATE_FILES.status, `${JSON.stringify(status())}\n`);
@@ -140,6 +192,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
   };
 
   uploader.start();
+  assembler.add(recovered);
   loop();
   opts.log('pofr client recording', {
     host_id: enrollment.host_id,
@@ -156,12 +209,12 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
       uploader.notify();
       return uploader.flush(timeoutMs);
     },
-    async stop(flushMs = 5000) {
+    async stop(flushMs = 5000, why: StopReason = { reason: 'shutdown', signal: null }) {
       if (stopped) return;
       stopped = true;
       if (timer) clearTimeout(timer);
       try {
-        cycle(true);
+        cycle(why);
       } catch (e) {
         opts.log('final sampling cycle failed', { error: String(e) });
       }
@@ -173,6 +226,7 @@ export async function runClient(opts: ClientOptions): Promise<RunningClient> {
           depth: spool.depth(),
         });
       await uploader.stop();
+      journal?.stop(Date.now() * 1000, why.signal ?? why.reason);
       writeStateFile(
         opts.stateDir,
         STATE_FILES.status,

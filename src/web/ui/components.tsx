@@ -127,6 +127,7 @@ export function StatusBadge(props: { status: string }) {
     silent: 'silent',
     revoked: 'revoked',
     pending: 'pending approval',
+    waiting: 'waiting for its first batch',
   };
   return <span class={`badge status-${props.status}`}>{label[props.status] ?? props.status}</span>;
 }
