@@ -162,10 +162,6 @@ export class TracefsSource implements RecorderSource {
     const where = locateTracefs(opts.tracefsRoots ?? DEFAULT_TRACEFS_ROOTS);
     if (!where.ok) return { ok: false, reason: where.reason };
     const root = where.root;
-    const stale = cleanStaleTracing(root, procRoot);
-    if (stale.instances.length > 0 || stale.probes.length > 0 || stale.failed.length > 0) {
-      opts.log?.('removed tracing left by recorders that died without cleaning up', stale);
-    }
     let instance: TraceInstance;
     try {
       instance = TraceInstance.create(root, ownerToken(procRoot), {
@@ -175,7 +171,17 @@ export class TracefsSource implements RecorderSource {
     } catch (e) {
       return { ok: false, reason: `cannot create a tracing instance under ${root}: ${(e as Error).message}` };
     }
-    let source: TracefsSource;
+    const nested = pidNamespaceProblem(instance);
+    if (nested !== null) {
+      instance.close();
+      return { ok: false, reason: nested };
+    }
+    // Only now: inside a PID namespace of its own every other recorder would look dead.
+    const stale = cleanStaleTracing(root, procRoot);
+    if (stale.instances.length > 0 || stale.probes.length > 0 || stale.failed.length > 0) {
+      opts.log?.('removed tracing left by recorders that died without cleaning up', stale);
+    }
+    let source: TracefsSource | undefined;
     try {
       const formats = readFormats(instance, opts.tcp ?? true);
       const decoder = new EventDecoder(formats);
@@ -189,7 +195,9 @@ export class TracefsSource implements RecorderSource {
       );
       source.#enable(formats);
     } catch (e) {
-      instance.close();
+      // The probes the source defined go with it; without a source, the instance alone.
+      if (source) source.close();
+      else instance.close();
       return { ok: false, reason: `kernel tracing is not usable here: ${(e as Error).message}` };
     }
     return { ok: true, source };
@@ -427,6 +435,29 @@ export class TracefsSource implements RecorderSource {
     const proc = this.#o.live.processOfPid(this.#processes.tgidOf(tid));
     return proc === undefined ? null : { pid: proc.pid, start_ticks: proc.start_ticks };
   }
+}
+
+/**
+ * The kernel names tasks by their pids in the initial PID namespace. A recorder inside a PID
+ * namespace of its own (a container) has other pids in its /proc: every event would name a process
+ * it cannot read, or the wrong one. A marker written by this process comes back with the kernel's
+ * pid for it; any other pid than its own means such a namespace. Null when all is well.
+ */
+function pidNamespaceProblem(instance: TraceInstance): string | null {
+  const marker = instance.format('ftrace', 'print');
+  const common = marker.fields.get('common_pid');
+  if (common === undefined) return null;
+  const text = `pofr-pid-check ${process.pid}`;
+  instance.mark(text);
+  instance.open();
+  let kernelPid: number | null = null;
+  instance.drain((_cpu, _ts, page, offset) => {
+    if (page.readUInt16LE(offset) === marker.id && kernelPid === null)
+      kernelPid = page.readInt32LE(offset + common.offset);
+  });
+  instance.closePipes();
+  if (kernelPid === null || kernelPid === process.pid) return null;
+  return `the recorder runs in a PID namespace of its own (the kernel knows it as pid ${kernelPid}, its /proc as ${process.pid}): kernel events name host pids it cannot see; run it in the host's PID namespace (e.g. docker run --pid=host)`;
 }
 
 function readFormats(instance: TraceInstance, tcp: boolean): KernelFormats {

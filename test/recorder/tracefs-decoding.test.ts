@@ -355,7 +355,7 @@ test('without an environment to bound it, only a short last argument is believed
 
 test('trace_marker lines come back as marker events', () => {
   const decoder = new EventDecoder({ exec, exit, marker });
-  const rec = record(marker, { ip: 0n, buf: cstr('pofr-clock 3\n') });
+  const rec = record(marker, { ip: 0n, buf: cstr('pofr-clock 3\n') }, { pid: 4321 });
   const [ev] = decodeAll(decoder, page(9n, [{ delta: 1, payload: rec }]));
-  assert.deepEqual(ev, { kind: 'marker', ts: 10, text: 'pofr-clock 3' });
+  assert.deepEqual(ev, { kind: 'marker', ts: 10, tid: 4321, text: 'pofr-clock 3' });
 });

@@ -5,6 +5,7 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import type { PofrRecord } from '../../src/protocol/index.js';
 import { LiveState, Recorder, TracefsSource } from '../../src/recorder/index.js';
 import { argvProbeArgs } from '../../src/recorder/sources/tracefs/argv-probe.js';
@@ -206,4 +207,27 @@ test('not root, the source says so', { skip: cannotRunAsNobody() }, () => {
   const out = JSON.parse(r.stdout) as { ok: boolean; reason?: string };
   assert.equal(out.ok, false);
   assert.match(out.reason ?? '', /not root \(uid 65534\)/);
+});
+
+test('in a PID namespace of its own the source refuses, and touches no other recorder', needsRoot, () => {
+  const alive = start();
+  try {
+    const helper = fileURLToPath(new URL('../helpers/tracefs-start.js', import.meta.url));
+    const r = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, helper], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { ok: boolean; reason?: string };
+    assert.equal(out.ok, false);
+    assert.match(out.reason ?? '', /PID namespace of its own/);
+    // Inside the namespace every other recorder would have looked dead: none was cleaned.
+    assert.ok(instances().includes(alive.health().instance));
+    assert.ok(
+      !instances().some((n) => n !== alive.health().instance && /^pofr_1_/.test(n)),
+      'its own is gone',
+    );
+  } finally {
+    alive.close();
+  }
 });

@@ -82,6 +82,8 @@ export interface TcpEvent {
 export interface MarkerEvent {
   readonly kind: 'marker';
   readonly ts: number;
+  /** The writer's thread id as the kernel (the initial PID namespace) numbers it. */
+  readonly tid: number;
   readonly text: string;
 }
 
@@ -119,7 +121,7 @@ export class EventDecoder {
     this.#byId.set(formats.exec.id, execDecoder(formats.exec));
     this.#byId.set(formats.exit.id, exitDecoder(formats.exit));
     if (formats.tcp) this.#byId.set(formats.tcp.id, tcpDecoder(formats.tcp, this.#common, this.#flags));
-    if (formats.marker) this.#byId.set(formats.marker.id, markerDecoder(formats.marker));
+    if (formats.marker) this.#byId.set(formats.marker.id, markerDecoder(formats.marker, this.#common));
   }
 
   addArgvProbe(probe: ArgvProbeFormat): void {
@@ -224,11 +226,12 @@ function tcpDecoder(f: EventFormat, common: EventField, flagsField: EventField):
   };
 }
 
-function markerDecoder(f: EventFormat): Decode {
+function markerDecoder(f: EventFormat, common: EventField): Decode {
   const buf = requireField(f, 'buf');
   return (ts, b, o, end) => ({
     kind: 'marker',
     ts,
+    tid: readIntField(b, o, common),
     text: stringField(b, o, buf, end).toString('latin1').trimEnd(),
   });
 }

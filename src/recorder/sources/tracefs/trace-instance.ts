@@ -87,6 +87,18 @@ export class TraceInstance {
     tryWrite(join(this.dir, 'events', system, event, 'enable'), '0');
   }
 
+  /** Closes the raw pipes (open() opens them again). */
+  closePipes(): void {
+    for (const fd of this.#pipes) {
+      try {
+        closeSync(fd);
+      } catch {
+        // Already closed: nothing is left to release.
+      }
+    }
+    this.#pipes = [];
+  }
+
   /** Opens every CPU's raw pipe; call after the events are enabled. */
   open(): void {
     for (const cpu of this.cpus) {
@@ -150,14 +162,7 @@ export class TraceInstance {
     if (this.#closed) return;
     this.#closed = true;
     tryWrite(join(this.dir, 'events', 'enable'), '0');
-    for (const fd of this.#pipes) {
-      try {
-        closeSync(fd);
-      } catch {
-        // Already closed: nothing is left to release.
-      }
-    }
-    this.#pipes = [];
+    this.closePipes();
     removeInstanceDir(this.dir);
   }
 }
