@@ -6,6 +6,7 @@ import { run as fleet } from './fleet.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
 import { run as samplingCycle } from './sampling-cycle.js';
+import { run as webApiLatency } from './web-api-latency.js';
 
 /** `npm run bench`: every benchmark in turn, each printing what it measured beside its baseline. */
 const benches: [string, () => Promise<BenchResult>][] = [
@@ -16,6 +17,7 @@ const benches: [string, () => Promise<BenchResult>][] = [
   ['client-package', clientPackage],
   ['crash-journal', crashJournal],
   ['fleet', fleet],
+  ['web-api-latency', webApiLatency],
 ];
 
 const only = process.argv.slice(2);

@@ -43,7 +43,7 @@ export function registerDemoCommand(program: Command): void {
         say(`  ./bin/pofr net --data ${d} --proto tcp`);
         say(`  ./bin/pofr tree --data ${d} --at -1m`);
         say(`  ./bin/pofr verify --data ${d}`);
-        say('the web UI is not part of this version yet; these commands are the analyst interface');
+        say(`  ./bin/pofr web --data ${d}            # the web UI on http://127.0.0.1:8080/`);
       }
     });
 }

@@ -7,6 +7,7 @@ import { registerDemoCommand } from './demo-command.js';
 import { registerPackageCommands } from './package-commands.js';
 import { runCli } from './run-cli.js';
 import { dataOpt, openStoreForData, registerServerCommands } from './server-commands.js';
+import { registerWebCommand } from './web-command.js';
 
 export function buildProgram(): Command {
   const program = new Command('pofr')
@@ -20,6 +21,7 @@ export function buildProgram(): Command {
   registerClientCommands(program);
   registerAnalystCommands(program, { openStoreForData, verify: (store, opts) => verifyStore(store, opts) });
   registerDemoCommand(program);
+  registerWebCommand(program);
   return program;
 }
 

@@ -7,6 +7,7 @@ import { ensureHostKey } from '../roles/server/host-key.js';
 import { clearRegistrationPassword, setRegistrationPassword } from '../roles/server/registration-password.js';
 import { runServer } from '../roles/server/run-server.js';
 import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
+import { startWeb } from '../web/index.js';
 import { recorderStateColumns } from './analyst-commands.js';
 import { registerAuditCommand } from './audit-command.js';
 import { defaultDataDir } from './data-dirs.js';
@@ -17,6 +18,7 @@ import { printRows } from './output.js';
 import { readSecret } from './secret-input.js';
 import { untilSignal } from './signals.js';
 import { formatTime } from './time-args.js';
+import { printWebToken } from './web-command.js';
 
 export async function openStoreForData(dataDir: string): Promise<Store> {
   return openStore(readStoreConfig(dataDir));
@@ -54,27 +56,58 @@ export function registerServerCommands(program: Command): Command {
   dataOpt(server.command('run'))
     .description('run the SSH listener and ingest until SIGINT/SIGTERM')
     .option('--listen <host:port>', 'SSH listen address', '0.0.0.0:2222')
-    .option('--web <host:port>', 'also serve the web UI (not available in this version)')
+    .option(
+      '--web <host:port>',
+      'also serve the read-only web UI there (other than loopback needs `server token --web`)',
+    )
     .option(
       '--geoip <file.mmdb>',
       'country database for endpoints (MaxMind format; default: the bundled DB-IP Lite)',
     )
     .option('--no-geoip', 'leave endpoint countries empty')
-    .action(async (o: { data: string; listen: string; web?: string; geoip?: string | false }) => {
-      if (o.web) {
-        throw new PofrError(
-          'POFR_USAGE',
-          '--web: the web UI is not part of this version yet; use the analyst commands (pofr procs, timeline, …)',
-        );
-      }
-      const { host, port } = parseListen(o.listen, '--listen');
-      const log = createLog({ name: 'pofr-server' });
-      const geoip = o.geoip === false ? null : (o.geoip ?? undefined);
-      const running = await runServer({ dataDir: o.data, host, port, log, geoip });
-      const sig = await untilSignal();
-      log('shutting down', { signal: sig });
-      await running.close();
-    });
+    .option('--geoip-city <file.mmdb>', 'a city database (MaxMind format, e.g. GeoLite2-City) for endpoints')
+    .option(
+      '--geoip-asn <file.mmdb>',
+      'an ASN database (MaxMind format, e.g. GeoLite2-ASN); default: the bundled DB-IP ASN Lite',
+    )
+    .option('--no-rdns', 'do not resolve remote addresses to names (reverse DNS)')
+    .action(
+      async (o: {
+        data: string;
+        listen: string;
+        web?: string;
+        geoip?: string | false;
+        geoipCity?: string;
+        geoipAsn?: string;
+        rdns: boolean;
+      }) => {
+        const { host, port } = parseListen(o.listen, '--listen');
+        const web = o.web === undefined ? null : parseListen(o.web, '--web');
+        const log = createLog({ name: 'pofr-server' });
+        const geoip = o.geoip === false ? null : (o.geoip ?? undefined);
+        const running = await runServer({
+          dataDir: o.data,
+          host,
+          port,
+          log,
+          geoip,
+          geoipCity: o.geoipCity,
+          geoipAsn: o.geoipAsn,
+          rdns: o.rdns,
+        });
+        let ui: Awaited<ReturnType<typeof startWeb>> | null = null;
+        try {
+          if (web) ui = await startWeb({ store: running.store, host: web.host, port: web.port, log });
+        } catch (e) {
+          await running.close();
+          throw e;
+        }
+        const sig = await untilSignal();
+        log('shutting down', { signal: sig });
+        await ui?.close();
+        await running.close();
+      },
+    );
 
   dataOpt(server.command('fingerprint'))
     .description("print the server's SSH host key fingerprint (SHA256:…)")
@@ -88,7 +121,16 @@ export function registerServerCommands(program: Command): Command {
     .option('--ttl <duration>', 'validity, e.g. 24h', '24h')
     .option('--uses <n>', 'how many clients may enroll with it', '1')
     .option('--approve', 'approve clients that use it at once', false)
-    .action(async (o: { data: string; ttl: string; uses: string; approve: boolean }) => {
+    .option(
+      '--web',
+      'print an access token for the web UI instead (needed on any address but loopback)',
+      false,
+    )
+    .action(async (o: { data: string; ttl: string; uses: string; approve: boolean; web: boolean }) => {
+      if (o.web) {
+        await withStore(o.data, printWebToken);
+        return;
+      }
       const ttlMs = parseDuration(o.ttl, '--ttl');
       const uses = parsePositiveInt(o.uses, '--uses');
       const token = await withStore(o.data, (s) => createToken(s, { ttlMs, uses, approve: o.approve }));

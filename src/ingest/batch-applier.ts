@@ -732,7 +732,7 @@ export class BatchApplier {
       state: ep.state,
       inode: ep.inode,
       netns: ep.netns ?? null,
-      country: this.scope.geo?.country(ep.remote_ip) ?? null,
+      ...enrichment(this.scope.geo, ep.remote_ip),
       first_seen: t,
       last_seen: t,
       is_open: 1,
@@ -1022,6 +1022,19 @@ export class BatchApplier {
     if (w) w.count++;
     else this.warned.set(what, { count: 1, example });
   }
+}
+
+/** What the server's databases say of a remote address, frozen into the row with their names. */
+function enrichment(geo: GeoLookup | undefined, ip: string) {
+  const g = geo?.lookup(ip);
+  const known = g !== undefined && (g.country !== null || g.city !== null || g.asn !== null);
+  return {
+    country: g?.country ?? null,
+    city: g?.city ?? null,
+    asn: g?.asn ?? null,
+    as_org: g?.as_org ?? null,
+    geo_db: known ? geo!.stamp : null,
+  };
 }
 
 function identityKey(pid: number, startTicks: number): string {

@@ -6,6 +6,7 @@ export {
   type RederiveResult,
   rederiveHost,
 } from './rederive.js';
+export { type BatchVerdict, verifyBatch } from './verify-batch.js';
 export {
   type VerifyFailure,
   type VerifyOptions,

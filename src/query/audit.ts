@@ -25,6 +25,8 @@ export interface AuditQuery extends WindowOptions {
   readonly kinds?: readonly string[];
   /** Only refusals from this address. */
   readonly source?: string;
+  /** The latest `limit` refusals, newest first (the web UI's view), instead of the oldest first. */
+  readonly newestFirst?: boolean;
 }
 
 /**
@@ -62,7 +64,8 @@ export async function listAuditEvents(store: Store, q: AuditQuery = {}): Promise
     query = query.where('a.kind', 'in', q.kinds);
   }
   if (q.source !== undefined) query = query.where('a.source', '=', q.source);
-  const rows = await query.orderBy('a.at').orderBy('a.id').limit(limitOf(q)).execute();
+  const order = q.newestFirst ? 'desc' : 'asc';
+  const rows = await query.orderBy('a.at', order).orderBy('a.id', order).limit(limitOf(q)).execute();
   return Object.freeze(
     rows.map((r) =>
       Object.freeze({

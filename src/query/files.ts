@@ -7,6 +7,8 @@ export interface FileQuery extends WindowOptions {
   /** Glob over the whole path: `*` matches any characters, '/' included; `?` exactly one. */
   readonly path?: string;
   readonly pid?: number;
+  /** Only the files of these process rows (the images of one process: the process page). */
+  readonly processIds?: readonly number[];
   /** file | dir | dev | socket | pipe | anon | other */
   readonly kind?: string;
   /** false: leave out files held by the recorder's own processes. */
@@ -63,7 +65,7 @@ export const FILE_COLUMNS = [
  * const rows = await findFiles(store, { path: '/etc/shadow*' });
  */
 export async function findFiles(store: Store, opts: FileQuery = {}): Promise<readonly FileRow[]> {
-  if (opts.hosts?.length === 0) return Object.freeze([]);
+  if (opts.hosts?.length === 0 || opts.processIds?.length === 0) return Object.freeze([]);
   let q = store.db
     .selectFrom('file_opens as f')
     .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
@@ -75,6 +77,7 @@ export async function findFiles(store: Store, opts: FileQuery = {}): Promise<rea
   if (from !== undefined)
     q = q.where((eb) => eb.or([eb('f.last_seen', '>=', from), eb('f.is_open', '=', 1)]));
   if (pid !== undefined) q = q.where('f.pid', '=', pid);
+  if (opts.processIds) q = q.where('f.process_id', 'in', opts.processIds);
   if (kind !== undefined) q = q.where('f.kind', '=', kind);
   if (path !== undefined) q = q.where(globMatch(sql.ref('f.path'), path));
   if (opts.observer === false) q = q.where(NOT_OBSERVER_HELD);

@@ -11,6 +11,8 @@ export interface EndpointQuery extends WindowOptions {
   readonly country?: string;
   readonly proto?: 'tcp' | 'udp';
   readonly pid?: number;
+  /** Only the endpoints of these process rows (the images of one process: the process page). */
+  readonly processIds?: readonly number[];
   /** false: leave out endpoints of the recorder's own processes (its SSH link to the server…). */
   readonly observer?: boolean;
 }
@@ -40,7 +42,14 @@ export interface EndpointRow {
   readonly open: boolean;
   readonly country: string | null;
   readonly city: string | null;
+  /** Reverse DNS of the remote address, and when it answered (µs). */
   readonly fqdn: string | null;
+  readonly fqdn_at: number | null;
+  /** The remote address's autonomous system and its holder, from the ASN data at ingest. */
+  readonly asn: number | null;
+  readonly as_org: string | null;
+  /** Which databases (name, build date) gave country, city and ASN. */
+  readonly geo_db: string | null;
   readonly open_ord: number;
   readonly close_ord: number | null;
 }
@@ -64,6 +73,17 @@ export const SOCKET_COLUMNS = [
   'e.remote_port',
 ] as const;
 
+/** What enrichment added to an endpoint (select them from `endpoints as e`). */
+export const ENRICHMENT_COLUMNS = [
+  'e.country',
+  'e.city',
+  'e.fqdn',
+  'e.fqdn_at',
+  'e.asn',
+  'e.as_org',
+  'e.geo_db',
+] as const;
+
 /**
  * Endpoints alive in the window (first_seen <= to, and last_seen >= from or still open), in the
  * order they appeared.
@@ -72,7 +92,7 @@ export const SOCKET_COLUMNS = [
  * const rows = await findEndpoints(store, { port: 443, country: 'RU' });
  */
 export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Promise<readonly EndpointRow[]> {
-  if (opts.hosts?.length === 0) return Object.freeze([]);
+  if (opts.hosts?.length === 0 || opts.processIds?.length === 0) return Object.freeze([]);
   let q = store.db
     .selectFrom('endpoints as e')
     .innerJoin('hosts as h', 'h.host_id', 'e.host_id')
@@ -85,9 +105,7 @@ export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Pro
       'e.first_seen',
       'e.last_seen',
       'e.is_open',
-      'e.country',
-      'e.city',
-      'e.fqdn',
+      ...ENRICHMENT_COLUMNS,
       'e.open_ord',
       'e.close_ord',
     ]);
@@ -102,6 +120,7 @@ export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Pro
   if (country !== undefined) q = q.where('e.country', '=', country.toUpperCase());
   if (proto !== undefined) q = q.where('e.proto', '=', proto);
   if (pid !== undefined) q = q.where('e.pid', '=', pid);
+  if (opts.processIds) q = q.where('e.process_id', 'in', opts.processIds);
   if (opts.observer === false) q = q.where(NOT_OBSERVER_HELD);
   const rows = await q
     .orderBy('e.first_seen')

@@ -8,13 +8,14 @@ import {
 } from 'kysely';
 import { PofrError } from '../errors.js';
 import type {
+  Capabilities,
   EndpointStatesTable,
   EndpointsTable,
   FileOpensTable,
   ProcessesTable,
   Store,
 } from '../store/index.js';
-import { FILE_COLUMNS, type FileRow } from './files.js';
+import { FILE_COLUMNS, type FileRow, globMatch } from './files.js';
 import { describeEndpoint, type EndpointRow, SOCKET_COLUMNS } from './net.js';
 import {
   describeProcess,
@@ -23,22 +24,12 @@ import {
   type ProcessRow,
   toProcessRow,
 } from './process-row.js';
+import { withRegexErrors } from './procs.js';
 import { RECORDER_KINDS, type RecorderEvent, recorderEvents } from './recorder-events.js';
+import { TIMELINE_KINDS, type TimelineKind } from './timeline-kinds.js';
 import { limitOf, toBase64, type WindowOptions } from './window.js';
 
-export const TIMELINE_KINDS = Object.freeze([
-  'process_start',
-  'process_exec',
-  'process_exit',
-  'file_open',
-  'file_close',
-  'endpoint_open',
-  'endpoint_state',
-  'endpoint_close',
-  'gap',
-  ...RECORDER_KINDS,
-] as const);
-export type TimelineKind = (typeof TIMELINE_KINDS)[number];
+export { TIMELINE_KINDS, type TimelineKind };
 
 /** Kinds left out unless asked for by name: a heartbeat every 30 s would drown the rest. */
 const ONLY_WHEN_ASKED: ReadonlySet<TimelineKind> = new Set(['recorder_heartbeat']);
@@ -50,6 +41,30 @@ export interface TimelineQuery extends WindowOptions {
   readonly kinds?: readonly string[];
   /** Only events of this pid (gaps are always shown: they concern every process). */
   readonly pid?: number;
+  /** Only events of processes run by this user (a name, or a uid matching the real or effective one). */
+  readonly user?: string;
+  /** Only events of processes whose command line or exe path matches this regular expression. */
+  readonly command?: string;
+  /** Only file events whose path matches this glob (`*` matches '/' too). */
+  readonly path?: string;
+  /** Only endpoint events with this remote address. */
+  readonly remote?: string;
+  /** Only endpoint events with this local or remote port. */
+  readonly port?: number;
+  /** Only endpoint events whose remote address is in this country (ISO 3166 code). */
+  readonly country?: string;
+  /** Only events strictly after this one, in timeline order: the next page after a page's last event. */
+  readonly after?: TimelineCursor;
+}
+
+/** Where an event stands in timeline order; `cursorOf(lastEvent)` gives the next page's `after`. */
+export interface TimelineCursor {
+  readonly time: number;
+  readonly ord: number | null;
+  readonly host_id: string;
+  readonly kind: TimelineKind;
+  /** process_id, file_id, endpoint_id, or the batch seq of a gap. */
+  readonly id: number;
 }
 
 interface EventBase {
@@ -128,25 +143,73 @@ const RANK: Readonly<Record<TimelineKind, number>> = Object.freeze({
  */
 export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<readonly TimelineEvent[]> {
   const kinds = new Set<TimelineKind>(checkKinds(opts.kinds));
+  // A filter on what only files (or only endpoints) have leaves the other kinds out; gaps stay.
+  const onFiles = opts.path !== undefined;
+  const onEndpoints = opts.remote !== undefined || opts.port !== undefined || opts.country !== undefined;
+  for (const k of kinds) {
+    const fileKind = k === 'file_open' || k === 'file_close';
+    const endpointKind = k.startsWith('endpoint_');
+    if (k === 'gap' || k.startsWith('recorder_')) continue;
+    if ((onFiles && !fileKind) || (onEndpoints && !endpointKind)) kinds.delete(k);
+  }
   if (opts.hosts?.length === 0 || kinds.size === 0) return Object.freeze([]);
   const limit = limitOf(opts);
   // One source after the other on one connection: an analyst query should not take a whole pool.
-  const reads: (() => Promise<readonly TimelineEvent[]>)[] = [];
-  if (kinds.has('process_start') || kinds.has('process_exec'))
-    reads.push(() => processImages(store, opts, kinds, limit));
-  if (kinds.has('process_exit')) reads.push(() => processExits(store, opts, limit));
-  if (kinds.has('file_open')) reads.push(() => fileEvents(store, opts, 'file_open', limit));
-  if (kinds.has('file_close')) reads.push(() => fileEvents(store, opts, 'file_close', limit));
-  if (kinds.has('endpoint_open')) reads.push(() => endpointEvents(store, opts, 'endpoint_open', limit));
-  if (kinds.has('endpoint_close')) reads.push(() => endpointEvents(store, opts, 'endpoint_close', limit));
-  if (kinds.has('endpoint_state')) reads.push(() => endpointStates(store, opts, limit));
-  if (kinds.has('gap')) reads.push(() => gaps(store, opts, limit));
-  const recorder = RECORDER_KINDS.filter((k) => kinds.has(k));
-  if (recorder.length > 0) reads.push(() => recorderEvents(store, opts, recorder, limit));
+  const sources = (o: TimelineQuery, probe?: EventKey[]) => {
+    const reads: (() => Promise<readonly TimelineEvent[]>)[] = [];
+    if (kinds.has('process_start') || kinds.has('process_exec'))
+      reads.push(() => processImages(store, o, kinds, limit, probe));
+    if (kinds.has('process_exit')) reads.push(() => processExits(store, o, limit, probe));
+    if (kinds.has('file_open')) reads.push(() => fileEvents(store, o, 'file_open', limit, probe));
+    if (kinds.has('file_close')) reads.push(() => fileEvents(store, o, 'file_close', limit, probe));
+    if (kinds.has('endpoint_open')) reads.push(() => endpointEvents(store, o, 'endpoint_open', limit, probe));
+    if (kinds.has('endpoint_close'))
+      reads.push(() => endpointEvents(store, o, 'endpoint_close', limit, probe));
+    if (kinds.has('endpoint_state')) reads.push(() => endpointStates(store, o, limit, probe));
+    return reads;
+  };
   const all: TimelineEvent[] = [];
-  for (const read of reads) for (const e of await read()) all.push(e);
+  await withRegexErrors(opts.command, async () => {
+    // Each source may hold the whole page: reading `limit` full rows from every one costs several
+    // times the page. So first only the order keys (an index walk), to find the instant where the
+    // page ends; then full rows up to that instant.
+    let bounded = opts;
+    const reads = sources(opts);
+    if (reads.length > 1) {
+      const keys: EventKey[] = [];
+      for (const read of sources(opts, keys)) await read();
+      if (keys.length > limit) {
+        keys.sort(compareKeys);
+        const end = keys[limit - 1].time;
+        bounded = { ...opts, to: opts.to === undefined ? end : Math.min(opts.to, end) };
+      }
+    }
+    for (const read of sources(bounded)) for (const e of await read()) all.push(e);
+    if (kinds.has('gap')) for (const e of await gaps(store, bounded, limit)) all.push(e);
+    const recorder = RECORDER_KINDS.filter((k) => kinds.has(k));
+    if (recorder.length > 0)
+      for (const e of await recorderEvents(store, bounded, recorder, limit)) all.push(e);
+  });
   all.sort(compareEvents);
-  return Object.freeze(all.slice(0, limit));
+  // Sources that take no cursor of their own (recorder events) are cut here.
+  const after = opts.after;
+  const fresh = after === undefined ? all : all.filter((e) => compareToCursor(e, after) > 0);
+  return Object.freeze(fresh.slice(0, limit));
+}
+
+function compareToCursor(e: TimelineEvent, c: TimelineCursor): number {
+  return (
+    e.time - c.time ||
+    (e.ord ?? -1) - (c.ord ?? -1) ||
+    (e.host_id < c.host_id ? -1 : e.host_id > c.host_id ? 1 : 0) ||
+    RANK[e.kind] - RANK[c.kind] ||
+    idOf(e) - c.id
+  );
+}
+
+/** The `after` of the page that follows this event. */
+export function cursorOf(e: TimelineEvent): TimelineCursor {
+  return Object.freeze({ time: e.time, ord: e.ord, host_id: e.host_id, kind: e.kind, id: idOf(e) });
 }
 
 function checkKinds(kinds: readonly string[] | undefined): readonly TimelineKind[] {
@@ -208,6 +271,8 @@ interface ActivitySource {
   readonly host: `${Alias}.host_id`;
   readonly id: `${Alias}.id`;
   readonly pid: `${Exclude<Alias, 's'>}.pid`;
+  /** The RANK of this source's events (every source yields events of one rank). */
+  readonly rank: number;
   /**
    * Files and endpoints reach the process holding them through a left join as `p`; one of no
    * process on record is not the recorder's.
@@ -219,7 +284,7 @@ interface ActivitySource {
  * What every activity read keeps: instant events in the window (from <= time <= to), of the hosts,
  * of the pid, and not the recorder's when observer is false.
  */
-function activityFilters(src: ActivitySource, opts: TimelineQuery): Expression<SqlBool> {
+function activityFilters(src: ActivitySource, opts: TimelineQuery, caps: Capabilities): Expression<SqlBool> {
   const time = activity.ref(src.time);
   const out: Expression<SqlBool>[] = [];
   if (opts.from !== undefined) out.push(sql<SqlBool>`${time} >= ${opts.from}`);
@@ -227,7 +292,65 @@ function activityFilters(src: ActivitySource, opts: TimelineQuery): Expression<S
   if (opts.hosts) out.push(activity(src.host, 'in', opts.hosts));
   if (opts.pid !== undefined) out.push(activity(src.pid, '=', opts.pid));
   if (opts.observer === false) out.push(src.held ? NOT_OBSERVER_HELD : activity('p.observer', '=', 0));
+  const { user, command, path, remote, port, country } = opts;
+  if (user !== undefined) {
+    out.push(
+      /^\d+$/.test(user)
+        ? activity.or([activity('p.ruid', '=', Number(user)), activity('p.euid', '=', Number(user))])
+        : activity('p.user', '=', user),
+    );
+  }
+  if (command !== undefined) {
+    out.push(
+      activity.or([
+        caps.regexMatch(sql.ref('p.cmdline'), command),
+        caps.regexMatch(sql.ref('p.exe'), command),
+      ]),
+    );
+  }
+  if (path !== undefined) out.push(globMatch(sql.ref('f.path'), path));
+  if (remote !== undefined) out.push(activity('e.remote_ip', '=', remote));
+  if (port !== undefined)
+    out.push(activity.or([activity('e.local_port', '=', port), activity('e.remote_port', '=', port)]));
+  if (country !== undefined) out.push(activity('e.country', '=', country.toUpperCase()));
+  if (opts.after !== undefined)
+    out.push(
+      ...afterCursor(
+        time,
+        activity.ref(src.ord),
+        activity.ref(src.host),
+        activity.ref(src.id),
+        src.rank,
+        opts.after,
+      ),
+    );
   return activity.and(out);
+}
+
+/**
+ * Rows after the cursor in timeline order (time, ord, host_id, rank, id). The plain `time >= T`
+ * lets the engine start from the time index; the row value comparison then drops what the previous
+ * page already showed (a keyframe writes hundreds of rows with the same time and ord).
+ */
+function afterCursor(
+  time: Expression<unknown>,
+  ord: Expression<unknown>,
+  host: Expression<unknown>,
+  id: Expression<unknown>,
+  rank: number,
+  c: TimelineCursor,
+): Expression<SqlBool>[] {
+  const cOrd = c.ord ?? -1;
+  const cRank = RANK[c.kind];
+  const key = sql`(${time}, coalesce(${ord}, -1), ${host})`;
+  const at = sql`(${c.time}, ${cOrd}, ${c.host_id})`;
+  const after =
+    rank > cRank
+      ? sql<SqlBool>`${key} >= ${at}`
+      : rank < cRank
+        ? sql<SqlBool>`${key} > ${at}`
+        : sql<SqlBool>`(${time}, coalesce(${ord}, -1), ${host}, ${id}) > (${c.time}, ${cOrd}, ${c.host_id}, ${c.id})`;
+  return [sql<SqlBool>`${time} >= ${c.time}`, after];
 }
 
 /** The first `limit` rows of a source in the order compareEvents refines: (time, ord, host_id, id). */
@@ -244,21 +367,79 @@ function inEventOrder<DB, TB extends keyof DB, O>(
     .limit(limit);
 }
 
+/** Where an event sorts (compareEvents' order), without the event. */
+interface EventKey {
+  readonly time: number;
+  readonly ord: number;
+  readonly host_id: string;
+  readonly rank: number;
+  readonly id: number;
+}
+
+function compareKeys(a: EventKey, b: EventKey): number {
+  return (
+    a.time - b.time ||
+    a.ord - b.ord ||
+    (a.host_id < b.host_id ? -1 : a.host_id > b.host_id ? 1 : 0) ||
+    a.rank - b.rank ||
+    a.id - b.id
+  );
+}
+
+/**
+ * Reads a source's first `limit` rows in event order; with a probe, reads only their order keys
+ * into it (the same query, its select list replaced) and returns null.
+ */
+async function readSource<DB, TB extends keyof DB, O>(
+  q: SelectQueryBuilder<DB, TB, O>,
+  src: ActivitySource,
+  limit: number,
+  probe: EventKey[] | undefined,
+): Promise<O[] | null> {
+  if (probe === undefined) return inEventOrder(q, src, limit).execute();
+  const keyed = q
+    .clearSelect()
+    .select([
+      sql<number>`${activity.ref(src.time)}`.as('k_time'),
+      sql<number | null>`${activity.ref(src.ord)}`.as('k_ord'),
+      sql<string>`${activity.ref(src.host)}`.as('k_host'),
+      sql<number>`${activity.ref(src.id)}`.as('k_id'),
+    ] as never);
+  const rows = (await inEventOrder(keyed, src, limit).execute()) as unknown as {
+    k_time: number;
+    k_ord: number | null;
+    k_host: string;
+    k_id: number;
+  }[];
+  for (const r of rows) {
+    probe.push({
+      time: Number(r.k_time),
+      ord: r.k_ord === null ? -1 : Number(r.k_ord),
+      host_id: r.k_host,
+      rank: src.rank,
+      id: Number(r.k_id),
+    });
+  }
+  return null;
+}
+
 async function processImages(
   store: Store,
   opts: TimelineQuery,
   kinds: ReadonlySet<TimelineKind>,
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly ProcessEvent[]> {
   const src: ActivitySource = { ...PROCESS_SOURCE, time: 'p.start', ord: 'p.open_ord' };
   let q = store.db
     .selectFrom('processes as p')
     .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
     .select([...PROCESS_COLUMNS, 'h.name as host'])
-    .where(activityFilters(src, opts));
+    .where(activityFilters(src, opts, store.caps));
   if (!kinds.has('process_exec')) q = q.where('p.exec_index', '=', 0);
   if (!kinds.has('process_start')) q = q.where('p.exec_index', '>', 0);
-  const rows = await inEventOrder(q, src, limit).execute();
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => {
     const p = toProcessRow(r, r.host);
     return processEvent(
@@ -275,8 +456,14 @@ async function processExits(
   store: Store,
   opts: TimelineQuery,
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly ProcessEvent[]> {
-  const src: ActivitySource = { ...PROCESS_SOURCE, time: 'p.end', ord: 'p.close_ord' };
+  const src: ActivitySource = {
+    ...PROCESS_SOURCE,
+    time: 'p.end',
+    ord: 'p.close_ord',
+    rank: RANK.process_exit,
+  };
   const q = store.db
     .selectFrom('processes as p')
     .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
@@ -284,8 +471,9 @@ async function processExits(
     .where('p.end', 'is not', null)
     // An image ended by exec is followed by the next image's process_exec: the process lives on.
     .where((eb) => eb.or([eb('p.end_reason', 'is', null), eb('p.end_reason', '<>', 'exec')]))
-    .where(activityFilters(src, opts));
-  const rows = await inEventOrder(q, src, limit).execute();
+    .where(activityFilters(src, opts, store.caps));
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => {
     const p = toProcessRow(r, r.host);
     const how =
@@ -298,7 +486,7 @@ async function processExits(
   });
 }
 
-const PROCESS_SOURCE = { host: 'p.host_id', id: 'p.id', pid: 'p.pid', held: false } as const;
+const PROCESS_SOURCE = { host: 'p.host_id', id: 'p.id', pid: 'p.pid', held: false, rank: 1 } as const;
 
 function processEvent(
   p: ReturnType<typeof toProcessRow>,
@@ -344,7 +532,12 @@ function processEvent(
 
 /** A file or endpoint opens at its first sight (first_seen, open_ord) and closes at its last. */
 function heldSource(alias: 'f' | 'e', opening: boolean): ActivitySource {
+  const rank =
+    alias === 'f'
+      ? RANK[opening ? 'file_open' : 'file_close']
+      : RANK[opening ? 'endpoint_open' : 'endpoint_close'];
   return {
+    rank,
     time: opening ? `${alias}.first_seen` : `${alias}.last_seen`,
     ord: opening ? `${alias}.open_ord` : `${alias}.close_ord`,
     host: `${alias}.host_id`,
@@ -359,6 +552,7 @@ async function fileEvents(
   opts: TimelineQuery,
   kind: 'file_open' | 'file_close',
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly FileEvent[]> {
   const src = heldSource('f', kind === 'file_open');
   let q = store.db
@@ -366,9 +560,10 @@ async function fileEvents(
     .innerJoin('hosts as h', 'h.host_id', 'f.host_id')
     .leftJoin('processes as p', 'p.id', 'f.process_id')
     .select(FILE_COLUMNS)
-    .where(activityFilters(src, opts));
+    .where(activityFilters(src, opts, store.caps));
   if (kind === 'file_close') q = q.where('f.is_open', '=', 0);
-  const rows = await inEventOrder(q, src, limit).execute();
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => {
     const open = kind === 'file_open';
     const detail = r.kind === 'file' ? `fd ${r.fd}` : `fd ${r.fd}, ${r.kind}`;
@@ -399,6 +594,7 @@ async function endpointEvents(
   opts: TimelineQuery,
   kind: 'endpoint_open' | 'endpoint_close',
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly EndpointEvent[]> {
   const src = heldSource('e', kind === 'endpoint_open');
   let q = store.db
@@ -425,9 +621,10 @@ async function endpointEvents(
         .whereRef('s.endpoint_id', '=', 'e.id')
         .as('state_changes'),
     )
-    .where(activityFilters(src, opts));
+    .where(activityFilters(src, opts, store.caps));
   if (kind === 'endpoint_close') q = q.where('e.is_open', '=', 0);
-  const rows = await inEventOrder(q, src, limit).execute();
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => {
     const open = kind === 'endpoint_open';
     const state = !open
@@ -449,14 +646,17 @@ async function endpointStates(
   store: Store,
   opts: TimelineQuery,
   limit: number,
+  probe?: EventKey[],
 ): Promise<readonly EndpointEvent[]> {
   const src: ActivitySource = {
     time: 's.t',
     ord: 's.ord',
     host: 's.host_id',
-    id: 's.id',
+    // compareEvents orders equal (time, ord, host) states by endpoint: a keyframe changes many at once.
+    id: 'e.id',
     pid: 'e.pid',
     held: true,
+    rank: RANK.endpoint_state,
   };
   const q = store.db
     .selectFrom('endpoint_states as s')
@@ -466,8 +666,9 @@ async function endpointStates(
     .select([...ENDPOINT_COLUMNS, 's.t', 's.ord', 's.state', 's.id as state_id'])
     // Ingest also records the state an endpoint opened in; endpoint_open already tells that one.
     .whereRef('s.ord', '<>', 'e.open_ord')
-    .where(activityFilters(src, opts));
-  const rows = await inEventOrder(q, src, limit).execute();
+    .where(activityFilters(src, opts, store.caps));
+  const rows = await readSource(q, src, limit, probe);
+  if (rows === null) return [];
   return rows.map((r) => endpointEvent(r, 'endpoint_state', r.t, r.ord, r.state, describeEndpoint(r)));
 }
 
@@ -544,6 +745,11 @@ async function gaps(store: Store, opts: TimelineQuery, limit: number): Promise<r
   if (opts.to !== undefined) q = q.where(sql<SqlBool>`${start} <= ${opts.to}`);
   if (opts.from !== undefined) q = q.where(sql<SqlBool>`${end} >= ${opts.from}`);
   if (opts.hosts) q = q.where('g.host_id', 'in', opts.hosts);
+  if (opts.after !== undefined) {
+    q = q.where((eb) =>
+      eb.and(afterCursor(start, sql`null`, eb.ref('g.host_id'), eb.ref('g.seq'), RANK.gap, opts.after!)),
+    );
+  }
   const rows = await q
     .orderBy(start)
     .orderBy('g.host_id')

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { Store } from '../store/index.js';
 import { PROCESS_COLUMNS, type ProcessRow, toProcessRow } from './process-row.js';
 
@@ -27,16 +28,10 @@ export interface TreeRow extends ProcessRow {
  */
 export async function treeAt(store: Store, opts: TreeQuery): Promise<readonly TreeRow[]> {
   if (opts.hosts?.length === 0) return Object.freeze([]);
-  const { at } = opts;
-  let q = store.db
-    .selectFrom('processes as p')
-    .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
-    .select([...PROCESS_COLUMNS, 'h.name as host'])
-    .where('p.start', '<=', at)
-    .where((eb) => eb.or([eb('p.end', 'is', null), eb('p.end', '>', at)]));
-  if (opts.hosts) q = q.where('p.host_id', 'in', opts.hosts);
-  if (opts.observer === false) q = q.where('p.observer', '=', 0);
-  const alive = (await q.execute()).map((r) => toProcessRow(r, r.host));
+  const alive = [
+    ...(await aliveAt(store, opts, 'running')),
+    ...(await aliveAt(store, opts, await endedFirst(store, opts))),
+  ];
 
   const byIdentity = new Map<string, ProcessRow>();
   const byPid = new Map<string, ProcessRow>();
@@ -88,6 +83,43 @@ export async function treeAt(store: Store, opts: TreeQuery): Promise<readonly Tr
   for (const p of [...alive].sort(byStart)) if (!seen.has(p)) visit(p, 0);
 
   return Object.freeze(opts.limit === undefined ? out : out.slice(0, opts.limit));
+}
+
+/**
+ * The images alive at `at` in two reads: those still running (few, and found through the
+ * (host_id, end) index at end IS NULL), and those that ended after `at`. For the second, a b-tree
+ * can bound either start (<= at) or end (> at), not both; the engine is steered to the smaller side
+ * — early in the record few processes started before `at`, late in it few ended after — with a unary
+ * plus, which keeps the other column out of index use on SQLite and PostgreSQL alike.
+ */
+async function aliveAt(
+  store: Store,
+  opts: TreeQuery,
+  which: 'running' | 'by-start' | 'by-end',
+): Promise<ProcessRow[]> {
+  const { at } = opts;
+  let q = store.db
+    .selectFrom('processes as p')
+    .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
+    .select([...PROCESS_COLUMNS, 'h.name as host']);
+  if (which === 'running') q = q.where('p.end', 'is', null).where(sql<boolean>`+p.start <= ${at}`);
+  else if (which === 'by-start') q = q.where('p.start', '<=', at).where(sql<boolean>`+p."end" > ${at}`);
+  else q = q.where('p.end', '>', at).where(sql<boolean>`+p.start <= ${at}`);
+  if (opts.hosts) q = q.where('p.host_id', 'in', opts.hosts);
+  if (opts.observer === false) q = q.where('p.observer', '=', 0);
+  return (await q.execute()).map((r) => toProcessRow(r, r.host));
+}
+
+/** Which bound of the ended images to walk: the side of `at` with less of the hosts' record. */
+async function endedFirst(store: Store, opts: TreeQuery): Promise<'by-start' | 'by-end'> {
+  let q = store.db
+    .selectFrom('hosts')
+    .select((eb) => [eb.fn.min('first_seen').as('first'), eb.fn.max('last_seen').as('last')]);
+  if (opts.hosts) q = q.where('host_id', 'in', opts.hosts);
+  const r = await q.executeTakeFirst();
+  const first = Number(r?.first ?? opts.at);
+  const last = Number(r?.last ?? opts.at);
+  return opts.at - first <= last - opts.at ? 'by-start' : 'by-end';
 }
 
 function identity(p: { host_id: string; boot_id: string; pid: number; start_ticks: number }): string {

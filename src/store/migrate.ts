@@ -9,6 +9,7 @@ import { argvSourceMigration } from './migrations/0005-argv-source.js';
 import { hostClientVersionMigration } from './migrations/0006-host-client-version.js';
 import { recorderEventsMigration } from './migrations/0007-recorder-events.js';
 import { auditAndSealsMigration } from './migrations/0008-audit-and-seals.js';
+import { analystIndexesMigration } from './migrations/0009-analyst-indexes.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -26,6 +27,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0006-host-client-version': hostClientVersionMigration(),
           '0007-recorder-events': recorderEventsMigration(caps),
           '0008-audit-and-seals': auditAndSealsMigration(caps),
+          '0009-analyst-indexes': analystIndexesMigration(),
         };
       },
     },

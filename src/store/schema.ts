@@ -186,6 +186,13 @@ export interface EndpointsTable {
   country: string | null;
   city: string | null;
   fqdn: string | null;
+  /** Autonomous system of the remote address and who holds it (enrichment at ingest). */
+  asn: number | null;
+  as_org: string | null;
+  /** Names and build dates of the databases that gave country, city and ASN. */
+  geo_db: string | null;
+  /** When reverse DNS answered for `fqdn` (µs), null while not looked up. */
+  fqdn_at: number | null;
   open_ord: number;
   close_ord: number | null;
 }

@@ -20,6 +20,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   ingest: ['protocol', 'store', 'enrich'],
   query: ['store'],
   roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query'],
+  web: ['protocol', 'store', 'enrich', 'ingest', 'query', 'roles'],
   // Packaging builds the client role into one file and the server into a .deb: it needs only the
   // client role's file names and configuration format.
   package: ['roles'],
@@ -34,6 +35,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
     'query',
     'roles',
     'package',
+    'web',
   ],
 };
 

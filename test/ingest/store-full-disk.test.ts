@@ -12,7 +12,8 @@ import { addHost, countRows, file, proc, T0 } from './host-fixture.js';
 test('a full disk under the SQLite store: the batch is not acknowledged, nothing stored is harmed, and it goes in once there is room', {
   skip: TINY_DISK_SKIP,
 }, async () => {
-  await withTinyDisk('1m', async (mnt) => {
+  // 2 MiB: the empty schema, with its indexes for the web UI, must fit with room for a few batches.
+  await withTinyDisk('2m', async (mnt) => {
     const store = await openStore({ kind: 'sqlite', path: join(mnt, 'pofr.db') });
     try {
       const host = await addHost(store);

@@ -4,6 +4,7 @@ import { openStore, readStoreConfig, type Store } from '../../store/index.js';
 import { type SshServer, startSshServer } from '../../transport/index.js';
 import { AuditTrail } from './audit-trail.js';
 import { ensureHostKey } from './host-key.js';
+import { startRdnsFiller } from './rdns-filler.js';
 import { watchRevocations } from './revocation-watch.js';
 import { createServerHandlers } from './server-handlers.js';
 
@@ -16,6 +17,12 @@ export interface ServerOptions {
   readonly log: Log;
   /** Country database for endpoints: a .mmdb path, undefined for the bundled one, null for none. */
   readonly geoip?: string | null;
+  /** City database (.mmdb) the operator supplies; none by default. */
+  readonly geoipCity?: string;
+  /** ASN database (.mmdb, GeoLite2-ASN); undefined for the bundled DB-IP ASN Lite data, null for none. */
+  readonly geoipAsn?: string | null;
+  /** Reverse DNS of remote addresses beside ingest (default true; `--no-rdns`). */
+  readonly rdns?: boolean;
 }
 
 export interface RunningServer {
@@ -29,17 +36,24 @@ export interface RunningServer {
  * The country database, once per server. A file the operator named must load (a typo should not
  * silently leave countries empty); the bundled one missing is a packaging fault: say so, go on.
  */
-function loadGeoip(path: string | null | undefined, log: Log): GeoLookup | undefined {
+function loadGeoip(opts: ServerOptions, log: Log): GeoLookup | undefined {
+  const path = opts.geoip;
   if (path === null) return undefined;
   try {
-    const geo = openGeoip(path);
+    const geo = openGeoip(path, { city: opts.geoipCity, asn: opts.geoipAsn });
     log('endpoint countries from', { geoip: geo.source });
     return geo;
   } catch (e) {
-    if (path !== undefined) {
+    // A file the operator named must load; the bundled data missing is a packaging fault.
+    const named = [
+      path && `--geoip ${path}`,
+      opts.geoipCity && `--geoip-city ${opts.geoipCity}`,
+      typeof opts.geoipAsn === 'string' && `--geoip-asn ${opts.geoipAsn}`,
+    ].filter((x) => x);
+    if (named.length > 0) {
       throw new PofrError(
         'POFR_USAGE',
-        `--geoip ${path}: cannot read it as a MaxMind .mmdb database (${(e as Error).message})`,
+        `${named.join(', ')}: cannot read it as a MaxMind .mmdb database (${(e as Error).message})`,
       );
     }
     log('no country database: endpoint countries stay empty', { error: (e as Error).message });
@@ -52,7 +66,7 @@ function loadGeoip(path: string | null | undefined, log: Log): GeoLookup | undef
  * transport knows nothing of the store, ingest nothing of SSH.
  */
 export async function runServer(opts: ServerOptions): Promise<RunningServer> {
-  const geo = loadGeoip(opts.geoip, opts.log);
+  const geo = loadGeoip(opts, opts.log);
   const store = await openStore(readStoreConfig(opts.dataDir));
   const hostKey = ensureHostKey(opts.dataDir);
   const audit = AuditTrail.inMemory(store, opts.log);
@@ -72,6 +86,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     throw e;
   }
   const revocations = watchRevocations(store, server, audit, opts.log);
+  const rdns = opts.rdns === false ? null : startRdnsFiller(store, { log: opts.log });
   opts.log('pofr server listening', {
     host: opts.host,
     port: server.port,
@@ -86,6 +101,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       revocations.stop();
       await server.close();
       await audit.close();
+      await rdns?.stop();
       await store.close();
     },
   };
