@@ -1,3 +1,4 @@
+import { existsSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
@@ -22,6 +23,8 @@ import { formatTime } from './time-args.js';
 import { printWebToken } from './web-command.js';
 
 export async function openStoreForData(dataDir: string): Promise<Store> {
+  // A file rather than a directory: a SQLite store of its own, such as a `pofr export --format sqlite`.
+  if (existsSync(dataDir) && statSync(dataDir).isFile()) return openStore({ kind: 'sqlite', path: dataDir });
   return openStore(readStoreConfig(dataDir));
 }
 

@@ -122,7 +122,7 @@ async function replayHost(
       boot_id: pruned?.boot_id ?? null,
     })
     .execute();
-  if (pruned) await seedPrunedState(src, scratch.db, hostId, pruned.before_seq, pruned.t_to);
+  if (pruned) await seedStateAt(src, scratch.db, hostId, pruned.before_seq, pruned.t_to);
   const failures: RederiveMismatch[] = [];
   let after: { receivedAt: number; seq: number } | null = null;
   for (;;) {
@@ -174,20 +174,24 @@ async function replayHost(
  * A pruned host's kept batches start from the state at the cut, which only the rows open there
  * (and the inventory valid there) still hold: they are copied into the scratch store as they stood
  * at the cut — what a kept batch changed later is undone (closed again by replaying it) — with their
- * ids, so pointers between them stay as stored.
+ * ids, so pointers between them stay as stored. By default every row opened before the cut is
+ * copied (after a prune, those closed before it are the ones a kept row points at); `openOnly`
+ * copies only what was open at the cut (an export of a window: not the history before it).
  */
-async function seedPrunedState(
+export async function seedStateAt(
   src: Kysely<Database>,
-  scratch: Kysely<Database>,
+  dst: Kysely<Database>,
   hostId: string,
   beforeSeq: number,
   cutT: number,
+  openOnly = false,
 ): Promise<void> {
   const b = beforeSeq * ORD_PER_BATCH;
   const later = (closeOrd: unknown) => closeOrd !== null && Number(closeOrd) >= b;
+  const wanted = (closeOrd: unknown) => !openOnly || closeOrd === null || later(closeOrd);
   const copy = async <T extends keyof Database>(table: T, rows: Record<string, unknown>[]) => {
     for (let i = 0; i < rows.length; i += 200) {
-      await scratch
+      await dst
         .insertInto(table)
         // biome-ignore lint/suspicious/noExplicitAny: rows copied column for column from the same table.
         .values(rows.slice(i, i + 200) as any)
@@ -202,7 +206,9 @@ async function seedPrunedState(
     .execute();
   await copy(
     'processes',
-    procs.map((p) => (later(p.close_ord) ? { ...p, end: null, end_reason: null, close_ord: null } : p)),
+    procs
+      .filter((p) => wanted(p.close_ord))
+      .map((p) => (later(p.close_ord) ? { ...p, end: null, end_reason: null, close_ord: null } : p)),
   );
   const files = await src
     .selectFrom('file_opens')
@@ -212,23 +218,30 @@ async function seedPrunedState(
     .execute();
   await copy(
     'file_opens',
-    files.map((f) => (later(f.close_ord) ? { ...f, is_open: 1, close_ord: null } : f)),
+    files
+      .filter((f) => wanted(f.close_ord))
+      .map((f) => (later(f.close_ord) ? { ...f, is_open: 1, close_ord: null } : f)),
   );
-  const states = await src
-    .selectFrom('endpoint_states')
-    .selectAll()
-    .where('host_id', '=', hostId)
-    .where('ord', '<', b)
-    .orderBy('ord')
-    .execute();
+  const eps = (
+    await src
+      .selectFrom('endpoints')
+      .selectAll()
+      .where('host_id', '=', hostId)
+      .where('open_ord', '<', b)
+      .execute()
+  ).filter((e) => wanted(e.close_ord));
+  const copied = new Set(eps.map((e) => Number(e.id)));
+  const states = (
+    await src
+      .selectFrom('endpoint_states')
+      .selectAll()
+      .where('host_id', '=', hostId)
+      .where('ord', '<', b)
+      .orderBy('ord')
+      .execute()
+  ).filter((st) => copied.has(Number(st.endpoint_id)));
   const stateAtCut = new Map<number, string>();
   for (const st of states) stateAtCut.set(Number(st.endpoint_id), st.state);
-  const eps = await src
-    .selectFrom('endpoints')
-    .selectAll()
-    .where('host_id', '=', hostId)
-    .where('open_ord', '<', b)
-    .execute();
   await copy(
     'endpoints',
     eps.map((e) =>
@@ -245,9 +258,12 @@ async function seedPrunedState(
       .where('host_id', '=', hostId)
       .where('valid_from', '<=', cutT)
       .execute()) as Record<string, unknown>[];
+    const validLater = (r: Record<string, unknown>) => r.valid_to !== null && Number(r.valid_to) > cutT;
     await copy(
       table,
-      rows.map((r) => (r.valid_to !== null && Number(r.valid_to) > cutT ? { ...r, valid_to: null } : r)),
+      rows
+        .filter((r) => !openOnly || r.valid_to === null || validLater(r))
+        .map((r) => (validLater(r) ? { ...r, valid_to: null } : r)),
     );
   }
 }
