@@ -94,7 +94,7 @@ for (const dialect of DIALECTS) {
           index: 1,
           record: lines[1]?.record,
         });
-        assert.equal((lines[1]?.record as { type: string }).type, 'process_start');
+        assert.equal((lines[1]?.record as { type?: string } | undefined)?.type, 'process_start');
 
         const csv = join(dir, 'old.csv');
         const c = await exportWindow(store, { hostId: host.hostId, to: T0 + DAY, format: 'csv', out: csv });
