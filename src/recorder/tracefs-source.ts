@@ -316,18 +316,28 @@ export class TracefsSource implements RecorderSource {
     while (n < held.length && held[n].ts <= watermark) n++;
     if (n === 0) return;
     const ready = held.splice(0, n);
-    const execsLeft = new Map<number, number>();
-    for (const ev of ready) if (ev.kind === 'exec') execsLeft.set(ev.pid, (execsLeft.get(ev.pid) ?? 0) + 1);
+    // Where each pid's last exec and its process's end are among these events: an exec followed by
+    // either is not looked up in /proc (it would show the later program, or nothing).
+    const lastExec = new Map<number, number>();
+    const ended = new Map<number, number>();
+    for (let i = 0; i < ready.length; i++) {
+      const ev = ready[i];
+      if (ev.kind === 'exec') lastExec.set(ev.pid, i);
+      else if (ev.kind === 'exit') {
+        const pid = this.#processes.tgidOf(ev.tid);
+        if (ev.groupDead ?? pid === ev.tid) ended.set(pid, i);
+      }
+    }
     this.#tcp?.beginBatch();
-    for (const ev of ready) {
+    for (let i = 0; i < ready.length; i++) {
+      const ev = ready[i];
       switch (ev.kind) {
         case 'task':
           this.#processes.task(ev, out);
           break;
         case 'exec': {
-          const left = (execsLeft.get(ev.pid) ?? 1) - 1;
-          execsLeft.set(ev.pid, left);
-          this.#processes.exec(ev, out, left > 0);
+          const passed = (lastExec.get(ev.pid) ?? i) > i || (ended.get(ev.pid) ?? -1) > i;
+          this.#processes.exec(ev, out, passed);
           break;
         }
         case 'argv':
