@@ -4,6 +4,7 @@ import type { EndpointInfo, FileInfo, PofrRecord, ProcessImage, RecordOf } from 
 import type { Database, EndpointStatesTable, FileOpensTable, ProcessesTable } from '../store/index.js';
 import { syncInventory } from './inventory-versions.js';
 import { kernelArgv, kernelText } from './kernel-text.js';
+import { contextColumns } from './process-context.js';
 import { RecorderHealthWriter } from './recorder-health.js';
 
 /** Which batch the records come from: every row they produce is stamped from it. */
@@ -299,6 +300,7 @@ export class BatchApplier {
       argv_complete: proc.argv_complete === undefined ? null : proc.argv_complete ? 1 : 0,
       open_ord: ord,
       close_ord: null,
+      ...contextColumns(proc),
     };
   }
 

@@ -10,6 +10,7 @@ import { hostClientVersionMigration } from './migrations/0006-host-client-versio
 import { recorderEventsMigration } from './migrations/0007-recorder-events.js';
 import { auditAndSealsMigration } from './migrations/0008-audit-and-seals.js';
 import { analystIndexesMigration } from './migrations/0009-analyst-indexes.js';
+import { processContextMigration } from './migrations/0010-process-context.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -28,6 +29,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0007-recorder-events': recorderEventsMigration(caps),
           '0008-audit-and-seals': auditAndSealsMigration(caps),
           '0009-analyst-indexes': analystIndexesMigration(),
+          '0010-process-context': processContextMigration(caps),
         };
       },
     },
