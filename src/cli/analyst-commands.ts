@@ -153,34 +153,45 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
     .option('--user <name|uid>', 'user name, or a uid matching the real or effective uid')
     .option('--pid <n>', 'process id')
     .option('--exclude-observer', "leave out the recorder's own processes")
-    .action((o: CommonOpts & { command?: string; user?: string; pid?: string; excludeObserver?: boolean }) =>
-      withStore(
-        o,
-        async (store) => {
-          const w = await windowOf(store, o);
-          const found = await findProcesses(store, {
-            ...w,
-            command: o.command,
-            user: o.user,
-            pid: intOption(o.pid, '--pid', 0, 0xffff_ffff),
-            observer: o.excludeObserver ? false : undefined,
-          });
-          return {
-            rows: found.map((p) => withTimes(p)),
-            limit: w.limit,
-            columns: [
-              { key: 'host', header: 'HOST' },
-              { key: 'pid', header: 'PID', align: 'right' },
-              { key: 'ppid', header: 'PPID', align: 'right' },
-              { key: 'start', header: 'START' },
-              { key: 'end', header: 'END' },
-              { key: 'user', header: 'USER', format: (v) => (v === null ? '-' : String(v)) },
-              { key: 'cmdline', header: 'COMMAND', maxWidth: 100 },
-            ],
-          };
+    .option('--container <id>', 'processes of this container (its id or a prefix of it, as docker ps shows)')
+    .action(
+      (
+        o: CommonOpts & {
+          command?: string;
+          user?: string;
+          pid?: string;
+          excludeObserver?: boolean;
+          container?: string;
         },
-        Boolean(o.json),
-      ),
+      ) =>
+        withStore(
+          o,
+          async (store) => {
+            const w = await windowOf(store, o);
+            const found = await findProcesses(store, {
+              ...w,
+              command: o.command,
+              user: o.user,
+              pid: intOption(o.pid, '--pid', 0, 0xffff_ffff),
+              observer: o.excludeObserver ? false : undefined,
+              container: o.container,
+            });
+            return {
+              rows: found.map((p) => withTimes(p)),
+              limit: w.limit,
+              columns: [
+                { key: 'host', header: 'HOST' },
+                { key: 'pid', header: 'PID', align: 'right' },
+                { key: 'ppid', header: 'PPID', align: 'right' },
+                { key: 'start', header: 'START' },
+                { key: 'end', header: 'END' },
+                { key: 'user', header: 'USER', format: (v) => (v === null ? '-' : String(v)) },
+                { key: 'cmdline', header: 'COMMAND', maxWidth: 100 },
+              ],
+            };
+          },
+          Boolean(o.json),
+        ),
     );
 
   common(program.command('files'))

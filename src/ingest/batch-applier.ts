@@ -15,6 +15,7 @@ import {
 import { chunks, insertRows, MAX_PARAMS, updateRowsById } from './bulk-rows.js';
 import { syncInventory } from './inventory-versions.js';
 import { kernelArgv, kernelText } from './kernel-text.js';
+import { contextColumns } from './process-context.js';
 import { RecorderHealthWriter } from './recorder-health.js';
 
 /** Which batch the records come from: every row they produce is stamped from it. */
@@ -341,6 +342,7 @@ export class BatchApplier {
       argv_complete: proc.argv_complete === undefined ? null : proc.argv_complete ? 1 : 0,
       open_ord: ord,
       close_ord: null,
+      ...contextColumns(proc),
     };
   }
 

@@ -61,6 +61,21 @@ export const processImageSchema = z
     argv_source: argvSourceSchema.optional(),
     /** False when argv was cut (too long for the probe, unreadable) or stands in for a gone process. */
     argv_complete: z.boolean().optional(),
+    /**
+     * Where the process runs (read at first sight and at each exec; absent in batches of earlier
+     * recorders, null when unreadable): its cgroup path, the container id that path names, and the
+     * inode numbers of its pid, net, mnt and user namespaces (/proc/PID/ns/*).
+     */
+    cgroup: wireBytesSchema.nullable().optional(),
+    container_id: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .nullable()
+      .optional(),
+    ns_pid: micros.nullable().optional(),
+    ns_net: micros.nullable().optional(),
+    ns_mnt: micros.nullable().optional(),
+    ns_user: micros.nullable().optional(),
   })
   .strict();
 

@@ -42,6 +42,16 @@ export interface ProcessRow {
   /** probe (read at the program's first instruction), proc (/proc/PID/cmdline), event (gone: path only); null before exec tracing. */
   readonly argv_source: string | null;
   readonly argv_complete: boolean | null;
+  /** The process's cgroup path; null when unknown (recorded before, or unreadable). */
+  readonly cgroup: string | null;
+  readonly cgroup_raw_b64: string | null;
+  /** The docker/containerd/CRI-O/podman container id its cgroup names. */
+  readonly container_id: string | null;
+  /** Inodes of its pid, net, mnt and user namespaces (/proc/PID/ns/*). */
+  readonly ns_pid: number | null;
+  readonly ns_net: number | null;
+  readonly ns_mnt: number | null;
+  readonly ns_user: number | null;
   readonly open_ord: number;
   readonly close_ord: number | null;
 }
@@ -76,6 +86,13 @@ export const PROCESS_COLUMNS = [
   'p.observer',
   'p.argv_source',
   'p.argv_complete',
+  'p.cgroup',
+  'p.cgroup_raw',
+  'p.container_id',
+  'p.ns_pid',
+  'p.ns_net',
+  'p.ns_mnt',
+  'p.ns_user',
   'p.open_ord',
   'p.close_ord',
 ] as const;
@@ -121,6 +138,13 @@ export function toProcessRow(r: ProcessSelection, host: string): ProcessRow {
     observer: Number(r.observer) !== 0,
     argv_source: r.argv_source,
     argv_complete: r.argv_complete === null ? null : Number(r.argv_complete) !== 0,
+    cgroup: r.cgroup,
+    cgroup_raw_b64: toBase64(r.cgroup_raw),
+    container_id: r.container_id,
+    ns_pid: r.ns_pid === null ? null : Number(r.ns_pid),
+    ns_net: r.ns_net === null ? null : Number(r.ns_net),
+    ns_mnt: r.ns_mnt === null ? null : Number(r.ns_mnt),
+    ns_user: r.ns_user === null ? null : Number(r.ns_user),
     open_ord: r.open_ord,
     close_ord: r.close_ord,
   });

@@ -12,6 +12,8 @@ export interface ProcessQuery extends WindowOptions {
   readonly pid?: number;
   /** false: leave out the recorder's own processes; otherwise they are included. */
   readonly observer?: boolean;
+  /** A container id: its full 64 hex digits or a prefix of them (as `docker ps` shows 12). */
+  readonly container?: string;
 }
 
 /**
@@ -33,6 +35,17 @@ export async function findProcesses(store: Store, opts: ProcessQuery = {}): Prom
   if (from !== undefined) q = q.where((eb) => eb.or([eb('p.end', 'is', null), eb('p.end', '>=', from)]));
   if (pid !== undefined) q = q.where('p.pid', '=', pid);
   if (opts.observer === false) q = q.where('p.observer', '=', 0);
+  if (opts.container !== undefined) {
+    const id = opts.container.toLowerCase();
+    if (!/^[0-9a-f]{1,64}$/.test(id)) {
+      throw new PofrError(
+        'POFR_USAGE',
+        `--container ${JSON.stringify(opts.container)} is not a container id: give its hex id or a prefix of it (as docker ps shows)`,
+      );
+    }
+    // Hex digits only: the prefix cannot hold a LIKE wildcard.
+    q = id.length === 64 ? q.where('p.container_id', '=', id) : q.where('p.container_id', 'like', `${id}%`);
+  }
   if (user !== undefined) {
     q = /^\d+$/.test(user)
       ? q.where((eb) => eb.or([eb('p.ruid', '=', Number(user)), eb('p.euid', '=', Number(user))]))

@@ -7,6 +7,7 @@ import {
   type WireBytes,
 } from '../protocol/index.js';
 import type { LiveState } from './live-state.js';
+import { type ContextFields, readContextFields } from './sources/process-context.js';
 import {
   isReadFailure,
   procAlive,
@@ -54,6 +55,8 @@ interface ExecSight {
   readonly euid: number;
   readonly rgid: number;
   readonly egid: number;
+  /** cgroup, container and namespaces right after the exec. */
+  readonly context: ContextFields;
 }
 
 interface PendingExec {
@@ -157,14 +160,15 @@ export class ProcessEvents {
   }
 
   /**
-   * `laterExec` is true when another exec of the same pid follows in the events at hand: /proc
-   * then already shows that later program, and is not read for this one.
+   * `passed` is true when another exec of the same pid, or its exit, follows in the events at
+   * hand: /proc then shows a later program or a dead process, and is not read for this one (most
+   * short processes of an exec storm are over by the time their exec is handled).
    */
-  exec(ev: ExecEvent, out: PofrRecord[], laterExec: boolean): void {
+  exec(ev: ExecEvent, out: PofrRecord[], passed: boolean): void {
     this.#settle(ev.pid, out);
     if (ev.oldPid !== ev.pid) this.#tgidOf.delete(ev.oldPid);
     const before = this.#o.live.processOfPid(ev.pid);
-    const sight = laterExec ? null : this.#look(ev, before);
+    const sight = passed ? null : this.#look(ev, before);
     let startTicks = before?.start_ticks ?? sight?.startTicks ?? null;
     if (startTicks === null) startTicks = Math.floor(ev.ts / this.#tickNs);
     if (this.#pending.size >= this.#maxPending) {
@@ -224,8 +228,11 @@ export class ProcessEvents {
     const start = this.#o.clock.wallMicros(ev.ts);
     const observer = this.#o.observerPids().has(ev.tid);
     const base = parent ?? this.#childFromProc(ev, startTicks);
+    // A fork inherits its parent's cgroup and namespaces; a clone into new namespaces is read.
+    const context = ev.newNamespaces === true && parent ? readContextFields(this.#o.procRoot, ev.tid) : null;
     const image: ProcessImage = {
       ...base,
+      ...context,
       pid: ev.tid,
       start_ticks: startTicks,
       start,
@@ -313,6 +320,7 @@ export class ProcessEvents {
       observer: this.#o.observerPids().has(ev.pid),
       argv_source: source,
       argv_complete: complete,
+      ...(sight?.context ?? contextOf(before)),
     };
     if (source === 'probe') this.counts.argvFromProbe++;
     else if (source === 'proc') this.counts.argvFromProc++;
@@ -351,6 +359,7 @@ export class ProcessEvents {
         euid: status.euid,
         rgid: status.rgid,
         egid: status.egid,
+        context: readContextFields(root, ev.pid),
       },
     };
   }
@@ -388,6 +397,7 @@ export class ProcessEvents {
       observer: false,
       argv_source: argv === null ? 'event' : 'proc',
       argv_complete: argv !== null,
+      ...(known ? readContextFields(root, ev.tid) : {}),
     };
   }
 
@@ -459,4 +469,11 @@ function commOf(filename: Buffer): Buffer {
   const slash = filename.lastIndexOf(0x2f);
   const base = slash < 0 ? filename : filename.subarray(slash + 1);
   return base.subarray(0, 15);
+}
+
+/** A gone process's context is the one it had before the exec (an exec keeps namespaces and cgroup). */
+function contextOf(before: ProcessImage | undefined): ContextFields {
+  if (before === undefined) return {};
+  const { cgroup, container_id, ns_pid, ns_net, ns_mnt, ns_user } = before;
+  return { cgroup, container_id, ns_pid, ns_net, ns_mnt, ns_user };
 }

@@ -17,6 +17,7 @@ import {
   readNetns,
   readNetTables,
 } from './sources/net-table-reader.js';
+import { readContextFields } from './sources/process-context.js';
 import {
   classifyFdTarget,
   closeProcFile,
@@ -633,6 +634,7 @@ export class ProcfsSampler implements RecorderSource {
       observer,
       argv_source: 'proc',
       argv_complete: argvRead,
+      ...readContextFields(root, pid),
     };
     return { image, denied };
   }

@@ -10,6 +10,7 @@ import { hostClientVersionMigration } from './migrations/0006-host-client-versio
 import { recorderEventsMigration } from './migrations/0007-recorder-events.js';
 import { auditAndSealsMigration } from './migrations/0008-audit-and-seals.js';
 import { analystIndexesMigration } from './migrations/0009-analyst-indexes.js';
+import { processContextMigration } from './migrations/0010-process-context.js';
 import { prunesMigration } from './migrations/0012-prunes.js';
 import type { Database } from './schema.js';
 
@@ -29,6 +30,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0007-recorder-events': recorderEventsMigration(caps),
           '0008-audit-and-seals': auditAndSealsMigration(caps),
           '0009-analyst-indexes': analystIndexesMigration(),
+          '0010-process-context': processContextMigration(caps),
           '0012-prunes': prunesMigration(caps),
         };
       },

@@ -145,6 +145,16 @@ export interface ProcessesTable {
   argv_complete: number | null;
   open_ord: number;
   close_ord: number | null;
+  /** cgroup path (text; cgroup_raw the exact bytes when not UTF-8); null when unknown or before */
+  cgroup: string | null;
+  cgroup_raw: Blob | null;
+  /** 64-hex id of the docker/containerd/CRI-O/podman container the cgroup names */
+  container_id: string | null;
+  /** namespace inodes (/proc/PID/ns/*) */
+  ns_pid: number | null;
+  ns_net: number | null;
+  ns_mnt: number | null;
+  ns_user: number | null;
 }
 
 export interface FileOpensTable {
@@ -278,6 +288,47 @@ export interface RecorderEventsTable {
   detail: string;
 }
 
+/** One name lookup by a process (a `dns_query` record). */
+export interface DnsQueriesTable {
+  id: Id;
+  host_id: string;
+  boot_id: string;
+  seq: number;
+  ord: number;
+  t: number;
+  /** The process image that looked it up; null when the store does not know the process. */
+  process_id: number | null;
+  pid: number;
+  start_ticks: number;
+  /** The resolver function probed: getaddrinfo, gethostbyname, … */
+  func: string;
+  name: string;
+  name_raw: Blob | null;
+}
+
+/** A change of a process's ids without an exec (a `cred_change` record). */
+export interface CredChangesTable {
+  id: Id;
+  host_id: string;
+  boot_id: string;
+  seq: number;
+  ord: number;
+  t: number;
+  process_id: number | null;
+  pid: number;
+  start_ticks: number;
+  /** The system call seen: setuid, setresuid, setgid, … */
+  call: string;
+  old_ruid: number;
+  old_euid: number;
+  old_rgid: number;
+  old_egid: number;
+  new_ruid: number;
+  new_euid: number;
+  new_rgid: number;
+  new_egid: number;
+}
+
 /** One refused attempt (docs/schema.md "Audit"), or a count of refusals the rate limit did not write. */
 export interface AuditEventsTable {
   id: Id;
@@ -347,4 +398,6 @@ export interface Database {
   recorder_events: RecorderEventsTable;
   audit_events: AuditEventsTable;
   prunes: PrunesTable;
+  dns_queries: DnsQueriesTable;
+  cred_changes: CredChangesTable;
 }

@@ -71,6 +71,7 @@ const task = (ts: number, tid: number, parentTid: number, thread: boolean | null
   parentTid,
   comm: Buffer.from('bash'),
   thread,
+  newNamespaces: thread === null ? null : false,
 });
 const exec = (ts: number, pid: number, filename: string | Buffer, oldPid = pid): ExecEvent => ({
   kind: 'exec',

@@ -213,6 +213,7 @@ test('exec, exit, new task and fork records decode, file names as exact bytes', 
     parentTid: 70,
     comm: Buffer.from('worker'),
     thread: true,
+    newNamespaces: false,
   });
   assert.equal(proc.kind === 'task' && proc.thread, false);
   assert.deepEqual(forked, {
@@ -222,6 +223,7 @@ test('exec, exit, new task and fork records decode, file names as exact bytes', 
     parentTid: 70,
     comm: Buffer.from('bash'),
     thread: null,
+    newNamespaces: null,
   });
   assert.deepEqual(gone, { kind: 'exit', ts: 105, tid: 4242, comm: Buffer.from('true'), groupDead: true });
 });

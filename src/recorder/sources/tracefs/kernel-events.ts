@@ -26,6 +26,8 @@ export interface TaskEvent {
   readonly comm: Buffer;
   /** CLONE_THREAD: a thread of its creator's process; null when the event does not say (fork). */
   readonly thread: boolean | null;
+  /** CLONE_NEW{NS,CGROUP,USER,PID,NET}: the child starts in namespaces of its own (null: not said). */
+  readonly newNamespaces: boolean | null;
 }
 
 /** `sched:sched_process_exec`: `pid` is the thread-group id after the exec. */
@@ -90,6 +92,8 @@ export interface MarkerEvent {
 // trace_entry.flags: hard irq, soft irq, NMI (include/linux/trace_events.h).
 const INTERRUPT_FLAGS = 0x08 | 0x10 | 0x40;
 const CLONE_THREAD = 0x0001_0000;
+/** CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET (>>> 0: unsigned). */
+const CLONE_NEW_NAMESPACES = (0x0002_0000 | 0x0200_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000) >>> 0;
 const AF_INET = 2;
 const AF_INET6 = 10;
 
@@ -148,6 +152,7 @@ function newtaskDecoder(f: EventFormat, common: EventField): Decode {
     comm: Buffer.from(stringField(b, o, comm, end)),
     // Only the low 32 bits hold the CLONE_* flags that matter here.
     thread: ((readIntField(b, o, flags) % 0x1_0000_0000) & CLONE_THREAD) !== 0,
+    newNamespaces: ((readIntField(b, o, flags) % 0x1_0000_0000) & CLONE_NEW_NAMESPACES) !== 0,
   });
 }
 
@@ -162,6 +167,7 @@ function forkDecoder(f: EventFormat): Decode {
     parentTid: readIntField(b, o, parent),
     comm: Buffer.from(stringField(b, o, comm, end)),
     thread: null,
+    newNamespaces: null,
   });
 }
 
