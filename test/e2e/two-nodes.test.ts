@@ -36,7 +36,7 @@ after(async () => {
  */
 function startBalancer(backends: number[]): Promise<number> {
   let next = 0;
-  balancer = createServer((client) => {
+  const server = createServer((client) => {
     sockets.add(client);
     client.on('close', () => sockets.delete(client));
     const tryNode = (attempt: number) => {
@@ -61,8 +61,9 @@ function startBalancer(backends: number[]): Promise<number> {
     };
     tryNode(0);
   });
-  balancer.listen(0, '127.0.0.1');
-  return once(balancer, 'listening').then(() => (balancer?.address() as { port: number }).port);
+  balancer = server;
+  server.listen(0, '127.0.0.1');
+  return once(server, 'listening').then(() => (server.address() as { port: number }).port);
 }
 
 async function startNode(data: string): Promise<{ daemon: Daemon; port: number }> {
