@@ -63,6 +63,11 @@ for (const dialect of DIALECTS) {
         assert.equal(cli.code, 0, cli.stderr);
         const [row] = jsonLines(cli.stdout);
         assert.deepEqual([row?.ok, row?.complete, row?.batches], [true, true, 2]);
+        assert.equal(
+          (row?.pruned as { before_seq?: number } | null)?.before_seq,
+          3,
+          'verify --json says pruned',
+        );
 
         // An edited row of the export fails its verify.
         const edited = await openStore({ kind: 'sqlite', path: out });
