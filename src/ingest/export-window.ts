@@ -6,7 +6,7 @@ import { decodeRecords, readBatchFrame } from '../protocol/index.js';
 import { openStore, type Store } from '../store/index.js';
 import { pofrVersion } from '../version.js';
 import { ingestBatch } from './apply-batch.js';
-import { seedStateAt } from './rederive.js';
+import { seedStateAt, stateAt, stateDigest } from './state-at-cut.js';
 
 export type ExportFormat = 'sqlite' | 'jsonl' | 'csv';
 
@@ -177,6 +177,7 @@ async function writeSqlite(
     if (first !== undefined && before) {
       // The window starts mid-chain: the state open then comes along, recorded as a prune.
       await seedStateAt(src.db, dst.db, host.host_id, first.seq, Number(before.t_to), true);
+      const digest = stateDigest(await stateAt(dst.db, host.host_id, first.seq, Number(before.t_to)));
       await dst.db
         .insertInto('prunes')
         .values({
@@ -189,6 +190,7 @@ async function writeSqlite(
           at: Date.now() * 1000,
           batches: 0,
           rows: 0,
+          state_sha256: digest,
         })
         .execute();
     }

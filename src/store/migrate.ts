@@ -33,7 +33,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0009-analyst-indexes': analystIndexesMigration(),
           '0010-process-context': processContextMigration(caps),
           '0012-prunes': prunesMigration(caps),
-          '0013-id-blocks': idBlocksMigration(caps),
+          '0013-id-blocks-prune-digest': idBlocksMigration(caps),
         };
       },
     },

@@ -75,6 +75,12 @@ for (const dialect of DIALECTS) {
           await edited.db.updateTable('processes').set({ comm: 'evil' }).where('pid', '=', 300).execute();
           const [bad] = await verifyStore(edited);
           assert.equal(bad?.ok, false);
+          // bash came along as the state at the window's start: the export's digest of it stands for its evidence.
+          await edited.db.updateTable('processes').set({ comm: 'true' }).where('pid', '=', 300).execute();
+          await edited.db.updateTable('processes').set({ exe: '/tmp/evil' }).where('pid', '=', 100).execute();
+          const [worse] = await verifyStore(edited);
+          assert.equal(worse?.ok, false);
+          assert.match(worse?.failures.map((f) => f.reason).join('\n') ?? '', /rows open at the prune's cut/);
         } finally {
           await edited.close();
         }

@@ -67,6 +67,23 @@ for (const dialect of DIALECTS) {
       const { mismatches } = await rederiveHost(store, host.hostId);
       assert.equal(mismatches.length, 1);
       assert.match(mismatches[0]?.detail ?? '', /evil/);
+
+      await store.db.updateTable('processes').set({ comm: 'true' }).where('pid', '=', 300).execute();
+      const [clean] = await verifyStore(store);
+      assert.equal(clean?.ok, true, JSON.stringify(clean?.failures));
+
+      // bash was open at the cut: its evidence is gone, and the prune's digest of the rows it left stands for it.
+      await store.db
+        .updateTable('processes')
+        .set({ argv: '["bash","-c","evil"]' })
+        .where('pid', '=', 100)
+        .execute();
+      const [bad] = await verifyStore(store);
+      assert.equal(bad?.ok, false);
+      assert.match(
+        bad?.failures.map((f) => f.reason).join('\n') ?? '',
+        /rows open at the prune's cut before batch 3/,
+      );
     }));
 
   test(`[${dialect}] prune keeps the newest batch and a process a kept row points at`, (t) =>

@@ -11,10 +11,14 @@ const TABLES = ['processes', 'file_opens', 'endpoints'] as const;
  * ingest reserves a block of ids with one nextval() instead of one call per row (drawing 480 ids a
  * batch was ~1.5 ms of its time). An insert that takes the column default still gets a unique id (the
  * block's first). SQLite counts ids itself: nothing to change.
+ *
+ * Both engines: `prunes.state_sha256`, the digest of the rows a prune left standing at its cut
+ * (src/ingest/state-at-cut.ts), which verify checks them against: their evidence is gone.
  */
 export function idBlocksMigration(caps: Capabilities): Migration {
   return {
     async up(db: Kysely<unknown>) {
+      await db.schema.alterTable('prunes').addColumn('state_sha256', 'text').execute();
       if (caps.engine !== 'postgres') return;
       for (const t of TABLES) {
         await sql`SELECT setval(s, nextval(s) + ${ID_BLOCK}) FROM (SELECT pg_get_serial_sequence(${t}, 'id')::regclass AS s) x`.execute(
@@ -27,6 +31,7 @@ export function idBlocksMigration(caps: Capabilities): Migration {
       }
     },
     async down(db: Kysely<unknown>) {
+      await db.schema.alterTable('prunes').dropColumn('state_sha256').execute();
       if (caps.engine !== 'postgres') return;
       for (const t of TABLES) {
         const seq = await sql<{ s: string }>`SELECT pg_get_serial_sequence(${t}, 'id') AS s`.execute(db);
