@@ -12,7 +12,7 @@ import { auditAndSealsMigration } from './migrations/0008-audit-and-seals.js';
 import { analystIndexesMigration } from './migrations/0009-analyst-indexes.js';
 import { processContextMigration } from './migrations/0010-process-context.js';
 import { prunesMigration } from './migrations/0012-prunes.js';
-import { idBlocksMigration } from './migrations/0013-id-blocks.js';
+import { idBlocksMigration } from './migrations/0013-id-blocks-prune-digest.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */

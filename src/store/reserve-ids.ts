@@ -1,6 +1,6 @@
 import { sql, type Transaction } from 'kysely';
 import type { Capabilities } from './capabilities.js';
-import { ID_BLOCK } from './migrations/0013-id-blocks.js';
+import { ID_BLOCK } from './migrations/0013-id-blocks-prune-digest.js';
 import type { Database } from './schema.js';
 
 /** The tables whose rows point at each other by id (parent_id, process_id, endpoint_id). */
