@@ -31,7 +31,7 @@ const BATCHES = 120;
 const geo = openGeoip();
 const PROCS_PER_BATCH = 60;
 
-function makeBatches(hostId: string, signingPem: string, count = BATCHES): SealedBatch[] {
+export function makeBatches(hostId: string, signingPem: string, count = BATCHES): SealedBatch[] {
   const key = loadPrivateKey(signingPem);
   const out: SealedBatch[] = [];
   let prev = GENESIS_HASH;

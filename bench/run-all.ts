@@ -6,6 +6,7 @@ import { run as fleet } from './fleet.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
 import { run as samplingCycle } from './sampling-cycle.js';
+import { run as storeScale } from './store-scale.js';
 import { run as webApiLatency } from './web-api-latency.js';
 
 /** `npm run bench`: every benchmark in turn, each printing what it measured beside its baseline. */
@@ -13,6 +14,7 @@ const benches: [string, () => Promise<BenchResult>][] = [
   ['sampling-cycle', samplingCycle],
   ['exec-capture', execCapture],
   ['ingest-throughput', ingestThroughput],
+  ['store-scale', storeScale],
   ['recorded-hour-size', recordedHourSize],
   ['client-package', clientPackage],
   ['crash-journal', crashJournal],

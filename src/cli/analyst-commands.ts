@@ -40,6 +40,8 @@ export interface VerifyRow {
     detail: string;
   }[];
   failures: { seq: number; code: string; reason: string }[];
+  /** The host's latest prune: batches below before_seq were taken away on purpose. */
+  pruned?: { before_seq: number; t_to: number; older_than: number; at: number } | null;
 }
 
 export interface AnalystDeps {
@@ -444,11 +446,22 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
               gaps: r.gaps,
               known_gaps: r.known_gaps.map((g) => withTimes(g)),
               failures: r.failures,
+              pruned: r.pruned
+                ? {
+                    before_seq: r.pruned.before_seq,
+                    t_to: formatTime(r.pruned.t_to),
+                    older_than: formatTime(r.pruned.older_than),
+                    at: formatTime(r.pruned.at),
+                  }
+                : null,
             })),
             tableRows: reports.map((r) => ({
               ...r,
               failures: describeFailures(r.failures),
               known_gaps: describeGaps(r.known_gaps),
+              pruned: r.pruned
+                ? `before batch ${r.pruned.before_seq} (to ${formatTime(r.pruned.t_to)})`
+                : null,
             })),
             columns: [
               { key: 'host', header: 'HOST' },
@@ -460,6 +473,7 @@ export function registerAnalystCommands(program: Command, deps: AnalystDeps): vo
               { key: 'gaps', header: 'GAPS', align: 'right' },
               { key: 'known_gaps', header: 'KNOWN GAPS', maxWidth: 80 },
               { key: 'failures', header: 'FAILURES', maxWidth: 120 },
+              { key: 'pruned', header: 'PRUNED' },
             ],
           };
         },

@@ -4,6 +4,7 @@ import { pofrVersion } from '../version.js';
 import { registerAnalystCommands } from './analyst-commands.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerDemoCommand } from './demo-command.js';
+import { registerExportCommand } from './export-command.js';
 import { registerPackageCommands } from './package-commands.js';
 import { runCli } from './run-cli.js';
 import { dataOpt, openStoreForData, registerServerCommands } from './server-commands.js';
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerAnalystCommands(program, { openStoreForData, verify: (store, opts) => verifyStore(store, opts) });
   registerDemoCommand(program);
   registerWebCommand(program);
+  registerExportCommand(program, openStoreForData);
   return program;
 }
 

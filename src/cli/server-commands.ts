@@ -1,9 +1,10 @@
+import { existsSync, statSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
 import { hostStates } from '../query/index.js';
 import { createToken, listClients, removeHost, setHostStatus } from '../roles/server/enrollment.js';
-import { ensureHostKey } from '../roles/server/host-key.js';
+import { ensureHostKey, ensureSharedHostKey } from '../roles/server/host-key.js';
 import { clearRegistrationPassword, setRegistrationPassword } from '../roles/server/registration-password.js';
 import { runServer } from '../roles/server/run-server.js';
 import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
@@ -22,6 +23,8 @@ import { formatTime } from './time-args.js';
 import { printWebToken } from './web-command.js';
 
 export async function openStoreForData(dataDir: string): Promise<Store> {
+  // A file rather than a directory: a SQLite store of its own, such as a `pofr export --format sqlite`.
+  if (existsSync(dataDir) && statSync(dataDir).isFile()) return openStore({ kind: 'sqlite', path: dataDir });
   return openStore(readStoreConfig(dataDir));
 }
 
@@ -48,8 +51,13 @@ export function registerServerCommands(program: Command): Command {
     .action(async (o: { data: string; db?: string }) => {
       const config = initStoreConfig(o.data, o.db);
       const store = await openStore(config);
-      await store.close();
-      const key = ensureHostKey(o.data);
+      let key: Awaited<ReturnType<typeof ensureSharedHostKey>>;
+      try {
+        // On a PostgreSQL store that other nodes already use, this node takes their host key.
+        key = await ensureSharedHostKey(store, o.data);
+      } finally {
+        await store.close();
+      }
       process.stderr.write(`pofr: store ready (${config.kind}) in ${o.data}\n`);
       process.stdout.write(`${key.fingerprint}\n`);
     });

@@ -163,7 +163,19 @@ async function verifyAndApply(
               .where('seq', '=', header.seq - 1)
               .executeTakeFirst()
           : undefined;
-      const chain = chainLink(header.seq, header.prev_hash, prev?.hash);
+      // Below a prune's cut (or an export's first batch) the predecessor's hash is in `prunes`.
+      const cut =
+        header.seq > 1 && prev === undefined
+          ? await trx
+              .selectFrom('prunes')
+              .select('last_hash')
+              .where('host_id', '=', principal)
+              .where('before_seq', '=', header.seq)
+              .orderBy('id', 'desc')
+              .limit(1)
+              .executeTakeFirst()
+          : undefined;
+      const chain = chainLink(header.seq, header.prev_hash, prev?.hash ?? cut?.last_hash);
       await trx
         .insertInto('batches')
         .values({

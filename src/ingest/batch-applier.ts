@@ -256,7 +256,9 @@ export class BatchApplier {
     }
     return (async () => {
       await this.imagesOf(proc.pid, proc.start_ticks);
-      if (!parentKnown) await this.loadPids([proc.ppid]);
+      // imagesOf marks an identity the store lacks as known-empty, so the retry cannot loop.
+      if (proc.parent_start_ticks !== null) await this.imagesOf(proc.ppid, proc.parent_start_ticks);
+      else await this.loadPids([proc.ppid]);
       if (this.users === null) await this.loadUsers();
     })();
   }

@@ -1,6 +1,7 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { Database, Store } from '../store/index.js';
 import { ORD_PER_BATCH } from './batch-applier.js';
+import { stateAt, stateDigest } from './state-at-cut.js';
 
 /** Batches pruned per transaction: bounded, so a server ingesting meanwhile waits at most one chunk. */
 const BATCHES_PER_CHUNK = 200;
@@ -195,6 +196,7 @@ async function pruneChunk(
       at,
       batches: gone,
       rows,
+      state_sha256: stateDigest(await stateAt(trx, hostId, before, Number(last.t_to))),
     })
     .execute();
   return rows;
@@ -204,7 +206,7 @@ async function pruneChunk(
 export async function latestPrune(db: Kysely<Database>, hostId: string) {
   const row = await db
     .selectFrom('prunes')
-    .select(['before_seq', 'last_hash', 'boot_id', 't_to', 'older_than', 'at'])
+    .select(['before_seq', 'last_hash', 'boot_id', 't_to', 'older_than', 'at', 'state_sha256'])
     .where('host_id', '=', hostId)
     .orderBy('before_seq', 'desc')
     .limit(1)
@@ -217,5 +219,6 @@ export async function latestPrune(db: Kysely<Database>, hostId: string) {
     t_to: Number(row.t_to),
     older_than: Number(row.older_than),
     at: Number(row.at),
+    state_sha256: row.state_sha256,
   };
 }

@@ -13,6 +13,7 @@ import type { BatchesTable, Store } from '../store/index.js';
 import { findKnownGaps, type KnownGap } from './known-gaps.js';
 import { latestPrune } from './prune-store.js';
 import { rederiveHost } from './rederive.js';
+import { stateAt, stateDigest } from './state-at-cut.js';
 
 export interface VerifyFailure {
   seq: number;
@@ -93,6 +94,18 @@ export async function verifyStore(store: Store, opts: VerifyOptions = {}): Promi
       const { mismatches } = await rederiveHost(store, h.host_id);
       for (const m of mismatches) {
         report.failures.push({ seq: m.seq, code: 'POFR_VERIFY_FAILED', reason: m.detail });
+      }
+      // What a prune left standing at its cut has no evidence any more: it must still be what the prune saw.
+      const cut = await latestPrune(store.db, h.host_id);
+      if (cut?.state_sha256) {
+        const now = stateDigest(await stateAt(store.db, h.host_id, cut.before_seq, cut.t_to));
+        if (now !== cut.state_sha256) {
+          report.failures.push({
+            seq: cut.before_seq,
+            code: 'POFR_VERIFY_FAILED',
+            reason: `the rows open at the prune's cut before batch ${cut.before_seq} (their evidence was pruned) are not the rows the prune recorded (sha256 ${cut.state_sha256}, now ${now}): one was edited, added or deleted`,
+          });
+        }
       }
       report.ok = report.failures.length === 0;
     }

@@ -1,5 +1,6 @@
 import { sql, type Transaction } from 'kysely';
 import type { Capabilities } from './capabilities.js';
+import { ID_BLOCK } from './migrations/0013-id-blocks-prune-digest.js';
 import type { Database } from './schema.js';
 
 /** The tables whose rows point at each other by id (parent_id, process_id, endpoint_id). */
@@ -29,8 +30,8 @@ export class IdPool {
  * Reserves row ids before the rows exist, so a batch's rows can point at each other and still be
  * written in bulk at the end of the transaction (instead of one INSERT … RETURNING per row).
  *
- * PostgreSQL: from the column's sequence, which other transactions draw from at the same time
- * (unused ids are left as holes, as a rollback leaves them). SQLite: the one writer counts on from
+ * PostgreSQL: from the column's sequence, which other transactions draw from at the same time, a
+ * block of ID_BLOCK ids per nextval() (unused ids are left as holes, as a rollback leaves them). SQLite: the one writer counts on from
  * the highest id ever given (sqlite_sequence, which AUTOINCREMENT keeps so pruned ids are not reused);
  * the rows' inserts move that mark past what they use.
  */
@@ -44,17 +45,19 @@ export async function reserveIds(
   if (caps.engine === 'postgres') {
     const wanted = tables.filter((t) => counts[t] > 0);
     if (wanted.length > 0) {
-      // One round trip for every table.
+      // One round trip for every table; each nextval() is a block of ID_BLOCK ids (migration 0013).
       const parts = wanted.map(
         (t) =>
-          // The sequence is looked up once, not once per id.
-          sql`SELECT ${t}::text AS t, nextval(s.seq) AS id FROM (SELECT pg_get_serial_sequence(${t}, 'id')::regclass AS seq) s, generate_series(1, ${counts[t]}::int)`,
+          sql`SELECT ${t}::text AS t, nextval(s.seq) AS id FROM (SELECT pg_get_serial_sequence(${t}, 'id')::regclass AS seq) s, generate_series(1, ${Math.ceil(counts[t] / ID_BLOCK)}::int)`,
       );
       const { rows } = await sql<{
         t: LinkedTable;
         id: string;
       }>`${sql.join(parts, sql` UNION ALL `)}`.execute(trx);
-      for (const r of rows) ids[r.t].push(Number(r.id));
+      for (const r of rows) {
+        const first = Number(r.id);
+        for (let i = 0; i < ID_BLOCK && ids[r.t].length < counts[r.t]; i++) ids[r.t].push(first + i);
+      }
       for (const t of wanted) ids[t].sort((a, b) => a - b);
     }
   } else {

@@ -374,6 +374,8 @@ export interface PrunesTable {
   /** Batches pruned, and rows of every table deleted with them, by this prune. */
   batches: number;
   rows: number;
+  /** sha256 of the rows left standing at the cut (migration 0013); null for prunes before it. */
+  state_sha256: string | null;
 }
 
 export interface Database {

@@ -1,93 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ingestBatch, pruneStore, rederiveHost, verifyStore } from '../../src/ingest/index.js';
-import type { SealedBatch } from '../../src/protocol/index.js';
-import type { Store } from '../../src/store/index.js';
+import { pruneStore, rederiveHost, verifyStore } from '../../src/ingest/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
-import { addHost, endpoint, file, inventory, proc, T0, type TestHost } from './host-fixture.js';
-
-const S = 1_000_000;
-const DAY = 86_400 * S;
-
-async function apply(store: Store, host: TestHost, batch: SealedBatch) {
-  const r = await ingestBatch(store, batch.bytes, { principal: host.hostId, receivedAt: batch.header.t_to });
-  assert.equal(r.status, 'accepted', JSON.stringify(r));
-}
-
-async function count(store: Store, table: 'processes' | 'file_opens' | 'endpoints' | 'endpoint_states') {
-  const r = await store.db
-    .selectFrom(table)
-    .select((eb) => eb.fn.countAll<number>().as('n'))
-    .executeTakeFirstOrThrow();
-  return Number(r.n);
-}
-
-/**
- * Two old batches (day 0) and two recent ones (day 10). bash (pid 100) and its TCP socket live
- * across the cut; pid 200 and pid 250 live and die on day 0, with their files and a UDP socket;
- * bash's log file opens on day 0 and closes on day 10.
- */
-async function history(store: Store): Promise<TestHost> {
-  const host = await addHost(store, { name: 'web1' });
-  const bash = proc(100, 5, { comm: 'bash', argv: ['bash'], ruid: 1000 });
-  await apply(
-    store,
-    host,
-    host.next([
-      inventory(T0),
-      { type: 'process_start', t: T0 + S, proc: bash },
-      { type: 'process_start', t: T0 + S, proc: proc(200, 7, { ppid: 100, parent_start_ticks: 5 }) },
-      { type: 'process_start', t: T0 + S, proc: proc(250, 9, { ppid: 100 }) },
-      { type: 'file_open', t: T0 + S, file: file(200, 7, 3, '/tmp/a') },
-      {
-        type: 'endpoint_open',
-        t: T0 + S,
-        endpoint: endpoint('tcp:a', { pid: 100, start_ticks: 5, state: 'SYN_SENT' }),
-      },
-      {
-        type: 'endpoint_open',
-        t: T0 + S,
-        endpoint: endpoint('udp:x', { proto: 'udp', pid: 200, start_ticks: 7, state: 'UNCONN', inode: 7 }),
-      },
-      { type: 'endpoint_close', t: T0 + 2 * S, key: 'udp:x' },
-      { type: 'process_exit', t: T0 + 2 * S, pid: 250, start_ticks: 9 },
-    ]),
-  );
-  await apply(
-    store,
-    host,
-    host.next([
-      { type: 'process_exit', t: T0 + 3 * S, pid: 200, start_ticks: 7 },
-      { type: 'file_open', t: T0 + 3 * S, file: file(100, 5, 3, '/var/log/bash.log') },
-      { type: 'endpoint_state', t: T0 + 3 * S, key: 'tcp:a', state: 'ESTABLISHED' },
-    ]),
-  );
-  await apply(
-    store,
-    host,
-    host.next([
-      {
-        type: 'process_start',
-        t: T0 + 10 * DAY,
-        proc: proc(300, 9_000, { ppid: 100, start: T0 + 10 * DAY }),
-      },
-      { type: 'file_close', t: T0 + 10 * DAY, pid: 100, start_ticks: 5, fd: 3 },
-      { type: 'endpoint_state', t: T0 + 10 * DAY, key: 'tcp:a', state: 'CLOSE_WAIT' },
-    ]),
-  );
-  await apply(
-    store,
-    host,
-    host.next([
-      inventory(T0 + 10 * DAY + S, {
-        users: [{ uid: 1000, gid: 1000, name: 'alice', home: '/home/alice', shell: '/bin/zsh' }],
-      }),
-      { type: 'endpoint_close', t: T0 + 10 * DAY + 2 * S, key: 'tcp:a' },
-      { type: 'process_exit', t: T0 + 10 * DAY + 2 * S, pid: 100, start_ticks: 5 },
-    ]),
-  );
-  return host;
-}
+import { T0 } from './host-fixture.js';
+import { apply, count, DAY, history } from './window-history.js';
 
 for (const dialect of DIALECTS) {
   test(`[${dialect}] prune drops old batches with what only they derived; verify passes and says pruned`, (t) =>
@@ -151,6 +67,23 @@ for (const dialect of DIALECTS) {
       const { mismatches } = await rederiveHost(store, host.hostId);
       assert.equal(mismatches.length, 1);
       assert.match(mismatches[0]?.detail ?? '', /evil/);
+
+      await store.db.updateTable('processes').set({ comm: 'true' }).where('pid', '=', 300).execute();
+      const [clean] = await verifyStore(store);
+      assert.equal(clean?.ok, true, JSON.stringify(clean?.failures));
+
+      // bash was open at the cut: its evidence is gone, and the prune's digest of the rows it left stands for it.
+      await store.db
+        .updateTable('processes')
+        .set({ argv: '["bash","-c","evil"]' })
+        .where('pid', '=', 100)
+        .execute();
+      const [bad] = await verifyStore(store);
+      assert.equal(bad?.ok, false);
+      assert.match(
+        bad?.failures.map((f) => f.reason).join('\n') ?? '',
+        /rows open at the prune's cut before batch 3/,
+      );
     }));
 
   test(`[${dialect}] prune keeps the newest batch and a process a kept row points at`, (t) =>

@@ -3,7 +3,7 @@ import { PofrError } from '../../errors.js';
 import { openStore, readStoreConfig, type Store } from '../../store/index.js';
 import { type SshServer, startSshServer } from '../../transport/index.js';
 import { AuditTrail } from './audit-trail.js';
-import { ensureHostKey } from './host-key.js';
+import { ensureSharedHostKey } from './host-key.js';
 import { startRdnsFiller } from './rdns-filler.js';
 import { watchRevocations } from './revocation-watch.js';
 import { createServerHandlers } from './server-handlers.js';
@@ -68,7 +68,7 @@ function loadGeoip(opts: ServerOptions, log: Log): GeoLookup | undefined {
 export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const geo = loadGeoip(opts, opts.log);
   const store = await openStore(readStoreConfig(opts.dataDir));
-  const hostKey = ensureHostKey(opts.dataDir);
+  const hostKey = await ensureSharedHostKey(store, opts.dataDir);
   const audit = AuditTrail.inMemory(store, opts.log);
   const handlers = createServerHandlers({ store, audit, log: opts.log, geo });
   let server: SshServer;

@@ -83,6 +83,8 @@ async function ensureAnalystRole(pool: pg.Pool): Promise<void> {
     }
     await client.query(`GRANT USAGE ON SCHEMA public TO ${ANALYST_ROLE}`);
     await client.query(`GRANT SELECT ON ALL TABLES IN SCHEMA public TO ${ANALYST_ROLE}`);
+    // Server secrets (the shared SSH host key, the registration password's hash) are not analysts' data.
+    await client.query(`REVOKE SELECT ON server_settings FROM ${ANALYST_ROLE}`);
     const member = await client.query('SELECT pg_has_role(current_user, $1, $2) AS ok', [
       ANALYST_ROLE,
       'MEMBER',
