@@ -1,6 +1,8 @@
 import { readdirSync } from 'node:fs';
 import type { PofrRecord, ProcRef } from '../protocol/index.js';
+import { FileEvents } from './file-events.js';
 import { InterpreterProbes } from './interpreter-probes.js';
+import { type LibcProbeSpec, LibcProbes } from './libc-probes.js';
 import type { LiveState } from './live-state.js';
 import { ProcessEvents } from './process-events.js';
 import type { RecorderSource, SourceHealth } from './source.js';
@@ -30,6 +32,8 @@ export interface TracefsSourceOptions {
   readonly uprobes?: boolean;
   /** TCP state events (default true). */
   readonly tcp?: boolean;
+  /** Brief file opens: glibc open probes + open/close syscall events (default: as `uprobes`). */
+  readonly files?: boolean;
   readonly log?: (msg: string, fields?: object) => void;
 }
 
@@ -45,6 +49,8 @@ export interface TracefsHealth extends SourceHealth {
   readonly uprobes: string;
   readonly interpreters: readonly string[];
   readonly tcp: boolean;
+  /** 'on' (glibc open probes), or why brief file opens are not recorded. */
+  readonly files: string;
   readonly events: number;
   /** Events the kernel lost (buffer overruns, refused events, probe events missing). */
   readonly lost: number;
@@ -84,6 +90,9 @@ export class TracefsSource implements RecorderSource {
   readonly #tcp: TcpEvents | null;
   readonly #probes: InterpreterProbes | null;
   readonly #uprobesState: string;
+  readonly #libc: LibcProbes | null;
+  #files: FileEvents | null = null;
+  #filesState = 'off';
   readonly #held: KernelEvent[] = [];
   readonly #marks = new Map<number, [number, number]>();
   readonly #onExit = () => this.close();
@@ -143,6 +152,7 @@ export class TracefsSource implements RecorderSource {
           netnsOf: (pid) => readNetns(procRoot, pid),
         })
       : null;
+    this.#libc = uprobes ? new LibcProbes({ tracefsRoot: root, instance, token: instance.name }) : null;
     this.#lossSeen = instance.cpus.map(() => 0);
     this.#lastLook = instance.cpus.map(() => Date.now() * 1000);
     if (this.#probes) {
@@ -210,12 +220,53 @@ export class TracefsSource implements RecorderSource {
     if (formats.newtask) inst.enable('task', 'task_newtask');
     else inst.enable('sched', 'sched_process_fork');
     if (formats.tcp) inst.enable('sock', 'inet_sock_set_state', 'protocol == 6');
+    this.#enableFiles();
     inst.open();
     process.once('exit', this.#onExit);
     this.#learnThreads();
     this.#mark();
     // The first drain brings the marker back: times convert exactly from the first event on.
     this.#drain();
+  }
+
+  /**
+   * glibc's open functions give the path, the syscall exits the descriptor, close its end. The
+   * recorder's own calls (its /proc reads: thousands a cycle) are filtered out in the kernel.
+   */
+  #enableFiles(): void {
+    if (this.#libc === null || !(this.#o.files ?? true)) {
+      this.#filesState = this.#libc === null ? 'off (no uprobes)' : 'off (--sources)';
+      return;
+    }
+    const inst = this.#instance;
+    const exits = ['openat', 'open', 'creat'].filter((c) => inst.hasEvent('syscalls', `sys_exit_${c}`));
+    if (exits.length === 0 || !inst.hasEvent('syscalls', 'sys_enter_close')) {
+      this.#filesState = 'off (no syscall events in this kernel)';
+      return;
+    }
+    const notMe = `common_pid != ${process.pid}`;
+    const why = this.#libc.add(
+      FILE_PROBES,
+      (func, format) => this.#decoder.addPathProbe(format, func),
+      notMe,
+    );
+    if (why !== null) {
+      this.#filesState = `off: ${why}`;
+      return;
+    }
+    for (const c of exits) {
+      this.#decoder.addSyscallExit(inst.format('syscalls', `sys_exit_${c}`), c);
+      inst.enable('syscalls', `sys_exit_${c}`, notMe);
+    }
+    this.#decoder.addCloseEnter(inst.format('syscalls', 'sys_enter_close'));
+    inst.enable('syscalls', 'sys_enter_close', notMe);
+    this.#files = new FileEvents({
+      live: this.#o.live,
+      clock: this.#clock,
+      procRoot: this.#o.procRoot ?? DEFAULT_PROC_ROOT,
+      ownerOfTid: (tid) => this.#ownerOfTid(tid),
+    });
+    this.#filesState = 'on';
   }
 
   health(): TracefsHealth {
@@ -230,6 +281,7 @@ export class TracefsSource implements RecorderSource {
       uprobes: this.#probes?.unavailable ?? this.#uprobesState,
       interpreters: this.#probes?.paths() ?? [],
       tcp: this.#tcp !== null,
+      files: this.#filesState,
       events: this.#events,
       lost: this.#lost,
       argv: { probe: c.argvFromProbe, proc: c.argvFromProc, event: c.argvFromEvent },
@@ -283,7 +335,7 @@ export class TracefsSource implements RecorderSource {
     this.#closed = true;
     process.removeListener('exit', this.#onExit);
     this.#instance.close();
-    const failed = this.#probes?.removeAll() ?? [];
+    const failed = [...(this.#probes?.removeAll() ?? []), ...(this.#libc?.removeAll() ?? [])];
     if (failed.length > 0) this.#o.log?.('some uprobes could not be removed', { failed });
   }
 
@@ -338,6 +390,15 @@ export class TracefsSource implements RecorderSource {
           break;
         case 'tcp':
           this.#tcp?.handle(ev, out);
+          break;
+        case 'path':
+          this.#files?.path(ev);
+          break;
+        case 'sysexit':
+          this.#files?.opened(ev, out);
+          break;
+        case 'close':
+          this.#files?.closed(ev, out);
           break;
         case 'marker':
           break;
@@ -459,6 +520,13 @@ function pidNamespaceProblem(instance: TraceInstance): string | null {
   if (kernelPid === null || kernelPid === process.pid) return null;
   return `the recorder runs in a PID namespace of its own (the kernel knows it as pid ${kernelPid}, its /proc as ${process.pid}): kernel events name host pids it cannot see; run it in the host's PID namespace (e.g. docker run --pid=host)`;
 }
+
+/** glibc's exported open functions (open64, __open and open are one address; fopen calls it). */
+const FILE_PROBES: readonly LibcProbeSpec[] = [
+  { func: 'open', symbols: ['open64', 'open', '__open64', '__open'], args: ['path=+0(%di):ustring'] },
+  { func: 'openat', symbols: ['openat64', 'openat'], args: ['dirfd=%di:s32', 'path=+0(%si):ustring'] },
+  { func: 'creat', symbols: ['creat64', 'creat'], args: ['path=+0(%di):ustring'] },
+];
 
 function readFormats(instance: TraceInstance, tcp: boolean): KernelFormats {
   return {

@@ -14,7 +14,47 @@ import {
  * Times are trace-clock nanoseconds (`boot`); pids are the kernel's task ids (a thread's own id, the
  * thread-group id of a process leader).
  */
-export type KernelEvent = TaskEvent | ExecEvent | ExitEvent | ArgvEvent | TcpEvent | MarkerEvent;
+export type KernelEvent =
+  | TaskEvent
+  | ExecEvent
+  | ExitEvent
+  | ArgvEvent
+  | TcpEvent
+  | MarkerEvent
+  | PathProbeEvent
+  | SyscallExitEvent
+  | CloseEvent;
+
+/**
+ * A glibc probe whose argument is a path or a name (`open`, `openat`, `creat`; `getaddrinfo`, …),
+ * read at the function's first instruction: `func` names the probe's function.
+ */
+export interface PathProbeEvent {
+  readonly kind: 'path';
+  readonly ts: number;
+  readonly tid: number;
+  readonly func: string;
+  readonly path: Buffer;
+  /** openat's directory descriptor (AT_FDCWD -100 for the cwd); null for the others. */
+  readonly dirfd: number | null;
+}
+
+/** `syscalls:sys_exit_<call>`: what a system call returned (a new fd, 0, or -errno). */
+export interface SyscallExitEvent {
+  readonly kind: 'sysexit';
+  readonly ts: number;
+  readonly tid: number;
+  readonly call: string;
+  readonly ret: number;
+}
+
+/** `syscalls:sys_enter_close`. */
+export interface CloseEvent {
+  readonly kind: 'close';
+  readonly ts: number;
+  readonly tid: number;
+  readonly fd: number;
+}
 
 /** A new task: `task:task_newtask` (clone flags tell a thread), or `sched:sched_process_fork`. */
 export interface TaskEvent {
@@ -131,6 +171,47 @@ export class EventDecoder {
   addArgvProbe(probe: ArgvProbeFormat): void {
     const common = this.#common;
     this.#byId.set(probe.format.id, (ts, b, o, end) => decodeArgv(probe, ts, b, o, end, common));
+  }
+
+  /** A glibc probe whose field `path` is a string (and `dirfd`, when the format has it). */
+  addPathProbe(format: EventFormat, func: string): void {
+    const common = this.#common;
+    const path = requireField(format, 'path');
+    const dirfd = format.fields.get('dirfd');
+    this.#byId.set(format.id, (ts, b, o, end) => ({
+      kind: 'path',
+      ts,
+      tid: readIntField(b, o, common),
+      func,
+      path: Buffer.from(readDynamicField(b, o, path, end) ?? Buffer.alloc(0)),
+      dirfd: dirfd === undefined ? null : readIntField(b, o, dirfd),
+    }));
+  }
+
+  /** A `syscalls:sys_exit_*` event: its return value. */
+  addSyscallExit(format: EventFormat, call: string): void {
+    const common = this.#common;
+    const ret = requireField(format, 'ret');
+    this.#byId.set(format.id, (ts, b, o) => ({
+      kind: 'sysexit',
+      ts,
+      tid: readIntField(b, o, common),
+      call,
+      ret: readIntField(b, o, ret),
+    }));
+  }
+
+  /** `syscalls:sys_enter_close`. */
+  addCloseEnter(format: EventFormat): void {
+    const common = this.#common;
+    const fd = requireField(format, 'fd');
+    this.#byId.set(format.id, (ts, b, o) => ({
+      kind: 'close',
+      ts,
+      tid: readIntField(b, o, common),
+      // The field is 8 bytes wide; an fd is an int.
+      fd: readIntField(b, o, fd) % 0x1_0000_0000,
+    }));
   }
 
   /** The event, or null for one it does not know (or a socket that is not TCP). */
