@@ -2,6 +2,7 @@ import { type Insertable, sql, type Transaction } from 'kysely';
 import type { GeoLookup } from '../enrich/index.js';
 import type { EndpointInfo, FileInfo, PofrRecord, ProcessImage, RecordOf } from '../protocol/index.js';
 import type { Database, EndpointStatesTable, FileOpensTable, ProcessesTable } from '../store/index.js';
+import { ActivityWriter } from './activity-records.js';
 import { syncInventory } from './inventory-versions.js';
 import { kernelArgv, kernelText } from './kernel-text.js';
 import { contextColumns } from './process-context.js';
@@ -85,12 +86,18 @@ export class BatchApplier {
   private otherBootsClosed = false;
   private readonly warned = new Map<string, { count: number; example: string }>();
   private readonly health: RecorderHealthWriter;
+  private readonly activity: ActivityWriter;
 
   constructor(
     private readonly trx: Trx,
     private readonly scope: BatchScope,
   ) {
     this.health = new RecorderHealthWriter(trx, scope);
+    this.activity = new ActivityWriter(
+      trx,
+      scope,
+      async (pid, startTicks, t) => imageAt(await this.imagesOf(pid, startTicks), t)?.id ?? null,
+    );
   }
 
   /** One line per kind of oddity, with a count and the first example. */
@@ -146,11 +153,16 @@ export class BatchApplier {
         case 'recorder_heartbeat':
           this.health.add(r, ord);
           break;
+        case 'dns_query':
+        case 'cred_change':
+          await this.activity.add(r, ord);
+          break;
       }
     }
     await this.flushFiles();
     await this.flushEndpoints();
     await this.health.flush();
+    await this.activity.flush();
   }
 
   // ---- processes ---------------------------------------------------------------------------

@@ -23,6 +23,7 @@ export { generateSigningKeyPair, loadPrivateKey, loadPublicKey, type SigningKeyP
 export { LIMITS } from './limits.js';
 export {
   type ArgvSource,
+  type Creds,
   type EndpointInfo,
   type FileInfo,
   type FileKind,

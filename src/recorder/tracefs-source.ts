@@ -4,6 +4,7 @@ import { FileEvents } from './file-events.js';
 import { InterpreterProbes } from './interpreter-probes.js';
 import { type LibcProbeSpec, LibcProbes } from './libc-probes.js';
 import type { LiveState } from './live-state.js';
+import { LOOKUP_FUNCS, LookupEvents } from './lookup-events.js';
 import { ProcessEvents } from './process-events.js';
 import type { RecorderSource, SourceHealth } from './source.js';
 import { readNetns } from './sources/net-table-reader.js';
@@ -34,6 +35,8 @@ export interface TracefsSourceOptions {
   readonly tcp?: boolean;
   /** Brief file opens: glibc open probes + open/close syscall events (default: as `uprobes`). */
   readonly files?: boolean;
+  /** Name lookups: glibc resolver probes (default: as `uprobes`). */
+  readonly lookups?: boolean;
   readonly log?: (msg: string, fields?: object) => void;
 }
 
@@ -51,6 +54,8 @@ export interface TracefsHealth extends SourceHealth {
   readonly tcp: boolean;
   /** 'on' (glibc open probes), or why brief file opens are not recorded. */
   readonly files: string;
+  /** 'on' (glibc resolver probes), or why name lookups are not recorded. */
+  readonly lookups: string;
   readonly events: number;
   /** Events the kernel lost (buffer overruns, refused events, probe events missing). */
   readonly lost: number;
@@ -93,6 +98,8 @@ export class TracefsSource implements RecorderSource {
   readonly #libc: LibcProbes | null;
   #files: FileEvents | null = null;
   #filesState = 'off';
+  #lookups: LookupEvents | null = null;
+  #lookupsState = 'off';
   readonly #held: KernelEvent[] = [];
   readonly #marks = new Map<number, [number, number]>();
   readonly #onExit = () => this.close();
@@ -221,6 +228,7 @@ export class TracefsSource implements RecorderSource {
     else inst.enable('sched', 'sched_process_fork');
     if (formats.tcp) inst.enable('sock', 'inet_sock_set_state', 'protocol == 6');
     this.#enableFiles();
+    this.#enableLookups();
     inst.open();
     process.once('exit', this.#onExit);
     this.#learnThreads();
@@ -269,6 +277,25 @@ export class TracefsSource implements RecorderSource {
     this.#filesState = 'on';
   }
 
+  /** glibc's resolver functions give the name a process looks up (the recorder's own left out). */
+  #enableLookups(): void {
+    if (this.#libc === null || !(this.#o.lookups ?? true)) {
+      this.#lookupsState = this.#libc === null ? 'off (no uprobes)' : 'off (--sources)';
+      return;
+    }
+    const why = this.#libc.add(
+      LOOKUP_PROBES,
+      (func, format) => this.#decoder.addPathProbe(format, func),
+      `common_pid != ${process.pid}`,
+    );
+    if (why !== null) {
+      this.#lookupsState = `off: ${why}`;
+      return;
+    }
+    this.#lookups = new LookupEvents({ clock: this.#clock, ownerOfTid: (tid) => this.#ownerOfTid(tid) });
+    this.#lookupsState = 'on';
+  }
+
   health(): TracefsHealth {
     const c = this.#processes.counts;
     return {
@@ -282,6 +309,7 @@ export class TracefsSource implements RecorderSource {
       interpreters: this.#probes?.paths() ?? [],
       tcp: this.#tcp !== null,
       files: this.#filesState,
+      lookups: this.#lookupsState,
       events: this.#events,
       lost: this.#lost,
       argv: { probe: c.argvFromProbe, proc: c.argvFromProc, event: c.argvFromEvent },
@@ -392,7 +420,8 @@ export class TracefsSource implements RecorderSource {
           this.#tcp?.handle(ev, out);
           break;
         case 'path':
-          this.#files?.path(ev);
+          if (LOOKUP_FUNCS.has(ev.func)) this.#lookups?.lookup(ev, out);
+          else this.#files?.path(ev);
           break;
         case 'sysexit':
           this.#files?.opened(ev, out);
@@ -527,6 +556,13 @@ const FILE_PROBES: readonly LibcProbeSpec[] = [
   { func: 'openat', symbols: ['openat64', 'openat'], args: ['dirfd=%di:s32', 'path=+0(%si):ustring'] },
   { func: 'creat', symbols: ['creat64', 'creat'], args: ['path=+0(%di):ustring'] },
 ];
+
+/** glibc's resolver entry points; the name is the first argument of each. */
+const LOOKUP_PROBES: readonly LibcProbeSpec[] = [...LOOKUP_FUNCS].map((func) => ({
+  func,
+  symbols: [func],
+  args: ['path=+0(%di):ustring'],
+}));
 
 function readFormats(instance: TraceInstance, tcp: boolean): KernelFormats {
   return {
