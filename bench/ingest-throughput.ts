@@ -22,20 +22,22 @@ import { type BenchResult, isMain, median } from './bench-result.js';
  * argv, file opens/closes, TCP endpoints with state changes, exits) go through the full ingest path
  * (frame, signature, dedupe, chain, decode, one transaction). Baseline, same run: the same number of
  * rows inserted with bare better-sqlite3 prepared statements, one transaction per batch — the floor
- * for any SQLite writer.
+ * for any SQLite writer. The same records are then sent by four hosts at once (a server's load:
+ * PostgreSQL ingests hosts in parallel, SQLite one transaction after the other), and both again on
+ * PostgreSQL when POFR_BENCH_PG_URL (or POFR_TEST_PG_URL) names a server.
  */
 const BATCHES = 120;
 // The server's path includes the country lookup of every endpoint's remote address.
 const geo = openGeoip();
 const PROCS_PER_BATCH = 60;
 
-function makeBatches(hostId: string, signingPem: string): SealedBatch[] {
+function makeBatches(hostId: string, signingPem: string, count = BATCHES): SealedBatch[] {
   const key = loadPrivateKey(signingPem);
   const out: SealedBatch[] = [];
   let prev = GENESIS_HASH;
   let t = 1_795_000_000_000_000;
   let pid = 1000;
-  for (let b = 0; b < BATCHES; b++) {
+  for (let b = 0; b < count; b++) {
     const recs: PofrRecord[] = [];
     for (let i = 0; i < PROCS_PER_BATCH; i++) {
       pid++;
@@ -139,33 +141,42 @@ async function postgresStore(adminUrl: string): Promise<BenchStore> {
   };
 }
 
-async function pofrIngest(
-  open: () => Promise<BenchStore>,
-  batches: readonly SealedBatch[],
-  publicPem: string,
-  hostId: string,
-): Promise<number> {
+/** One enrolled host and the batches it sends, in order. */
+interface HostLoad {
+  readonly hostId: string;
+  readonly publicPem: string;
+  readonly batches: readonly SealedBatch[];
+}
+
+/** Every host sends its batches one after the other; the hosts send at the same time (as at a server). */
+async function pofrIngest(open: () => Promise<BenchStore>, hosts: readonly HostLoad[]): Promise<number> {
   const { store, dispose } = await open();
   try {
-    await store.db
-      .insertInto('hosts')
-      .values({
-        host_id: hostId,
-        name: 'bench',
-        status: 'approved',
-        ssh_key: 'ssh-ed25519 AAAA bench',
-        ssh_fingerprint: 'SHA256:bench',
-        signing_key: publicPem,
-        enrolled_at: 0,
-        approved_at: 0,
-      })
-      .execute();
-    const t0 = process.hrtime.bigint();
-    for (const b of batches) {
-      const r = await ingestBatch(store, b.bytes, { principal: hostId, geo });
-      if (r.status !== 'accepted')
-        throw new Error(`bench batch ${b.header.seq} was ${r.status}: ${JSON.stringify(r)}`);
+    for (const h of hosts) {
+      await store.db
+        .insertInto('hosts')
+        .values({
+          host_id: h.hostId,
+          name: h.hostId,
+          status: 'approved',
+          ssh_key: 'ssh-ed25519 AAAA bench',
+          ssh_fingerprint: `SHA256:${h.hostId}`,
+          signing_key: h.publicPem,
+          enrolled_at: 0,
+          approved_at: 0,
+        })
+        .execute();
     }
+    const t0 = process.hrtime.bigint();
+    await Promise.all(
+      hosts.map(async (h) => {
+        for (const b of h.batches) {
+          const r = await ingestBatch(store, b.bytes, { principal: h.hostId, geo });
+          if (r.status !== 'accepted')
+            throw new Error(`bench batch ${b.header.seq} was ${r.status}: ${JSON.stringify(r)}`);
+        }
+      }),
+    );
     return Number(process.hrtime.bigint() - t0) / 1e6;
   } finally {
     await dispose();
@@ -196,32 +207,44 @@ function rawInsert(batches: readonly SealedBatch[]): number {
   }
 }
 
+/** Hosts sending at once in the second measurement (the shape of a server's load). */
+const PARALLEL_HOSTS = 4;
+
 export async function run(): Promise<BenchResult> {
   const keys = generateSigningKeyPair();
   const hostId = 'bench-host';
   const batches = makeBatches(hostId, keys.privatePem);
+  const one: HostLoad[] = [{ hostId, publicPem: keys.publicPem, batches }];
+  // The same number of batches, spread over hosts that send at the same time.
+  const many: HostLoad[] = Array.from({ length: PARALLEL_HOSTS }, (_, i) => ({
+    hostId: `bench-host-${i}`,
+    publicPem: keys.publicPem,
+    batches: makeBatches(`bench-host-${i}`, keys.privatePem, BATCHES / PARALLEL_HOSTS),
+  }));
   const records = batches.reduce((n, b) => n + b.header.record_count, 0);
-  const runs: number[] = [];
-  for (let i = 0; i < 3; i++) runs.push(await pofrIngest(sqliteStore, batches, keys.publicPem, hostId));
+  const perS = (ms: number) => records / (ms / 1000);
+  const medianOf3 = async (f: () => Promise<number>) => median([await f(), await f(), await f()]);
+  const ms = await medianOf3(() => pofrIngest(sqliteStore, one));
+  const manyMs = await medianOf3(() => pofrIngest(sqliteStore, many));
   const raws = [rawInsert(batches), rawInsert(batches), rawInsert(batches)];
-  const ms = median(runs);
   const rawMs = median(raws);
-  const eventsPerS = records / (ms / 1000);
+  const eventsPerS = perS(ms);
   const batchesPerS = batches.length / (ms / 1000);
-  const rawPerS = records / (rawMs / 1000);
-  // PostgreSQL too when a server is named (the scale-out store; no same-run floor for it here).
+  const rawPerS = perS(rawMs);
+  // PostgreSQL too when a server is named (the scale-out store), in the same run.
   const pgUrl = process.env.POFR_BENCH_PG_URL ?? process.env.POFR_TEST_PG_URL;
   const pgLines: string[] = [];
   const pgMetrics: Record<string, number> = {};
   if (pgUrl) {
-    const pgRuns: number[] = [];
-    for (let i = 0; i < 3; i++)
-      pgRuns.push(await pofrIngest(() => postgresStore(pgUrl), batches, keys.publicPem, hostId));
-    const pgMs = median(pgRuns);
+    const pgMs = await medianOf3(() => pofrIngest(() => postgresStore(pgUrl), one));
+    const pgManyMs = await medianOf3(() => pofrIngest(() => postgresStore(pgUrl), many));
     pgMetrics.pg_ms = pgMs;
-    pgMetrics.pg_events_per_s = records / (pgMs / 1000);
+    pgMetrics.pg_events_per_s = perS(pgMs);
+    pgMetrics.pg_parallel_ms = pgManyMs;
+    pgMetrics.pg_parallel_events_per_s = perS(pgManyMs);
     pgLines.push(
-      `  pofr ingest into PostgreSQL ${pgMs.toFixed(0)} ms → ${(records / (pgMs / 1000)).toFixed(0)} events/s, ${(batches.length / (pgMs / 1000)).toFixed(1)} batches/s (${(pgMs / ms).toFixed(1)}× the SQLite time)`,
+      `  PostgreSQL, 1 host     ${pgMs.toFixed(0)} ms → ${perS(pgMs).toFixed(0)} events/s (${(pgMs / ms).toFixed(2)}× the SQLite time)`,
+      `  PostgreSQL, ${PARALLEL_HOSTS} hosts    ${pgManyMs.toFixed(0)} ms → ${perS(pgManyMs).toFixed(0)} events/s (${(pgManyMs / manyMs).toFixed(2)}× the SQLite time)`,
     );
   } else {
     pgLines.push('  PostgreSQL: skipped (set POFR_BENCH_PG_URL=postgres://… to measure it too)');
@@ -229,9 +252,10 @@ export async function run(): Promise<BenchResult> {
   return {
     name: 'ingest-throughput',
     lines: [
-      `ingest into SQLite: ${batches.length} batches, ${records} records (${(records / batches.length).toFixed(0)} per batch), median of 3 runs`,
-      `  pofr ingest       ${ms.toFixed(0)} ms  → ${eventsPerS.toFixed(0)} events/s, ${batchesPerS.toFixed(1)} batches/s`,
-      `  baseline raw rows ${rawMs.toFixed(0)} ms  → ${rawPerS.toFixed(0)} rows/s (bare better-sqlite3, 1 tx per batch)`,
+      `ingest: ${batches.length} batches, ${records} records (${(records / batches.length).toFixed(0)} per batch), median of 3 runs`,
+      `  SQLite, 1 host         ${ms.toFixed(0)} ms → ${eventsPerS.toFixed(0)} events/s, ${batchesPerS.toFixed(1)} batches/s`,
+      `  SQLite, ${PARALLEL_HOSTS} hosts        ${manyMs.toFixed(0)} ms → ${perS(manyMs).toFixed(0)} events/s`,
+      `  baseline raw rows      ${rawMs.toFixed(0)} ms → ${rawPerS.toFixed(0)} rows/s (bare better-sqlite3, 1 tx per batch)`,
       `  ratio pofr/raw time ${(ms / rawMs).toFixed(1)}×`,
       ...pgLines,
     ],
@@ -241,6 +265,8 @@ export async function run(): Promise<BenchResult> {
       ms,
       events_per_s: eventsPerS,
       batches_per_s: batchesPerS,
+      parallel_ms: manyMs,
+      parallel_events_per_s: perS(manyMs),
       raw_ms: rawMs,
       raw_rows_per_s: rawPerS,
       ...pgMetrics,

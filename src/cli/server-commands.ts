@@ -15,6 +15,7 @@ import { parseDuration, parseListen, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
 import { registerOpensshCommands } from './openssh-commands.js';
 import { printRows } from './output.js';
+import { registerPruneCommand } from './prune-command.js';
 import { readSecret } from './secret-input.js';
 import { untilSignal } from './signals.js';
 import { formatTime } from './time-args.js';
@@ -215,6 +216,7 @@ export function registerServerCommands(program: Command): Command {
 
   registerAuditCommand(server, withStore, dataOpt);
   registerOpensshCommands(server, withStore, dataOpt);
+  registerPruneCommand(server, withStore, dataOpt);
 
   dataOpt(server.command('remove'))
     .argument('<host>', 'host name or id')

@@ -199,15 +199,19 @@ async function verifyAndApply(
           })
           .execute();
       }
-      const applier = new BatchApplier(trx, {
-        hostId: principal,
-        bootId: header.boot_id,
-        seq: header.seq,
-        tFrom: header.t_from,
-        receivedAt,
-        bootChanged: host.boot_id !== null && host.boot_id !== header.boot_id,
-        geo,
-      });
+      const applier = new BatchApplier(
+        trx,
+        {
+          hostId: principal,
+          bootId: header.boot_id,
+          seq: header.seq,
+          tFrom: header.t_from,
+          receivedAt,
+          bootChanged: host.boot_id !== null && host.boot_id !== header.boot_id,
+          geo,
+        },
+        store.caps,
+      );
       await applier.apply(records);
       await advanceHost(trx, principal, frame, receivedAt);
       return {

@@ -1,8 +1,19 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
 import type { GeoLookup } from '../enrich/index.js';
 import type { EndpointInfo, FileInfo, PofrRecord, ProcessImage, RecordOf } from '../protocol/index.js';
-import type { Database, EndpointStatesTable, FileOpensTable, ProcessesTable } from '../store/index.js';
+import {
+  type Capabilities,
+  type Database,
+  type EndpointStatesTable,
+  type EndpointsTable,
+  type FileOpensTable,
+  type IdPool,
+  type LinkedTable,
+  type ProcessesTable,
+  reserveIds,
+} from '../store/index.js';
 import { ActivityWriter } from './activity-records.js';
+import { chunks, insertRows, MAX_PARAMS, updateRowsById } from './bulk-rows.js';
 import { syncInventory } from './inventory-versions.js';
 import { kernelArgv, kernelText } from './kernel-text.js';
 import { contextColumns } from './process-context.js';
@@ -26,6 +37,17 @@ export const ORD_PER_BATCH = 1_000_000;
 
 type Trx = Transaction<Database>;
 
+/**
+ * What applying one record costs: nothing to wait for (the common case: every row the record needs
+ * was read up front, and what it writes waits in memory for the batch's bulk writes), or a promise
+ * when it must read or write the store first (a cache miss, keyframes, inventories, gaps).
+ */
+type Step = Promise<void> | undefined;
+
+type ProcessRow = Insertable<ProcessesTable> & { id: number };
+type FileRow = Insertable<FileOpensTable> & { id: number };
+type EndpointRow = Insertable<EndpointsTable> & { id: number };
+
 interface ImageRow {
   id: number;
   exec_index: number;
@@ -33,6 +55,8 @@ interface ImageRow {
   end: number | null;
   parent_id: number | null;
   ppid: number;
+  /** Not inserted yet: changes go to the row itself. */
+  row: ProcessRow | null;
 }
 
 interface UserRow {
@@ -44,45 +68,57 @@ interface UserRow {
 interface OpenEndpoint {
   id: number;
   state: string;
+  row: EndpointRow | null;
 }
 
-type FileRow = Insertable<FileOpensTable>;
-
-/** An open descriptor: a stored row (id), or a row of this batch not inserted yet (row, changed in place). */
+/** An open descriptor; `row` while it is not inserted yet (changed in place). */
 interface OpenFile {
-  id: number | null;
+  id: number;
   row: FileRow | null;
   path: string;
   path_raw: Uint8Array | null;
 }
 
-// Keeps statements under SQLite's 32766 and PostgreSQL's 65535 bind-parameter limits.
-const MAX_PARAMS = 30_000;
 const IMAGE_COLUMNS = ['id', 'exec_index', 'start', 'end', 'parent_id', 'ppid'] as const;
 
 /**
  * Applies the records of one batch inside its transaction. It owns the batch's caches (process
- * images by identity, open endpoints by key, users by uid), which are valid only within that
- * transaction: create one per batch.
+ * images by identity, open descriptors and endpoints, users by uid), which are valid only within
+ * that transaction: create one per batch.
+ *
+ * Ingest speed comes from three things (docs/benchmarks.md): what the records will look up is read
+ * before the first record (one query per table, not one per record); the ids of new rows are
+ * reserved up front, so rows can point at each other before they exist; and every row the batch
+ * creates or changes is written at the end in multi-row statements. Records in between cost no
+ * statement and no await.
  */
 export class BatchApplier {
   private readonly images = new Map<string, ImageRow[]>();
   /** pid → identity keys in `images`; complete for the pids in `loadedPids`. */
   private readonly pidKeys = new Map<number, Set<string>>();
   private readonly loadedPids = new Set<number>();
-  /** Open descriptors by process identity, loaded on first use (or known empty for new processes). */
+  /** Open descriptors by process identity (known empty for new processes). */
   private readonly fds = new Map<string, Map<number, OpenFile>>();
-  /**
-   * File rows opened by this batch, inserted in bulk by flushFiles(). Most descriptors a batch opens
-   * it also closes (short-lived processes): those close in memory and cost no statement of their own,
-   * which is what bounds ingest on PostgreSQL, where every statement is a round trip.
-   */
-  private pendingFiles: OpenFile[] = [];
   private readonly endpoints = new Map<string, OpenEndpoint | null>();
-  // Nothing reads these back within the batch: written once, in bulk, before commit.
-  private readonly pendingStates: Insertable<EndpointStatesTable>[] = [];
-  private readonly dirtyEndpoints = new Map<number, { state: string; last_seen: number }>();
   private users: Map<number, UserRow[]> | null = null;
+  private ids: Record<LinkedTable, IdPool> | null = null;
+
+  // Written at the end of the batch (or before a keyframe, which compares with the stored state).
+  private newProcesses: ProcessRow[] = [];
+  private newFiles: FileRow[] = [];
+  private newEndpoints: EndpointRow[] = [];
+  private readonly pendingStates: Insertable<EndpointStatesTable>[] = [];
+  /** Changes to rows stored by earlier batches, by id: the whole new value of every column set. */
+  private readonly processUpdates = new Map<number, { end: number; end_reason: string; close_ord: number }>();
+  private readonly fileUpdates = new Map<
+    number,
+    { last_seen: number; is_open: number; close_ord: number | null }
+  >();
+  private readonly endpointUpdates = new Map<
+    number,
+    { state: string; last_seen: number; is_open: number; close_ord: number | null }
+  >();
+
   private otherBootsClosed = false;
   private readonly warned = new Map<string, { count: number; example: string }>();
   private readonly health: RecorderHealthWriter;
@@ -91,6 +127,7 @@ export class BatchApplier {
   constructor(
     private readonly trx: Trx,
     private readonly scope: BatchScope,
+    private readonly caps: Capabilities,
   ) {
     this.health = new RecorderHealthWriter(trx, scope);
     this.activity = new ActivityWriter(
@@ -107,151 +144,153 @@ export class BatchApplier {
 
   async apply(records: readonly PofrRecord[]): Promise<void> {
     if (this.scope.bootChanged) await this.closeOtherBoots();
+    this.ids = await reserveIds(this.trx, this.caps, idsNeeded(records));
     await this.prefetchImages(records);
+    await this.prefetchFiles(records);
     await this.prefetchEndpoints(records);
+    if (records.some((r) => r.type === 'process_start' || r.type === 'process_exec')) await this.loadUsers();
     const base = this.scope.seq * ORD_PER_BATCH;
     for (let i = 0; i < records.length; i++) {
-      const r = records[i];
-      const ord = base + i;
-      switch (r.type) {
-        case 'process_start':
-          await this.processStart(r.proc, ord);
-          break;
-        case 'process_exec':
-          await this.processExec(r.t, r.proc, ord);
-          break;
-        case 'process_exit':
-          await this.processExit(r.t, r.pid, r.start_ticks, ord);
-          break;
-        case 'file_open':
-          await this.fileOpen(r.t, r.file, ord);
-          break;
-        case 'file_close':
-          await this.fileClose(r.t, r.pid, r.start_ticks, r.fd, ord);
-          break;
-        case 'endpoint_open':
-          await this.endpointOpen(r.t, r.endpoint, ord);
-          break;
-        case 'endpoint_state':
-          await this.endpointState(r.t, r.key, r.state, ord);
-          break;
-        case 'endpoint_close':
-          await this.endpointClose(r.t, r.key, ord);
-          break;
-        case 'inventory':
-          await this.inventory(r);
-          break;
-        case 'keyframe':
-          await this.keyframe(r, ord);
-          break;
-        case 'gap':
-          await this.recorderGap(r);
-          break;
-        case 'recorder_start':
-        case 'recorder_stop':
-        case 'recorder_crash':
-        case 'recorder_heartbeat':
-          this.health.add(r, ord);
-          break;
-        case 'dns_query':
-        case 'cred_change':
-          await this.activity.add(r, ord);
-          break;
-      }
+      const step = this.applyRecord(records[i] as PofrRecord, base + i);
+      if (step !== undefined) await step;
     }
-    await this.flushFiles();
-    await this.flushEndpoints();
+    await this.flushWrites();
     await this.health.flush();
     await this.activity.flush();
   }
 
-  // ---- processes ---------------------------------------------------------------------------
-
-  private async processStart(proc: ProcessImage, ord: number): Promise<void> {
-    const images = await this.imagesOf(proc.pid, proc.start_ticks);
-    if (images.length > 0) return; // already known (a keyframe or an earlier batch saw it first)
-    await this.insertImage(proc, 0, proc.start, null, ord);
+  private applyRecord(r: PofrRecord, ord: number): Step {
+    switch (r.type) {
+      case 'process_start':
+        return this.processStart(r.proc, ord);
+      case 'process_exec':
+        return this.processExec(r.t, r.proc, ord);
+      case 'process_exit':
+        return this.processExit(r.t, r.pid, r.start_ticks, ord);
+      case 'file_open':
+        return this.fileOpen(r.t, r.file, ord);
+      case 'file_close':
+        return this.fileClose(r.t, r.pid, r.start_ticks, r.fd, ord);
+      case 'endpoint_open':
+        return this.endpointOpen(r.t, r.endpoint, ord);
+      case 'endpoint_state':
+        return this.endpointState(r.t, r.key, r.state, ord);
+      case 'endpoint_close':
+        return this.endpointClose(r.t, r.key, ord);
+      case 'inventory':
+        return this.inventory(r);
+      case 'keyframe':
+        return this.keyframe(r, ord);
+      case 'gap':
+        return this.recorderGap(r);
+      case 'recorder_start':
+      case 'recorder_stop':
+      case 'recorder_crash':
+      case 'recorder_heartbeat':
+        this.health.add(r, ord);
+        return undefined;
+      case 'dns_query':
+      case 'cred_change':
+        return this.activity.add(r, ord);
+    }
   }
 
-  private async processExec(t: number, proc: ProcessImage, ord: number): Promise<void> {
-    const images = await this.imagesOf(proc.pid, proc.start_ticks);
+  // ---- processes ---------------------------------------------------------------------------
+
+  private processStart(proc: ProcessImage, ord: number): Step {
+    const miss = this.loadProcessContext(proc);
+    if (miss) return miss.then(() => this.processStart(proc, ord));
+    const images = this.cachedImages(proc.pid, proc.start_ticks) as ImageRow[];
+    if (images.length > 0) return; // already known (a keyframe or an earlier batch saw it first)
+    this.insertImage(proc, 0, proc.start, null, ord);
+  }
+
+  private processExec(t: number, proc: ProcessImage, ord: number): Step {
+    const miss = this.loadProcessContext(proc);
+    if (miss) return miss.then(() => this.processExec(t, proc, ord));
+    const images = this.cachedImages(proc.pid, proc.start_ticks) as ImageRow[];
     const current = images.at(-1);
     if (current === undefined) {
       // The start was lost (gap, or the recorder began after it): the first image we know of.
-      await this.insertImage(proc, 0, proc.start, null, ord);
+      this.insertImage(proc, 0, proc.start, null, ord);
       return;
     }
-    if (current.end === null) await this.closeImages([current], t, 'exec', ord);
-    await this.insertImage(proc, current.exec_index + 1, t, current.parent_id, ord);
+    if (current.end === null) this.closeImages([current], t, 'exec', ord);
+    this.insertImage(proc, current.exec_index + 1, t, current.parent_id, ord);
   }
 
-  private async processExit(t: number, pid: number, startTicks: number, ord: number): Promise<void> {
-    const images = await this.imagesOf(pid, startTicks);
-    const open = images.filter((i) => i.end === null);
+  private processExit(t: number, pid: number, startTicks: number, ord: number): Step {
+    const images = this.cachedImages(pid, startTicks);
+    if (images === undefined)
+      return this.imagesOf(pid, startTicks).then(() => this.processExit(t, pid, startTicks, ord));
     if (images.length === 0) {
       this.warn('process_exit for a process the store does not know', `pid ${pid} start_ticks ${startTicks}`);
       return;
     }
-    await this.closeImages(open, t, 'exit', ord);
-    const key = identityKey(pid, startTicks);
-    const fds = this.fds.get(key);
-    if (fds) {
-      // Loaded once, then kept in step: it holds every descriptor the process has open.
-      await this.closeFiles([...fds.values()], t, ord);
-      fds.clear();
-      return;
+    const fds = this.fds.get(identityKey(pid, startTicks));
+    if (fds === undefined) {
+      return this.openFds(pid, startTicks, images).then(() => this.processExit(t, pid, startTicks, ord));
     }
-    this.fds.set(key, new Map());
-    // Descriptors survive exec, so a file may belong to any image of the process.
-    await this.trx
-      .updateTable('file_opens')
-      .set({ last_seen: t, is_open: 0, close_ord: ord })
-      .where(
-        'process_id',
-        'in',
-        images.map((i) => i.id),
-      )
-      .where('is_open', '=', sql.lit(1))
-      .execute();
+    this.closeImages(
+      images.filter((i) => i.end === null),
+      t,
+      'exit',
+      ord,
+    );
+    // Kept in step since it was loaded: it holds every descriptor the process has open.
+    this.closeFiles([...fds.values()], t, ord);
+    fds.clear();
   }
 
-  private async closeImages(rows: ImageRow[], t: number, reason: string, ord: number): Promise<void> {
-    if (rows.length === 0) return;
-    for (const ids of chunks(
-      rows.map((r) => r.id),
-      MAX_PARAMS,
-    )) {
-      await this.trx
-        .updateTable('processes')
-        .set({ end: t, end_reason: reason, close_ord: ord })
-        .where('id', 'in', ids)
-        .execute();
+  private closeImages(rows: ImageRow[], t: number, reason: string, ord: number): void {
+    for (const r of rows) {
+      r.end = t;
+      if (r.row) {
+        r.row.end = t;
+        r.row.end_reason = reason;
+        r.row.close_ord = ord;
+      } else {
+        this.processUpdates.set(r.id, { end: t, end_reason: reason, close_ord: ord });
+      }
     }
-    for (const r of rows) r.end = t;
   }
 
-  private async insertImage(
+  /** Needs the process's images, its parent's and the users (all read up front, unless a keyframe came between). */
+  private loadProcessContext(proc: ProcessImage): Promise<void> | undefined {
+    const parentKnown =
+      proc.ppid === 0 ||
+      (proc.parent_start_ticks !== null
+        ? this.cachedImages(proc.ppid, proc.parent_start_ticks) !== undefined
+        : this.loadedPids.has(proc.ppid));
+    if (this.cachedImages(proc.pid, proc.start_ticks) !== undefined && parentKnown && this.users !== null) {
+      return undefined;
+    }
+    return (async () => {
+      await this.imagesOf(proc.pid, proc.start_ticks);
+      if (!parentKnown) await this.loadPids([proc.ppid]);
+      if (this.users === null) await this.loadUsers();
+    })();
+  }
+
+  private insertImage(
     proc: ProcessImage,
     execIndex: number,
     start: number,
     parentId: number | null,
     ord: number,
-  ): Promise<ImageRow> {
-    const row = await this.processRow(proc, execIndex, start, parentId, ord);
-    const { id } = await this.trx
-      .insertInto('processes')
-      .values(row)
-      .returning('id')
-      .executeTakeFirstOrThrow();
+  ): ImageRow {
+    const row = this.processRow(proc, execIndex, start, parentId, ord);
+    this.newProcesses.push(row);
     const key = identityKey(proc.pid, proc.start_ticks);
     if ((this.images.get(key)?.length ?? 0) === 0) this.fds.set(key, new Map());
     return this.remember(proc, {
-      id: Number(id),
+      id: row.id,
       exec_index: execIndex,
       start,
       end: null,
       parent_id: row.parent_id ?? null,
       ppid: proc.ppid,
+      row,
     });
   }
 
@@ -270,18 +309,20 @@ export class BatchApplier {
     else this.pidKeys.set(pid, new Set([key]));
   }
 
-  private async processRow(
+  /** The row of a new image; its parent and user must be loaded (loadProcessContext). */
+  private processRow(
     proc: ProcessImage,
     execIndex: number,
     start: number,
     parentId: number | null,
     ord: number,
-  ): Promise<Insertable<ProcessesTable>> {
+  ): ProcessRow {
     const exe = proc.exe === null ? null : kernelText(proc.exe);
     const cwd = proc.cwd === null ? null : kernelText(proc.cwd);
     const comm = kernelText(proc.comm);
     const argv = kernelArgv(proc.argv);
     return {
+      id: this.takeId('processes'),
       host_id: this.scope.hostId,
       boot_id: this.scope.bootId,
       pid: proc.pid,
@@ -291,7 +332,7 @@ export class BatchApplier {
       end: null,
       end_reason: null,
       ppid: proc.ppid,
-      parent_id: parentId ?? (await this.resolveParent(proc)),
+      parent_id: parentId ?? this.resolveParent(proc),
       exe: exe?.text ?? null,
       exe_raw: exe?.raw ?? null,
       comm: comm.text,
@@ -305,7 +346,7 @@ export class BatchApplier {
       euid: proc.euid,
       rgid: proc.rgid,
       egid: proc.egid,
-      user: await this.userAt(proc.ruid, start),
+      user: this.userAt(proc.ruid, start),
       source: proc.source,
       observer: proc.observer ? 1 : 0,
       argv_source: proc.argv_source ?? null,
@@ -316,60 +357,72 @@ export class BatchApplier {
     };
   }
 
+  private takeId(table: LinkedTable): number {
+    if (this.ids === null) throw new Error('BatchApplier: apply() reserves ids before any row is made');
+    return this.ids[table].take();
+  }
+
   /** The parent image that was running when the child started (a parent may exec after forking). */
-  private async resolveParent(proc: ProcessImage): Promise<number | null> {
+  private resolveParent(proc: ProcessImage): number | null {
     if (proc.ppid === 0) return null;
     if (proc.parent_start_ticks !== null) {
-      const images = await this.imagesOf(proc.ppid, proc.parent_start_ticks);
+      const images = this.cachedImages(proc.ppid, proc.parent_start_ticks) ?? [];
       return imageAt(images, proc.start)?.id ?? null;
     }
-    if (this.loadedPids.has(proc.ppid)) {
-      let best: ImageRow | undefined;
-      for (const key of this.pidKeys.get(proc.ppid) ?? []) {
-        for (const i of this.images.get(key) ?? []) {
-          if (
-            i.start <= proc.start &&
-            (i.end === null || i.end >= proc.start) &&
-            (!best || i.start >= best.start)
-          ) {
-            best = i;
-          }
+    // The newest image of the pid alive at the child's start (what the store's query would give).
+    let best: ImageRow | undefined;
+    for (const key of this.pidKeys.get(proc.ppid) ?? []) {
+      for (const i of this.images.get(key) ?? []) {
+        if (
+          i.start <= proc.start &&
+          (i.end === null || i.end >= proc.start) &&
+          (!best || i.start > best.start || (i.start === best.start && i.exec_index > best.exec_index))
+        ) {
+          best = i;
         }
       }
-      return best?.id ?? null;
     }
-    const row = await this.trx
-      .selectFrom('processes')
-      .select('id')
-      .where('host_id', '=', this.scope.hostId)
-      .where('boot_id', '=', this.scope.bootId)
-      .where('pid', '=', proc.ppid)
-      .where('start', '<=', proc.start)
-      .where((eb) => eb.or([eb('end', 'is', null), eb('end', '>=', proc.start)]))
-      .orderBy('start', 'desc')
-      .orderBy('exec_index', 'desc')
-      .limit(1)
-      .executeTakeFirst();
-    return row ? Number(row.id) : null;
+    return best?.id ?? null;
+  }
+
+  /** The images of one process identity, when read (undefined: not read yet). */
+  private cachedImages(pid: number, startTicks: number): ImageRow[] | undefined {
+    return this.images.get(identityKey(pid, startTicks));
   }
 
   private async imagesOf(pid: number, startTicks: number): Promise<ImageRow[]> {
-    const key = identityKey(pid, startTicks);
-    const cached = this.images.get(key);
+    const cached = this.cachedImages(pid, startTicks);
     if (cached) return cached;
-    const rows = await this.trx
-      .selectFrom('processes')
-      .select(IMAGE_COLUMNS)
-      .where('host_id', '=', this.scope.hostId)
-      .where('boot_id', '=', this.scope.bootId)
-      .where('pid', '=', pid)
-      .where('start_ticks', '=', startTicks)
-      .orderBy('exec_index')
-      .execute();
-    const images = rows.map(toImageRow);
+    await this.loadPids([pid]);
+    const key = identityKey(pid, startTicks);
+    const images = this.images.get(key) ?? [];
     this.images.set(key, images);
-    this.indexPid(pid, key);
     return images;
+  }
+
+  /** Every stored image of these pids in this boot (the pids' whole state is then known). */
+  private async loadPids(pids: readonly number[]): Promise<void> {
+    const wanted = pids.filter((p) => !this.loadedPids.has(p));
+    for (const pid of wanted) this.loadedPids.add(pid);
+    for (const part of chunks(wanted, MAX_PARAMS)) {
+      const rows = await this.trx
+        .selectFrom('processes')
+        .select([...IMAGE_COLUMNS, 'pid', 'start_ticks'])
+        .where('host_id', '=', this.scope.hostId)
+        .where('boot_id', '=', this.scope.bootId)
+        .where('pid', 'in', part)
+        .orderBy('exec_index')
+        .execute();
+      for (const r of rows) {
+        const key = identityKey(Number(r.pid), Number(r.start_ticks));
+        // Rows this batch made are already cached (and, after a keyframe, stored too).
+        const list = this.images.get(key);
+        if (list?.some((i) => i.id === Number(r.id))) continue;
+        if (list) list.push(toImageRow(r));
+        else this.images.set(key, [toImageRow(r)]);
+        this.indexPid(Number(r.pid), key);
+      }
+    }
   }
 
   /** One query for every process the batch names, instead of one per record. */
@@ -389,6 +442,8 @@ export class BatchApplier {
           break;
         case 'process_exit':
         case 'file_close':
+        case 'dns_query':
+        case 'cred_change':
           want(r.pid, r.start_ticks);
           break;
         case 'file_open':
@@ -402,57 +457,79 @@ export class BatchApplier {
             want(p.pid, p.start_ticks);
             want(p.ppid, p.parent_start_ticks);
           }
+          for (const f of r.files) want(f.pid, f.start_ticks);
           break;
         default:
           break;
       }
     }
+    await this.loadPids([...pids]);
     for (const key of wanted) if (!this.images.has(key)) this.images.set(key, []);
-    for (const pid of pids) this.loadedPids.add(pid);
-    for (const part of chunks([...pids], MAX_PARAMS)) {
+  }
+
+  /** The open descriptors of every stored process whose files the batch opens, closes or ends. */
+  private async prefetchFiles(records: readonly PofrRecord[]): Promise<void> {
+    const keys = new Set<string>();
+    for (const r of records) {
+      if (r.type === 'file_open') keys.add(identityKey(r.file.pid, r.file.start_ticks));
+      else if (r.type === 'file_close' || r.type === 'process_exit')
+        keys.add(identityKey(r.pid, r.start_ticks));
+    }
+    const keyOfImage = new Map<number, string>();
+    for (const key of keys) {
+      if (this.fds.has(key)) continue;
+      const images = this.images.get(key);
+      if (images === undefined || images.length === 0) continue;
+      this.fds.set(key, new Map());
+      for (const i of images) keyOfImage.set(i.id, key);
+    }
+    await this.loadOpenFiles(keyOfImage);
+  }
+
+  /** Reads the open file rows of these images (id → its process identity) into their descriptor maps. */
+  private async loadOpenFiles(keyOfImage: ReadonlyMap<number, string>): Promise<void> {
+    for (const part of chunks([...keyOfImage.keys()], MAX_PARAMS)) {
       const rows = await this.trx
-        .selectFrom('processes')
-        .select([...IMAGE_COLUMNS, 'pid', 'start_ticks'])
-        .where('host_id', '=', this.scope.hostId)
-        .where('boot_id', '=', this.scope.bootId)
-        .where('pid', 'in', part)
-        .orderBy('exec_index')
+        .selectFrom('file_opens')
+        .select(['id', 'process_id', 'fd', 'path', 'path_raw'])
+        .where('process_id', 'in', part)
+        .where('is_open', '=', sql.lit(1))
+        .orderBy('id')
         .execute();
       for (const r of rows) {
-        const key = identityKey(Number(r.pid), Number(r.start_ticks));
-        const list = this.images.get(key);
-        if (list) list.push(toImageRow(r));
-        else this.images.set(key, [toImageRow(r)]);
-        this.indexPid(Number(r.pid), key);
+        const fds = this.fds.get(keyOfImage.get(Number(r.process_id)) as string);
+        fds?.set(Number(r.fd), { id: Number(r.id), row: null, path: r.path, path_raw: r.path_raw });
       }
     }
   }
 
-  private async userAt(uid: number, start: number): Promise<string | null> {
-    if (this.users === null) {
-      const rows = await this.trx
-        .selectFrom('users')
-        .select(['uid', 'name', 'valid_from', 'valid_to'])
-        .where('host_id', '=', this.scope.hostId)
-        .execute();
-      this.users = new Map();
-      for (const r of rows) {
-        const uidNum = Number(r.uid);
-        const list = this.users.get(uidNum) ?? [];
-        list.push({
-          name: r.name,
-          valid_from: Number(r.valid_from),
-          valid_to: r.valid_to === null ? null : Number(r.valid_to),
-        });
-        this.users.set(uidNum, list);
-      }
-      // Several names may share a uid (root and toor): pick one by value, not by the order the engine
-      // returns rows in (PostgreSQL moves updated rows), so re-deriving on another engine agrees.
-      for (const list of this.users.values()) {
-        list.sort((a, b) => a.valid_from - b.valid_from || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-      }
+  private async loadUsers(): Promise<void> {
+    const rows = await this.trx
+      .selectFrom('users')
+      .select(['uid', 'name', 'valid_from', 'valid_to'])
+      .where('host_id', '=', this.scope.hostId)
+      .execute();
+    const users = new Map<number, UserRow[]>();
+    for (const r of rows) {
+      const uidNum = Number(r.uid);
+      const list = users.get(uidNum) ?? [];
+      list.push({
+        name: r.name,
+        valid_from: Number(r.valid_from),
+        valid_to: r.valid_to === null ? null : Number(r.valid_to),
+      });
+      users.set(uidNum, list);
     }
-    const rows = this.users.get(uid);
+    // Several names may share a uid (root and toor): pick one by value, not by the order the engine
+    // returns rows in (PostgreSQL moves updated rows), so re-deriving on another engine agrees.
+    for (const list of users.values()) {
+      list.sort((a, b) => a.valid_from - b.valid_from || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    }
+    this.users = users;
+  }
+
+  private userAt(uid: number, start: number): string | null {
+    const rows = this.users?.get(uid);
     if (!rows) return null;
     const validAt = (at: number) =>
       rows.find((u) => u.valid_from <= at && (u.valid_to === null || u.valid_to > at));
@@ -466,8 +543,11 @@ export class BatchApplier {
 
   // ---- files -------------------------------------------------------------------------------
 
-  private async fileOpen(t: number, file: FileInfo, ord: number): Promise<void> {
-    const images = await this.imagesOf(file.pid, file.start_ticks);
+  private fileOpen(t: number, file: FileInfo, ord: number): Step {
+    const images = this.cachedImages(file.pid, file.start_ticks);
+    if (images === undefined) {
+      return this.imagesOf(file.pid, file.start_ticks).then(() => this.fileOpen(t, file, ord));
+    }
     const current = images.at(-1);
     if (current === undefined) {
       this.warn(
@@ -476,96 +556,44 @@ export class BatchApplier {
       );
       return;
     }
+    const fds = this.fds.get(identityKey(file.pid, file.start_ticks));
+    if (fds === undefined) {
+      return this.openFds(file.pid, file.start_ticks, images).then(() => this.fileOpen(t, file, ord));
+    }
     const path = kernelText(file.path);
-    const fds = await this.openFds(file.pid, file.start_ticks, images);
     const existing = fds.get(file.fd);
     if (existing && samePath(existing, path)) {
       if (existing.row) existing.row.last_seen = t;
-      else
-        await this.trx
-          .updateTable('file_opens')
-          .set({ last_seen: t })
-          .where('id', '=', existing.id)
-          .execute();
+      else this.fileUpdates.set(existing.id, { last_seen: t, is_open: 1, close_ord: null });
       return;
     }
     // A new open of a descriptor that is still open here means the close was missed.
-    if (existing) await this.closeFiles([existing], t, ord);
-    const opened: OpenFile = {
-      id: null,
-      row: this.fileRow(current.id, file, path, t, ord),
-      path: path.text,
-      path_raw: path.raw,
-    };
-    this.pendingFiles.push(opened);
-    fds.set(file.fd, opened);
-  }
-
-  /** Inserts the file rows this batch opened, and gives their descriptors the ids they got. */
-  private async flushFiles(): Promise<void> {
-    const pending = this.pendingFiles;
-    if (pending.length === 0) return;
-    this.pendingFiles = [];
-    // (process, fd, open_ord) names one row: each record has its own ord, and one process's fd
-    // opens once per record. RETURNING promises no order, so ids are matched by it.
-    const rowKey = (r: { process_id: unknown; fd: unknown; open_ord: unknown }) =>
-      `${r.process_id}:${r.fd}:${r.open_ord}`;
-    for (const part of chunks(pending, Math.floor(MAX_PARAMS / 12))) {
-      const inserted = await this.trx
-        .insertInto('file_opens')
-        .values(part.map((f) => f.row as FileRow))
-        .returning(['id', 'process_id', 'fd', 'open_ord'])
-        .execute();
-      const ids = new Map(inserted.map((r) => [rowKey(r), Number(r.id)]));
-      for (const f of part) {
-        const id = ids.get(rowKey(f.row as FileRow));
-        if (id === undefined)
-          throw new Error(`file row ${rowKey(f.row as FileRow)} was inserted without an id`);
-        f.id = id;
-        f.row = null;
-      }
-    }
+    if (existing) this.closeFiles([existing], t, ord);
+    const row = this.fileRow(current.id, file, path, t, ord);
+    this.newFiles.push(row);
+    fds.set(file.fd, { id: row.id, row, path: path.text, path_raw: path.raw });
   }
 
   private async openFds(pid: number, startTicks: number, images: ImageRow[]): Promise<Map<number, OpenFile>> {
     const key = identityKey(pid, startTicks);
     const cached = this.fds.get(key);
     if (cached) return cached;
-    const rows = await this.trx
-      .selectFrom('file_opens')
-      .select(['id', 'fd', 'path', 'path_raw'])
-      .where(
-        'process_id',
-        'in',
-        images.map((i) => i.id),
-      )
-      .where('is_open', '=', sql.lit(1))
-      .orderBy('id')
-      .execute();
-    const fds = new Map<number, OpenFile>();
-    for (const r of rows)
-      fds.set(Number(r.fd), { id: Number(r.id), row: null, path: r.path, path_raw: r.path_raw });
-    this.fds.set(key, fds);
-    return fds;
+    // What this batch wrote so far must be stored before the store is asked.
+    await this.flushWrites();
+    this.fds.set(key, new Map());
+    await this.loadOpenFiles(new Map(images.map((i) => [i.id, key])));
+    return this.fds.get(key) as Map<number, OpenFile>;
   }
 
-  private async closeFiles(files: readonly OpenFile[], t: number, ord: number): Promise<void> {
-    const ids: number[] = [];
+  private closeFiles(files: readonly OpenFile[], t: number, ord: number): void {
     for (const f of files) {
       if (f.row) {
         f.row.last_seen = t;
         f.row.is_open = 0;
         f.row.close_ord = ord;
-      } else if (f.id !== null) {
-        ids.push(f.id);
+      } else {
+        this.fileUpdates.set(f.id, { last_seen: t, is_open: 0, close_ord: ord });
       }
-    }
-    for (const part of chunks(ids, MAX_PARAMS)) {
-      await this.trx
-        .updateTable('file_opens')
-        .set({ last_seen: t, is_open: 0, close_ord: ord })
-        .where('id', 'in', part)
-        .execute();
     }
   }
 
@@ -577,6 +605,7 @@ export class BatchApplier {
     ord: number,
   ): FileRow {
     return {
+      id: this.takeId('file_opens'),
       host_id: this.scope.hostId,
       process_id: processId,
       pid: file.pid,
@@ -592,19 +621,19 @@ export class BatchApplier {
     };
   }
 
-  private async fileClose(
-    t: number,
-    pid: number,
-    startTicks: number,
-    fd: number,
-    ord: number,
-  ): Promise<void> {
-    const images = await this.imagesOf(pid, startTicks);
+  private fileClose(t: number, pid: number, startTicks: number, fd: number, ord: number): Step {
+    const images = this.cachedImages(pid, startTicks);
+    if (images === undefined) {
+      return this.imagesOf(pid, startTicks).then(() => this.fileClose(t, pid, startTicks, fd, ord));
+    }
     if (images.length > 0) {
-      const fds = await this.openFds(pid, startTicks, images);
+      const fds = this.fds.get(identityKey(pid, startTicks));
+      if (fds === undefined) {
+        return this.openFds(pid, startTicks, images).then(() => this.fileClose(t, pid, startTicks, fd, ord));
+      }
       const open = fds.get(fd);
       if (open) {
-        await this.closeFiles([open], t, ord);
+        this.closeFiles([open], t, ord);
         fds.delete(fd);
         return;
       }
@@ -614,9 +643,8 @@ export class BatchApplier {
 
   // ---- endpoints ---------------------------------------------------------------------------
 
-  private async openEndpoint(key: string): Promise<OpenEndpoint | null> {
-    const cached = this.endpoints.get(key);
-    if (cached !== undefined) return cached;
+  private async loadEndpoint(key: string): Promise<void> {
+    if (this.endpoints.has(key)) return;
     const row = await this.trx
       .selectFrom('endpoints')
       .select(['id', 'state'])
@@ -626,9 +654,7 @@ export class BatchApplier {
       .orderBy('id', 'desc')
       .limit(1)
       .executeTakeFirst();
-    const found = row ? { id: Number(row.id), state: row.state } : null;
-    this.endpoints.set(key, found);
-    return found;
+    this.endpoints.set(key, row ? { id: Number(row.id), state: row.state, row: null } : null);
   }
 
   /** One query for the open endpoints of every key the batch names, instead of one per key. */
@@ -649,38 +675,45 @@ export class BatchApplier {
         .where('is_open', '=', sql.lit(1))
         .orderBy('id')
         .execute();
-      // Ascending ids: the newest open row of a key wins, as in openEndpoint().
-      for (const r of rows) this.endpoints.set(r.key, { id: Number(r.id), state: r.state });
+      // Ascending ids: the newest open row of a key wins, as in loadEndpoint().
+      for (const r of rows) this.endpoints.set(r.key, { id: Number(r.id), state: r.state, row: null });
     }
   }
 
-  private async endpointOpen(t: number, ep: EndpointInfo, ord: number): Promise<void> {
-    const existing = await this.openEndpoint(ep.key);
+  private endpointOpen(t: number, ep: EndpointInfo, ord: number): Step {
+    const existing = this.endpoints.get(ep.key);
+    if (existing === undefined) return this.loadEndpoint(ep.key).then(() => this.endpointOpen(t, ep, ord));
     if (existing) {
       this.touchEndpoint(existing, t, ep.state, ord);
       return;
     }
-    const row = this.endpointRow(ep, await this.endpointProcess(ep), t, ord);
-    const { id } = await this.trx
-      .insertInto('endpoints')
-      .values(row)
-      .returning('id')
-      .executeTakeFirstOrThrow();
-    this.endpoints.set(ep.key, { id: Number(id), state: ep.state });
-    this.pendingStates.push({ endpoint_id: Number(id), host_id: this.scope.hostId, t, state: ep.state, ord });
+    const processId = this.endpointProcess(ep);
+    if (typeof processId === 'object' && processId !== null) {
+      return processId.then(() => this.endpointOpen(t, ep, ord));
+    }
+    const row = this.endpointRow(ep, processId, t, ord);
+    this.newEndpoints.push(row);
+    this.endpoints.set(ep.key, { id: row.id, state: ep.state, row });
+    this.pendingStates.push({ endpoint_id: row.id, host_id: this.scope.hostId, t, state: ep.state, ord });
   }
 
-  /** Records a state change (if any) and the sighting; written by flushEndpoints. */
+  /** Records a state change (if any) and the sighting. */
   private touchEndpoint(ep: OpenEndpoint, t: number, state: string, ord: number, always = false): void {
     if (always || ep.state !== state) {
       this.pendingStates.push({ endpoint_id: ep.id, host_id: this.scope.hostId, t, state, ord });
     }
     ep.state = state;
-    this.dirtyEndpoints.set(ep.id, { state, last_seen: t });
+    if (ep.row) {
+      ep.row.state = state;
+      ep.row.last_seen = t;
+    } else {
+      this.endpointUpdates.set(ep.id, { state, last_seen: t, is_open: 1, close_ord: null });
+    }
   }
 
-  private async endpointState(t: number, key: string, state: string, ord: number): Promise<void> {
-    const ep = await this.openEndpoint(key);
+  private endpointState(t: number, key: string, state: string, ord: number): Step {
+    const ep = this.endpoints.get(key);
+    if (ep === undefined) return this.loadEndpoint(key).then(() => this.endpointState(t, key, state, ord));
     if (!ep) {
       this.warn('endpoint_state for an endpoint the store does not hold open', key);
       return;
@@ -688,50 +721,47 @@ export class BatchApplier {
     this.touchEndpoint(ep, t, state, ord, true);
   }
 
-  private async endpointClose(t: number, key: string, ord: number): Promise<void> {
-    const ep = await this.openEndpoint(key);
+  private endpointClose(t: number, key: string, ord: number): Step {
+    const ep = this.endpoints.get(key);
+    if (ep === undefined) return this.loadEndpoint(key).then(() => this.endpointClose(t, key, ord));
     if (!ep) {
       this.warn('endpoint_close for an endpoint the store does not hold open', key);
       return;
     }
-    this.dirtyEndpoints.delete(ep.id);
-    await this.trx
-      .updateTable('endpoints')
-      .set({ state: ep.state, last_seen: t, is_open: 0, close_ord: ord })
-      .where('id', '=', ep.id)
-      .execute();
+    if (ep.row) {
+      ep.row.last_seen = t;
+      ep.row.is_open = 0;
+      ep.row.close_ord = ord;
+    } else {
+      this.endpointUpdates.set(ep.id, { state: ep.state, last_seen: t, is_open: 0, close_ord: ord });
+    }
     this.endpoints.set(key, null);
   }
 
-  private async flushEndpoints(): Promise<void> {
-    for (const [id, e] of this.dirtyEndpoints) {
-      await this.trx.updateTable('endpoints').set(e).where('id', '=', id).execute();
-    }
-    this.dirtyEndpoints.clear();
-    const states = this.pendingStates.splice(0);
-    for (const part of chunks(states, Math.floor(MAX_PARAMS / 5))) {
-      await this.trx.insertInto('endpoint_states').values(part).execute();
-    }
-  }
-
-  private async endpointProcess(ep: EndpointInfo): Promise<number | null> {
+  /** The process of an endpoint: its id, or a promise that loads what answers it (then ask again). */
+  private endpointProcess(ep: EndpointInfo): number | null | Promise<void> {
     if (ep.pid === null) return null;
-    if (ep.start_ticks !== null) return (await this.imagesOf(ep.pid, ep.start_ticks)).at(-1)?.id ?? null;
-    const row = await this.trx
-      .selectFrom('processes')
-      .select('id')
-      .where('host_id', '=', this.scope.hostId)
-      .where('boot_id', '=', this.scope.bootId)
-      .where('pid', '=', ep.pid)
-      .where('end', 'is', null)
-      .orderBy('start', 'desc')
-      .limit(1)
-      .executeTakeFirst();
-    return row ? Number(row.id) : null;
+    if (ep.start_ticks !== null) {
+      const images = this.cachedImages(ep.pid, ep.start_ticks);
+      if (images === undefined) return this.imagesOf(ep.pid, ep.start_ticks).then(() => undefined);
+      return images.at(-1)?.id ?? null;
+    }
+    if (!this.loadedPids.has(ep.pid)) return this.loadPids([ep.pid]);
+    // The newest running image of the pid.
+    let best: ImageRow | undefined;
+    for (const key of this.pidKeys.get(ep.pid) ?? []) {
+      for (const i of this.images.get(key) ?? []) {
+        if (i.end !== null) continue;
+        if (!best || i.start > best.start || (i.start === best.start && i.exec_index > best.exec_index))
+          best = i;
+      }
+    }
+    return best?.id ?? null;
   }
 
-  private endpointRow(ep: EndpointInfo, processId: number | null, t: number, ord: number) {
+  private endpointRow(ep: EndpointInfo, processId: number | null, t: number, ord: number): EndpointRow {
     return {
+      id: this.takeId('endpoints'),
       host_id: this.scope.hostId,
       boot_id: this.scope.bootId,
       key: ep.key,
@@ -755,6 +785,47 @@ export class BatchApplier {
     };
   }
 
+  // ---- writing -----------------------------------------------------------------------------
+
+  /** Writes every row made or changed so far: afterwards the store holds the batch's state. */
+  private async flushWrites(): Promise<void> {
+    const processes = this.newProcesses;
+    const files = this.newFiles;
+    const endpoints = this.newEndpoints;
+    this.newProcesses = [];
+    this.newFiles = [];
+    this.newEndpoints = [];
+    await insertRows(this.trx, this.caps, 'processes', processes);
+    await insertRows(this.trx, this.caps, 'file_opens', files);
+    await insertRows(this.trx, this.caps, 'endpoints', endpoints);
+    // Stored now: later changes are updates by id.
+    for (const key of this.images.values()) for (const i of key) i.row = null;
+    for (const fds of this.fds.values()) for (const f of fds.values()) f.row = null;
+    for (const e of this.endpoints.values()) if (e) e.row = null;
+    await updateRowsById(
+      this.trx,
+      'processes',
+      { end: 'bigint', end_reason: 'text', close_ord: 'bigint' },
+      this.processUpdates,
+    );
+    await updateRowsById(
+      this.trx,
+      'file_opens',
+      { last_seen: 'bigint', is_open: 'integer', close_ord: 'bigint' },
+      this.fileUpdates,
+    );
+    await updateRowsById(
+      this.trx,
+      'endpoints',
+      { state: 'text', last_seen: 'bigint', is_open: 'integer', close_ord: 'bigint' },
+      this.endpointUpdates,
+    );
+    this.processUpdates.clear();
+    this.fileUpdates.clear();
+    this.endpointUpdates.clear();
+    await insertRows(this.trx, this.caps, 'endpoint_states', this.pendingStates.splice(0));
+  }
+
   // ---- inventory, gaps ---------------------------------------------------------------------
 
   private async inventory(r: RecordOf<'inventory'>): Promise<void> {
@@ -772,7 +843,7 @@ export class BatchApplier {
       .where('host_id', '=', this.scope.hostId)
       .execute();
     await syncInventory(this.trx, this.scope.hostId, r.t, inv);
-    this.users = null;
+    await this.loadUsers();
   }
 
   private async recorderGap(r: RecordOf<'gap'>): Promise<void> {
@@ -800,11 +871,12 @@ export class BatchApplier {
    */
   private async keyframe(r: RecordOf<'keyframe'>, ord: number): Promise<void> {
     // The keyframe compares with the stored open rows: this batch's must be stored first.
-    await this.flushFiles();
+    await this.flushWrites();
     await this.closeOtherBoots();
     await this.keyframeProcesses(r.t, r.processes, ord);
     await this.keyframeFiles(r.t, r.files, ord);
     await this.keyframeEndpoints(r.t, r.endpoints, ord);
+    await this.flushWrites();
   }
 
   private async keyframeProcesses(t: number, procs: readonly ProcessImage[], ord: number): Promise<void> {
@@ -834,8 +906,12 @@ export class BatchApplier {
       const cached = this.images.get(key)?.find((i) => i.id === Number(row.id));
       gone.push(cached ?? toImageRow(row));
     }
-    await this.closeImages(gone, t, 'keyframe', ord);
-    // Parents first, generation by generation, so every child's parent row exists when it is inserted.
+    this.closeImages(gone, t, 'keyframe', ord);
+    for (const m of missing) {
+      const miss = this.loadProcessContext(m.proc);
+      if (miss) await miss;
+    }
+    // Parents first, generation by generation, so every child finds its parent's image (and id).
     const pendingKeys = new Set(missing.map((m) => identityKey(m.proc.pid, m.proc.start_ticks)));
     let pending = missing;
     while (pending.length > 0) {
@@ -846,25 +922,30 @@ export class BatchApplier {
       );
       // A cycle cannot happen in a real tree; a hostile one is inserted without parents.
       const generation = ready.length > 0 ? ready : pending;
-      const rows: Insertable<ProcessesTable>[] = [];
-      for (const m of generation) rows.push(await this.processRow(m.proc, m.execIndex, m.start, null, ord));
-      for (const part of chunks(rows, Math.floor(MAX_PARAMS / 30))) {
-        const inserted = await this.trx
-          .insertInto('processes')
-          .values(part)
-          .returning(['id', 'pid', 'start_ticks', 'exec_index', 'start', 'parent_id', 'ppid'])
-          .execute();
-        for (const row of inserted) {
-          this.remember(
-            { pid: Number(row.pid), start_ticks: Number(row.start_ticks) },
-            toImageRow({ ...row, end: null }),
-          );
-        }
+      const made: { proc: ProcessImage; image: ImageRow }[] = [];
+      for (const m of generation) {
+        const row = this.processRow(m.proc, m.execIndex, m.start, null, ord);
+        this.newProcesses.push(row);
+        made.push({
+          proc: m.proc,
+          image: {
+            id: row.id,
+            exec_index: m.execIndex,
+            start: m.start,
+            end: null,
+            parent_id: row.parent_id ?? null,
+            ppid: m.proc.ppid,
+            row,
+          },
+        });
       }
+      // Remembered after the whole generation, as the rows a generation's INSERT returned were.
+      for (const { proc, image } of made) this.remember(proc, image);
       const done = new Set(generation);
       for (const m of generation) pendingKeys.delete(identityKey(m.proc.pid, m.proc.start_ticks));
       pending = pending.filter((m) => !done.has(m));
     }
+    await this.flushWrites();
   }
 
   private async keyframeFiles(t: number, files: readonly FileInfo[], ord: number): Promise<void> {
@@ -880,7 +961,6 @@ export class BatchApplier {
     for (const o of open) openByFd.set(`${identityKey(Number(o.pid), Number(o.start_ticks))}:${o.fd}`, o);
     const touch: number[] = [];
     const close: number[] = [];
-    const insert: ReturnType<BatchApplier['fileRow']>[] = [];
     for (const file of files) {
       const key = `${identityKey(file.pid, file.start_ticks)}:${file.fd}`;
       const path = kernelText(file.path);
@@ -901,9 +981,10 @@ export class BatchApplier {
         );
         continue;
       }
-      insert.push(this.fileRow(current.id, file, path, t, ord));
+      this.newFiles.push(this.fileRow(current.id, file, path, t, ord));
     }
     for (const o of openByFd.values()) close.push(Number(o.id));
+    // Loaded again, from the stored rows, when a later record of the batch needs them.
     this.fds.clear();
     for (const ids of chunks(touch, MAX_PARAMS)) {
       await this.trx.updateTable('file_opens').set({ last_seen: t }).where('id', 'in', ids).execute();
@@ -915,13 +996,10 @@ export class BatchApplier {
         .where('id', 'in', ids)
         .execute();
     }
-    for (const part of chunks(insert, Math.floor(MAX_PARAMS / 12))) {
-      await this.trx.insertInto('file_opens').values(part).execute();
-    }
+    await this.flushWrites();
   }
 
   private async keyframeEndpoints(t: number, eps: readonly EndpointInfo[], ord: number): Promise<void> {
-    await this.flushEndpoints();
     const open = await this.trx
       .selectFrom('endpoints')
       .select(['id', 'key', 'state'])
@@ -931,16 +1009,29 @@ export class BatchApplier {
       .execute();
     const openByKey = new Map<string, OpenEndpoint>();
     for (const o of open)
-      openByKey.set(o.key, this.endpoints.get(o.key) ?? { id: Number(o.id), state: o.state });
+      openByKey.set(o.key, this.endpoints.get(o.key) ?? { id: Number(o.id), state: o.state, row: null });
     const touch: number[] = [];
-    const insert: ReturnType<BatchApplier['endpointRow']>[] = [];
     const seen = new Set<string>();
     for (const ep of eps) {
       if (seen.has(ep.key)) continue;
       seen.add(ep.key);
       const existing = openByKey.get(ep.key);
       if (existing === undefined) {
-        insert.push(this.endpointRow(ep, await this.endpointProcess(ep), t, ord));
+        let processId = this.endpointProcess(ep);
+        while (typeof processId === 'object' && processId !== null) {
+          await processId;
+          processId = this.endpointProcess(ep);
+        }
+        const row = this.endpointRow(ep, processId, t, ord);
+        this.newEndpoints.push(row);
+        this.pendingStates.push({
+          endpoint_id: row.id,
+          host_id: this.scope.hostId,
+          t,
+          state: row.state,
+          ord,
+        });
+        this.endpoints.set(ep.key, { id: row.id, state: row.state, row });
         continue;
       }
       openByKey.delete(ep.key);
@@ -963,30 +1054,14 @@ export class BatchApplier {
         .execute();
       for (const [key] of part) this.endpoints.set(key, null);
     }
-    for (const part of chunks(insert, Math.floor(MAX_PARAMS / 18))) {
-      const inserted = await this.trx
-        .insertInto('endpoints')
-        .values(part)
-        .returning(['id', 'key', 'state'])
-        .execute();
-      for (const e of inserted) {
-        this.pendingStates.push({
-          endpoint_id: Number(e.id),
-          host_id: this.scope.hostId,
-          t,
-          state: e.state,
-          ord,
-        });
-      }
-      for (const e of inserted) this.endpoints.set(e.key, { id: Number(e.id), state: e.state });
-    }
+    await this.flushWrites();
   }
 
   /** Whatever is still open from another boot of this host ended with that boot, at the latest now. */
   private async closeOtherBoots(): Promise<void> {
     if (this.otherBootsClosed) return;
     this.otherBootsClosed = true;
-    await this.flushEndpoints();
+    await this.flushWrites();
     const { hostId, bootId, tFrom } = this.scope;
     const closeOrd = this.scope.seq * ORD_PER_BATCH;
     const stale = await this.trx
@@ -1038,6 +1113,33 @@ export class BatchApplier {
   }
 }
 
+/** An upper bound of the rows of each linked table the records can make (their ids are reserved). */
+function idsNeeded(records: readonly PofrRecord[]): Record<LinkedTable, number> {
+  const n = { processes: 0, file_opens: 0, endpoints: 0 };
+  for (const r of records) {
+    switch (r.type) {
+      case 'process_start':
+      case 'process_exec':
+        n.processes++;
+        break;
+      case 'file_open':
+        n.file_opens++;
+        break;
+      case 'endpoint_open':
+        n.endpoints++;
+        break;
+      case 'keyframe':
+        n.processes += r.processes.length;
+        n.file_opens += r.files.length;
+        n.endpoints += r.endpoints.length;
+        break;
+      default:
+        break;
+    }
+  }
+  return n;
+}
+
 /** What the server's databases say of a remote address, frozen into the row with their names. */
 function enrichment(geo: GeoLookup | undefined, ip: string) {
   const g = geo?.lookup(ip);
@@ -1070,6 +1172,7 @@ function toImageRow(r: {
     end: r.end === null ? null : Number(r.end),
     parent_id: r.parent_id === null ? null : Number(r.parent_id),
     ppid: Number(r.ppid),
+    row: null,
   };
 }
 
@@ -1089,10 +1192,4 @@ function samePath(
   if (row.path !== path.text) return false;
   if (row.path_raw === null || path.raw === null) return row.path_raw === null && path.raw === null;
   return Buffer.from(row.path_raw).equals(path.raw);
-}
-
-function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }

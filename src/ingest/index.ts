@@ -1,5 +1,6 @@
 export { type ChainLink, type IngestContext, type IngestResult, ingestBatch } from './apply-batch.js';
 export { findKnownGaps, KNOWN_GAP_KINDS, type KnownGap, RECORDED_GAP_KINDS } from './known-gaps.js';
+export { type PruneOptions, type PruneReport, pruneStore } from './prune-store.js';
 export {
   type RederiveMismatch,
   type RederiveOptions,

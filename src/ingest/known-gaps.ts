@@ -1,5 +1,6 @@
 import { readBatchFrame } from '../protocol/index.js';
 import type { Store } from '../store/index.js';
+import { latestPrune } from './prune-store.js';
 
 /**
  * One way a host's record is known to be incomplete: authentic, but not all of it. `pofr verify`
@@ -91,6 +92,12 @@ async function chainHoles(store: Store, hostId: string): Promise<KnownGap[]> {
       from: below?.seq === null || below?.seq === undefined ? 1 : Number(below.seq) + 1,
       to: next - 1,
     });
+  }
+  // Batches below a prune's cut were taken away on purpose: pruned (VerifyReport.pruned), not missing.
+  const pruned = await latestPrune(db, hostId);
+  if (pruned) {
+    for (const h of holes) h.from = Math.max(h.from, pruned.before_seq);
+    holes.splice(0, holes.length, ...holes.filter((h) => h.from <= h.to));
   }
   const last = await db
     .selectFrom('batches')

@@ -6,6 +6,7 @@ import { PofrError } from '../errors.js';
 import { type Database, openStore, type Store } from '../store/index.js';
 import { ingestBatch } from './apply-batch.js';
 import { ORD_PER_BATCH } from './batch-applier.js';
+import { latestPrune } from './prune-store.js';
 
 /** One table whose stored rows are not what the host's evidence derives. */
 export interface RederiveMismatch {
@@ -109,11 +110,19 @@ async function replayHost(
   if (!host) {
     throw new PofrError('POFR_HOST_UNKNOWN', `no enrolled host has id ${hostId}; list hosts with pofr hosts`);
   }
+  const pruned = await latestPrune(src, hostId);
   // Approved whatever its status now: a revoked host's past batches were accepted when they came.
   await scratch.db
     .insertInto('hosts')
-    .values({ host_id: hostId, ...host, status: 'approved', approved_at: host.enrolled_at })
+    .values({
+      host_id: hostId,
+      ...host,
+      status: 'approved',
+      approved_at: host.enrolled_at,
+      boot_id: pruned?.boot_id ?? null,
+    })
     .execute();
+  if (pruned) await seedPrunedState(src, scratch.db, hostId, pruned.before_seq, pruned.t_to);
   const failures: RederiveMismatch[] = [];
   let after: { receivedAt: number; seq: number } | null = null;
   for (;;) {
@@ -159,6 +168,88 @@ async function replayHost(
     }
   }
   return failures;
+}
+
+/**
+ * A pruned host's kept batches start from the state at the cut, which only the rows open there
+ * (and the inventory valid there) still hold: they are copied into the scratch store as they stood
+ * at the cut — what a kept batch changed later is undone (closed again by replaying it) — with their
+ * ids, so pointers between them stay as stored.
+ */
+async function seedPrunedState(
+  src: Kysely<Database>,
+  scratch: Kysely<Database>,
+  hostId: string,
+  beforeSeq: number,
+  cutT: number,
+): Promise<void> {
+  const b = beforeSeq * ORD_PER_BATCH;
+  const later = (closeOrd: unknown) => closeOrd !== null && Number(closeOrd) >= b;
+  const copy = async <T extends keyof Database>(table: T, rows: Record<string, unknown>[]) => {
+    for (let i = 0; i < rows.length; i += 200) {
+      await scratch
+        .insertInto(table)
+        // biome-ignore lint/suspicious/noExplicitAny: rows copied column for column from the same table.
+        .values(rows.slice(i, i + 200) as any)
+        .execute();
+    }
+  };
+  const procs = await src
+    .selectFrom('processes')
+    .selectAll()
+    .where('host_id', '=', hostId)
+    .where('open_ord', '<', b)
+    .execute();
+  await copy(
+    'processes',
+    procs.map((p) => (later(p.close_ord) ? { ...p, end: null, end_reason: null, close_ord: null } : p)),
+  );
+  const files = await src
+    .selectFrom('file_opens')
+    .selectAll()
+    .where('host_id', '=', hostId)
+    .where('open_ord', '<', b)
+    .execute();
+  await copy(
+    'file_opens',
+    files.map((f) => (later(f.close_ord) ? { ...f, is_open: 1, close_ord: null } : f)),
+  );
+  const states = await src
+    .selectFrom('endpoint_states')
+    .selectAll()
+    .where('host_id', '=', hostId)
+    .where('ord', '<', b)
+    .orderBy('ord')
+    .execute();
+  const stateAtCut = new Map<number, string>();
+  for (const st of states) stateAtCut.set(Number(st.endpoint_id), st.state);
+  const eps = await src
+    .selectFrom('endpoints')
+    .selectAll()
+    .where('host_id', '=', hostId)
+    .where('open_ord', '<', b)
+    .execute();
+  await copy(
+    'endpoints',
+    eps.map((e) =>
+      later(e.close_ord)
+        ? { ...e, is_open: 1, close_ord: null, state: stateAtCut.get(Number(e.id)) ?? e.state }
+        : e,
+    ),
+  );
+  await copy('endpoint_states', states);
+  for (const table of ['users', 'groups', 'interfaces', 'routes', 'devices'] as const) {
+    const rows = (await src
+      .selectFrom(table)
+      .selectAll()
+      .where('host_id', '=', hostId)
+      .where('valid_from', '<=', cutT)
+      .execute()) as Record<string, unknown>[];
+    await copy(
+      table,
+      rows.map((r) => (r.valid_to !== null && Number(r.valid_to) > cutT ? { ...r, valid_to: null } : r)),
+    );
+  }
 }
 
 // ---- what is compared --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import {
 } from '../protocol/index.js';
 import type { BatchesTable, Store } from '../store/index.js';
 import { findKnownGaps, type KnownGap } from './known-gaps.js';
+import { latestPrune } from './prune-store.js';
 import { rederiveHost } from './rederive.js';
 
 export interface VerifyFailure {
@@ -34,6 +35,8 @@ export interface VerifyReport {
   gaps: number;
   /** ok and no known gap. */
   complete: boolean;
+  /** The host's latest prune (`pofr server prune`): batches below `before_seq` were taken away on purpose. */
+  pruned: { before_seq: number; t_to: number; older_than: number; at: number } | null;
   known_gaps: KnownGap[];
   failures: VerifyFailure[];
 }
@@ -131,8 +134,11 @@ async function verifyHost(
 
   let batches = 0;
   let gaps = 0;
-  let prev: { seq: number; hash: string; receivedAt: number } | null = null;
-  let after = 0;
+  // A pruned host's kept chain links to the last pruned batch, whose hash the prune recorded.
+  const cut = await latestPrune(store.db, hostId);
+  let prev: { seq: number; hash: string; receivedAt: number } | null =
+    cut === null ? null : { seq: cut.before_seq - 1, hash: cut.last_hash, receivedAt: 0 };
+  let after = cut === null ? 0 : cut.before_seq - 1;
   for (;;) {
     const page = (await store.db
       .selectFrom('batches as b')
@@ -197,6 +203,10 @@ async function verifyHost(
     sealed: seal.seed !== null,
     gaps,
     complete: ok && gaps === 0,
+    pruned:
+      cut === null
+        ? null
+        : { before_seq: cut.before_seq, t_to: cut.t_to, older_than: cut.older_than, at: cut.at },
     known_gaps: [],
     failures,
   };

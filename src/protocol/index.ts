@@ -21,6 +21,7 @@ export {
 export { displayBytes, fromWireBytes, isRawBytes, toWireBytes, type WireBytes } from './bytes.js';
 export { generateSigningKeyPair, loadPrivateKey, loadPublicKey, type SigningKeyPair } from './keys.js';
 export { LIMITS } from './limits.js';
+export { recordJson } from './record-json.js';
 export {
   type ArgvSource,
   type Creds,

@@ -160,14 +160,15 @@ export class ProcessEvents {
   }
 
   /**
-   * `laterExec` is true when another exec of the same pid follows in the events at hand: /proc
-   * then already shows that later program, and is not read for this one.
+   * `passed` is true when another exec of the same pid, or its exit, follows in the events at
+   * hand: /proc then shows a later program or a dead process, and is not read for this one (most
+   * short processes of an exec storm are over by the time their exec is handled).
    */
-  exec(ev: ExecEvent, out: PofrRecord[], laterExec: boolean): void {
+  exec(ev: ExecEvent, out: PofrRecord[], passed: boolean): void {
     this.#settle(ev.pid, out);
     if (ev.oldPid !== ev.pid) this.#tgidOf.delete(ev.oldPid);
     const before = this.#o.live.processOfPid(ev.pid);
-    const sight = laterExec ? null : this.#look(ev, before);
+    const sight = passed ? null : this.#look(ev, before);
     let startTicks = before?.start_ticks ?? sight?.startTicks ?? null;
     if (startTicks === null) startTicks = Math.floor(ev.ts / this.#tickNs);
     if (this.#pending.size >= this.#maxPending) {

@@ -68,6 +68,11 @@ const MARK = 'pofr-clock ';
 /** Events younger than this at a drain wait for the next: every CPU has committed older ones. */
 const SETTLE_NS = 1e6;
 const RECALIBRATE_NS = 10e9;
+/**
+ * How often the loss counters (a stats file per CPU, uprobe_profile) are read when no page said
+ * events were missed: reading them every 100 ms tick was a twentieth of a quiet host's recorder.
+ */
+const LOSS_CHECK_US = 1_000_000;
 
 /**
  * Exact process and TCP events from the kernel's tracepoints, read through tracefs: plain file I/O
@@ -113,6 +118,7 @@ export class TracefsSource implements RecorderSource {
   /** Per CPU: kernel loss counters at the last look, and when that look was (wall µs). */
   #lossSeen: number[];
   #lastLook: number[];
+  #lastLossCheck = 0;
   #probeHitsSeen = 0;
   #probeEventsRead = 0;
   #probeMissesReported = 0;
@@ -336,8 +342,8 @@ export class TracefsSource implements RecorderSource {
     const started = performance.now();
     const out: PofrRecord[] = [];
     const drainStart = monoNowNs();
-    this.#drain();
-    this.#checkLoss(now, out);
+    const missed = this.#drain();
+    if (missed || now - this.#lastLossCheck >= LOSS_CHECK_US) this.#checkLoss(now, out);
     const watermark = drainStart + this.#bootMinusMono() - SETTLE_NS;
     this.#process(watermark, out);
     this.#processes.expire(watermark, out);
@@ -350,6 +356,7 @@ export class TracefsSource implements RecorderSource {
 
   /** Settles what is still waiting (execs without their probe yet) and stops. */
   flush(): PofrRecord[] {
+    this.#lastLossCheck = 0; // a loss in the last second is not left unsaid at a stop
     const out = this.poll(Date.now() * 1000);
     this.#process(Number.POSITIVE_INFINITY, out);
     this.#processes.flush(out);
@@ -371,10 +378,11 @@ export class TracefsSource implements RecorderSource {
     return this.#clock.bootNowNs() - monoNowNs();
   }
 
-  #drain(): void {
+  /** Returns true when a page said events were missed before it. */
+  #drain(): boolean {
     const decoder = this.#decoder;
     const held = this.#held;
-    this.#instance.drain((_cpu, ts, page, offset, length) => {
+    const lost = this.#instance.drain((_cpu, ts, page, offset, length) => {
       const ev = decoder.decode(ts, page, offset, length);
       if (ev === null) return;
       this.#events++;
@@ -385,6 +393,7 @@ export class TracefsSource implements RecorderSource {
       if (ev.kind === 'argv') this.#probeEventsRead++;
       held.push(ev);
     });
+    return lost.some((n) => n !== 0);
   }
 
   /** Turns the held events older than `watermark` into records, oldest first across CPUs. */
@@ -396,18 +405,28 @@ export class TracefsSource implements RecorderSource {
     while (n < held.length && held[n].ts <= watermark) n++;
     if (n === 0) return;
     const ready = held.splice(0, n);
-    const execsLeft = new Map<number, number>();
-    for (const ev of ready) if (ev.kind === 'exec') execsLeft.set(ev.pid, (execsLeft.get(ev.pid) ?? 0) + 1);
+    // Where each pid's last exec and its process's end are among these events: an exec followed by
+    // either is not looked up in /proc (it would show the later program, or nothing).
+    const lastExec = new Map<number, number>();
+    const ended = new Map<number, number>();
+    for (let i = 0; i < ready.length; i++) {
+      const ev = ready[i];
+      if (ev.kind === 'exec') lastExec.set(ev.pid, i);
+      else if (ev.kind === 'exit') {
+        const pid = this.#processes.tgidOf(ev.tid);
+        if (ev.groupDead ?? pid === ev.tid) ended.set(pid, i);
+      }
+    }
     this.#tcp?.beginBatch();
-    for (const ev of ready) {
+    for (let i = 0; i < ready.length; i++) {
+      const ev = ready[i];
       switch (ev.kind) {
         case 'task':
           this.#processes.task(ev, out);
           break;
         case 'exec': {
-          const left = (execsLeft.get(ev.pid) ?? 1) - 1;
-          execsLeft.set(ev.pid, left);
-          this.#processes.exec(ev, out, left > 0);
+          const passed = (lastExec.get(ev.pid) ?? i) > i || (ended.get(ev.pid) ?? -1) > i;
+          this.#processes.exec(ev, out, passed);
           break;
         }
         case 'argv':
@@ -441,6 +460,7 @@ export class TracefsSource implements RecorderSource {
    * reconcile what the lost events would have said.
    */
   #checkLoss(now: number, out: PofrRecord[]): void {
+    this.#lastLossCheck = now;
     const inst = this.#instance;
     let bufferLoss = false;
     for (let i = 0; i < inst.cpus.length; i++) {

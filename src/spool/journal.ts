@@ -9,7 +9,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { type PofrRecord, recordSchema, sha256Hex } from '../protocol/index.js';
+import { type PofrRecord, recordJson, recordSchema, sha256Hex } from '../protocol/index.js';
 
 export const DEFAULT_JOURNAL_MAX_BYTES = 64 * 1024 * 1024;
 /** At most one fdatasync of the journal per this many ms (default). */
@@ -183,7 +183,7 @@ export class CrashJournal {
       if (this.#size > IDLE_COMPACT_BYTES && !this.#reset(t, [])) return;
     }
     if (this.#lossAt === null) {
-      const frame = encodeFrame({ t, r: records });
+      const frame = encodeCycleFrame(t, records);
       if (this.#size + frame.length <= this.maxBytes) {
         if (this.#append(frame)) {
           this.#lastFrame = t;
@@ -366,8 +366,22 @@ function writeAll(fd: number, data: Buffer, position: number): void {
 }
 
 function encodeFrame(value: object): Buffer {
-  const json = JSON.stringify(value);
-  return Buffer.from(`${sha256Hex(Buffer.from(json, 'utf8')).slice(0, 16)} ${json}\n`, 'utf8');
+  return frameOf(JSON.stringify(value));
+}
+
+/** `encodeFrame({ t, r: records })`, with each record's text made once for journal and batch alike. */
+function encodeCycleFrame(t: number, records: readonly PofrRecord[]): Buffer {
+  return frameOf(`{"t":${JSON.stringify(t)},"r":[${records.map(recordJson).join(',')}]}`);
+}
+
+function frameOf(json: string): Buffer {
+  const body = Buffer.from(json, 'utf8');
+  const line = Buffer.allocUnsafe(body.length + 18);
+  line.write(sha256Hex(body).slice(0, 16), 0, 'latin1');
+  line[16] = 0x20;
+  body.copy(line, 17);
+  line[line.length - 1] = 0x0a;
+  return line;
 }
 
 /** A line that reads back: its checksum matches and it is a JSON object. */

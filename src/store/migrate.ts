@@ -11,6 +11,7 @@ import { recorderEventsMigration } from './migrations/0007-recorder-events.js';
 import { auditAndSealsMigration } from './migrations/0008-audit-and-seals.js';
 import { analystIndexesMigration } from './migrations/0009-analyst-indexes.js';
 import { processContextMigration } from './migrations/0010-process-context.js';
+import { prunesMigration } from './migrations/0012-prunes.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -30,6 +31,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0008-audit-and-seals': auditAndSealsMigration(caps),
           '0009-analyst-indexes': analystIndexesMigration(),
           '0010-process-context': processContextMigration(caps),
+          '0012-prunes': prunesMigration(caps),
         };
       },
     },

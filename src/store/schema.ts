@@ -356,6 +356,26 @@ export interface ServerSettingsTable {
   updated_at: number;
 }
 
+/** One prune of one host's record (`pofr server prune`, migration 0012). */
+export interface PrunesTable {
+  id: Id;
+  host_id: string;
+  /** The first batch kept: every batch below it was pruned, with what only it derived. */
+  before_seq: number;
+  /** The hash of batch before_seq - 1: the kept chain links to it. */
+  last_hash: string;
+  /** The boot of batch before_seq - 1 (re-deriving the kept batches starts in that boot). */
+  boot_id: string;
+  /** The newest recorded time pruned (t_to of batch before_seq - 1), µs. */
+  t_to: number;
+  /** The cutoff asked for: batches that ended before it were pruned, µs. */
+  older_than: number;
+  at: number;
+  /** Batches pruned, and rows of every table deleted with them, by this prune. */
+  batches: number;
+  rows: number;
+}
+
 export interface Database {
   hosts: HostsTable;
   enrollment_tokens: EnrollmentTokensTable;
@@ -377,6 +397,7 @@ export interface Database {
   server_settings: ServerSettingsTable;
   recorder_events: RecorderEventsTable;
   audit_events: AuditEventsTable;
+  prunes: PrunesTable;
   dns_queries: DnsQueriesTable;
   cred_changes: CredChangesTable;
 }

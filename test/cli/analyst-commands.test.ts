@@ -304,6 +304,7 @@ test('verify exits 3 for an authentic record with known gaps, listing each; --al
       batches: 9,
       ok: true,
       sealed: true,
+      pruned: null,
       gaps: 1,
       complete: false,
       known_gaps: [gap],

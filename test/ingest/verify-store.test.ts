@@ -45,6 +45,7 @@ for (const dialect of DIALECTS) {
         batches: 4,
         ok: true,
         sealed: false,
+        pruned: null,
         gaps: 1,
         complete: false,
         known_gaps: [
@@ -65,6 +66,7 @@ for (const dialect of DIALECTS) {
         batches: 1,
         ok: true,
         sealed: false,
+        pruned: null,
         gaps: 0,
         complete: true,
         known_gaps: [],

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -178,3 +179,23 @@ test(
       j.close();
     }),
 );
+
+test('a cycle frame is the checksummed JSON of {t, r}, byte for byte, with hostile record text', () => {
+  const path = fresh();
+  const j = CrashJournal.open(path, HEADER, { syncMs: null });
+  const hostile: PofrRecord = {
+    type: 'process_start',
+    t: T0 + 5,
+    proc: proc(9, 9, {
+      argv: ['it\'s "quoted"\n%s', { b64: Buffer.from([0xff, 0xfe, 0x0a]).toString('base64') }],
+    }),
+  };
+  const records = [exit(T0 + 5, 1), hostile];
+  j.write(T0 + 5, records);
+  j.close();
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const json = JSON.stringify({ t: T0 + 5, r: records });
+  const expected = `${createHash('sha256').update(json).digest('hex').slice(0, 16)} ${json}`;
+  assert.ok(lines.includes(expected), 'the frame is what JSON.stringify({ t, r }) gives, checksummed');
+  assert.deepEqual(CrashJournal.read(path)!.records, records);
+});

@@ -32,7 +32,7 @@ function compileRegex(pattern: string): RegExp {
  */
 class RollbackKeepingErrorDriver extends SqliteDriver {
   constructor(private readonly conn: Database.Database) {
-    super({ database: conn });
+    super({ database: preparingOnce(conn) });
   }
 
   override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
@@ -40,9 +40,39 @@ class RollbackKeepingErrorDriver extends SqliteDriver {
   }
 }
 
+/** Statements kept prepared per connection: ingest runs the same few thousand texts over and over. */
+const STATEMENT_CACHE = 512;
+
+/**
+ * What Kysely's SQLite driver sees of the connection: the same database, but `prepare` hands back a
+ * statement prepared once per text. Kysely prepares every query it runs, and that was a sixth of
+ * ingest's time (docs/benchmarks.md). A statement still iterating (a streamed query) is never shared.
+ */
+function preparingOnce(conn: Database.Database) {
+  const cache = new Map<string, Database.Statement>();
+  return {
+    close: () => conn.close(),
+    prepare(text: string): Database.Statement {
+      const hit = cache.get(text);
+      if (hit !== undefined && !hit.busy) {
+        // Most recently used last: the first entry is the one to evict.
+        cache.delete(text);
+        cache.set(text, hit);
+        return hit;
+      }
+      const stmt = conn.prepare(text);
+      if (hit === undefined) {
+        if (cache.size >= STATEMENT_CACHE) cache.delete(cache.keys().next().value as string);
+        cache.set(text, stmt);
+      }
+      return stmt;
+    },
+  };
+}
+
 class StoreSqliteDialect extends SqliteDialect {
   constructor(private readonly conn: Database.Database) {
-    super({ database: conn });
+    super({ database: preparingOnce(conn) });
   }
 
   override createDriver(): Driver {

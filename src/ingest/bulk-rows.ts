@@ -1,0 +1,115 @@
+import { CompiledQuery, type Insertable, sql, type Transaction } from 'kysely';
+import type { Capabilities, Database } from '../store/index.js';
+
+type Trx = Transaction<Database>;
+
+// Keeps statements under SQLite's 32766 and PostgreSQL's 65535 bind-parameter limits.
+export const MAX_PARAMS = 30_000;
+
+export function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** Rows per INSERT: a fixed size, so SQLite's prepared statements are reused (at most this many texts per table). */
+const ROWS_PER_INSERT = 100;
+
+/**
+ * Multi-row INSERTs of rows that all have the same columns (the first row's), in chunks under the
+ * parameter limit. The statement text is built here, not by Kysely's insert builder: parsing every
+ * value of a thousand rows into query nodes was a tenth of ingest's time (docs/benchmarks.md).
+ * Values are still bound as parameters; the column names come from pofr's own row objects.
+ */
+export async function insertRows<T extends keyof Database>(
+  trx: Trx,
+  caps: Capabilities,
+  table: T,
+  rows: readonly Insertable<Database[T]>[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  const columns = Object.keys(rows[0] as object);
+  if (caps.engine === 'postgres') return insertByArrays(trx, table, columns, rows);
+  const head = `INSERT INTO ${quoteId(table)} (${columns.map(quoteId).join(', ')}) VALUES `;
+  const perStatement = Math.max(1, Math.min(ROWS_PER_INSERT, Math.floor(MAX_PARAMS / columns.length)));
+  for (const part of chunks(rows, perStatement)) {
+    const params: unknown[] = [];
+    const tuples: string[] = [];
+    for (const row of part) {
+      const r = row as Record<string, unknown>;
+      const marks: string[] = [];
+      for (const c of columns) {
+        params.push(r[c] ?? null);
+        marks.push('?');
+      }
+      tuples.push(`(${marks.join(', ')})`);
+    }
+    await trx.executeQuery(CompiledQuery.raw(head + tuples.join(', '), params));
+  }
+}
+
+/**
+ * PostgreSQL: one statement per table and batch, whatever the row count, with one array parameter
+ * per column: `INSERT … SELECT * FROM unnest($1::int8[], $2::text[], …)`. A multi-row VALUES list
+ * of the same rows has a parameter per value, which PostgreSQL parses and plans anew every batch.
+ */
+async function insertByArrays(
+  trx: Trx,
+  table: string,
+  columns: readonly string[],
+  rows: readonly object[],
+): Promise<void> {
+  const types = await columnTypes(trx, table, columns);
+  const arrays = columns.map((c) => rows.map((r) => (r as Record<string, unknown>)[c] ?? null));
+  const casts = columns.map((c, i) => `$${i + 1}::${types.get(c)}[]`);
+  const text = `INSERT INTO ${quoteId(table)} (${columns.map(quoteId).join(', ')}) SELECT * FROM unnest(${casts.join(', ')})`;
+  await trx.executeQuery(CompiledQuery.raw(text, arrays));
+}
+
+/** Column types by table, read once per process from the catalogue (new columns are read again). */
+const typeCache = new Map<string, Map<string, string>>();
+
+async function columnTypes(trx: Trx, table: string, columns: readonly string[]) {
+  const cached = typeCache.get(table);
+  if (cached && columns.every((c) => cached.has(c))) return cached;
+  const { rows } = await sql<{ column_name: string; udt_name: string }>`
+    SELECT column_name, udt_name FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = ${table}`.execute(trx);
+  const types = new Map(rows.map((r) => [r.column_name, quoteId(r.udt_name)]));
+  const unknown = columns.filter((c) => !types.has(c));
+  if (unknown.length > 0) throw new Error(`table ${table} has no column ${unknown.join(', ')}`);
+  typeCache.set(table, types);
+  return types;
+}
+
+function quoteId(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** A column an update sets, with the SQL type its value is cast to (PostgreSQL types VALUES lists by it). */
+export type UpdateColumns = Readonly<Record<string, 'bigint' | 'integer' | 'text'>>;
+
+/**
+ * Sets different values on many rows by id in one statement per chunk:
+ * `UPDATE t SET c = v.column2 … FROM (VALUES (id, c …), …) AS v WHERE t.id = v.column1`. Both
+ * engines name a VALUES list's columns column1, column2, … and take UPDATE … FROM (SQLite ≥ 3.33).
+ */
+export async function updateRowsById(
+  trx: Trx,
+  table: 'processes' | 'file_opens' | 'endpoints',
+  columns: UpdateColumns,
+  rows: ReadonlyMap<number, Readonly<Record<string, string | number | null>>>,
+): Promise<void> {
+  if (rows.size === 0) return;
+  const names = Object.keys(columns);
+  const set = sql.join(names.map((c, i) => sql`${sql.id(c)} = v.${sql.id(`column${i + 2}`)}`));
+  const tuples = [...rows].map(
+    ([id, row]) =>
+      sql`(CAST(${id} AS bigint), ${sql.join(names.map((c) => sql`CAST(${row[c] ?? null} AS ${sql.raw(columns[c] as string)})`))})`,
+  );
+  for (const part of chunks(tuples, Math.floor(MAX_PARAMS / (names.length + 1)))) {
+    await sql`UPDATE ${sql.table(table)} SET ${set} FROM (VALUES ${sql.join(part)}) AS v WHERE ${sql.table(table)}.id = v.column1`.execute(
+      trx,
+    );
+  }
+}
