@@ -1,5 +1,6 @@
 import { readdirSync } from 'node:fs';
 import type { PofrRecord, ProcRef } from '../protocol/index.js';
+import { CRED_CALLS, CredEvents } from './cred-events.js';
 import { FileEvents } from './file-events.js';
 import { InterpreterProbes } from './interpreter-probes.js';
 import { type LibcProbeSpec, LibcProbes } from './libc-probes.js';
@@ -105,6 +106,7 @@ export class TracefsSource implements RecorderSource {
   #filesState = 'off';
   #lookups: LookupEvents | null = null;
   #lookupsState = 'off';
+  #creds: CredEvents | null = null;
   readonly #held: KernelEvent[] = [];
   readonly #marks = new Map<number, [number, number]>();
   readonly #onExit = () => this.close();
@@ -235,6 +237,7 @@ export class TracefsSource implements RecorderSource {
     if (formats.tcp) inst.enable('sock', 'inet_sock_set_state', 'protocol == 6');
     this.#enableFiles();
     this.#enableLookups();
+    this.#enableCreds();
     inst.open();
     process.once('exit', this.#onExit);
     this.#learnThreads();
@@ -300,6 +303,24 @@ export class TracefsSource implements RecorderSource {
     }
     this.#lookups = new LookupEvents({ clock: this.#clock, ownerOfTid: (tid) => this.#ownerOfTid(tid) });
     this.#lookupsState = 'on';
+  }
+
+  /** Id changes without exec: the set*id calls' arguments and their success. No probe needed. */
+  #enableCreds(): void {
+    const inst = this.#instance;
+    for (const [call, names] of Object.entries(CRED_CALLS)) {
+      if (!inst.hasEvent('syscalls', `sys_enter_${call}`) || !inst.hasEvent('syscalls', `sys_exit_${call}`))
+        continue;
+      this.#decoder.addSyscallArgs(inst.format('syscalls', `sys_enter_${call}`), call, names);
+      this.#decoder.addSyscallExit(inst.format('syscalls', `sys_exit_${call}`), call);
+      inst.enable('syscalls', `sys_enter_${call}`);
+      inst.enable('syscalls', `sys_exit_${call}`);
+      this.#creds ??= new CredEvents({
+        live: this.#o.live,
+        clock: this.#clock,
+        ownerOfTid: (tid) => this.#ownerOfTid(tid),
+      });
+    }
   }
 
   health(): TracefsHealth {
@@ -443,7 +464,11 @@ export class TracefsSource implements RecorderSource {
           else this.#files?.path(ev);
           break;
         case 'sysexit':
-          this.#files?.opened(ev, out);
+          if (ev.call in CRED_CALLS) this.#creds?.exited(ev, out);
+          else this.#files?.opened(ev, out);
+          break;
+        case 'sysenter':
+          this.#creds?.entered(ev);
           break;
         case 'close':
           this.#files?.closed(ev, out);

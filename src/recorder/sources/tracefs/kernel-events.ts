@@ -23,7 +23,18 @@ export type KernelEvent =
   | MarkerEvent
   | PathProbeEvent
   | SyscallExitEvent
+  | SyscallArgsEvent
   | CloseEvent;
+
+/** `syscalls:sys_enter_<call>` of a call whose arguments are plain integers (setuid, setresgid, …). */
+export interface SyscallArgsEvent {
+  readonly kind: 'sysenter';
+  readonly ts: number;
+  readonly tid: number;
+  readonly call: string;
+  /** The arguments in the order asked for, each as an unsigned 32-bit value. */
+  readonly args: readonly number[];
+}
 
 /**
  * A glibc probe whose argument is a path or a name (`open`, `openat`, `creat`; `getaddrinfo`, …),
@@ -198,6 +209,20 @@ export class EventDecoder {
       tid: readIntField(b, o, common),
       call,
       ret: readIntField(b, o, ret),
+    }));
+  }
+
+  /** A `syscalls:sys_enter_*` event: the named integer arguments. */
+  addSyscallArgs(format: EventFormat, call: string, names: readonly string[]): void {
+    const common = this.#common;
+    const fields = names.map((n) => requireField(format, n));
+    this.#byId.set(format.id, (ts, b, o) => ({
+      kind: 'sysenter',
+      ts,
+      tid: readIntField(b, o, common),
+      call,
+      // The fields are 8 bytes wide; ids are 32-bit, and (uid_t)-1 means "leave as is".
+      args: fields.map((f) => readIntField(b, o, f) % 0x1_0000_0000),
     }));
   }
 
