@@ -21,6 +21,7 @@ import {
 } from './sources/tracefs/tracefs-root.js';
 import { readUprobeHits } from './sources/tracefs/uprobe-events.js';
 import { TcpEvents } from './tcp-events.js';
+import { sockaddrProbeArgs, UdpEvents } from './udp-events.js';
 
 export interface TracefsSourceOptions {
   /** The live state to feed, shared with the procfs sampler. */
@@ -36,6 +37,8 @@ export interface TracefsSourceOptions {
   readonly tcp?: boolean;
   /** Brief file opens: glibc open probes + open/close syscall events (default: as `uprobes`). */
   readonly files?: boolean;
+  /** UDP endpoints with their process: socket syscalls + glibc connect/sendto probes (default: as `uprobes`). */
+  readonly udp?: boolean;
   /** Name lookups: glibc resolver probes (default: as `uprobes`). */
   readonly lookups?: boolean;
   readonly log?: (msg: string, fields?: object) => void;
@@ -57,6 +60,8 @@ export interface TracefsHealth extends SourceHealth {
   readonly files: string;
   /** 'on' (glibc resolver probes), or why name lookups are not recorded. */
   readonly lookups: string;
+  /** 'on' (socket events + glibc connect/sendto probes), or why UDP comes from sampling alone. */
+  readonly udp: string;
   readonly events: number;
   /** Events the kernel lost (buffer overruns, refused events, probe events missing). */
   readonly lost: number;
@@ -107,6 +112,9 @@ export class TracefsSource implements RecorderSource {
   #lookups: LookupEvents | null = null;
   #lookupsState = 'off';
   #creds: CredEvents | null = null;
+  #udp: UdpEvents | null = null;
+  #udpState = 'off';
+  #closeEnabled = false;
   readonly #held: KernelEvent[] = [];
   readonly #marks = new Map<number, [number, number]>();
   readonly #onExit = () => this.close();
@@ -238,6 +246,7 @@ export class TracefsSource implements RecorderSource {
     this.#enableFiles();
     this.#enableLookups();
     this.#enableCreds();
+    this.#enableUdp();
     inst.open();
     process.once('exit', this.#onExit);
     this.#learnThreads();
@@ -275,8 +284,7 @@ export class TracefsSource implements RecorderSource {
       this.#decoder.addSyscallExit(inst.format('syscalls', `sys_exit_${c}`), c);
       inst.enable('syscalls', `sys_exit_${c}`, notMe);
     }
-    this.#decoder.addCloseEnter(inst.format('syscalls', 'sys_enter_close'));
-    inst.enable('syscalls', 'sys_enter_close', notMe);
+    this.#enableClose();
     this.#files = new FileEvents({
       live: this.#o.live,
       clock: this.#clock,
@@ -323,6 +331,55 @@ export class TracefsSource implements RecorderSource {
     }
   }
 
+  #enableClose(): void {
+    if (this.#closeEnabled) return;
+    this.#decoder.addCloseEnter(this.#instance.format('syscalls', 'sys_enter_close'));
+    this.#instance.enable('syscalls', 'sys_enter_close', `common_pid != ${process.pid}`);
+    this.#closeEnabled = true;
+  }
+
+  /**
+   * UDP sockets by their syscalls (socket's type at entry, its fd at exit), their destinations by
+   * glibc's connect and sendto (the address is in user memory), their end by close.
+   */
+  #enableUdp(): void {
+    if (this.#libc === null || !(this.#o.udp ?? true)) {
+      this.#udpState = this.#libc === null ? 'off (no uprobes)' : 'off (--sources)';
+      return;
+    }
+    const inst = this.#instance;
+    if (
+      !['sys_enter_socket', 'sys_exit_socket', 'sys_enter_close'].every((e) => inst.hasEvent('syscalls', e))
+    ) {
+      this.#udpState = 'off (no socket syscall events in this kernel)';
+      return;
+    }
+    const notMe = `common_pid != ${process.pid}`;
+    const why = this.#libc.add(
+      UDP_PROBES,
+      (func, format) => this.#decoder.addSockaddrProbe(format, func),
+      notMe,
+    );
+    if (why !== null) {
+      this.#udpState = `off: ${why}`;
+      return;
+    }
+    this.#decoder.addSyscallArgs(inst.format('syscalls', 'sys_enter_socket'), 'socket', ['family', 'type']);
+    this.#decoder.addSyscallExit(inst.format('syscalls', 'sys_exit_socket'), 'socket');
+    inst.enable('syscalls', 'sys_enter_socket', notMe);
+    inst.enable('syscalls', 'sys_exit_socket', notMe);
+    this.#enableClose();
+    const procRoot = this.#o.procRoot ?? DEFAULT_PROC_ROOT;
+    this.#udp = new UdpEvents({
+      live: this.#o.live,
+      clock: this.#clock,
+      procRoot,
+      ownerOfTid: (tid) => this.#ownerOfTid(tid),
+      netnsOf: (pid) => readNetns(procRoot, pid),
+    });
+    this.#udpState = 'on';
+  }
+
   health(): TracefsHealth {
     const c = this.#processes.counts;
     return {
@@ -337,6 +394,7 @@ export class TracefsSource implements RecorderSource {
       tcp: this.#tcp !== null,
       files: this.#filesState,
       lookups: this.#lookupsState,
+      udp: this.#udpState,
       events: this.#events,
       lost: this.#lost,
       argv: { probe: c.argvFromProbe, proc: c.argvFromProc, event: c.argvFromEvent },
@@ -464,14 +522,20 @@ export class TracefsSource implements RecorderSource {
           else this.#files?.path(ev);
           break;
         case 'sysexit':
-          if (ev.call in CRED_CALLS) this.#creds?.exited(ev, out);
+          if (ev.call === 'socket') this.#udp?.socketExited(ev);
+          else if (ev.call in CRED_CALLS) this.#creds?.exited(ev, out);
           else this.#files?.opened(ev, out);
           break;
         case 'sysenter':
-          this.#creds?.entered(ev);
+          if (ev.call === 'socket') this.#udp?.socketEntered(ev);
+          else this.#creds?.entered(ev);
+          break;
+        case 'sockaddr':
+          this.#udp?.sent(ev, out);
           break;
         case 'close':
           this.#files?.closed(ev, out);
+          this.#udp?.closed(ev, out);
           break;
         case 'marker':
           break;
@@ -600,6 +664,12 @@ const FILE_PROBES: readonly LibcProbeSpec[] = [
   { func: 'open', symbols: ['open64', 'open', '__open64', '__open'], args: ['path=+0(%di):ustring'] },
   { func: 'openat', symbols: ['openat64', 'openat'], args: ['dirfd=%di:s32', 'path=+0(%si):ustring'] },
   { func: 'creat', symbols: ['creat64', 'creat'], args: ['path=+0(%di):ustring'] },
+];
+
+/** glibc's connect (sockaddr in the 2nd argument) and sendto (in the 5th). */
+const UDP_PROBES: readonly LibcProbeSpec[] = [
+  { func: 'connect', symbols: ['connect', '__connect'], args: sockaddrProbeArgs('%si') },
+  { func: 'sendto', symbols: ['sendto', '__sendto'], args: sockaddrProbeArgs('%r8') },
 ];
 
 /** glibc's resolver entry points; the name is the first argument of each. */

@@ -24,7 +24,21 @@ export type KernelEvent =
   | PathProbeEvent
   | SyscallExitEvent
   | SyscallArgsEvent
+  | SockaddrProbeEvent
   | CloseEvent;
+
+/** A glibc `connect` or `sendto` probe: the descriptor and the destination it names. */
+export interface SockaddrProbeEvent {
+  readonly kind: 'sockaddr';
+  readonly ts: number;
+  readonly tid: number;
+  readonly func: string;
+  readonly fd: number;
+  /** 4 or 6; null for another family, or no address (sendto on a connected socket). */
+  readonly family: 4 | 6 | null;
+  readonly ip: string;
+  readonly port: number;
+}
 
 /** `syscalls:sys_enter_<call>` of a call whose arguments are plain integers (setuid, setresgid, …). */
 export interface SyscallArgsEvent {
@@ -210,6 +224,40 @@ export class EventDecoder {
       call,
       ret: readIntField(b, o, ret),
     }));
+  }
+
+  /** A sockaddr probe (fields `fd`, `fam`, `port`, `a4`, `a6a`, `a6b`: see udp-events.ts). */
+  addSockaddrProbe(format: EventFormat, func: string): void {
+    const common = this.#common;
+    const [fd, fam, port, a4, a6a, a6b] = ['fd', 'fam', 'port', 'a4', 'a6a', 'a6b'].map((n) =>
+      requireField(format, n),
+    );
+    this.#byId.set(format.id, (ts, b, o) => {
+      const family = readIntField(b, o, fam);
+      const v4 = family === AF_INET;
+      const v6 = family === AF_INET6;
+      let ip = '';
+      if (v4) ip = ipv4(b, o + a4.offset);
+      else if (v6) {
+        // The two u64 fetches hold sin6_addr's 16 bytes in memory order, as the kernel copied them.
+        const raw = Buffer.concat([
+          b.subarray(o + a6a.offset, o + a6a.offset + 8),
+          b.subarray(o + a6b.offset, o + a6b.offset + 8),
+        ]);
+        ip = formatIpv6(raw);
+      }
+      return {
+        kind: 'sockaddr',
+        ts,
+        tid: readIntField(b, o, common),
+        func,
+        fd: readIntField(b, o, fd),
+        family: v4 ? 4 : v6 ? 6 : null,
+        ip,
+        // sin_port is in network byte order.
+        port: b.readUInt16BE(o + port.offset),
+      };
+    });
   }
 
   /** A `syscalls:sys_enter_*` event: the named integer arguments. */
