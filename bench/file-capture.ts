@@ -15,7 +15,8 @@ import { type BenchResult, isMain, median } from './bench-result.js';
  * - the recorder: its CPU (this process, polling every 100 ms as the client does) while a paced
  *   program opens 1,000 files/s, or looks up 100 names/s, against the same recorder idle.
  */
-const ROUNDS = Number(process.env.POFR_BENCH_FILE_ROUNDS ?? 7);
+const ROUNDS = Number(process.env.POFR_BENCH_FILE_ROUNDS ?? 10);
+const COMPILES = 4;
 const PACE_SECONDS = Number(process.env.POFR_BENCH_FILE_SECONDS ?? 5);
 const LOOP_OPENS = 200_000;
 
@@ -113,9 +114,17 @@ export async function run(): Promise<BenchResult> {
     try {
       const plain: number[] = [];
       const recorded: number[] = [];
+      // Each sample is COMPILES compiles in a row; which side goes first alternates per round, so
+      // that a drift of the shared machine's load falls on both.
+      const batch = async () => {
+        let ms = 0;
+        for (let j = 0; j < COMPILES; j++) ms += await compile();
+        return ms / COMPILES;
+      };
       for (let i = 0; i < ROUNDS; i++) {
-        plain.push(await compile());
-        recorded.push((await withRecorder(src, compile)).result);
+        if (i % 2 === 0) plain.push(await batch());
+        recorded.push((await withRecorder(src, batch)).result);
+        if (i % 2 === 1) plain.push(await batch());
       }
       const loopPlain = await run1(join(dir, 'paced'), ['open', '0', String(LOOP_OPENS), '/etc/hostname']);
       const loopRec = (
