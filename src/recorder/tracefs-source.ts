@@ -666,10 +666,11 @@ const FILE_PROBES: readonly LibcProbeSpec[] = [
   { func: 'creat', symbols: ['creat64', 'creat'], args: ['path=+0(%di):ustring'] },
 ];
 
-/** glibc's connect (sockaddr in the 2nd argument) and sendto (in the 5th). */
+/** glibc's connect (sockaddr in the 2nd argument), sendto (in the 5th), sendmsg (msghdr.msg_name). */
 const UDP_PROBES: readonly LibcProbeSpec[] = [
   { func: 'connect', symbols: ['connect', '__connect'], args: sockaddrProbeArgs('%si') },
   { func: 'sendto', symbols: ['sendto', '__sendto'], args: sockaddrProbeArgs('%r8') },
+  { func: 'sendmsg', symbols: ['sendmsg', '__sendmsg'], args: sockaddrProbeArgs('+0(%si)') },
 ];
 
 /** glibc's resolver entry points; the name is the first argument of each. */

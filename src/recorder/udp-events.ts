@@ -20,15 +20,19 @@ export interface UdpEventsOptions {
   readonly maxSockets?: number;
 }
 
-/** The glibc probes' fetches: the descriptor, then the sockaddr's family, port and address. */
-export function sockaddrProbeArgs(reg: string): string[] {
+/**
+ * The glibc probes' fetches: the descriptor, then the sockaddr's family, port and address, at
+ * `addr` — a register holding its address (`%si`), or a fetch of it (`+0(%si)`: sendmsg's
+ * msghdr starts with msg_name).
+ */
+export function sockaddrProbeArgs(addr: string): string[] {
   return [
     'fd=%di:s32',
-    `fam=+0(${reg}):u16`,
-    `port=+2(${reg}):u16`,
-    `a4=+4(${reg}):u32`,
-    `a6a=+8(${reg}):u64`,
-    `a6b=+16(${reg}):u64`,
+    `fam=+0(${addr}):u16`,
+    `port=+2(${addr}):u16`,
+    `a4=+4(${addr}):u32`,
+    `a6a=+8(${addr}):u64`,
+    `a6b=+16(${addr}):u64`,
   ];
 }
 
@@ -39,7 +43,7 @@ const SOCK_DGRAM = 2;
 /**
  * UDP endpoints with their process, however short it lives: `socket(AF_INET[6], SOCK_DGRAM)` is
  * seen by its syscall events (the type at entry, the new descriptor at exit, joined per thread);
- * a glibc `connect` or `sendto` on such a descriptor names the destination (uprobes: the address
+ * a glibc `connect`, `sendto` or `sendmsg` on such a descriptor names the destination (uprobes: the address
  * is in user memory); `close` ends it. One endpoint per descriptor and destination. The local
  * address and port are not known then (0); the socket's inode is, while the process still holds
  * it when the recorder reads the event, so that the socket-table sampler follows the same endpoint.
