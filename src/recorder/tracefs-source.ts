@@ -55,6 +55,8 @@ export interface TracefsHealth extends SourceHealth {
   /** 'on', or why argv comes from /proc instead. */
   readonly uprobes: string;
   readonly interpreters: readonly string[];
+  /** The C libraries with glibc probes: the host's, and containers' own. */
+  readonly libraries: readonly string[];
   readonly tcp: boolean;
   /** 'on' (glibc open probes), or why brief file opens are not recorded. */
   readonly files: string;
@@ -165,7 +167,13 @@ export class TracefsSource implements RecorderSource {
       procRoot,
       clockTicks: readClockTicks(),
       observerPids,
-      onUnprobedExec: this.#probes ? (pid, filename) => this.#probes?.probeExeOf(pid, filename) : undefined,
+      onUnprobedExec: this.#probes
+        ? (pid, filename) => {
+            this.#probes?.probeExeOf(pid, filename);
+            // The first program of a container: its own glibc gets the file, lookup and UDP probes.
+            this.#libc?.probeRootOf(procRoot, pid);
+          }
+        : undefined,
     });
     this.#tcp = tcp
       ? new TcpEvents({
@@ -247,6 +255,10 @@ export class TracefsSource implements RecorderSource {
     this.#enableLookups();
     this.#enableCreds();
     this.#enableUdp();
+    if (this.#libc !== null) {
+      const procRoot = this.#o.procRoot ?? DEFAULT_PROC_ROOT;
+      for (const pid of listTgids(procRoot)) this.#libc.probeRootOf(procRoot, pid);
+    }
     inst.open();
     process.once('exit', this.#onExit);
     this.#learnThreads();
@@ -391,6 +403,7 @@ export class TracefsSource implements RecorderSource {
       instance: this.#instance.name,
       uprobes: this.#probes?.unavailable ?? this.#uprobesState,
       interpreters: this.#probes?.paths() ?? [],
+      libraries: this.#libc?.libraries() ?? [],
       tcp: this.#tcp !== null,
       files: this.#filesState,
       lookups: this.#lookupsState,

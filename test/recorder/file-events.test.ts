@@ -1,9 +1,18 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { ingestBatch } from '../../src/ingest/index.js';
 import type { PofrRecord } from '../../src/protocol/index.js';
@@ -102,6 +111,66 @@ test(
       assert.equal(files[0].comm, 'sh');
     } finally {
       await ts.cleanup();
+    }
+  },
+);
+
+test(
+  "a container's own glibc is probed once a process of it is seen: its brief opens are recorded too",
+  needsRoot,
+  async (t) => {
+    if (!existsSync('/usr/sbin/chroot')) return t.skip('chroot (coreutils) is not installed');
+    // A root of its own with copies of sh, sleep, ld.so and libc: other files than the host's, as a
+    // container image has.
+    const root = mkdtempSync(join(tmpdir(), 'pofr-root-'));
+    try {
+      for (const f of [
+        '/bin/sh',
+        '/usr/bin/sleep',
+        '/lib/x86_64-linux-gnu/libc.so.6',
+        '/lib64/ld-linux-x86-64.so.2',
+      ]) {
+        mkdirSync(join(root, dirname(f)), { recursive: true });
+        copyFileSync(realpathSync(f), join(root, f));
+        chmodSync(join(root, f), 0o755);
+      }
+      const started = TracefsSource.start({ live: new LiveState(), tcp: false });
+      assert.ok(started.ok, started.ok ? '' : started.reason);
+      const src = started.source;
+      let pid = 0;
+      let all: PofrRecord[] = [];
+      try {
+        const inRoot = async (script: string) => {
+          const child = spawn('/usr/sbin/chroot', [root, '/bin/sh', '-c', script]);
+          pid = child.pid ?? 0;
+          const [code] = await once(child, 'exit');
+          assert.equal(code, 0);
+        };
+        // The first program of the root is seen by its exec; the probes come with it.
+        await record(
+          src,
+          () => inRoot('exec /usr/bin/sleep 0.3'),
+          () => true,
+        );
+        assert.ok(
+          src.health().libraries.some((l) => l.startsWith('/proc/')),
+          JSON.stringify(src.health().libraries),
+        );
+        all = await record(
+          src,
+          () => inRoot('echo payload > /dropped; exec /usr/bin/sleep 0.2'),
+          (rs) => rs.some((r) => r.type === 'process_exit' && r.pid === pid),
+        );
+      } finally {
+        src.close();
+      }
+      assert.ok(!uprobeText().includes(src.health().instance), 'the probes are removed');
+      // The path as the process sees it, inside its root.
+      const open = all.find((r) => r.type === 'file_open' && r.file.path === '/dropped');
+      assert.ok(open && open.type === 'file_open', 'the open inside the root is recorded');
+      assert.equal(open.file.pid, pid);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
     }
   },
 );
