@@ -2,6 +2,7 @@ import type { BenchResult } from './bench-result.js';
 import { run as clientPackage } from './client-package.js';
 import { run as crashJournal } from './crash-journal.js';
 import { run as execCapture } from './exec-capture.js';
+import { run as fileCapture } from './file-capture.js';
 import { run as fleet } from './fleet.js';
 import { run as ingestThroughput } from './ingest-throughput.js';
 import { run as recordedHourSize } from './recorded-hour-size.js';
@@ -13,6 +14,7 @@ import { run as webApiLatency } from './web-api-latency.js';
 const benches: [string, () => Promise<BenchResult>][] = [
   ['sampling-cycle', samplingCycle],
   ['exec-capture', execCapture],
+  ['file-capture', fileCapture],
   ['ingest-throughput', ingestThroughput],
   ['store-scale', storeScale],
   ['recorded-hour-size', recordedHourSize],

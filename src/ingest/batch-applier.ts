@@ -12,6 +12,7 @@ import {
   type ProcessesTable,
   reserveIds,
 } from '../store/index.js';
+import { ActivityWriter } from './activity-records.js';
 import { chunks, insertRows, MAX_PARAMS, updateRowsById } from './bulk-rows.js';
 import { syncInventory } from './inventory-versions.js';
 import { kernelArgv, kernelText } from './kernel-text.js';
@@ -121,6 +122,7 @@ export class BatchApplier {
   private otherBootsClosed = false;
   private readonly warned = new Map<string, { count: number; example: string }>();
   private readonly health: RecorderHealthWriter;
+  private readonly activity: ActivityWriter;
 
   constructor(
     private readonly trx: Trx,
@@ -128,6 +130,11 @@ export class BatchApplier {
     private readonly caps: Capabilities,
   ) {
     this.health = new RecorderHealthWriter(trx, scope);
+    this.activity = new ActivityWriter(
+      trx,
+      scope,
+      async (pid, startTicks, t) => imageAt(await this.imagesOf(pid, startTicks), t)?.id ?? null,
+    );
   }
 
   /** One line per kind of oddity, with a count and the first example. */
@@ -149,6 +156,7 @@ export class BatchApplier {
     }
     await this.flushWrites();
     await this.health.flush();
+    await this.activity.flush();
   }
 
   private applyRecord(r: PofrRecord, ord: number): Step {
@@ -181,6 +189,9 @@ export class BatchApplier {
       case 'recorder_heartbeat':
         this.health.add(r, ord);
         return undefined;
+      case 'dns_query':
+      case 'cred_change':
+        return this.activity.add(r, ord);
     }
   }
 
@@ -433,6 +444,8 @@ export class BatchApplier {
           break;
         case 'process_exit':
         case 'file_close':
+        case 'dns_query':
+        case 'cred_change':
           want(r.pid, r.start_ticks);
           break;
         case 'file_open':

@@ -46,7 +46,7 @@ const KEY_PAGE = 500;
  * Replays every stored batch of a host, from its raw signed evidence and in the order it was first
  * applied, into a scratch SQLite store, then compares the derived rows with the stored ones table by
  * table. An edited, deleted or forged row of processes, file_opens, endpoints, endpoint_states,
- * recorder gaps and crash windows, recorder_events or the inventory tables is reported with the
+ * recorder gaps and crash windows, recorder_events, dns_queries, cred_changes or the inventory tables is reported with the
  * first differing row.
  *
  * The comparison is against what this version of ingest derives: the store's rows were derived by
@@ -394,6 +394,45 @@ const TABLES: readonly TableSpec[] = [
     identity: ['ord'],
     describe: ['kind'],
     columns: ['boot_id', 'seq', 't', 'kind', 'pid', 'config_hash', 'heartbeat_ms', 'batch_ms', 'detail'],
+    seqOf: (r) => batchOf(r.ord),
+  }),
+  derivedTable({
+    table: 'dns_queries',
+    alias: 'd',
+    pointer: ENDPOINT_HOLDER,
+    keys: [ref('d.ord')],
+    identity: ['ord'],
+    describe: ['name'],
+    columns: [
+      ...pointed(ENDPOINT_HOLDER),
+      'boot_id',
+      'seq',
+      't',
+      'pid',
+      'start_ticks',
+      'func',
+      'name',
+      'name_raw',
+    ],
+    seqOf: (r) => batchOf(r.ord),
+  }),
+  derivedTable({
+    table: 'cred_changes',
+    alias: 'c',
+    pointer: ENDPOINT_HOLDER,
+    keys: [ref('c.ord')],
+    identity: ['ord'],
+    describe: ['call'],
+    columns: [
+      ...pointed(ENDPOINT_HOLDER),
+      'boot_id',
+      'seq',
+      't',
+      'pid',
+      'start_ticks',
+      'call',
+      ...['ruid', 'euid', 'rgid', 'egid'].flatMap((id) => [`old_${id}`, `new_${id}`]),
+    ],
     seqOf: (r) => batchOf(r.ord),
   }),
   inventory('users', ['uid', 'gid', 'name', 'home', 'shell'], ['uid'], ['uid']),

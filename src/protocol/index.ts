@@ -24,6 +24,7 @@ export { LIMITS } from './limits.js';
 export { recordJson } from './record-json.js';
 export {
   type ArgvSource,
+  type Creds,
   type EndpointInfo,
   type FileInfo,
   type FileKind,

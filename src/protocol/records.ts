@@ -184,6 +184,9 @@ export const recorderConfigSchema = z.record(
   z.union([z.string().max(4096), z.number(), z.boolean(), z.null(), z.array(z.string().max(256)).max(64)]),
 );
 
+/** A process's user and group ids (real and effective), before or after a change. */
+export const credsSchema = z.object({ ruid: u32, euid: u32, rgid: u32, egid: u32 }).strict();
+
 export const recordSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('process_start'), ...at, proc: processImageSchema }).strict(),
   /** Same (pid, start_ticks), new program image. */
@@ -213,6 +216,32 @@ export const recordSchema = z.discriminatedUnion('type', [
       processes: z.array(processImageSchema).max(1_000_000),
       files: z.array(fileInfoSchema).max(10_000_000),
       endpoints: z.array(endpointInfoSchema).max(1_000_000),
+    })
+    .strict(),
+  /**
+   * A process looked up a name (a glibc resolver function was called: `func` is `getaddrinfo`,
+   * `gethostbyname`, …). The answer is not part of it.
+   */
+  z
+    .object({
+      type: z.literal('dns_query'),
+      ...at,
+      pid: u32,
+      start_ticks: micros,
+      func: z.string().min(1).max(64),
+      name: wireBytesSchema,
+    })
+    .strict(),
+  /** A process changed its user or group ids without an exec (`call`: setuid, setresuid, …). */
+  z
+    .object({
+      type: z.literal('cred_change'),
+      ...at,
+      pid: u32,
+      start_ticks: micros,
+      call: z.string().min(1).max(32),
+      old: credsSchema,
+      new: credsSchema,
     })
     .strict(),
   /** The recorder knows it lost events between `from` and `to` (spool full, reader overrun, …). */
@@ -297,6 +326,7 @@ export const recordSchema = z.discriminatedUnion('type', [
 
 export type ArgvSource = z.infer<typeof argvSourceSchema>;
 export type ProcRef = z.infer<typeof procRefSchema>;
+export type Creds = z.infer<typeof credsSchema>;
 export type ProcessImage = z.infer<typeof processImageSchema>;
 export type FileKind = z.infer<typeof fileKindSchema>;
 export type FileInfo = z.infer<typeof fileInfoSchema>;

@@ -50,6 +50,11 @@ export interface EndpointRow {
   readonly as_org: string | null;
   /** Which databases (name, build date) gave country, city and ASN. */
   readonly geo_db: string | null;
+  /**
+   * The name the process looked up last before this endpoint opened (its `dns_query` records),
+   * null when it looked up none: matched by process image and time order, not by answer.
+   */
+  readonly looked_up: string | null;
   readonly open_ord: number;
   readonly close_ord: number | null;
 }
@@ -106,6 +111,16 @@ export async function findEndpoints(store: Store, opts: EndpointQuery = {}): Pro
       'e.last_seen',
       'e.is_open',
       ...ENRICHMENT_COLUMNS,
+      (eb) =>
+        eb
+          .selectFrom('dns_queries as d')
+          .select('d.name')
+          .whereRef('d.process_id', '=', 'e.process_id')
+          .whereRef('d.t', '<=', 'e.first_seen')
+          .orderBy('d.t', 'desc')
+          .orderBy('d.ord', 'desc')
+          .limit(1)
+          .as('looked_up'),
       'e.open_ord',
       'e.close_ord',
     ]);

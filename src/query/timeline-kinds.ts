@@ -1,3 +1,4 @@
+import { ACTIVITY_KINDS } from './activity-events.js';
 import { RECORDER_KINDS } from './recorder-events.js';
 
 /** The kinds of timeline event, apart from the queries so the web front end can import them alone. */
@@ -11,6 +12,7 @@ export const TIMELINE_KINDS = Object.freeze([
   'endpoint_state',
   'endpoint_close',
   'gap',
+  ...ACTIVITY_KINDS,
   ...RECORDER_KINDS,
 ] as const);
 export type TimelineKind = (typeof TIMELINE_KINDS)[number];

@@ -15,6 +15,7 @@ import type {
   ProcessesTable,
   Store,
 } from '../store/index.js';
+import { ACTIVITY_KINDS, type ActivityEvent, activityEvents } from './activity-events.js';
 import { FILE_COLUMNS, type FileRow, globMatch } from './files.js';
 import { describeEndpoint, type EndpointRow, SOCKET_COLUMNS } from './net.js';
 import {
@@ -114,7 +115,13 @@ export interface GapEvent extends EventBase {
   readonly detail: string;
 }
 
-export type TimelineEvent = ProcessEvent | FileEvent | EndpointEvent | GapEvent | RecorderEvent;
+export type TimelineEvent =
+  | ProcessEvent
+  | FileEvent
+  | EndpointEvent
+  | GapEvent
+  | RecorderEvent
+  | ActivityEvent;
 
 // At equal time and ord (different hosts, or gaps): openings before changes before endings.
 const RANK: Readonly<Record<TimelineKind, number>> = Object.freeze({
@@ -126,6 +133,8 @@ const RANK: Readonly<Record<TimelineKind, number>> = Object.freeze({
   file_open: 2,
   endpoint_open: 3,
   endpoint_state: 4,
+  dns_query: 4,
+  cred_change: 4,
   file_close: 5,
   endpoint_close: 6,
   process_exit: 7,
@@ -150,6 +159,7 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
     const fileKind = k === 'file_open' || k === 'file_close';
     const endpointKind = k.startsWith('endpoint_');
     if (k === 'gap' || k.startsWith('recorder_')) continue;
+    // A lookup or an id change has no path, remote or port.
     if ((onFiles && !fileKind) || (onEndpoints && !endpointKind)) kinds.delete(k);
   }
   if (opts.hosts?.length === 0 || kinds.size === 0) return Object.freeze([]);
@@ -186,12 +196,19 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
     }
     for (const read of sources(bounded)) for (const e of await read()) all.push(e);
     if (kinds.has('gap')) for (const e of await gaps(store, bounded, limit)) all.push(e);
+    for (const k of ACTIVITY_KINDS) {
+      if (!kinds.has(k)) continue;
+      const c = bounded.after;
+      const after =
+        c === undefined ? undefined : { ...c, rank: Math.sign(RANK[k] - RANK[c.kind]) as -1 | 0 | 1 };
+      for (const e of await activityEvents(store, k, { ...bounded, after }, limit)) all.push(e);
+    }
     const recorder = RECORDER_KINDS.filter((k) => kinds.has(k));
     if (recorder.length > 0)
       for (const e of await recorderEvents(store, bounded, recorder, limit)) all.push(e);
   });
   all.sort(compareEvents);
-  // Sources that take no cursor of their own (recorder events) are cut here.
+  // Sources that take no cursor of their own (recorder events, lookups, id changes) are cut here.
   const after = opts.after;
   const fresh = after === undefined ? all : all.filter((e) => compareToCursor(e, after) > 0);
   return Object.freeze(fresh.slice(0, limit));
@@ -241,6 +258,8 @@ function idOf(e: TimelineEvent): number {
     case 'recorder_stop':
     case 'recorder_crash':
     case 'recorder_heartbeat':
+    case 'dns_query':
+    case 'cred_change':
       return e.event_id;
     case 'file_open':
     case 'file_close':

@@ -127,6 +127,13 @@ export class LiveState implements LiveStateView {
       case 'keyframe':
         this.#replaceAll(r);
         break;
+      case 'cred_change': {
+        // The image keeps its program; its ids are those after the change (keyframes carry them).
+        const key = processKey(r.pid, r.start_ticks);
+        const img = this.#processes.get(key);
+        if (img) this.#processes.set(key, { ...img, ...r.new });
+        break;
+      }
       case 'inventory':
       case 'gap':
         break;

@@ -119,8 +119,15 @@ export class Recorder {
       return new Recorder(opts, live, null, { tracefs: 'unavailable', detail: started.reason });
     }
     const h = started.source.health();
+    const probed = h.uprobes === 'on' ? `; files ${h.files}, lookups ${h.lookups}, udp ${h.udp}` : '';
     const detail =
-      h.uprobes === 'on' ? `argv probes on ${h.interpreters.join(', ')}` : `argv from /proc: ${h.uprobes}`;
+      h.uprobes === 'on'
+        ? `argv probes on ${h.interpreters.join(', ')}${probed}`
+        : `argv from /proc: ${h.uprobes}`;
+    const off = { files: h.files, lookups: h.lookups, udp: h.udp };
+    if (h.uprobes === 'on' && Object.values(off).some((v) => v !== 'on')) {
+      opts.log?.('some glibc probes are off: those activities come from sampling alone', off);
+    }
     if (h.uprobes !== 'on' && sources.uprobes) {
       opts.log?.('argv probes unavailable: argv is read from /proc at each exec', { reason: h.uprobes });
     }

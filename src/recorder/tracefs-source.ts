@@ -1,7 +1,11 @@
 import { readdirSync } from 'node:fs';
 import type { PofrRecord, ProcRef } from '../protocol/index.js';
+import { CRED_CALLS, CredEvents } from './cred-events.js';
+import { FileEvents } from './file-events.js';
 import { InterpreterProbes } from './interpreter-probes.js';
+import { type LibcProbeSpec, LibcProbes } from './libc-probes.js';
 import type { LiveState } from './live-state.js';
+import { LOOKUP_FUNCS, LookupEvents } from './lookup-events.js';
 import { ProcessEvents } from './process-events.js';
 import type { RecorderSource, SourceHealth } from './source.js';
 import { readNetns } from './sources/net-table-reader.js';
@@ -17,6 +21,7 @@ import {
 } from './sources/tracefs/tracefs-root.js';
 import { readUprobeHits } from './sources/tracefs/uprobe-events.js';
 import { TcpEvents } from './tcp-events.js';
+import { sockaddrProbeArgs, UdpEvents } from './udp-events.js';
 
 export interface TracefsSourceOptions {
   /** The live state to feed, shared with the procfs sampler. */
@@ -30,6 +35,12 @@ export interface TracefsSourceOptions {
   readonly uprobes?: boolean;
   /** TCP state events (default true). */
   readonly tcp?: boolean;
+  /** Brief file opens: glibc open probes + open/close syscall events (default: as `uprobes`). */
+  readonly files?: boolean;
+  /** UDP endpoints with their process: socket syscalls + glibc connect/sendto probes (default: as `uprobes`). */
+  readonly udp?: boolean;
+  /** Name lookups: glibc resolver probes (default: as `uprobes`). */
+  readonly lookups?: boolean;
   readonly log?: (msg: string, fields?: object) => void;
 }
 
@@ -44,7 +55,15 @@ export interface TracefsHealth extends SourceHealth {
   /** 'on', or why argv comes from /proc instead. */
   readonly uprobes: string;
   readonly interpreters: readonly string[];
+  /** The C libraries with glibc probes: the host's, and containers' own. */
+  readonly libraries: readonly string[];
   readonly tcp: boolean;
+  /** 'on' (glibc open probes), or why brief file opens are not recorded. */
+  readonly files: string;
+  /** 'on' (glibc resolver probes), or why name lookups are not recorded. */
+  readonly lookups: string;
+  /** 'on' (socket events + glibc connect/sendto probes), or why UDP comes from sampling alone. */
+  readonly udp: string;
   readonly events: number;
   /** Events the kernel lost (buffer overruns, refused events, probe events missing). */
   readonly lost: number;
@@ -89,6 +108,15 @@ export class TracefsSource implements RecorderSource {
   readonly #tcp: TcpEvents | null;
   readonly #probes: InterpreterProbes | null;
   readonly #uprobesState: string;
+  readonly #libc: LibcProbes | null;
+  #files: FileEvents | null = null;
+  #filesState = 'off';
+  #lookups: LookupEvents | null = null;
+  #lookupsState = 'off';
+  #creds: CredEvents | null = null;
+  #udp: UdpEvents | null = null;
+  #udpState = 'off';
+  #closeEnabled = false;
   readonly #held: KernelEvent[] = [];
   readonly #marks = new Map<number, [number, number]>();
   readonly #onExit = () => this.close();
@@ -139,7 +167,13 @@ export class TracefsSource implements RecorderSource {
       procRoot,
       clockTicks: readClockTicks(),
       observerPids,
-      onUnprobedExec: this.#probes ? (pid, filename) => this.#probes?.probeExeOf(pid, filename) : undefined,
+      onUnprobedExec: this.#probes
+        ? (pid, filename) => {
+            this.#probes?.probeExeOf(pid, filename);
+            // The first program of a container: its own glibc gets the file, lookup and UDP probes.
+            this.#libc?.probeRootOf(procRoot, pid);
+          }
+        : undefined,
     });
     this.#tcp = tcp
       ? new TcpEvents({
@@ -149,6 +183,7 @@ export class TracefsSource implements RecorderSource {
           netnsOf: (pid) => readNetns(procRoot, pid),
         })
       : null;
+    this.#libc = uprobes ? new LibcProbes({ tracefsRoot: root, instance, token: instance.name }) : null;
     this.#lossSeen = instance.cpus.map(() => 0);
     this.#lastLook = instance.cpus.map(() => Date.now() * 1000);
     if (this.#probes) {
@@ -216,12 +251,145 @@ export class TracefsSource implements RecorderSource {
     if (formats.newtask) inst.enable('task', 'task_newtask');
     else inst.enable('sched', 'sched_process_fork');
     if (formats.tcp) inst.enable('sock', 'inet_sock_set_state', 'protocol == 6');
+    this.#enableFiles();
+    this.#enableLookups();
+    this.#enableCreds();
+    this.#enableUdp();
+    if (this.#libc !== null) {
+      const procRoot = this.#o.procRoot ?? DEFAULT_PROC_ROOT;
+      for (const pid of listTgids(procRoot)) this.#libc.probeRootOf(procRoot, pid);
+    }
     inst.open();
     process.once('exit', this.#onExit);
     this.#learnThreads();
     this.#mark();
     // The first drain brings the marker back: times convert exactly from the first event on.
     this.#drain();
+  }
+
+  /**
+   * glibc's open functions give the path, the syscall exits the descriptor, close its end. The
+   * recorder's own calls (its /proc reads: thousands a cycle) are filtered out in the kernel.
+   */
+  #enableFiles(): void {
+    if (this.#libc === null || !(this.#o.files ?? true)) {
+      this.#filesState = this.#libc === null ? 'off (no uprobes)' : 'off (--sources)';
+      return;
+    }
+    const inst = this.#instance;
+    const exits = ['openat', 'open', 'creat'].filter((c) => inst.hasEvent('syscalls', `sys_exit_${c}`));
+    if (exits.length === 0 || !inst.hasEvent('syscalls', 'sys_enter_close')) {
+      this.#filesState = 'off (no syscall events in this kernel)';
+      return;
+    }
+    const notMe = `common_pid != ${process.pid}`;
+    const why = this.#libc.add(
+      FILE_PROBES,
+      (func, format) => this.#decoder.addPathProbe(format, func),
+      notMe,
+    );
+    if (why !== null) {
+      this.#filesState = `off: ${why}`;
+      return;
+    }
+    for (const c of exits) {
+      this.#decoder.addSyscallExit(inst.format('syscalls', `sys_exit_${c}`), c);
+      inst.enable('syscalls', `sys_exit_${c}`, notMe);
+    }
+    this.#enableClose();
+    this.#files = new FileEvents({
+      live: this.#o.live,
+      clock: this.#clock,
+      procRoot: this.#o.procRoot ?? DEFAULT_PROC_ROOT,
+      ownerOfTid: (tid) => this.#ownerOfTid(tid),
+    });
+    this.#filesState = 'on';
+  }
+
+  /** glibc's resolver functions give the name a process looks up (the recorder's own left out). */
+  #enableLookups(): void {
+    if (this.#libc === null || !(this.#o.lookups ?? true)) {
+      this.#lookupsState = this.#libc === null ? 'off (no uprobes)' : 'off (--sources)';
+      return;
+    }
+    const why = this.#libc.add(
+      LOOKUP_PROBES,
+      (func, format) => this.#decoder.addPathProbe(format, func),
+      `common_pid != ${process.pid}`,
+    );
+    if (why !== null) {
+      this.#lookupsState = `off: ${why}`;
+      return;
+    }
+    this.#lookups = new LookupEvents({ clock: this.#clock, ownerOfTid: (tid) => this.#ownerOfTid(tid) });
+    this.#lookupsState = 'on';
+  }
+
+  /** Id changes without exec: the set*id calls' arguments and their success. No probe needed. */
+  #enableCreds(): void {
+    const inst = this.#instance;
+    for (const [call, names] of Object.entries(CRED_CALLS)) {
+      if (!inst.hasEvent('syscalls', `sys_enter_${call}`) || !inst.hasEvent('syscalls', `sys_exit_${call}`))
+        continue;
+      this.#decoder.addSyscallArgs(inst.format('syscalls', `sys_enter_${call}`), call, names);
+      this.#decoder.addSyscallExit(inst.format('syscalls', `sys_exit_${call}`), call);
+      inst.enable('syscalls', `sys_enter_${call}`);
+      inst.enable('syscalls', `sys_exit_${call}`);
+      this.#creds ??= new CredEvents({
+        live: this.#o.live,
+        clock: this.#clock,
+        ownerOfTid: (tid) => this.#ownerOfTid(tid),
+      });
+    }
+  }
+
+  #enableClose(): void {
+    if (this.#closeEnabled) return;
+    this.#decoder.addCloseEnter(this.#instance.format('syscalls', 'sys_enter_close'));
+    this.#instance.enable('syscalls', 'sys_enter_close', `common_pid != ${process.pid}`);
+    this.#closeEnabled = true;
+  }
+
+  /**
+   * UDP sockets by their syscalls (socket's type at entry, its fd at exit), their destinations by
+   * glibc's connect and sendto (the address is in user memory), their end by close.
+   */
+  #enableUdp(): void {
+    if (this.#libc === null || !(this.#o.udp ?? true)) {
+      this.#udpState = this.#libc === null ? 'off (no uprobes)' : 'off (--sources)';
+      return;
+    }
+    const inst = this.#instance;
+    if (
+      !['sys_enter_socket', 'sys_exit_socket', 'sys_enter_close'].every((e) => inst.hasEvent('syscalls', e))
+    ) {
+      this.#udpState = 'off (no socket syscall events in this kernel)';
+      return;
+    }
+    const notMe = `common_pid != ${process.pid}`;
+    const why = this.#libc.add(
+      UDP_PROBES,
+      (func, format) => this.#decoder.addSockaddrProbe(format, func),
+      notMe,
+    );
+    if (why !== null) {
+      this.#udpState = `off: ${why}`;
+      return;
+    }
+    this.#decoder.addSyscallArgs(inst.format('syscalls', 'sys_enter_socket'), 'socket', ['family', 'type']);
+    this.#decoder.addSyscallExit(inst.format('syscalls', 'sys_exit_socket'), 'socket');
+    inst.enable('syscalls', 'sys_enter_socket', notMe);
+    inst.enable('syscalls', 'sys_exit_socket', notMe);
+    this.#enableClose();
+    const procRoot = this.#o.procRoot ?? DEFAULT_PROC_ROOT;
+    this.#udp = new UdpEvents({
+      live: this.#o.live,
+      clock: this.#clock,
+      procRoot,
+      ownerOfTid: (tid) => this.#ownerOfTid(tid),
+      netnsOf: (pid) => readNetns(procRoot, pid),
+    });
+    this.#udpState = 'on';
   }
 
   health(): TracefsHealth {
@@ -235,7 +403,11 @@ export class TracefsSource implements RecorderSource {
       instance: this.#instance.name,
       uprobes: this.#probes?.unavailable ?? this.#uprobesState,
       interpreters: this.#probes?.paths() ?? [],
+      libraries: this.#libc?.libraries() ?? [],
       tcp: this.#tcp !== null,
+      files: this.#filesState,
+      lookups: this.#lookupsState,
+      udp: this.#udpState,
       events: this.#events,
       lost: this.#lost,
       argv: { probe: c.argvFromProbe, proc: c.argvFromProc, event: c.argvFromEvent },
@@ -290,7 +462,7 @@ export class TracefsSource implements RecorderSource {
     this.#closed = true;
     process.removeListener('exit', this.#onExit);
     this.#instance.close();
-    const failed = this.#probes?.removeAll() ?? [];
+    const failed = [...(this.#probes?.removeAll() ?? []), ...(this.#libc?.removeAll() ?? [])];
     if (failed.length > 0) this.#o.log?.('some uprobes could not be removed', { failed });
   }
 
@@ -357,6 +529,26 @@ export class TracefsSource implements RecorderSource {
           break;
         case 'tcp':
           this.#tcp?.handle(ev, out);
+          break;
+        case 'path':
+          if (LOOKUP_FUNCS.has(ev.func)) this.#lookups?.lookup(ev, out);
+          else this.#files?.path(ev);
+          break;
+        case 'sysexit':
+          if (ev.call === 'socket') this.#udp?.socketExited(ev);
+          else if (ev.call in CRED_CALLS) this.#creds?.exited(ev, out);
+          else this.#files?.opened(ev, out);
+          break;
+        case 'sysenter':
+          if (ev.call === 'socket') this.#udp?.socketEntered(ev);
+          else this.#creds?.entered(ev);
+          break;
+        case 'sockaddr':
+          this.#udp?.sent(ev, out);
+          break;
+        case 'close':
+          this.#files?.closed(ev, out);
+          this.#udp?.closed(ev, out);
           break;
         case 'marker':
           break;
@@ -479,6 +671,27 @@ function pidNamespaceProblem(instance: TraceInstance): string | null {
   if (kernelPid === null || kernelPid === process.pid) return null;
   return `the recorder runs in a PID namespace of its own (the kernel knows it as pid ${kernelPid}, its /proc as ${process.pid}): kernel events name host pids it cannot see; run it in the host's PID namespace (e.g. docker run --pid=host)`;
 }
+
+/** glibc's exported open functions (open64, __open and open are one address; fopen calls it). */
+const FILE_PROBES: readonly LibcProbeSpec[] = [
+  { func: 'open', symbols: ['open64', 'open', '__open64', '__open'], args: ['path=+0(%di):ustring'] },
+  { func: 'openat', symbols: ['openat64', 'openat'], args: ['dirfd=%di:s32', 'path=+0(%si):ustring'] },
+  { func: 'creat', symbols: ['creat64', 'creat'], args: ['path=+0(%di):ustring'] },
+];
+
+/** glibc's connect (sockaddr in the 2nd argument), sendto (in the 5th), sendmsg (msghdr.msg_name). */
+const UDP_PROBES: readonly LibcProbeSpec[] = [
+  { func: 'connect', symbols: ['connect', '__connect'], args: sockaddrProbeArgs('%si') },
+  { func: 'sendto', symbols: ['sendto', '__sendto'], args: sockaddrProbeArgs('%r8') },
+  { func: 'sendmsg', symbols: ['sendmsg', '__sendmsg'], args: sockaddrProbeArgs('+0(%si)') },
+];
+
+/** glibc's resolver entry points; the name is the first argument of each. */
+const LOOKUP_PROBES: readonly LibcProbeSpec[] = [...LOOKUP_FUNCS].map((func) => ({
+  func,
+  symbols: [func],
+  args: ['path=+0(%di):ustring'],
+}));
 
 function readFormats(instance: TraceInstance, tcp: boolean): KernelFormats {
   return {

@@ -184,7 +184,7 @@ for (const dialect of DIALECTS) {
           return true;
         },
       );
-      assert.equal(TIMELINE_KINDS.length, 13);
+      assert.equal(TIMELINE_KINDS.length, 15);
     }));
 
   test(`[${dialect}] a process found gone at a keyframe shows as such; an image ended by exec is no exit`, (t) =>

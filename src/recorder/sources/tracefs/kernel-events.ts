@@ -14,7 +14,72 @@ import {
  * Times are trace-clock nanoseconds (`boot`); pids are the kernel's task ids (a thread's own id, the
  * thread-group id of a process leader).
  */
-export type KernelEvent = TaskEvent | ExecEvent | ExitEvent | ArgvEvent | TcpEvent | MarkerEvent;
+export type KernelEvent =
+  | TaskEvent
+  | ExecEvent
+  | ExitEvent
+  | ArgvEvent
+  | TcpEvent
+  | MarkerEvent
+  | PathProbeEvent
+  | SyscallExitEvent
+  | SyscallArgsEvent
+  | SockaddrProbeEvent
+  | CloseEvent;
+
+/** A glibc `connect` or `sendto` probe: the descriptor and the destination it names. */
+export interface SockaddrProbeEvent {
+  readonly kind: 'sockaddr';
+  readonly ts: number;
+  readonly tid: number;
+  readonly func: string;
+  readonly fd: number;
+  /** 4 or 6; null for another family, or no address (sendto on a connected socket). */
+  readonly family: 4 | 6 | null;
+  readonly ip: string;
+  readonly port: number;
+}
+
+/** `syscalls:sys_enter_<call>` of a call whose arguments are plain integers (setuid, setresgid, …). */
+export interface SyscallArgsEvent {
+  readonly kind: 'sysenter';
+  readonly ts: number;
+  readonly tid: number;
+  readonly call: string;
+  /** The arguments in the order asked for, each as an unsigned 32-bit value. */
+  readonly args: readonly number[];
+}
+
+/**
+ * A glibc probe whose argument is a path or a name (`open`, `openat`, `creat`; `getaddrinfo`, …),
+ * read at the function's first instruction: `func` names the probe's function.
+ */
+export interface PathProbeEvent {
+  readonly kind: 'path';
+  readonly ts: number;
+  readonly tid: number;
+  readonly func: string;
+  readonly path: Buffer;
+  /** openat's directory descriptor (AT_FDCWD -100 for the cwd); null for the others. */
+  readonly dirfd: number | null;
+}
+
+/** `syscalls:sys_exit_<call>`: what a system call returned (a new fd, 0, or -errno). */
+export interface SyscallExitEvent {
+  readonly kind: 'sysexit';
+  readonly ts: number;
+  readonly tid: number;
+  readonly call: string;
+  readonly ret: number;
+}
+
+/** `syscalls:sys_enter_close`. */
+export interface CloseEvent {
+  readonly kind: 'close';
+  readonly ts: number;
+  readonly tid: number;
+  readonly fd: number;
+}
 
 /** A new task: `task:task_newtask` (clone flags tell a thread), or `sched:sched_process_fork`. */
 export interface TaskEvent {
@@ -131,6 +196,95 @@ export class EventDecoder {
   addArgvProbe(probe: ArgvProbeFormat): void {
     const common = this.#common;
     this.#byId.set(probe.format.id, (ts, b, o, end) => decodeArgv(probe, ts, b, o, end, common));
+  }
+
+  /** A glibc probe whose field `path` is a string (and `dirfd`, when the format has it). */
+  addPathProbe(format: EventFormat, func: string): void {
+    const common = this.#common;
+    const path = requireField(format, 'path');
+    const dirfd = format.fields.get('dirfd');
+    this.#byId.set(format.id, (ts, b, o, end) => ({
+      kind: 'path',
+      ts,
+      tid: readIntField(b, o, common),
+      func,
+      path: Buffer.from(readDynamicField(b, o, path, end) ?? Buffer.alloc(0)),
+      dirfd: dirfd === undefined ? null : readIntField(b, o, dirfd),
+    }));
+  }
+
+  /** A `syscalls:sys_exit_*` event: its return value. */
+  addSyscallExit(format: EventFormat, call: string): void {
+    const common = this.#common;
+    const ret = requireField(format, 'ret');
+    this.#byId.set(format.id, (ts, b, o) => ({
+      kind: 'sysexit',
+      ts,
+      tid: readIntField(b, o, common),
+      call,
+      ret: readIntField(b, o, ret),
+    }));
+  }
+
+  /** A sockaddr probe (fields `fd`, `fam`, `port`, `a4`, `a6a`, `a6b`: see udp-events.ts). */
+  addSockaddrProbe(format: EventFormat, func: string): void {
+    const common = this.#common;
+    const [fd, fam, port, a4, a6a, a6b] = ['fd', 'fam', 'port', 'a4', 'a6a', 'a6b'].map((n) =>
+      requireField(format, n),
+    );
+    this.#byId.set(format.id, (ts, b, o) => {
+      const family = readIntField(b, o, fam);
+      const v4 = family === AF_INET;
+      const v6 = family === AF_INET6;
+      let ip = '';
+      if (v4) ip = ipv4(b, o + a4.offset);
+      else if (v6) {
+        // The two u64 fetches hold sin6_addr's 16 bytes in memory order, as the kernel copied them.
+        const raw = Buffer.concat([
+          b.subarray(o + a6a.offset, o + a6a.offset + 8),
+          b.subarray(o + a6b.offset, o + a6b.offset + 8),
+        ]);
+        ip = formatIpv6(raw);
+      }
+      return {
+        kind: 'sockaddr',
+        ts,
+        tid: readIntField(b, o, common),
+        func,
+        fd: readIntField(b, o, fd),
+        family: v4 ? 4 : v6 ? 6 : null,
+        ip,
+        // sin_port is in network byte order.
+        port: b.readUInt16BE(o + port.offset),
+      };
+    });
+  }
+
+  /** A `syscalls:sys_enter_*` event: the named integer arguments. */
+  addSyscallArgs(format: EventFormat, call: string, names: readonly string[]): void {
+    const common = this.#common;
+    const fields = names.map((n) => requireField(format, n));
+    this.#byId.set(format.id, (ts, b, o) => ({
+      kind: 'sysenter',
+      ts,
+      tid: readIntField(b, o, common),
+      call,
+      // The fields are 8 bytes wide; ids are 32-bit, and (uid_t)-1 means "leave as is".
+      args: fields.map((f) => readIntField(b, o, f) % 0x1_0000_0000),
+    }));
+  }
+
+  /** `syscalls:sys_enter_close`. */
+  addCloseEnter(format: EventFormat): void {
+    const common = this.#common;
+    const fd = requireField(format, 'fd');
+    this.#byId.set(format.id, (ts, b, o) => ({
+      kind: 'close',
+      ts,
+      tid: readIntField(b, o, common),
+      // The field is 8 bytes wide; an fd is an int.
+      fd: readIntField(b, o, fd) % 0x1_0000_0000,
+    }));
   }
 
   /** The event, or null for one it does not know (or a socket that is not TCP). */
