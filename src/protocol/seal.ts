@@ -66,14 +66,16 @@ function checkSeq(seq: number): void {
  * Walks from `from` down to leaf `seq`, keeping the right sibling of every left turn: those cover
  * what lies after `seq` under `from`. Returns the leaf and the siblings, deepest last.
  */
-function descend(from: SealNode, seq: number): { leaf: SealNode; siblings: SealNode[] } {
+function descend(from: SealNode, seq: number, keepSiblings = true): { leaf: SealNode; siblings: SealNode[] } {
   const siblings: SealNode[] = [];
   let node = from;
   while (node.level < SEAL_TREE_DEPTH) {
-    const left = child(node, false);
-    if (seq < span(left).to) {
-      siblings.push(child(node, true));
-      node = left;
+    // Which way to turn needs only the node's place, not a key: one HMAC a level (two on a left
+    // turn when the sibling is kept). The server checks every batch's seal: half the HMACs count.
+    const width = 2 ** (SEAL_TREE_DEPTH - node.level - 1);
+    if (seq < (node.index * 2 + 1) * width) {
+      if (keepSiblings) siblings.push(child(node, true));
+      node = child(node, false);
     } else {
       node = child(node, true);
     }
@@ -122,7 +124,7 @@ export function sealKeyAt(frontier: SealFrontier, seq: number): { key: Buffer; r
 export function deriveSealKey(seed: Buffer, seq: number): Buffer {
   checkSeed(seed);
   checkSeq(seq);
-  return descend({ level: 0, index: 0, key: seed }, seq).leaf.key;
+  return descend({ level: 0, index: 0, key: seed }, seq, false).leaf.key;
 }
 
 /** Zeroes the keys of `old` that `kept` no longer holds (best effort: the GC may have copies). */
