@@ -16,7 +16,6 @@ export interface HuntQuery {
 export interface Alert {
   readonly time: number;
   readonly host: string;
-  readonly host_id: string;
   readonly pid: number | null;
   readonly rule_id: string;
   readonly title: string;
@@ -25,6 +24,7 @@ export interface Alert {
   /** The batch that recorded the row (`pofr verify` re-checks it; batch_evidence holds it as received). */
   readonly batch_seq: number | null;
   readonly batch_hash: string | null;
+  readonly host_id: string;
   /** processes, endpoints or file_opens: where the matched row lives. */
   readonly table: string;
   readonly [column: string]: unknown;
@@ -58,7 +58,6 @@ export async function hunt(store: Store, rules: readonly CompiledRule[], q: Hunt
       alerts.push({
         time: Number(time),
         host: String(host),
-        host_id: String(host_id),
         pid: p === null ? null : Number(p),
         rule_id: c.rule.id,
         title: c.rule.title,
@@ -66,6 +65,7 @@ export async function hunt(store: Store, rules: readonly CompiledRule[], q: Hunt
         author: c.rule.author,
         batch_seq: batch_seq === null ? null : Number(batch_seq),
         batch_hash: batch_hash === null ? null : String(batch_hash),
+        host_id: String(host_id),
         table: s.table,
         ...numbersOf(row),
       });
