@@ -69,7 +69,17 @@ export interface EventCoverage {
   covers(): { readonly processes: boolean; readonly tcp: boolean };
   /** True once after the source lost events: everything is checked against /proc that cycle. */
   takeReconcile(): boolean;
+  /**
+   * The pids that opened or closed a descriptor since the last call, or null when the source does
+   * not see those calls. With it, a process that made no such call is looked at only every
+   * UNTOUCHED_VISIT_US: its fd table cannot have gained a file through open, and what it can gain
+   * otherwise (dup, a descriptor passed over a socket) waits for that round or its next open.
+   */
+  takeFdChanges?(): ReadonlySet<number> | null;
 }
+
+/** How often a process is looked at while the event source reports its open and close calls. */
+const UNTOUCHED_VISIT_US = 1_000_000;
 
 /** What the sampler remembers of one process between cycles (the records' state lives in LiveState). */
 interface ProcMemo {
@@ -97,6 +107,8 @@ interface ProcMemo {
   /** Cycles to skip re-reading an unchanged-looking fd table (see #fdsMayHaveChanged), and when. */
   fdBackoff: number;
   nextFdRead: number;
+  /** When #visitLive looked at it last (µs), for the slower round of untouched processes. */
+  visitedAt: number;
 }
 
 /**
@@ -212,7 +224,7 @@ export class ProcfsSampler implements RecorderSource {
       records = diffProcesses(live, seen, now);
     } else {
       between?.();
-      this.#visitLive(cycle, observers);
+      this.#visitLive(cycle, observers, now, this.#events?.takeFdChanges?.() ?? null);
       records = [];
     }
     let socketsMoved = this.#touchesSockets(records);
@@ -263,7 +275,12 @@ export class ProcfsSampler implements RecorderSource {
    * cheaply as #revisit allows (their fd tables re-read when they used CPU); memos of processes the
    * events ended are dropped. No /proc listing, no exec checks, no process records.
    */
-  #visitLive(cycle: number, observers: ReadonlySet<number>): void {
+  #visitLive(
+    cycle: number,
+    observers: ReadonlySet<number>,
+    now: number,
+    touched: ReadonlySet<number> | null,
+  ): void {
     for (const [key, img] of this.live.processes) {
       let memo = this.#memos.get(img.pid);
       if (memo !== undefined && memo.key !== key) {
@@ -280,6 +297,12 @@ export class ProcfsSampler implements RecorderSource {
         this.#memos.set(img.pid, memo);
       } else {
         memo.image = img;
+        if (touched !== null && !touched.has(memo.pid) && now - memo.visitedAt < UNTOUCHED_VISIT_US) {
+          memo.cycle = cycle;
+          if (memo.denied) this.#denied++;
+          continue;
+        }
+        memo.visitedAt = now;
         if (!this.#revisit(memo, false, false)) {
           // Gone: its exit event is on its way. Its memo goes; the events end it.
           this.#forget(memo);
@@ -546,6 +569,7 @@ export class ProcfsSampler implements RecorderSource {
       emptyArgvOnce: false,
       fdBackoff: 1,
       nextFdRead: 0,
+      visitedAt: 0,
     };
     if (kernel) {
       // A kernel thread is checked through schedstat alone: its stat fd is not worth keeping.

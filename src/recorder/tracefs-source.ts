@@ -110,6 +110,7 @@ export class TracefsSource implements RecorderSource {
   readonly #uprobesState: string;
   readonly #libc: LibcProbes | null;
   #files: FileEvents | null = null;
+  #fdTouched = new Set<number>();
   #filesState = 'off';
   #lookups: LookupEvents | null = null;
   #lookupsState = 'off';
@@ -421,6 +422,18 @@ export class TracefsSource implements RecorderSource {
     return { processes: !this.#closed, tcp: !this.#closed && this.#tcp !== null };
   }
 
+  /**
+   * The processes that opened or closed a descriptor (any open, creat or close call, glibc's or
+   * not) since the last call; null while those events are off. The sampler re-reads their fd
+   * tables at once and leaves the others to a slower round.
+   */
+  takeFdChanges(): ReadonlySet<number> | null {
+    if (this.#files === null || this.#closed) return null;
+    const touched = this.#fdTouched;
+    this.#fdTouched = new Set();
+    return touched;
+  }
+
   /** True once after the kernel lost events: the sampler should check everything against /proc. */
   takeReconcile(): boolean {
     const r = this.#reconcile;
@@ -535,6 +548,7 @@ export class TracefsSource implements RecorderSource {
           else this.#files?.path(ev);
           break;
         case 'sysexit':
+          if (ev.ret >= 0 && !(ev.call in CRED_CALLS)) this.#fdTouched.add(this.#processes.tgidOf(ev.tid));
           if (ev.call === 'socket') this.#udp?.socketExited(ev);
           else if (ev.call in CRED_CALLS) this.#creds?.exited(ev, out);
           else this.#files?.opened(ev, out);
@@ -547,6 +561,7 @@ export class TracefsSource implements RecorderSource {
           this.#udp?.sent(ev, out);
           break;
         case 'close':
+          this.#fdTouched.add(this.#processes.tgidOf(ev.tid));
           this.#files?.closed(ev, out);
           this.#udp?.closed(ev, out);
           break;

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readdirSync } from 'node:fs';
 import { test } from 'node:test';
 import type { PofrRecord } from '../../src/protocol/index.js';
 import { type EventCoverage, ProcfsSampler, parseSources } from '../../src/recorder/index.js';
@@ -11,6 +12,8 @@ class FakeEvents implements EventCoverage {
   processes = true;
   tcp = true;
   lost = false;
+  /** What takeFdChanges hands out next; null: the source does not see open and close calls. */
+  fdChanges: Set<number> | null = null;
   covers() {
     return { processes: this.processes, tcp: this.tcp };
   }
@@ -18,6 +21,11 @@ class FakeEvents implements EventCoverage {
     const r = this.lost;
     this.lost = false;
     return r;
+  }
+  takeFdChanges() {
+    const c = this.fdChanges;
+    if (c !== null) this.fdChanges = new Set();
+    return c;
   }
 }
 
@@ -63,6 +71,50 @@ test('while events cover processes the sampler leaves them alone, and checks the
     }
   } finally {
     child.kill('SIGKILL');
+    sampler.close();
+  }
+});
+
+test('with open and close calls reported, a process that made none waits for the slower round; one that did is read at once', async () => {
+  const events = new FakeEvents();
+  events.fdChanges = new Set();
+  const sampler = new ProcfsSampler({ events, keyframeEveryMs: 3_600_000 });
+  // Opens a file each time it gets SIGUSR1 and keeps it open.
+  const opener = spawn(
+    'python3',
+    [
+      '-c',
+      "import signal,time\nfs=[]\nsignal.signal(signal.SIGUSR1, lambda *a: fs.append(open('/etc/hostname')))\nprint('ready', flush=True)\ntime.sleep(60)",
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const opens = (rs: PofrRecord[]) =>
+    rs.filter((r) => r.type === 'file_open' && r.file.pid === opener.pid && r.file.path === '/etc/hostname');
+  const openOne = async () => {
+    const before = readdirSync(`/proc/${opener.pid}/fd`).length;
+    opener.kill('SIGUSR1');
+    while (readdirSync(`/proc/${opener.pid}/fd`).length === before)
+      await new Promise((r) => setTimeout(r, 10));
+  };
+  try {
+    await once(opener.stdout!, 'data');
+    let t = Date.now() * 1000;
+    sampler.poll(t); // the first keyframe: the opener is known from here on
+    t += 100_000;
+    sampler.poll(t); // its first covered visit
+    await openOne();
+    t += 100_000;
+    assert.deepEqual(opens(sampler.poll(t)), [], 'no open call reported: not looked at within the second');
+    events.fdChanges.add(opener.pid!);
+    t += 100_000;
+    assert.equal(opens(sampler.poll(t)).length, 1, 'an open call reported: its fd table is read at once');
+    await openOne();
+    t += 100_000;
+    assert.deepEqual(opens(sampler.poll(t)), [], 'within a second of its last look');
+    t += 1_000_000;
+    assert.equal(opens(sampler.poll(t)).length, 1, 'the slower round finds what came without an open call');
+  } finally {
+    opener.kill('SIGKILL');
     sampler.close();
   }
 });
