@@ -25,6 +25,14 @@ export interface LogSource {
   readonly base: RawBuilder<unknown> | null;
 }
 
+// pofr's own fields, beside Sigma's: the host's name, the container and the ids of the process.
+const pofrFields = (p: string): Record<string, FieldMapping> => ({
+  Host: { expr: sql.raw('h.name'), type: 'text' },
+  ContainerId: { expr: sql.raw(`${p}.container_id`), type: 'text' },
+  Uid: { expr: sql.raw(`${p}.ruid`), type: 'int' },
+  Euid: { expr: sql.raw(`${p}.euid`), type: 'int' },
+});
+
 // A name where the store has it (users at that time), else the uid, so `User: root` and `User: '0'`
 // both have something to match.
 const userOf = (p: string) => sql.raw(`coalesce(${p}."user", cast(${p}.ruid as text))`);
@@ -47,6 +55,7 @@ const processCreation: LogSource = {
     ParentImage: { expr: sql.raw('pp.exe'), type: 'text' },
     ParentCommandLine: { expr: sql.raw('pp.cmdline'), type: 'text' },
     ParentUser: { expr: userOf('pp'), type: 'text' },
+    ...pofrFields('p'),
   },
   columns: sql.raw(
     `p.id as process_id, p.boot_id, p.start_ticks, p.exec_index, p.ppid, p.exe, p.cmdline, p.cwd, ${`coalesce(p."user", cast(p.ruid as text))`} as "user", p.ruid, p.euid, p.container_id, pp.exe as parent_exe, pp.cmdline as parent_cmdline`,
@@ -85,6 +94,7 @@ const networkConnection: LogSource = {
       expr: sql.raw(`case when e.local_port > e.remote_port then 'true' else 'false' end`),
       type: 'text',
     },
+    ...pofrFields('p'),
   },
   columns: sql.raw(
     `e.id as endpoint_id, e.boot_id, e.proto, e.local_ip, e.local_port, e.remote_ip, e.remote_port, e.state, e.country, ${lookedUp} as looked_up, e.fqdn, case when ${lookedUp} is not null then 'looked_up' when e.fqdn is not null then 'reverse_dns' else null end as hostname_source, p.id as process_id, p.exe, p.cmdline, coalesce(p."user", cast(p.ruid as text)) as "user"`,
@@ -110,6 +120,7 @@ const fileEvent = (category: string): LogSource => ({
     CommandLine: { expr: sql.raw('p.cmdline'), type: 'text' },
     User: { expr: userOf('p'), type: 'text' },
     ProcessId: { expr: sql.raw('f.pid'), type: 'int' },
+    ...pofrFields('p'),
   },
   columns: sql.raw(
     `f.id as file_id, f.path, f.fd, f.kind, f.is_open, p.id as process_id, p.boot_id, p.exe, p.cmdline, coalesce(p."user", cast(p.ruid as text)) as "user"`,

@@ -114,6 +114,11 @@ const NETWORK_CASES: [string, string, number[]][] = [
   ['cidr IPv6', `  sel:\n    DestinationIp|cidr: fe80::/10\n  condition: sel`, [103]],
   ['DestinationPort as a number', `  sel:\n    DestinationPort: 53\n  condition: sel`, [101]],
   ['gt on a port', `  sel:\n    DestinationPort|gt: 60\n  condition: sel`, [101, 103]],
+  [
+    'pofr field Host on a connection',
+    `  sel:\n    Host: web1\n    DestinationPort: 80\n  condition: sel`,
+    [103],
+  ],
   ['Initiated', `  sel:\n    Initiated: 'true'\n    Image|endswith: /python3\n  condition: sel`, [103]],
   ['a listener is not a connection', `  sel:\n    Image|endswith: /nc\n  condition: sel`, []],
 ];
