@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
-import type { Store } from '../store/index.js';
+import { type Kysely, sql } from 'kysely';
+import type { Database, Store } from '../store/index.js';
 import type { CompiledRule } from './compile.js';
+import type { LogSource } from './logsources.js';
 
 export interface HuntQuery {
   /** Host ids (resolved by the caller); undefined: every host. */
@@ -10,7 +11,12 @@ export interface HuntQuery {
   readonly to?: number;
   /** At most this many matches per rule. */
   readonly limit: number;
+  /** Only rows this batch of this host opened (live alerts at ingest). */
+  readonly batch?: { readonly hostId: string; readonly seq: number };
 }
+
+/** open_ord is seq × ORD_PER_BATCH + record index (docs/schema.md "Order"). */
+const ORD_PER_BATCH = 1_000_000;
 
 /** One match: which rule (with its author, as its licence asks), which row, and the batch behind it. */
 export interface Alert {
@@ -26,7 +32,7 @@ export interface Alert {
   readonly batch_hash: string | null;
   readonly host_id: string;
   /** processes, endpoints or file_opens: where the matched row lives. */
-  readonly table: string;
+  readonly table: LogSource['table'];
   readonly [column: string]: unknown;
 }
 
@@ -38,6 +44,15 @@ export interface Alert {
  * const alerts = await hunt(store, compiled, { limit: 1000 });
  */
 export async function hunt(store: Store, rules: readonly CompiledRule[], q: HuntQuery): Promise<Alert[]> {
+  return huntOn(store.db, rules, q);
+}
+
+/** As hunt, on any connection or transaction (ingest runs it inside the batch's transaction). */
+export async function huntOn(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  q: HuntQuery,
+): Promise<Alert[]> {
   if (q.hosts?.length === 0) return [];
   const alerts: Alert[] = [];
   for (const c of rules) {
@@ -47,11 +62,16 @@ export async function hunt(store: Store, rules: readonly CompiledRule[], q: Hunt
     if (q.hosts) conds.push(sql<boolean>`${s.hostId} in (${sql.join(q.hosts)})`);
     if (q.from !== undefined) conds.push(sql<boolean>`${s.time} >= ${q.from}`);
     if (q.to !== undefined) conds.push(sql<boolean>`${s.time} <= ${q.to}`);
+    if (q.batch) {
+      const first = q.batch.seq * ORD_PER_BATCH;
+      conds.push(sql<boolean>`${s.hostId} = ${q.batch.hostId}`);
+      conds.push(sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`);
+    }
     const pid = s.fields.ProcessId?.expr ?? sql`null`;
     const { rows } = await sql<
       Record<string, unknown>
     >`select ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns} from ${s.from} where ${sql.join(conds, sql` and `)} order by ${s.time}, ${s.id} limit ${q.limit}`.execute(
-      store.db,
+      db,
     );
     for (const r of rows) {
       const { time, host, host_id, pid: p, batch_seq, batch_hash, ...row } = r;

@@ -21,6 +21,8 @@ export interface LogSource {
   readonly hostId: RawBuilder<unknown>;
   readonly time: RawBuilder<unknown>;
   readonly id: RawBuilder<unknown>;
+  /** `open_ord` of the row: seq × 1,000,000 + record index of the record that opened it. */
+  readonly ord: RawBuilder<unknown>;
   /** What every row must satisfy to be an event of this category (e.g. a connection, not a listener). */
   readonly base: RawBuilder<unknown> | null;
 }
@@ -66,6 +68,7 @@ const processCreation: LogSource = {
   hostId: sql.raw('p.host_id'),
   time: sql.raw('p.start'),
   id: sql.raw('p.id'),
+  ord: sql.raw('p.open_ord'),
   base: null,
 };
 
@@ -105,6 +108,7 @@ const networkConnection: LogSource = {
   hostId: sql.raw('e.host_id'),
   time: sql.raw('e.first_seen'),
   id: sql.raw('e.id'),
+  ord: sql.raw('e.open_ord'),
   // A connection has a remote side; a listener or an unconnected UDP socket is not one.
   base: sql.raw('e.remote_port <> 0'),
 };
@@ -131,6 +135,7 @@ const fileEvent = (category: string): LogSource => ({
   hostId: sql.raw('f.host_id'),
   time: sql.raw('f.first_seen'),
   id: sql.raw('f.id'),
+  ord: sql.raw('f.open_ord'),
   base: null,
 });
 

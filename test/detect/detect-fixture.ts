@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { ingestBatch } from '../../src/ingest/index.js';
+import { type IngestContext, ingestBatch } from '../../src/ingest/index.js';
 import type { PofrRecord } from '../../src/protocol/index.js';
 import type { Store } from '../../src/store/index.js';
 import { addHost, endpoint, file, inventory, proc, T0, type TestHost } from '../ingest/host-fixture.js';
@@ -10,12 +10,15 @@ const S = 1_000_000;
  * One host whose history the detection tests hunt over, ingested as real signed batches (so every
  * row points at the batch that recorded it): batch 1 holds the processes, batch 2 files and sockets.
  */
-export async function huntFixture(store: Store): Promise<{ host: TestHost; hashes: string[] }> {
+export async function huntFixture(
+  store: Store,
+  onApplied?: IngestContext['onApplied'],
+): Promise<{ host: TestHost; hashes: string[] }> {
   const host = await addHost(store, { name: 'web1' });
   const hashes: string[] = [];
   const send = async (records: PofrRecord[]) => {
     const b = host.next(records);
-    const r = await ingestBatch(store, b.bytes, { principal: host.hostId });
+    const r = await ingestBatch(store, b.bytes, { principal: host.hostId, onApplied });
     assert.equal(r.status, 'accepted', JSON.stringify(r));
     hashes.push(b.hash);
   };

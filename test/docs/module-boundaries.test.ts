@@ -21,7 +21,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   query: ['store'],
   // Detection compiles Sigma rules to SQL over the store's tables and runs them.
   detect: ['store'],
-  roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query'],
+  roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query', 'detect'],
   web: ['protocol', 'store', 'enrich', 'ingest', 'query', 'roles'],
   // Packaging builds the client role into one file and the server into a .deb: it needs only the
   // client role's file names and configuration format.
