@@ -8,6 +8,7 @@ import {
   loadRules,
 } from '../detect/index.js';
 import { PofrError } from '../errors.js';
+import { listAlerts } from '../query/index.js';
 import { type Store, sqliteCapabilities } from '../store/index.js';
 import { type CommonOpts, checkUsage, common, windowOf } from './analyst-commands.js';
 import { printRows } from './output.js';
@@ -95,16 +96,7 @@ export function registerDetectCommands(
       // The table's WHAT column is derived here; JSON rows keep the matched columns themselves.
       printRows(o.json ? rows : rows.map((r) => ({ ...r, what: whatOf(r) })), {
         json: Boolean(o.json),
-        columns: [
-          { key: 'time', header: 'TIME' },
-          { key: 'host', header: 'HOST' },
-          { key: 'pid', header: 'PID', align: 'right' },
-          { key: 'level', header: 'LEVEL' },
-          { key: 'title', header: 'RULE', maxWidth: 50 },
-          { key: 'author', header: 'AUTHOR', maxWidth: 30 },
-          { key: 'batch_seq', header: 'BATCH', align: 'right' },
-          { key: 'what', header: 'WHAT', maxWidth: 80 },
-        ],
+        columns: ALERT_COLUMNS,
       });
       if (unsupported > 0) {
         process.stderr.write(
@@ -112,6 +104,57 @@ export function registerDetectCommands(
         );
       }
     });
+
+  registerAlertsCommand(program, openStoreForData);
+}
+
+/** `pofr alerts`: the alerts live detection wrote at ingest, oldest first, keyed as `hunt` prints. */
+function registerAlertsCommand(program: Command, openStoreForData: (dir: string) => Promise<Store>): void {
+  common(program.command('alerts'))
+    .description(
+      'alerts raised at ingest by pofr server run --rules, with the batch that recorded each match',
+    )
+    .action(async (o: CommonOpts) => {
+      checkUsage(o as { from?: unknown; to?: unknown; limit?: unknown });
+      const store = await openStoreForData(o.data);
+      let rows: Record<string, unknown>[];
+      try {
+        const w = await windowOf(store, o);
+        const found = await listAlerts(store, { ...w, order: 'asc' });
+        rows = found.map((a) => ({
+          time: formatTime(a.t),
+          host: a.host,
+          pid: a.pid,
+          rule_id: a.rule,
+          title: a.summary,
+          level: a.severity,
+          author: a.author,
+          batch_seq: a.batch_seq,
+          batch_hash: a.batch_hash,
+          host_id: a.host_id,
+          table: a.source_table,
+          ...matchedRow(a.detail),
+        }));
+      } finally {
+        await store.close();
+      }
+      printRows(o.json ? rows : rows.map((r) => ({ ...r, what: whatOf(r) })), {
+        json: Boolean(o.json),
+        columns: ALERT_COLUMNS,
+      });
+    });
+}
+
+function matchedRow(detail: string | null): Record<string, unknown> {
+  if (detail === null) return {};
+  try {
+    const v = JSON.parse(detail) as unknown;
+    return typeof v === 'object' && v !== null && !Array.isArray(v)
+      ? (v as Record<string, unknown>)
+      : { detail };
+  } catch {
+    return { detail };
+  }
 }
 
 function checkRow(l: LoadedRule): CheckRow {
@@ -127,6 +170,17 @@ function checkRow(l: LoadedRule): CheckRow {
 }
 
 /** The matched row in a few words: the command line, the file, or the remote end and program. */
+const ALERT_COLUMNS = [
+  { key: 'time', header: 'TIME' },
+  { key: 'host', header: 'HOST' },
+  { key: 'pid', header: 'PID', align: 'right' as const },
+  { key: 'level', header: 'LEVEL' },
+  { key: 'title', header: 'RULE', maxWidth: 50 },
+  { key: 'author', header: 'AUTHOR', maxWidth: 30 },
+  { key: 'batch_seq', header: 'BATCH', align: 'right' as const },
+  { key: 'what', header: 'WHAT', maxWidth: 80 },
+];
+
 function whatOf(a: Record<string, unknown>): string {
   if (a.table === 'file_opens') return `${String(a.exe ?? '?')} opened ${String(a.path)}`;
   if (a.table === 'endpoints') {

