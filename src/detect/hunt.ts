@@ -11,8 +11,6 @@ export interface HuntQuery {
   readonly to?: number;
   /** At most this many matches per rule. */
   readonly limit: number;
-  /** Only rows this batch of this host opened (live alerts at ingest). */
-  readonly batch?: { readonly hostId: string; readonly seq: number };
 }
 
 /** open_ord is seq × ORD_PER_BATCH + record index (docs/schema.md "Order"). */
@@ -62,36 +60,78 @@ export async function huntOn(
     if (q.hosts) conds.push(sql<boolean>`${s.hostId} in (${sql.join(q.hosts)})`);
     if (q.from !== undefined) conds.push(sql<boolean>`${s.time} >= ${q.from}`);
     if (q.to !== undefined) conds.push(sql<boolean>`${s.time} <= ${q.to}`);
-    if (q.batch) {
-      const first = q.batch.seq * ORD_PER_BATCH;
-      conds.push(sql<boolean>`${s.hostId} = ${q.batch.hostId}`);
-      conds.push(sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`);
-    }
     const pid = s.fields.ProcessId?.expr ?? sql`null`;
     const { rows } = await sql<
       Record<string, unknown>
     >`select ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns} from ${s.from} where ${sql.join(conds, sql` and `)} order by ${s.time}, ${s.id} limit ${q.limit}`.execute(
       db,
     );
+    for (const r of rows) alerts.push(toAlert(c, r));
+  }
+  return alerts.sort((a, b) => a.time - b.time);
+}
+
+/**
+ * The rules on the rows one batch opened, one query per logsource (each rule a boolean column of
+ * it) rather than one per rule: live detection runs this for every batch, so its cost is a few
+ * indexed queries whatever the number of rules. At most `limit` matches per rule.
+ */
+export async function huntBatchOn(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  batch: { readonly hostId: string; readonly seq: number },
+  limit: number,
+): Promise<Alert[]> {
+  const bySource = new Map<LogSource, CompiledRule[]>();
+  for (const c of rules) bySource.set(c.source, [...(bySource.get(c.source) ?? []), c]);
+  const alerts: Alert[] = [];
+  const first = batch.seq * ORD_PER_BATCH;
+  for (const [s, group] of bySource) {
+    const conds = [
+      sql<boolean>`${s.hostId} = ${batch.hostId}`,
+      sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`,
+    ];
+    if (s.base) conds.push(sql<boolean>`${s.base}`);
+    const flags = group.map((c, i) => sql`(${c.where}) as ${sql.raw(`m_${i}`)}`);
+    const pid = s.fields.ProcessId?.expr ?? sql`null`;
+    const { rows } = await sql<
+      Record<string, unknown>
+    >`select ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns}, ${sql.join(flags)} from ${s.from} where ${sql.join(conds, sql` and `)} order by ${s.time}, ${s.id}`.execute(
+      db,
+    );
+    const counts = group.map(() => 0);
     for (const r of rows) {
-      const { time, host, host_id, pid: p, batch_seq, batch_hash, ...row } = r;
-      alerts.push({
-        time: Number(time),
-        host: String(host),
-        pid: p === null ? null : Number(p),
-        rule_id: c.rule.id,
-        title: c.rule.title,
-        level: c.rule.level,
-        author: c.rule.author,
-        batch_seq: batch_seq === null ? null : Number(batch_seq),
-        batch_hash: batch_hash === null ? null : String(batch_hash),
-        host_id: String(host_id),
-        table: s.table,
-        ...numbersOf(row),
+      const row: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(r)) if (!/^m_\d+$/.test(k)) row[k] = v;
+      group.forEach((c, i) => {
+        const hit = r[`m_${i}`];
+        // SQLite answers 1/0, PostgreSQL true/false; NULL (unknown) is no match.
+        if ((hit === true || Number(hit) === 1) && counts[i] < limit) {
+          counts[i]++;
+          alerts.push(toAlert(c, row));
+        }
       });
     }
   }
   return alerts.sort((a, b) => a.time - b.time);
+}
+
+function toAlert(c: CompiledRule, r: Record<string, unknown>): Alert {
+  const { time, host, host_id, pid: p, batch_seq, batch_hash, ...row } = r;
+  return {
+    time: Number(time),
+    host: String(host),
+    pid: p === null ? null : Number(p),
+    rule_id: c.rule.id,
+    title: c.rule.title,
+    level: c.rule.level,
+    author: c.rule.author,
+    batch_seq: batch_seq === null ? null : Number(batch_seq),
+    batch_hash: batch_hash === null ? null : String(batch_hash),
+    host_id: String(host_id),
+    table: c.source.table,
+    ...numbersOf(row),
+  };
 }
 
 // PostgreSQL returns bigint columns as strings; the ids and numbers of a row are numbers in both.

@@ -1,9 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/index.js';
 import type { CompiledRule } from './compile.js';
-import { type Alert, huntOn } from './hunt.js';
+import { type Alert, huntBatchOn } from './hunt.js';
 
-/** Matches per rule and batch kept as alerts; more are counted in the last alert's detail. */
+/** Matches kept as alerts per rule and batch (a runaway rule cannot flood the table). */
 const MAX_PER_RULE_AND_BATCH = 1000;
 
 /**
@@ -22,7 +22,7 @@ export async function recordAlerts(
   now: number = Date.now() * 1000,
 ): Promise<number> {
   if (rules.length === 0) return 0;
-  const alerts = await huntOn(trx, rules, { batch, limit: MAX_PER_RULE_AND_BATCH });
+  const alerts = await huntBatchOn(trx, rules, batch, MAX_PER_RULE_AND_BATCH);
   if (alerts.length === 0) return 0;
   await trx
     .insertInto('alerts')
