@@ -1,13 +1,14 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Capabilities } from '../store/index.js';
 import { type Condition, ConditionError, parseCondition, searchesMatching } from './condition.js';
-import { LOGSOURCES, type LogSource } from './logsources.js';
+import { batchViewOf, LOGSOURCES, type LogSource } from './logsources.js';
 import type { SigmaRule } from './rule.js';
 import { fieldMatch, join, UnsupportedError } from './values.js';
 
 /** A rule pofr can run: its SQL condition over its logsource's base query. */
 export interface CompiledRule {
   readonly status: 'ok';
+  readonly caps: Capabilities;
   readonly rule: SigmaRule;
   readonly source: LogSource;
   readonly where: RawBuilder<boolean>;
@@ -28,14 +29,19 @@ export interface UnsupportedRule {
  * const c = compileRule(parseRule(text, file), store.caps);
  * if (c.status === 'ok') … c.where …
  */
-export function compileRule(rule: SigmaRule, caps: Capabilities): CompiledRule | UnsupportedRule {
+export function compileRule(
+  rule: SigmaRule,
+  caps: Capabilities,
+  opts: { batchView?: boolean } = {},
+): CompiledRule | UnsupportedRule {
   const unsupported = (reason: string): UnsupportedRule => ({ status: 'unsupported', rule, reason });
   const { product, category, service } = rule.logsource;
   if (product !== undefined && product.toLowerCase() !== 'linux') {
     return unsupported(`logsource product "${product}": pofr records Linux hosts`);
   }
   if (service !== undefined) return unsupported(`logsource service "${service}": pofr records no logs`);
-  const source = category === undefined ? undefined : LOGSOURCES[category];
+  const table = category === undefined ? undefined : LOGSOURCES[category];
+  const source = table && opts.batchView ? batchViewOf(table) : table;
   if (source === undefined) {
     return unsupported(
       `logsource category "${category ?? '(none)'}": pofr records ${Object.keys(LOGSOURCES).join(', ')}`,
@@ -74,7 +80,7 @@ export function compileRule(rule: SigmaRule, caps: Capabilities): CompiledRule |
       rule.conditions.map((c) => toSql(parseCondition(c))),
       'or',
     );
-    return { status: 'ok', rule, source, where };
+    return { status: 'ok', caps, rule, source, where };
   } catch (e) {
     if (e instanceof UnsupportedError || e instanceof ConditionError) return unsupported(e.message);
     throw e;

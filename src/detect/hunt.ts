@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database, Store } from '../store/index.js';
-import type { CompiledRule } from './compile.js';
+import { type CompiledRule, compileRule } from './compile.js';
 import type { LogSource } from './logsources.js';
 
 export interface HuntQuery {
@@ -83,26 +83,35 @@ export async function huntBatchOn(
   limit: number,
 ): Promise<Alert[]> {
   const bySource = new Map<LogSource, CompiledRule[]>();
-  for (const c of rules) bySource.set(c.source, [...(bySource.get(c.source) ?? []), c]);
+  for (const r of rules) {
+    const c = viewRule(r);
+    if (c === null) continue;
+    bySource.set(c.source, [...(bySource.get(c.source) ?? []), c]);
+  }
   const alerts: Alert[] = [];
   const first = batch.seq * ORD_PER_BATCH;
-  for (const [s, group] of bySource) {
+  for (const [view, group] of bySource) {
+    const s = view.origin!;
     const conds = [
       sql<boolean>`${s.hostId} = ${batch.hostId}`,
       sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`,
     ];
     if (s.base) conds.push(sql<boolean>`${s.base}`);
+    const fieldColumns = Object.entries(s.fields).flatMap(([name, f]) => [
+      sql`${f.expr} as ${sql.raw(`"f_${name}"`)}`,
+      ...(f.type === 'text' ? [sql`lower(cast(${f.expr} as text)) as ${sql.raw(`"l_${name}"`)}`] : []),
+    ]);
     const flags = group.map((c, i) => sql`(${c.where}) as ${sql.raw(`m_${i}`)}`);
     const pid = s.fields.ProcessId?.expr ?? sql`null`;
     const { rows } = await sql<
       Record<string, unknown>
-    >`select ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns}, ${sql.join(flags)} from ${s.from} where ${sql.join(conds, sql` and `)} order by ${s.time}, ${s.id}`.execute(
+    >`with v as materialized (select ${s.time} as time, ${s.id} as row_order, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns}, ${sql.join(fieldColumns)} from ${s.from} where ${sql.join(conds, sql` and `)}) select v.*, ${sql.join(flags)} from v order by v.time, v.row_order`.execute(
       db,
     );
     const counts = group.map(() => 0);
     for (const r of rows) {
       const row: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(r)) if (!/^m_\d+$/.test(k)) row[k] = v;
+      for (const [k, v] of Object.entries(r)) if (!/^(m_\d+|[fl]_.*|row_order)$/.test(k)) row[k] = v;
       group.forEach((c, i) => {
         const hit = r[`m_${i}`];
         // SQLite answers 1/0, PostgreSQL true/false; NULL (unknown) is no match.
@@ -114,6 +123,19 @@ export async function huntBatchOn(
     }
   }
   return alerts.sort((a, b) => a.time - b.time);
+}
+
+// Each rule compiled once more against its logsource's batch view, remembered per compiled rule.
+const VIEW_RULES = new WeakMap<CompiledRule, CompiledRule | null>();
+function viewRule(c: CompiledRule): CompiledRule | null {
+  if (c.source.origin) return c;
+  let v = VIEW_RULES.get(c);
+  if (v === undefined) {
+    const r = compileRule(c.rule, c.caps, { batchView: true });
+    v = r.status === 'ok' ? r : null;
+    VIEW_RULES.set(c, v);
+  }
+  return v;
 }
 
 function toAlert(c: CompiledRule, r: Record<string, unknown>): Alert {

@@ -5,6 +5,8 @@ export interface FieldMapping {
   readonly expr: RawBuilder<unknown>;
   /** text: matched as strings; int: numbers compared as numbers (strings with wildcards as text). */
   readonly type: 'text' | 'int';
+  /** The field already lowered (a column of a batch view), instead of lower() per test. */
+  readonly lowered?: RawBuilder<unknown>;
 }
 
 /** A Sigma logsource category pofr records, and the table its events come from. */
@@ -23,6 +25,8 @@ export interface LogSource {
   readonly id: RawBuilder<unknown>;
   /** `open_ord` of the row: seq × 1,000,000 + record index of the record that opened it. */
   readonly ord: RawBuilder<unknown>;
+  /** Set on a batch view (viewOf): the logsource it reads, materialised once per batch. */
+  readonly origin?: LogSource;
   /** What every row must satisfy to be an event of this category (e.g. a connection, not a listener). */
   readonly base: RawBuilder<unknown> | null;
 }
@@ -147,3 +151,27 @@ export const LOGSOURCES: Readonly<Record<string, LogSource>> = Object.freeze({
   file_create: fileEvent('file_create'),
   file_access: fileEvent('file_access'),
 });
+
+/**
+ * The same logsource as a view `v` of one batch's rows with every field computed, and lowered,
+ * once per row (live detection: a hundred rules test the same few fields of the same rows, and
+ * lower() per test was most of their cost). huntBatchOn builds `v` as a materialised CTE.
+ */
+export function viewOf(source: LogSource): LogSource {
+  const fields: Record<string, FieldMapping> = {};
+  for (const [name, f] of Object.entries(source.fields)) {
+    fields[name] = {
+      expr: sql.raw(`v."f_${name}"`),
+      type: f.type,
+      lowered: f.type === 'text' ? sql.raw(`v."l_${name}"`) : undefined,
+    };
+  }
+  return { ...source, fields, origin: source };
+}
+
+const VIEWS = new Map<LogSource, LogSource>(Object.values(LOGSOURCES).map((s) => [s, viewOf(s)]));
+
+/** The batch view of a logsource (one per logsource, so rules of one logsource share it). */
+export function batchViewOf(source: LogSource): LogSource {
+  return VIEWS.get(source) ?? viewOf(source);
+}

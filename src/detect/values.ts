@@ -89,7 +89,10 @@ function one(
   // so both sides are lowered, by the engine's own lower() so the two sides agree.
   return has('cased')
     ? guard(col, sql<boolean>`${text} like ${pattern} escape '\\'`)
-    : guard(col, sql<boolean>`lower(${text}) like lower(cast(${pattern} as text)) escape '\\'`);
+    : guard(
+        col,
+        sql<boolean>`${field.lowered ?? sql`lower(${text})`} like lower(cast(${pattern} as text)) escape '\\'`,
+      );
 }
 
 /** Sigma's `*` and `?` become LIKE's `%` and `_`; `\*`, `\?`, `\\` are literal; %, _ and \ are escaped. */

@@ -1,6 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { type Alert, compileRule, hunt, parseRule } from '../../src/detect/index.js';
+import {
+  type Alert,
+  type CompiledRule,
+  compileRule,
+  hunt,
+  huntBatchOn,
+  parseRule,
+} from '../../src/detect/index.js';
 import { type Store, sqliteCapabilities } from '../../src/store/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
 import { huntFixture } from './detect-fixture.js';
@@ -145,6 +152,27 @@ for (const dialect of DIALECTS) {
         .select((eb) => eb.fn.countAll().as('n'))
         .executeTakeFirst();
       assert.equal(Number(n?.n), 7, 'the hostile command line changed nothing');
+    }));
+
+  test(`[${dialect}] live evaluation of each batch (its materialised view) selects the same rows as hunt`, (t) =>
+    withStore(t, dialect, async (store) => {
+      const { host } = await huntFixture(store);
+      const cases = [
+        ...PROCESS_CASES.map(([n, d, w]) => [n, rule(d), w] as const),
+        ...NETWORK_CASES.map(([n, d, w]) => [n, rule(d, 'network_connection'), w] as const),
+      ];
+      for (const [name, yaml, want] of cases) {
+        const c = compileRule(parseRule(yaml, 'live.yml'), store.caps) as CompiledRule;
+        const live = [
+          ...(await huntBatchOn(store.db, [c], { hostId: host.hostId, seq: 1 }, 1000)),
+          ...(await huntBatchOn(store.db, [c], { hostId: host.hostId, seq: 2 }, 1000)),
+        ];
+        assert.deepEqual(
+          live.map((a) => a.pid!).sort((a, b) => a - b),
+          want,
+          `live: ${name}`,
+        );
+      }
     }));
 
   test(`[${dialect}] an alert carries the rule's id, title, level and author and the batch that recorded the row`, (t) =>
