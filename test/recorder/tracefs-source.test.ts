@@ -145,9 +145,12 @@ test("a container's own ld.so gets a probe of its own once one of its programs r
     assert.ok(execd && execd.type === 'process_exec', 'the program run in the chroot is recorded');
     assert.deepEqual(execd.proc.argv, ['/bin/true', tag]);
     assert.equal(execd.proc.argv_source, 'probe', 'the chroot ld.so is probed');
-    const paths = src.health().interpreters;
-    assert.equal(paths.length, before + 1);
-    assert.match(paths[paths.length - 1], /^\/proc\/\d+\/root\/lib64\/ld-linux-x86-64\.so\.2$/);
+    // Other roots may be probed meanwhile (the suite runs tests side by side, some in chroots).
+    const added = src.health().interpreters.slice(before);
+    assert.ok(
+      added.some((p) => /^\/proc\/\d+\/root\/lib64\/ld-linux-x86-64\.so\.2$/.test(p)),
+      `an ld.so inside a process's root is probed: ${JSON.stringify(added)}`,
+    );
   } finally {
     src.close();
     rmSync(root, { recursive: true, force: true });
