@@ -1,6 +1,7 @@
 import type { BenchResult } from './bench-result.js';
 import { run as clientPackage } from './client-package.js';
 import { run as crashJournal } from './crash-journal.js';
+import { run as detectLive } from './detect-live.js';
 import { run as execCapture } from './exec-capture.js';
 import { run as fileCapture } from './file-capture.js';
 import { run as fleet } from './fleet.js';
@@ -22,6 +23,7 @@ const benches: [string, () => Promise<BenchResult>][] = [
   ['crash-journal', crashJournal],
   ['fleet', fleet],
   ['web-api-latency', webApiLatency],
+  ['detect-live', detectLive],
 ];
 
 const only = process.argv.slice(2);

@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   POFR_VERIFY_FAILED: 'stored evidence failed re-verification',
   POFR_PERMISSION: 'an operation needs privileges this process does not have',
   POFR_PACKAGE: 'a client or server package could not be built',
+  POFR_RULE_INVALID: 'a detection rule file could not be read or is not a valid Sigma rule',
   POFR_PROTOCOL_VERSION: 'the client speaks a protocol version this server does not',
 } as const;
 

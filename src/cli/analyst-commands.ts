@@ -53,7 +53,7 @@ export interface AnalystDeps {
   readonly err?: Writable;
 }
 
-interface CommonOpts {
+export interface CommonOpts {
   data: string;
   host?: string;
   from?: string;
@@ -506,7 +506,7 @@ export function recorderStateColumns(s: HostState | undefined) {
  * The options every analyst verb takes (CLI.md conventions). `tree` looks at one instant: it still
  * accepts --from/--to (to explain that --at is wanted) but does not advertise them.
  */
-function common(cmd: Command, window = true): Command {
+export function common(cmd: Command, window = true): Command {
   const from = new Option(
     '--from <time>',
     'window start: ISO 8601 (2026-11-24T20:15:00Z, local time allowed) or relative (-15m)',
@@ -522,12 +522,12 @@ function common(cmd: Command, window = true): Command {
 }
 
 /** Bad times and limits are usage errors (exit 2), found before any store is opened. */
-function checkUsage(o: { from?: unknown; to?: unknown; at?: unknown; limit?: unknown }): void {
+export function checkUsage(o: { from?: unknown; to?: unknown; at?: unknown; limit?: unknown }): void {
   for (const t of [o.from, o.to, o.at]) if (typeof t === 'string') parseTimeArg(t);
   if (typeof o.limit === 'string') intOption(o.limit, '--limit', 1, Number.MAX_SAFE_INTEGER);
 }
 
-async function windowOf(store: Store, o: CommonOpts): Promise<WindowOptions & { limit: number }> {
+export async function windowOf(store: Store, o: CommonOpts): Promise<WindowOptions & { limit: number }> {
   // One clock reading for both ends, so "-1h" and "-0m" describe the same hour.
   const now = nowMicros();
   const from = o.from === undefined ? undefined : parseTimeArg(o.from, now);

@@ -4,6 +4,7 @@ import { pofrVersion } from '../version.js';
 import { registerAnalystCommands } from './analyst-commands.js';
 import { registerClientCommands } from './client-commands.js';
 import { registerDemoCommand } from './demo-command.js';
+import { registerDetectCommands } from './detect-commands.js';
 import { registerExportCommand } from './export-command.js';
 import { registerPackageCommands } from './package-commands.js';
 import { runCli } from './run-cli.js';
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerPackageCommands(registerServerCommands(program), dataOpt);
   registerClientCommands(program);
   registerAnalystCommands(program, { openStoreForData, verify: (store, opts) => verifyStore(store, opts) });
+  registerDetectCommands(program, openStoreForData);
   registerDemoCommand(program);
   registerWebCommand(program);
   registerExportCommand(program, openStoreForData);

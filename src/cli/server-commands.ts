@@ -80,9 +80,16 @@ export function registerServerCommands(program: Command): Command {
       'an ASN database (MaxMind format, e.g. GeoLite2-ASN); default: the bundled DB-IP ASN Lite',
     )
     .option('--no-rdns', 'do not resolve remote addresses to names (reverse DNS)')
+    .option(
+      '--rules <dir|file|bundled>',
+      'Sigma rules evaluated on every ingested batch into alerts (repeatable; `bundled`: the SigmaHQ Linux rules)',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
     .action(
       async (o: {
         data: string;
+        rules: string[];
         listen: string;
         web?: string;
         geoip?: string | false;
@@ -103,6 +110,7 @@ export function registerServerCommands(program: Command): Command {
           geoipCity: o.geoipCity,
           geoipAsn: o.geoipAsn,
           rdns: o.rdns,
+          rules: o.rules,
         });
         let ui: Awaited<ReturnType<typeof startWeb>> | null = null;
         try {

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import type { Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { GeoLookup } from '../enrich/index.js';
 import { type ErrorCode, isPofrError } from '../errors.js';
 import {
@@ -42,6 +42,11 @@ export interface IngestContext {
   readonly receivedAt?: number;
   /** Fills endpoints' country from their remote address; without it, country stays null. */
   readonly geo?: GeoLookup;
+  /**
+   * Runs inside the batch's transaction once its rows are applied (live detection writes its
+   * alerts here, so they commit with the batch or not at all). A throw rolls the batch back.
+   */
+  readonly onApplied?: (trx: Kysely<Database>, batch: { hostId: string; seq: number }) => Promise<void>;
 }
 
 class Refusal extends Error {
@@ -65,7 +70,7 @@ class Refusal extends Error {
 export async function ingestBatch(store: Store, bytes: Buffer, ctx: IngestContext): Promise<IngestResult> {
   const receivedAt = ctx.receivedAt ?? Date.now() * 1000;
   try {
-    return await verifyAndApply(store, bytes, ctx.principal, receivedAt, ctx.geo);
+    return await verifyAndApply(store, bytes, ctx.principal, receivedAt, ctx.geo, ctx.onApplied);
   } catch (e) {
     if (!(e instanceof Refusal)) throw e;
     // After the rollback, in its own statement: the refusal is evidence too.
@@ -91,6 +96,7 @@ async function verifyAndApply(
   principal: string,
   receivedAt: number,
   geo: GeoLookup | undefined,
+  onApplied: IngestContext['onApplied'],
 ) {
   const frame = refuseOnPofrError(() => readBatchFrame(bytes), null);
   const { header } = frame;
@@ -225,6 +231,7 @@ async function verifyAndApply(
         store.caps,
       );
       await applier.apply(records);
+      if (onApplied) await onApplied(trx, { hostId: principal, seq: header.seq });
       await advanceHost(trx, principal, frame, receivedAt);
       return {
         status: 'accepted' as const,

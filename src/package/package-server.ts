@@ -54,6 +54,8 @@ export function buildServerPackage(opts: { outDir: string; version: string }): S
     const lib = join(stage, 'lib');
     cpSync(join(ROOT, 'package.json'), join(lib, 'package.json'));
     cpSync(join(ROOT, 'bin'), join(lib, 'bin'), { recursive: true });
+    // The bundled Sigma rules (`pofr hunt --rules bundled`), with their licences.
+    cpSync(join(ROOT, 'rules'), join(lib, 'rules'), { recursive: true });
     for (const d of ['dist/src', 'dist/client']) {
       cpSync(join(ROOT, d), join(lib, d), { recursive: true, filter: (src) => !src.endsWith('.map') });
     }

@@ -264,6 +264,14 @@ export interface AlertsTable {
   summary: string;
   detail: string | null;
   created_at: ColumnType<number, number, never>;
+  /** Migration 0014 (null on older rows): the rule's author, the matched row and its batch. */
+  author: string | null;
+  /** processes, endpoints or file_opens */
+  source_table: string | null;
+  row_id: number | null;
+  pid: number | null;
+  batch_seq: number | null;
+  batch_hash: string | null;
 }
 
 /**

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 
 /**
  * The data flows one way (source → diff → batch → spool → transport → verify → ingest → store →
- * query); this test enforces STYLE.md's import table so a module never reaches into a later stage or
+ * query → detect); this test enforces STYLE.md's import table so a module never reaches into a later stage or
  * another folder's internals.
  */
 const SRC = new URL('../../../src/', import.meta.url).pathname;
@@ -19,7 +19,9 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
   enrich: [],
   ingest: ['protocol', 'store', 'enrich'],
   query: ['store'],
-  roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query'],
+  // Detection compiles Sigma rules to SQL over the store's tables and runs them.
+  detect: ['store'],
+  roles: ['protocol', 'recorder', 'spool', 'transport', 'store', 'enrich', 'ingest', 'query', 'detect'],
   web: ['protocol', 'store', 'enrich', 'ingest', 'query', 'roles'],
   // Packaging builds the client role into one file and the server into a .deb: it needs only the
   // client role's file names and configuration format.
@@ -36,6 +38,7 @@ const MAY_IMPORT: Record<string, readonly string[]> = {
     'roles',
     'package',
     'web',
+    'detect',
   ],
 };
 

@@ -4,6 +4,7 @@ import { openStore, readStoreConfig, type Store } from '../../store/index.js';
 import { type SshServer, startSshServer } from '../../transport/index.js';
 import { AuditTrail } from './audit-trail.js';
 import { ensureSharedHostKey } from './host-key.js';
+import { loadLiveRules } from './live-rules.js';
 import { startRdnsFiller } from './rdns-filler.js';
 import { watchRevocations } from './revocation-watch.js';
 import { createServerHandlers } from './server-handlers.js';
@@ -23,6 +24,8 @@ export interface ServerOptions {
   readonly geoipAsn?: string | null;
   /** Reverse DNS of remote addresses beside ingest (default true; `--no-rdns`). */
   readonly rdns?: boolean;
+  /** Sigma rule files, directories or "bundled", evaluated on every ingested batch (`--rules`). */
+  readonly rules?: readonly string[];
 }
 
 export interface RunningServer {
@@ -68,9 +71,16 @@ function loadGeoip(opts: ServerOptions, log: Log): GeoLookup | undefined {
 export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const geo = loadGeoip(opts, opts.log);
   const store = await openStore(readStoreConfig(opts.dataDir));
+  let rules: ReturnType<typeof loadLiveRules>;
+  try {
+    rules = loadLiveRules(opts.rules ?? [], store.caps, opts.log);
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   const hostKey = await ensureSharedHostKey(store, opts.dataDir);
   const audit = AuditTrail.inMemory(store, opts.log);
-  const handlers = createServerHandlers({ store, audit, log: opts.log, geo });
+  const handlers = createServerHandlers({ store, audit, log: opts.log, geo, rules });
   let server: SshServer;
   try {
     server = await startSshServer({

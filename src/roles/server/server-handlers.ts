@@ -1,3 +1,4 @@
+import { type CompiledRule, recordAlerts } from '../../detect/index.js';
 import type { GeoLookup } from '../../enrich/index.js';
 import { ingestBatch } from '../../ingest/index.js';
 import type { Store } from '../../store/index.js';
@@ -13,6 +14,8 @@ export interface HandlerDeps {
   readonly audit: AuditTrail;
   readonly log: Log;
   readonly geo?: GeoLookup;
+  /** Sigma rules evaluated on each batch, in its transaction (live alerts); none by default. */
+  readonly rules?: readonly CompiledRule[];
   /** Pause after a refused enrollment, against guessing tokens and passwords; default 1 s. */
   readonly enrollRefusalDelayMs?: number;
 }
@@ -24,6 +27,14 @@ export interface HandlerDeps {
  */
 export function createServerHandlers(deps: HandlerDeps): ServerHandlers {
   const { store, audit, log, geo } = deps;
+  const rules = deps.rules ?? [];
+  // In the batch's transaction, so an alert exists exactly when its batch does (docs/detection.md).
+  const onApplied =
+    rules.length === 0
+      ? undefined
+      : async (trx: Parameters<typeof recordAlerts>[0], b: { hostId: string; seq: number }) => {
+          await recordAlerts(trx, rules, b);
+        };
   // The version each host's client last announced, so it is written once per change, not per batch.
   const knownVersions = new Map<string, string>();
   return {
@@ -77,7 +88,7 @@ export function createServerHandlers(deps: HandlerDeps): ServerHandlers {
       }
       // Throws only when the store itself failed: the transport then closes the channel without an
       // ACK and the client keeps the batch for a retry.
-      const result = await ingestBatch(store, batch, { principal, geo });
+      const result = await ingestBatch(store, batch, { principal, geo, onApplied });
       if (result.status === 'refused') {
         log('refused batch', {
           remote: ctx.remote,

