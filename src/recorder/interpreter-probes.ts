@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { fileId } from './sources/file-id.js';
 import { listTgids } from './sources/procfs-reader.js';
 import { ARGV_SLOTS, argvProbeArgs, argvProbeFormat } from './sources/tracefs/argv-probe.js';
 import { readElfEntry } from './sources/tracefs/elf-file.js';
@@ -149,14 +149,5 @@ export class InterpreterProbes {
   #rootOf(pid: number): string {
     const link = `${this.#o.procRoot}/${pid}/root`;
     return fileId(link) === fileId('/') ? '' : link;
-  }
-}
-
-function fileId(path: string): string | null {
-  try {
-    const st = statSync(path);
-    return `${st.dev}:${st.ino}`;
-  } catch {
-    return null;
   }
 }

@@ -1,4 +1,5 @@
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { fileId } from './sources/file-id.js';
 import { readElfFunctionOffsets } from './sources/tracefs/elf-symbols.js';
 import type { EventFormat } from './sources/tracefs/event-format.js';
 import type { TraceInstance } from './sources/tracefs/trace-instance.js';
@@ -180,15 +181,6 @@ function hostLibc(): string | null {
     const maps = readFileSync('/proc/self/maps', 'latin1');
     const m = /\s(\/\S*\/libc\.so\.6)$/m.exec(maps);
     return m ? m[1] : null;
-  } catch {
-    return null;
-  }
-}
-
-function fileId(path: string): string | null {
-  try {
-    const st = statSync(path);
-    return `${st.dev}:${st.ino}`;
   } catch {
     return null;
   }
