@@ -428,10 +428,10 @@ export class TracefsSource implements RecorderSource {
    * tables at once and leaves the others to a slower round.
    */
   takeFdChanges(): ReadonlySet<number> | null {
-    if (this.#files === null || this.#closed) return null;
     const touched = this.#fdTouched;
     this.#fdTouched = new Set();
-    return touched;
+    // Socket and close events also run for UDP alone: the set is emptied either way.
+    return this.#files === null || this.#closed ? null : touched;
   }
 
   /** True once after the kernel lost events: the sampler should check everything against /proc. */
