@@ -89,7 +89,10 @@ async function stored(url: string) {
 
 test('two server nodes with their own data directories on one PostgreSQL database, several clients, a node SIGKILLed mid-stream', {
   skip: adminUrl === undefined ? `${PG_URL_ENV} not set: this test needs a PostgreSQL server` : false,
-}, async () => {
+}, async (t) => {
+  // Each phase's time goes to the report: on a loaded machine it tells which step was slow.
+  const t0 = Date.now();
+  const phase = (what: string) => t.diagnostic(`${what} after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${dbName}`);
@@ -133,16 +136,30 @@ test('two server nodes with their own data directories on one PostgreSQL databas
     clients.push(c);
   }
 
+  let last: Awaited<ReturnType<typeof stored>> = [];
+  const tail = (d: Daemon) =>
+    `(${d.child.exitCode === null && d.child.signalCode === null ? 'running' : `exited ${d.child.exitCode ?? d.child.signalCode}`})\n${d.stderr().split('\n').slice(-15).join('\n')}`;
   const atLeast = (n: number) =>
     waitUntil(
       `every client with ${n} batches stored`,
       async () => {
-        const rows = await stored(dbUrl);
-        return rows.length === CLIENTS && rows.every((r) => r.n >= n) ? rows : undefined;
+        last = await stored(dbUrl);
+        return last.length === CLIENTS && last.every((r) => r.n >= n) ? last : undefined;
       },
       120_000,
-    );
+    ).catch((e: Error) => {
+      // What each side said is what tells a slow machine from a stuck node or a refused client.
+      const said = [
+        `stored: ${JSON.stringify(last)}`,
+        `node A ${tail(a.daemon)}`,
+        `node B ${tail(b.daemon)}`,
+        ...clients.map((c, i) => `client ${i} ${tail(c)}`),
+      ];
+      throw new Error(`${e.message}\n${said.join('\n')}`);
+    });
+  phase('clients enrolled and running');
   const before = await atLeast(3);
+  phase('3 batches per client stored');
   // The balancer spread the clients: node A is ingesting for at least one when it dies.
   const onA = before.filter((r) => a.daemon.stderr().includes(r.host_id));
   assert.ok(onA.length > 0, `no client on node A: ${a.daemon.stderr()}`);
@@ -151,11 +168,15 @@ test('two server nodes with their own data directories on one PostgreSQL databas
   a.daemon.child.kill('SIGKILL');
   await once(a.daemon.child, 'exit');
   const hi = Math.max(...before.map((r) => r.hi));
+  phase('node A killed');
   await atLeast(hi + 3);
+  phase('node B took over');
   // Back on its own data directory, on a new port the balancer learns.
   a = await startNode(dataA);
   backends[0] = a.port;
+  phase('node A back');
   await atLeast(hi + 6);
+  phase('both nodes ingesting');
 
   for (const c of clients) assert.equal(await c.stop(20_000), 0, c.stderr());
   const rows = await stored(dbUrl);
