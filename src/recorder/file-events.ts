@@ -53,19 +53,20 @@ export class FileEvents {
     this.#pending.set(ev.tid, ev);
   }
 
-  opened(ev: SyscallExitEvent, out: PofrRecord[]): void {
+  /** True when the open became a record with its path; false when only /proc can tell what it opened. */
+  opened(ev: SyscallExitEvent, out: PofrRecord[]): boolean {
     const call = this.#pending.get(ev.tid);
-    // An open by a program that called the kernel directly (static, Go): no path to record.
-    if (call === undefined) return;
+    // An open by a program that called the kernel directly (static, Go, ld.so): no path to record.
+    if (call === undefined) return false;
     this.#pending.delete(ev.tid);
     if (ev.ret < 0) {
       this.counts.failed++;
-      return;
+      return false;
     }
     const owner = this.#o.ownerOfTid(ev.tid);
     if (owner === null) {
       this.counts.unowned++;
-      return;
+      return false;
     }
     const path = this.#absolute(owner, ev.ret, call);
     this.counts.opened++;
@@ -80,6 +81,7 @@ export class FileEvents {
         kind: classifyFdTarget(path),
       },
     });
+    return true;
   }
 
   closed(ev: CloseEvent, out: PofrRecord[]): void {

@@ -123,6 +123,14 @@ export class ProcessEvents {
   readonly #probeWaitNs: number;
   readonly #maxPending: number;
   readonly #maxThreads: number;
+  /**
+   * Processes whose image's cgroup and namespaces are known to be current: read at an exec or a
+   * clone into a new context, or inherited from such a parent by a plain fork, with no unshare,
+   * setns or cgroup move since. Their execs keep the image's context instead of reading it (four
+   * readlinks and a read of a short process's). Used only once the source reports those changes.
+   */
+  readonly #contextKnown = new Set<number>();
+  #contextTracked = false;
   readonly #modes = new Map<
     string,
     { at: number; value: { mode: number; uid: number; gid: number } | null }
@@ -144,6 +152,21 @@ export class ProcessEvents {
       return;
     }
     this.#tgidOf.set(tid, tgid);
+  }
+
+  /** The source reports every unshare, setns and cgroup move (contextChanged): see #contextKnown. */
+  trackContextChanges(): void {
+    this.#contextTracked = true;
+  }
+
+  /** This thread's process may be in other namespaces or another cgroup than its image says. */
+  contextChanged(tid: number): void {
+    this.#contextKnown.delete(this.tgidOf(tid));
+  }
+
+  /** Events were lost: any of them could have been a context change, so no context is known. */
+  eventsLost(): void {
+    this.#contextKnown.clear();
   }
 
   /** The process a thread belongs to (a leader's tid is its pid). */
@@ -168,7 +191,9 @@ export class ProcessEvents {
     this.#settle(ev.pid, out);
     if (ev.oldPid !== ev.pid) this.#tgidOf.delete(ev.oldPid);
     const before = this.#o.live.processOfPid(ev.pid);
-    const sight = passed ? null : this.#look(ev, before);
+    const contextKnown = before !== undefined && this.#contextKnown.has(ev.pid);
+    const sight = passed ? null : this.#look(ev, before, contextKnown);
+    if (sight !== null && this.#contextTracked) this.#knowContext(ev.pid);
     let startTicks = before?.start_ticks ?? sight?.startTicks ?? null;
     if (startTicks === null) startTicks = Math.floor(ev.ts / this.#tickNs);
     if (this.#pending.size >= this.#maxPending) {
@@ -230,6 +255,10 @@ export class ProcessEvents {
     const base = parent ?? this.#childFromProc(ev, startTicks);
     // A fork inherits its parent's cgroup and namespaces; a clone into new namespaces is read.
     const context = ev.newNamespaces === true && parent ? readContextFields(this.#o.procRoot, ev.tid) : null;
+    if (this.#contextTracked && parent !== undefined) {
+      if (context !== null || (ev.newNamespaces === false && this.#contextKnown.has(parentPid)))
+        this.#knowContext(ev.tid);
+    }
     const image: ProcessImage = {
       ...base,
       ...context,
@@ -251,6 +280,7 @@ export class ProcessEvents {
     // Without group_dead (old kernels), only the leader's exit is taken as the process's end.
     const last = ev.groupDead ?? ev.tid === pid;
     if (!last) return;
+    this.#contextKnown.delete(pid);
     this.#settle(pid, out);
     const live = this.#o.live;
     const proc = live.processOfPid(pid);
@@ -335,7 +365,17 @@ export class ProcessEvents {
    * Reads the process right after its exec, if it is still the same process running the program
    * the event names (not a reused pid, not already a later exec: its comm is the executed name).
    */
-  #look(ev: ExecEvent, before: ProcessImage | undefined): { sight: ExecSight; startTicks: number } | null {
+  #knowContext(pid: number): void {
+    // Bounded like the thread map: past it, the next execs read their context again.
+    if (this.#contextKnown.size >= this.#maxThreads) this.#contextKnown.clear();
+    this.#contextKnown.add(pid);
+  }
+
+  #look(
+    ev: ExecEvent,
+    before: ProcessImage | undefined,
+    contextKnown: boolean,
+  ): { sight: ExecSight; startTicks: number } | null {
     const root = this.#o.procRoot;
     if (!procAlive(root, ev.pid)) return null;
     const st = readStat(root, ev.pid);
@@ -359,7 +399,8 @@ export class ProcessEvents {
         euid: status.euid,
         rgid: status.rgid,
         egid: status.egid,
-        context: readContextFields(root, ev.pid),
+        // An exec keeps the cgroup and namespaces: only a change since the image was read moves them.
+        context: contextKnown ? contextOf(before) : readContextFields(root, ev.pid),
       },
     };
   }

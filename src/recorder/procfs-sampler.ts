@@ -70,10 +70,11 @@ export interface EventCoverage {
   /** True once after the source lost events: everything is checked against /proc that cycle. */
   takeReconcile(): boolean;
   /**
-   * The pids that opened or closed a descriptor since the last call, or null when the source does
-   * not see those calls. With it, a process that made no such call is looked at only every
-   * UNTOUCHED_VISIT_US: its fd table cannot have gained a file through open, and what it can gain
-   * otherwise (dup, a descriptor passed over a socket) waits for that round or its next open.
+   * The pids that made a descriptor the source could not name (an open without its path, a
+   * socket) since the last call and still hold it, or null when the source does not see those
+   * calls. With it, any other process is looked at only every UNTOUCHED_VISIT_US: what it opened
+   * with a path is a record already, and what it can gain otherwise (dup, a descriptor passed over
+   * a socket) waits for that round or its next such call.
    */
   takeFdChanges?(): ReadonlySet<number> | null;
 }
@@ -288,6 +289,10 @@ export class ProcfsSampler implements RecorderSource {
         memo = undefined;
       }
       if (memo === undefined) {
+        // A process the events started less than a round ago with no descriptor only /proc can
+        // name holds what it inherited, no more: it waits for the slower round like any untouched
+        // one (most of an exec storm's are gone by then, and their first sight was most of its cost).
+        if (touched !== null && !touched.has(img.pid) && now - img.start < UNTOUCHED_VISIT_US) continue;
         memo = this.#firstSight(img.pid, observers);
         if (memo === undefined) continue;
         if (memo.key !== key) {

@@ -110,7 +110,13 @@ export class TracefsSource implements RecorderSource {
   readonly #uprobesState: string;
   readonly #libc: LibcProbes | null;
   #files: FileEvents | null = null;
-  #fdTouched = new Set<number>();
+  /**
+   * Descriptors that only /proc can name, per process: opens that came without their path (direct
+   * system calls of static programs, Go, ld.so) and sockets. An entry goes when its close is seen,
+   * so an fd opened and closed between two drains (ld.so's, at every start of a dynamic program)
+   * sends the sampler to no fd table it could not learn from.
+   */
+  #fdUnnamed = new Map<number, Set<number>>();
   #filesState = 'off';
   #lookups: LookupEvents | null = null;
   #lookupsState = 'off';
@@ -255,6 +261,7 @@ export class TracefsSource implements RecorderSource {
     this.#enableFiles();
     this.#enableLookups();
     this.#enableCreds();
+    this.#enableContextChanges();
     this.#enableUdp();
     if (this.#libc !== null) {
       const procRoot = this.#o.procRoot ?? DEFAULT_PROC_ROOT;
@@ -324,6 +331,28 @@ export class TracefsSource implements RecorderSource {
     }
     this.#lookups = new LookupEvents({ clock: this.#clock, ownerOfTid: (tid) => this.#ownerOfTid(tid) });
     this.#lookupsState = 'on';
+  }
+
+  /**
+   * What moves a process to other namespaces or another cgroup without a clone: successful unshare
+   * and setns calls, and cgroup moves. With all three seen, an exec keeps the context its process
+   * image has (ProcessEvents' #contextKnown); without, every exec reads it.
+   */
+  #enableContextChanges(): void {
+    const inst = this.#instance;
+    const calls = ['unshare', 'setns'];
+    if (
+      !calls.every((c) => inst.hasEvent('syscalls', `sys_exit_${c}`)) ||
+      !inst.hasEvent('cgroup', 'cgroup_attach_task')
+    )
+      return;
+    for (const c of calls) {
+      this.#decoder.addContextChange(inst.format('syscalls', `sys_exit_${c}`), 'common_pid');
+      inst.enable('syscalls', `sys_exit_${c}`, 'ret == 0');
+    }
+    this.#decoder.addContextChange(inst.format('cgroup', 'cgroup_attach_task'), 'pid');
+    inst.enable('cgroup', 'cgroup_attach_task');
+    this.#processes.trackContextChanges();
   }
 
   /** Id changes without exec: the set*id calls' arguments and their success. No probe needed. */
@@ -423,15 +452,29 @@ export class TracefsSource implements RecorderSource {
   }
 
   /**
-   * The processes that opened or closed a descriptor (any open, creat or close call, glibc's or
-   * not) since the last call; null while those events are off. The sampler re-reads their fd
-   * tables at once and leaves the others to a slower round.
+   * The processes holding a descriptor that the events could not name (an open without its path,
+   * a socket) made since the last call and not closed again; null while those events are off. The
+   * sampler re-reads their fd tables at once and leaves the others to a slower round: an open that
+   * came with its path is a record already, and an fd closed again is no longer in any table.
    */
   takeFdChanges(): ReadonlySet<number> | null {
-    const touched = this.#fdTouched;
-    this.#fdTouched = new Set();
-    // Socket and close events also run for UDP alone: the set is emptied either way.
+    const touched = new Set(this.#fdUnnamed.keys());
+    // Socket and close events also run for UDP alone: the map is emptied either way.
+    this.#fdUnnamed.clear();
     return this.#files === null || this.#closed ? null : touched;
+  }
+
+  #unnamedOpen(tid: number, fd: number): void {
+    const pid = this.#processes.tgidOf(tid);
+    const fds = this.#fdUnnamed.get(pid);
+    if (fds) fds.add(fd);
+    else this.#fdUnnamed.set(pid, new Set([fd]));
+  }
+
+  #unnamedClose(tid: number, fd: number): void {
+    const pid = this.#processes.tgidOf(tid);
+    const fds = this.#fdUnnamed.get(pid);
+    if (fds?.delete(fd) && fds.size === 0) this.#fdUnnamed.delete(pid);
   }
 
   /** True once after the kernel lost events: the sampler should check everything against /proc. */
@@ -548,10 +591,11 @@ export class TracefsSource implements RecorderSource {
           else this.#files?.path(ev);
           break;
         case 'sysexit':
-          if (ev.ret >= 0 && !(ev.call in CRED_CALLS)) this.#fdTouched.add(this.#processes.tgidOf(ev.tid));
-          if (ev.call === 'socket') this.#udp?.socketExited(ev);
-          else if (ev.call in CRED_CALLS) this.#creds?.exited(ev, out);
-          else this.#files?.opened(ev, out);
+          if (ev.call === 'socket') {
+            if (ev.ret >= 0) this.#unnamedOpen(ev.tid, ev.ret);
+            this.#udp?.socketExited(ev);
+          } else if (ev.call in CRED_CALLS) this.#creds?.exited(ev, out);
+          else if (!(this.#files?.opened(ev, out) ?? false) && ev.ret >= 0) this.#unnamedOpen(ev.tid, ev.ret);
           break;
         case 'sysenter':
           if (ev.call === 'socket') this.#udp?.socketEntered(ev);
@@ -561,9 +605,12 @@ export class TracefsSource implements RecorderSource {
           this.#udp?.sent(ev, out);
           break;
         case 'close':
-          this.#fdTouched.add(this.#processes.tgidOf(ev.tid));
+          this.#unnamedClose(ev.tid, ev.fd);
           this.#files?.closed(ev, out);
           this.#udp?.closed(ev, out);
+          break;
+        case 'context':
+          this.#processes.contextChanged(ev.tid);
           break;
         case 'marker':
           break;
@@ -587,6 +634,7 @@ export class TracefsSource implements RecorderSource {
       this.#lossSeen[i] = total;
       if (delta > 0) {
         bufferLoss = true;
+        this.#processes.eventsLost();
         this.#gap(
           out,
           now,

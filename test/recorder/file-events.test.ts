@@ -174,3 +174,57 @@ test(
     }
   },
 );
+
+test(
+  'the sampler is sent to the fd table of a process holding a descriptor only /proc can name, not to one whose opens were named or closed',
+  needsRoot,
+  async () => {
+    const started = TracefsSource.start({ live: new LiveState(), tcp: false });
+    assert.ok(started.ok, started.ok ? '' : started.reason);
+    const src = started.source;
+    // Direct openat system calls (as a static or Go program makes), one kept open, one closed at
+    // once; and an open through glibc, kept open: its path is a record already.
+    const script = (keepDirect: boolean) =>
+      [
+        'import ctypes, os, time',
+        'libc = ctypes.CDLL(None)',
+        "fd = libc.syscall(257, -100, b'/etc/hostname', 0)",
+        keepDirect ? 'pass' : 'os.close(fd)',
+        "kept = open('/etc/passwd')",
+        "print('ready', flush=True)",
+        'time.sleep(30)',
+      ].join('\n');
+    const holder = spawn('python3', ['-c', script(true)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const closer = spawn('python3', ['-c', script(false)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const all: PofrRecord[] = [];
+      const ready = Promise.all([once(holder.stdout!, 'data'), once(closer.stdout!, 'data')]);
+      let up = false;
+      void ready.then(() => {
+        up = true;
+      });
+      while (!up) {
+        for (const r of src.poll(Date.now() * 1000)) all.push(r);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      for (const r of src.poll(Date.now() * 1000)) all.push(r);
+      const touched = src.takeFdChanges();
+      assert.ok(touched !== null, 'file events are on');
+      assert.ok(touched.has(holder.pid!), 'a direct open still open: its fd table is to be read');
+      assert.ok(
+        !touched.has(closer.pid!),
+        'opens that were closed, or came with their path: nothing to read',
+      );
+      assert.ok(
+        all.some((r) => r.type === 'file_open' && r.file.pid === closer.pid && r.file.path === '/etc/passwd'),
+        'the open through glibc is a record with its path',
+      );
+      assert.equal(src.takeFdChanges()?.size ?? 0, 0, 'each is handed out once');
+    } finally {
+      holder.kill('SIGKILL');
+      closer.kill('SIGKILL');
+      src.close();
+    }
+  },
+);

@@ -111,6 +111,54 @@ test(
 );
 
 test(
+  'an exec after unshare or setns in the same process is recorded in the namespace it moved to, also under a parent whose context was known',
+  needsRoot,
+  async (t) => {
+    if (!existsSync('/usr/bin/unshare') || !existsSync('/usr/bin/nsenter'))
+      return t.skip('unshare and nsenter (util-linux) are not installed');
+    // The outer shell's context is read at its exec; its children inherit it by plain forks, so their
+    // execs keep it, until unshare or setns moves the process: the exec after that is read again.
+    const tag = `pofr-unshare-${process.pid}`;
+    const moved = await recordWhile(
+      async () => {
+        const child = spawn('/bin/sh', [
+          '-c',
+          `/bin/sleep 0.3; exec /usr/bin/unshare --net /bin/sh -c 'sleep 0.3' ${tag}`,
+        ]);
+        const [code] = await once(child, 'exit');
+        assert.equal(code, 0, 'unshare ran');
+      },
+      (p) => p.argv[0] === '/bin/sh' && p.argv.includes(tag),
+    );
+    assert.ok(
+      typeof moved.ns_net === 'number' && moved.ns_net !== nsOf('self', 'net'),
+      'the net namespace unshare made',
+    );
+    const holder = spawn('/usr/bin/unshare', ['--net', 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => setTimeout(r, 300));
+      const target = nsOf(holder.pid!, 'net');
+      assert.notEqual(target, nsOf('self', 'net'));
+      const tag2 = `pofr-setns-${process.pid}`;
+      const entered = await recordWhile(
+        async () => {
+          const child = spawn('/bin/sh', [
+            '-c',
+            `/bin/sleep 0.3; exec /usr/bin/nsenter --net=/proc/${holder.pid}/ns/net /bin/sh -c 'sleep 0.3' ${tag2}`,
+          ]);
+          const [code] = await once(child, 'exit');
+          assert.equal(code, 0, 'nsenter ran');
+        },
+        (p) => p.argv[0] === '/bin/sh' && p.argv.includes(tag2),
+      );
+      assert.equal(entered.ns_net, target, 'the net namespace setns entered');
+    } finally {
+      holder.kill('SIGKILL');
+    }
+  },
+);
+
+test(
   'a process in a cgroup named like a docker container is recorded with its id and path',
   needsRoot,
   async (t) => {

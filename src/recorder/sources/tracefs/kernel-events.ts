@@ -25,7 +25,18 @@ export type KernelEvent =
   | SyscallExitEvent
   | SyscallArgsEvent
   | SockaddrProbeEvent
-  | CloseEvent;
+  | CloseEvent
+  | ContextChangeEvent;
+
+/**
+ * A task whose cgroup or namespaces may differ from its process image's since: a successful
+ * `unshare` or `setns` (the calling thread), or `cgroup:cgroup_attach_task` (the task moved).
+ */
+export interface ContextChangeEvent {
+  readonly kind: 'context';
+  readonly ts: number;
+  readonly tid: number;
+}
 
 /** A glibc `connect` or `sendto` probe: the descriptor and the destination it names. */
 export interface SockaddrProbeEvent {
@@ -91,7 +102,10 @@ export interface TaskEvent {
   readonly comm: Buffer;
   /** CLONE_THREAD: a thread of its creator's process; null when the event does not say (fork). */
   readonly thread: boolean | null;
-  /** CLONE_NEW{NS,CGROUP,USER,PID,NET}: the child starts in namespaces of its own (null: not said). */
+  /**
+   * CLONE_NEW{NS,CGROUP,USER,PID,NET} or CLONE_INTO_CGROUP: the child starts in namespaces or a
+   * cgroup of its own (null: not said).
+   */
   readonly newNamespaces: boolean | null;
 }
 
@@ -159,6 +173,8 @@ const INTERRUPT_FLAGS = 0x08 | 0x10 | 0x40;
 const CLONE_THREAD = 0x0001_0000;
 /** CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET (>>> 0: unsigned). */
 const CLONE_NEW_NAMESPACES = (0x0002_0000 | 0x0200_0000 | 0x1000_0000 | 0x2000_0000 | 0x4000_0000) >>> 0;
+/** CLONE_INTO_CGROUP (1 << 33), as a bit of the flags' high 32 bits. */
+const CLONE_INTO_CGROUP_HIGH = 0x2;
 const AF_INET = 2;
 const AF_INET6 = 10;
 
@@ -274,6 +290,15 @@ export class EventDecoder {
     }));
   }
 
+  /**
+   * An event after which a task's context is to be read again: `field` names the task (`pid` for
+   * cgroup_attach_task, `common_pid` for the calling thread of unshare/setns).
+   */
+  addContextChange(format: EventFormat, field: string): void {
+    const task = requireField(format, field);
+    this.#byId.set(format.id, (ts, b, o) => ({ kind: 'context', ts, tid: readIntField(b, o, task) }));
+  }
+
   /** `syscalls:sys_enter_close`. */
   addCloseEnter(format: EventFormat): void {
     const common = this.#common;
@@ -294,6 +319,13 @@ export class EventDecoder {
   }
 }
 
+/** The clone flags (64 bits wide for clone3) that start a child outside its parent's context. */
+function newContext(flags: number): boolean {
+  const low = flags % 0x1_0000_0000;
+  const high = Math.floor(flags / 0x1_0000_0000);
+  return (low & CLONE_NEW_NAMESPACES) !== 0 || (high & CLONE_INTO_CGROUP_HIGH) !== 0;
+}
+
 function newtaskDecoder(f: EventFormat, common: EventField): Decode {
   const pid = requireField(f, 'pid');
   const comm = requireField(f, 'comm');
@@ -306,7 +338,7 @@ function newtaskDecoder(f: EventFormat, common: EventField): Decode {
     comm: Buffer.from(stringField(b, o, comm, end)),
     // Only the low 32 bits hold the CLONE_* flags that matter here.
     thread: ((readIntField(b, o, flags) % 0x1_0000_0000) & CLONE_THREAD) !== 0,
-    newNamespaces: ((readIntField(b, o, flags) % 0x1_0000_0000) & CLONE_NEW_NAMESPACES) !== 0,
+    newNamespaces: newContext(readIntField(b, o, flags)),
   });
 }
 
