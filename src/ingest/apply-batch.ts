@@ -12,7 +12,7 @@ import {
   verifyBatchFrame,
   verifyBatchSeal,
 } from '../protocol/index.js';
-import type { Database, Store } from '../store/index.js';
+import { type Database, ensurePartitions, type Store } from '../store/index.js';
 import { BatchApplier } from './batch-applier.js';
 import { isBatchContentError } from './content-error.js';
 
@@ -147,6 +147,8 @@ async function verifyAndApply(
   if (dup) return duplicateOrReplay(dup.hash, frame);
   const records = refuseOnPofrError(() => decodeRecords(frame), header.seq);
 
+  // The batch's weeks exist before its transaction, so it never waits on DDL (or holds locks through it).
+  if (store.caps.timePartitions) await ensurePartitions(store.db, header.t_from, header.t_to);
   try {
     return await store.db.transaction().execute(async (trx) => {
       // One host's batches apply one after the other, whichever connection or server node they

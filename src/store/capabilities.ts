@@ -21,6 +21,11 @@ export interface Capabilities {
    * server runs one transaction at a time.
    */
   readonly concurrentWriters: boolean;
+  /**
+   * True when the event tables are partitioned by week (PostgreSQL, migration 0015): ingest makes a
+   * batch's weeks before its transaction, and prune drops whole weeks (src/store/partitions.ts).
+   */
+  readonly timePartitions: boolean;
 }
 
 export const sqliteCapabilities: Capabilities = Object.freeze({
@@ -31,6 +36,7 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   // regexp() is registered on every connection by the SQLite dialect (JS RegExp semantics).
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`,
   concurrentWriters: false,
+  timePartitions: false,
 });
 
 export const postgresCapabilities: Capabilities = Object.freeze({
@@ -40,4 +46,5 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey(),
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`,
   concurrentWriters: true,
+  timePartitions: true,
 });
