@@ -26,6 +26,11 @@ export interface Capabilities {
    * batch's weeks before its transaction, and prune drops whole weeks (src/store/partitions.ts).
    */
   readonly timePartitions: boolean;
+  /**
+   * True when a statement may hold INSERT/UPDATE in its WITH clauses (PostgreSQL): ingest then sends
+   * a batch's writes as one statement, one round trip (SQLite's statements cost none: in process).
+   */
+  readonly dataModifyingCtes: boolean;
 }
 
 export const sqliteCapabilities: Capabilities = Object.freeze({
@@ -37,6 +42,7 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`,
   concurrentWriters: false,
   timePartitions: false,
+  dataModifyingCtes: false,
 });
 
 export const postgresCapabilities: Capabilities = Object.freeze({
@@ -47,4 +53,5 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`,
   concurrentWriters: true,
   timePartitions: true,
+  dataModifyingCtes: true,
 });
