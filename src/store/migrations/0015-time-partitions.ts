@@ -9,6 +9,15 @@ import {
   weekStart,
 } from '../partitions.js';
 
+/** (host_id, start) ⊂ processes_start_ord, (host_id, end) ⊂ processes_end_ord, (host_id, first_seen) ⊂ *_first_ord, (remote_ip) ⊂ endpoints_remote_time. */
+const REDUNDANT_INDEXES = [
+  'processes_start',
+  'processes_open',
+  'file_opens_time',
+  'endpoints_time',
+  'endpoints_remote',
+] as const;
+
 /** How far back the weeks made for rows already stored reach; older rows go to the default partition. */
 const BACKFILL_WEEKS = 3 * 53;
 
@@ -22,12 +31,17 @@ const BACKFILL_WEEKS = 3 * 53;
  * unique by its sequence, the key is (id, time); a process's identity constraint gains its start
  * (the same process image always has the same start, so it says the same thing).
  *
+ * Both engines also drop five indexes that later ones made redundant (REDUNDANT_INDEXES).
+ *
  * Weeks are made for the batches already stored (at most three years back); the rows in no week go
  * to the default partition. SQLite: nothing changes.
  */
 export function timePartitionsMigration(caps: Capabilities): Migration {
   return {
     async up(db: Kysely<unknown>) {
+      // Both engines: indexes that a later one (migration 0009) repeats as its prefix; every insert
+      // paid for them and no query needs them (the longer index serves the same lookups).
+      for (const name of REDUNDANT_INDEXES) await db.schema.dropIndex(name).execute();
       if (caps.engine !== 'postgres') return;
       for (const { table, key } of PARTITIONED) {
         const part = `${table}_partitioned`;
