@@ -14,7 +14,7 @@ import {
   type SealedBatch,
   sealBatch,
 } from '../src/protocol/index.js';
-import { openStore, type Store } from '../src/store/index.js';
+import { ensurePartitions, openStore, type Store } from '../src/store/index.js';
 import { type BenchResult, isMain, median } from './bench-result.js';
 
 /**
@@ -31,11 +31,20 @@ const BATCHES = 120;
 const geo = openGeoip();
 const PROCS_PER_BATCH = 60;
 
-export function makeBatches(hostId: string, signingPem: string, count = BATCHES): SealedBatch[] {
+/**
+ * `count` batches of the mix, recorded from `from` (µs; default an hour ago: the server's weeks
+ * ahead of time cover it on PostgreSQL, as they do a live host's).
+ */
+export function makeBatches(
+  hostId: string,
+  signingPem: string,
+  count = BATCHES,
+  from = Date.now() * 1000 - 3_600_000_000,
+): SealedBatch[] {
   const key = loadPrivateKey(signingPem);
   const out: SealedBatch[] = [];
   let prev = GENESIS_HASH;
-  let t = 1_795_000_000_000_000;
+  let t = from;
   let pid = 1000;
   for (let b = 0; b < count; b++) {
     const recs: PofrRecord[] = [];
@@ -166,6 +175,11 @@ async function pofrIngest(open: () => Promise<BenchStore>, hosts: readonly HostL
           approved_at: 0,
         })
         .execute();
+    }
+    // What `pofr server run` does before it listens (src/roles/server/partition-keeper.ts): the weeks exist.
+    if (store.caps.timePartitions) {
+      const ts = hosts.flatMap((h) => h.batches.map((b) => b.header.t_to));
+      await ensurePartitions(store.db, Math.min(...ts) - 3_600_000_000, Math.max(...ts));
     }
     const t0 = process.hrtime.bigint();
     await Promise.all(

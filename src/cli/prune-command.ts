@@ -25,8 +25,16 @@ export function registerPruneCommand(
     .action(async (o: { data: string; olderThan: string; host?: string; yes: boolean; json: boolean }) => {
       const olderThan = (Date.now() - parseDuration(o.olderThan, '--older-than')) * 1000;
       const started = process.hrtime.bigint();
+      let weeks = 0;
       const reports = await withStore(o.data, (s) =>
-        pruneStore(s, { olderThan, hostId: o.host, dryRun: !o.yes }),
+        pruneStore(s, {
+          olderThan,
+          hostId: o.host,
+          dryRun: !o.yes,
+          onPartitionDropped: () => {
+            weeks++;
+          },
+        }),
       );
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       printRows(
@@ -45,7 +53,7 @@ export function registerPruneCommand(
       const batches = reports.reduce((n, r) => n + r.batches, 0);
       process.stderr.write(
         o.yes
-          ? `pofr: pruned ${batches} batches older than ${formatTime(olderThan)} in ${ms.toFixed(0)} ms\n`
+          ? `pofr: pruned ${batches} batches older than ${formatTime(olderThan)} in ${ms.toFixed(0)} ms${weeks > 0 ? ` (${weeks} weekly partitions dropped whole)` : ''}\n`
           : `pofr: ${batches} batches are older than ${formatTime(olderThan)}; nothing pruned: rerun with --yes\n`,
       );
     });

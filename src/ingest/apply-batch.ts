@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { GeoLookup } from '../enrich/index.js';
 import { type ErrorCode, isPofrError } from '../errors.js';
 import {
@@ -12,7 +12,7 @@ import {
   verifyBatchFrame,
   verifyBatchSeal,
 } from '../protocol/index.js';
-import type { Database, Store } from '../store/index.js';
+import { type Database, ensurePartitions, type Store } from '../store/index.js';
 import { BatchApplier } from './batch-applier.js';
 import { isBatchContentError } from './content-error.js';
 
@@ -107,9 +107,18 @@ async function verifyAndApply(
       header.seq,
     );
   }
+  // With it, whether this seq is stored already (one round trip, not two: on PostgreSQL each costs).
   const host = await store.db
     .selectFrom('hosts')
     .select(['status', 'signing_key', 'boot_id', 'seal_seed', 'seal_from'])
+    .select((eb) =>
+      eb
+        .selectFrom('batches')
+        .select('hash')
+        .where('batches.host_id', '=', principal)
+        .where('batches.seq', '=', header.seq)
+        .as('stored_hash'),
+    )
     .where('host_id', '=', principal)
     .executeTakeFirst();
   if (!host) {
@@ -143,10 +152,12 @@ async function verifyAndApply(
     header.seq,
   );
 
-  const dup = await storedBatch(store, principal, header.seq);
-  if (dup) return duplicateOrReplay(dup.hash, frame);
+  if (host.stored_hash !== null && host.stored_hash !== undefined)
+    return duplicateOrReplay(host.stored_hash, frame);
   const records = refuseOnPofrError(() => decodeRecords(frame), header.seq);
 
+  // The batch's weeks exist before its transaction, so it never waits on DDL (or holds locks through it).
+  if (store.caps.timePartitions) await ensurePartitions(store.db, header.t_from, header.t_to);
   try {
     return await store.db.transaction().execute(async (trx) => {
       // One host's batches apply one after the other, whichever connection or server node they
@@ -160,49 +171,59 @@ async function verifyAndApply(
           .forUpdate()
           .execute();
       }
-      const prev =
-        header.seq > 1
-          ? await trx
-              .selectFrom('batches')
-              .select('hash')
-              .where('host_id', '=', principal)
-              .where('seq', '=', header.seq - 1)
-              .executeTakeFirst()
-          : undefined;
-      // Below a prune's cut (or an export's first batch) the predecessor's hash is in `prunes`.
+      // After the lock, in a statement of its own (READ COMMITTED: a later statement sees what the
+      // batch we waited for committed; the locking one's subqueries would not): the predecessor's
+      // hash, or below a prune's cut (or an export's first batch) the hash the cut recorded.
+      const link = await trx
+        .selectFrom('hosts')
+        .select((eb) => [
+          eb
+            .selectFrom('batches')
+            .select('hash')
+            .where('batches.host_id', '=', principal)
+            .where('batches.seq', '=', header.seq - 1)
+            .as('prev_hash'),
+          eb
+            .selectFrom('prunes')
+            .select('last_hash')
+            .where('prunes.host_id', '=', principal)
+            .where('prunes.before_seq', '=', header.seq)
+            .orderBy('prunes.id', 'desc')
+            .limit(1)
+            .as('cut_hash'),
+        ])
+        .where('host_id', '=', principal)
+        .executeTakeFirst();
+      const prev = header.seq > 1 && link?.prev_hash ? { hash: link.prev_hash } : undefined;
       const cut =
-        header.seq > 1 && prev === undefined
-          ? await trx
-              .selectFrom('prunes')
-              .select('last_hash')
-              .where('host_id', '=', principal)
-              .where('before_seq', '=', header.seq)
-              .orderBy('id', 'desc')
-              .limit(1)
-              .executeTakeFirst()
-          : undefined;
+        header.seq > 1 && prev === undefined && link?.cut_hash ? { last_hash: link.cut_hash } : undefined;
       const chain = chainLink(header.seq, header.prev_hash, prev?.hash ?? cut?.last_hash);
-      await trx
-        .insertInto('batches')
-        .values({
-          host_id: principal,
-          seq: header.seq,
-          hash: frame.hash,
-          prev_hash: header.prev_hash,
-          payload_sha256: header.payload_sha256,
-          boot_id: header.boot_id,
-          t_from: header.t_from,
-          t_to: header.t_to,
-          record_count: header.record_count,
-          bytes: bytes.length,
-          received_at: receivedAt,
-          chain,
-        })
-        .execute();
-      await trx
-        .insertInto('batch_evidence')
-        .values({ host_id: principal, seq: header.seq, raw: bytes })
-        .execute();
+      const batchRow = {
+        host_id: principal,
+        seq: header.seq,
+        hash: frame.hash,
+        prev_hash: header.prev_hash,
+        payload_sha256: header.payload_sha256,
+        boot_id: header.boot_id,
+        t_from: header.t_from,
+        t_to: header.t_to,
+        record_count: header.record_count,
+        bytes: bytes.length,
+        received_at: receivedAt,
+        chain,
+      };
+      const evidence = { host_id: principal, seq: header.seq, raw: bytes };
+      if (store.caps.dataModifyingCtes) {
+        // One round trip for both (the evidence's foreign key is checked at the statement's end).
+        const cols = Object.keys(batchRow) as (keyof typeof batchRow)[];
+        await sql`WITH b AS (INSERT INTO batches (${sql.join(cols.map((c) => sql.id(c)))}) VALUES (${sql.join(cols.map((c) => batchRow[c]))}))
+          INSERT INTO batch_evidence (host_id, seq, raw) VALUES (${evidence.host_id}, ${evidence.seq}, ${evidence.raw})`.execute(
+          trx,
+        );
+      } else {
+        await trx.insertInto('batches').values(batchRow).execute();
+        await trx.insertInto('batch_evidence').values(evidence).execute();
+      }
       if (chain === 'gap' || chain === 'fork') {
         await trx
           .insertInto('gaps')
@@ -265,19 +286,18 @@ async function advanceHost(
   receivedAt: number,
 ) {
   const { header } = frame;
-  const h = await trx
-    .selectFrom('hosts')
-    .select(['first_seen', 'last_seen', 'last_seq'])
-    .where('host_id', '=', hostId)
-    .executeTakeFirstOrThrow();
-  const ahead = h.last_seq === null || Number(h.last_seq) < header.seq;
+  // In SQL, not read first: the row is locked (PostgreSQL) or the only writer's (SQLite) anyway.
+  const ahead = sql<boolean>`(last_seq IS NULL OR last_seq < ${header.seq})`;
   await trx
     .updateTable('hosts')
     .set({
-      first_seen: h.first_seen === null ? header.t_from : Math.min(Number(h.first_seen), header.t_from),
-      last_seen: h.last_seen === null ? header.t_to : Math.max(Number(h.last_seen), header.t_to),
+      first_seen: sql`CASE WHEN first_seen IS NULL OR first_seen > ${header.t_from} THEN ${header.t_from} ELSE first_seen END`,
+      last_seen: sql`CASE WHEN last_seen IS NULL OR last_seen < ${header.t_to} THEN ${header.t_to} ELSE last_seen END`,
       last_batch_at: receivedAt,
-      ...(ahead ? { last_seq: header.seq, last_hash: frame.hash, boot_id: header.boot_id } : {}),
+      last_hash: sql`CASE WHEN ${ahead} THEN ${frame.hash} ELSE last_hash END`,
+      boot_id: sql`CASE WHEN ${ahead} THEN ${header.boot_id} ELSE boot_id END`,
+      // Last: SQLite evaluates every SET expression on the old row, PostgreSQL too.
+      last_seq: sql`CASE WHEN ${ahead} THEN ${header.seq} ELSE last_seq END`,
     })
     .where('host_id', '=', hostId)
     .execute();

@@ -13,7 +13,7 @@ import {
   reserveIds,
 } from '../store/index.js';
 import { ActivityWriter } from './activity-records.js';
-import { chunks, insertRows, MAX_PARAMS, updateRowsById } from './bulk-rows.js';
+import { chunks, MAX_PARAMS, writeRows } from './bulk-rows.js';
 import { syncInventory } from './inventory-versions.js';
 import { kernelArgv, kernelText } from './kernel-text.js';
 import { contextColumns } from './process-context.js';
@@ -797,35 +797,37 @@ export class BatchApplier {
     this.newProcesses = [];
     this.newFiles = [];
     this.newEndpoints = [];
-    await insertRows(this.trx, this.caps, 'processes', processes);
-    await insertRows(this.trx, this.caps, 'file_opens', files);
-    await insertRows(this.trx, this.caps, 'endpoints', endpoints);
     // Stored now: later changes are updates by id.
     for (const key of this.images.values()) for (const i of key) i.row = null;
     for (const fds of this.fds.values()) for (const f of fds.values()) f.row = null;
     for (const e of this.endpoints.values()) if (e) e.row = null;
-    await updateRowsById(
-      this.trx,
-      'processes',
-      { end: 'bigint', end_reason: 'text', close_ord: 'bigint' },
-      this.processUpdates,
-    );
-    await updateRowsById(
-      this.trx,
-      'file_opens',
-      { last_seen: 'bigint', is_open: 'integer', close_ord: 'bigint' },
-      this.fileUpdates,
-    );
-    await updateRowsById(
-      this.trx,
-      'endpoints',
-      { state: 'text', last_seen: 'bigint', is_open: 'integer', close_ord: 'bigint' },
-      this.endpointUpdates,
-    );
+    const processUpdates = new Map(this.processUpdates);
+    const fileUpdates = new Map(this.fileUpdates);
+    const endpointUpdates = new Map(this.endpointUpdates);
     this.processUpdates.clear();
     this.fileUpdates.clear();
     this.endpointUpdates.clear();
-    await insertRows(this.trx, this.caps, 'endpoint_states', this.pendingStates.splice(0));
+    await writeRows(this.trx, this.caps, [
+      { insert: 'processes', rows: processes },
+      { insert: 'file_opens', rows: files },
+      { insert: 'endpoints', rows: endpoints },
+      {
+        update: 'processes',
+        columns: { end: 'bigint', end_reason: 'text', close_ord: 'bigint' },
+        rows: processUpdates,
+      },
+      {
+        update: 'file_opens',
+        columns: { last_seen: 'bigint', is_open: 'integer', close_ord: 'bigint' },
+        rows: fileUpdates,
+      },
+      {
+        update: 'endpoints',
+        columns: { state: 'text', last_seen: 'bigint', is_open: 'integer', close_ord: 'bigint' },
+        rows: endpointUpdates,
+      },
+      { insert: 'endpoint_states', rows: this.pendingStates.splice(0) },
+    ]);
   }
 
   // ---- inventory, gaps ---------------------------------------------------------------------

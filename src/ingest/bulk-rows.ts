@@ -59,11 +59,98 @@ async function insertByArrays(
   columns: readonly string[],
   rows: readonly object[],
 ): Promise<void> {
+  const part = await insertPart(trx, table, columns, rows);
+  await trx.executeQuery(CompiledQuery.raw(part.text(0), part.params));
+}
+
+/** One statement of a combined write, its parameters numbered from `offset + 1`. */
+interface Part {
+  readonly params: unknown[];
+  text(offset: number): string;
+}
+
+async function insertPart(trx: Trx, table: string, columns: readonly string[], rows: readonly object[]) {
   const types = await columnTypes(trx, table, columns);
-  const arrays = columns.map((c) => rows.map((r) => (r as Record<string, unknown>)[c] ?? null));
-  const casts = columns.map((c, i) => `$${i + 1}::${types.get(c)}[]`);
-  const text = `INSERT INTO ${quoteId(table)} (${columns.map(quoteId).join(', ')}) SELECT * FROM unnest(${casts.join(', ')})`;
-  await trx.executeQuery(CompiledQuery.raw(text, arrays));
+  const params = columns.map((c) => rows.map((r) => (r as Record<string, unknown>)[c] ?? null));
+  const head = `INSERT INTO ${quoteId(table)} (${columns.map(quoteId).join(', ')}) SELECT * FROM unnest(`;
+  return {
+    params,
+    text: (offset: number) =>
+      `${head}${columns.map((c, i) => `$${offset + i + 1}::${types.get(c)}[]`).join(', ')})`,
+  } satisfies Part;
+}
+
+const ARRAY_TYPE = { bigint: 'int8', integer: 'int4', text: 'text' } as const;
+
+/** `UPDATE t SET c = v.c … FROM unnest($1::int8[], …) AS v(id, c …) WHERE t.id = v.id`: one array per column. */
+function updatePart(
+  table: string,
+  columns: UpdateColumns,
+  rows: ReadonlyMap<number, Readonly<Record<string, string | number | null>>>,
+): Part {
+  const names = Object.keys(columns);
+  const params: unknown[] = [
+    [...rows.keys()],
+    ...names.map((c) => [...rows.values()].map((r) => r[c] ?? null)),
+  ];
+  const types = ['int8', ...names.map((c) => ARRAY_TYPE[columns[c] as keyof typeof ARRAY_TYPE])];
+  const set = names.map((c) => `${quoteId(c)} = v.${quoteId(c)}`).join(', ');
+  const alias = ['id', ...names].map(quoteId).join(', ');
+  return {
+    params,
+    text: (offset: number) =>
+      `UPDATE ${quoteId(table)} AS t SET ${set} FROM unnest(${types.map((ty, i) => `$${offset + i + 1}::${ty}[]`).join(', ')}) AS v(${alias}) WHERE t.id = v.id`,
+  };
+}
+
+/** What a batch writes at the end (or before a read that must see it): new rows, then changes of stored ones. */
+export type RowWrite =
+  | { readonly insert: keyof Database; readonly rows: readonly object[] }
+  | {
+      readonly update: 'processes' | 'file_opens' | 'endpoints';
+      readonly columns: UpdateColumns;
+      readonly rows: ReadonlyMap<number, Readonly<Record<string, string | number | null>>>;
+    };
+
+/**
+ * Writes them all. SQLite: each as insertRows / updateRowsById (statements in process cost no round
+ * trip). PostgreSQL: in one statement, each write a data-modifying CTE (`WITH w0 AS (INSERT …), w1 AS
+ * (UPDATE …) SELECT 1`): a round trip and a statement's overhead instead of one per table — with the
+ * server on the same cores as the node, each round trip was a context switch both ways and a
+ * socket write (docs/benchmarks.md). The writes touch different rows (inserts are new rows, updates
+ * stored ones), so that they share one snapshot changes nothing.
+ */
+export async function writeRows(trx: Trx, caps: Capabilities, writes: readonly RowWrite[]): Promise<void> {
+  const todo = writes.filter((w) => ('insert' in w ? w.rows.length : w.rows.size) > 0);
+  if (!caps.dataModifyingCtes) {
+    for (const w of todo) {
+      if ('insert' in w)
+        await insertRows(trx, caps, w.insert, w.rows as Insertable<Database[typeof w.insert]>[]);
+      else await updateRowsById(trx, w.update, w.columns, w.rows);
+    }
+    return;
+  }
+  const parts: Part[] = [];
+  for (const w of todo) {
+    parts.push(
+      'insert' in w
+        ? await insertPart(trx, w.insert, Object.keys(w.rows[0] as object), w.rows)
+        : updatePart(w.update, w.columns, w.rows),
+    );
+  }
+  if (parts.length === 0) return;
+  if (parts.length === 1) {
+    const [only] = parts as [Part];
+    await trx.executeQuery(CompiledQuery.raw(only.text(0), only.params));
+    return;
+  }
+  const texts: string[] = [];
+  const params: unknown[] = [];
+  for (const [i, part] of parts.entries()) {
+    texts.push(`w${i} AS (${part.text(params.length)})`);
+    params.push(...part.params);
+  }
+  await trx.executeQuery(CompiledQuery.raw(`WITH ${texts.join(', ')} SELECT 1`, params));
 }
 
 /** Column types by table, read once per process from the catalogue (new columns are read again). */

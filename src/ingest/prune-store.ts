@@ -1,5 +1,12 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
-import type { Database, Store } from '../store/index.js';
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
+import {
+  type Database,
+  forgetPartitions,
+  listPartitions,
+  type PartitionedTable,
+  type PartitionInfo,
+  type Store,
+} from '../store/index.js';
 import { ORD_PER_BATCH } from './batch-applier.js';
 import { stateAt, stateDigest } from './state-at-cut.js';
 
@@ -15,6 +22,8 @@ export interface PruneOptions {
   readonly dryRun?: boolean;
   /** When the prune happened, µs (default now). */
   readonly at?: number;
+  /** Told of each weekly partition a PostgreSQL prune dropped, with the rows it kept (moved out first). */
+  readonly onPartitionDropped?: (partition: string, rows: number, kept: number) => void;
 }
 
 /** What one host's prune removed (or, dry, would remove). */
@@ -43,12 +52,31 @@ export interface PruneReport {
 export async function pruneStore(store: Store, opts: PruneOptions): Promise<PruneReport[]> {
   let q = store.db.selectFrom('hosts').select('host_id').orderBy('host_id');
   if (opts.hostId !== undefined) q = q.where('host_id', '=', opts.hostId);
+  // PostgreSQL, every host at once: the weeks wholly older than the cutoff are dropped at the end
+  // (dropWeeks) instead of deleting their rows one by one, so the host chunks leave their rows alone.
+  // One host's prune cannot drop a week: the other hosts' rows in it stay.
+  const weeks =
+    store.caps.timePartitions && opts.hostId === undefined && !opts.dryRun
+      ? (await listPartitions(store.db)).filter((p) => p.to !== null && p.to <= opts.olderThan)
+      : [];
+  const skip = new Map<PartitionedTable, number[]>();
+  for (const p of weeks) skip.set(p.table, [...(skip.get(p.table) ?? []), p.oid]);
   const reports: PruneReport[] = [];
-  for (const { host_id } of await q.execute()) reports.push(await pruneHost(store, host_id, opts));
+  for (const { host_id } of await q.execute()) reports.push(await pruneHost(store, host_id, opts, skip));
+  if (weeks.length > 0) {
+    const dropped = await store.db.transaction().execute((trx) => dropWeeks(trx, weeks, opts));
+    forgetPartitions(store.db);
+    for (const r of reports) r.rows += dropped.get(r.host_id) ?? 0;
+  }
   return reports;
 }
 
-async function pruneHost(store: Store, hostId: string, opts: PruneOptions): Promise<PruneReport> {
+async function pruneHost(
+  store: Store,
+  hostId: string,
+  opts: PruneOptions,
+  skip: ReadonlyMap<PartitionedTable, number[]>,
+): Promise<PruneReport> {
   const db = store.db;
   // The first batch kept: the oldest one that ended at or after the cutoff (or after the newest).
   const keep = await db
@@ -84,7 +112,9 @@ async function pruneHost(store: Store, hostId: string, opts: PruneOptions): Prom
   const at = opts.at ?? Date.now() * 1000;
   for (let next = lo + BATCHES_PER_CHUNK; ; next += BATCHES_PER_CHUNK) {
     const upTo = Math.min(next, cut);
-    report.rows += await db.transaction().execute((trx) => pruneChunk(store, trx, hostId, upTo, opts, at));
+    report.rows += await db
+      .transaction()
+      .execute((trx) => pruneChunk(store, trx, hostId, upTo, opts, at, skip));
     if (upTo >= cut) break;
   }
   return report;
@@ -98,6 +128,7 @@ async function pruneChunk(
   before: number,
   opts: PruneOptions,
   at: number,
+  skip: ReadonlyMap<PartitionedTable, number[]>,
 ): Promise<number> {
   // Ingest of this host waits (another node's too): its batches would otherwise see a half-pruned past.
   if (store.caps.concurrentWriters) {
@@ -114,9 +145,21 @@ async function pruneChunk(
   if (!last) return 0;
   const b = before * ORD_PER_BATCH;
   const count = (r: { numDeletedRows: bigint }[]) => r.reduce((n, x) => n + Number(x.numDeletedRows), 0);
+  // Rows in the weeks dropWeeks will drop are left to it (SQL true when there are none).
+  const outside = (table: PartitionedTable, ref: string = table): RawBuilder<boolean> => {
+    const oids = skip.get(table);
+    return oids === undefined
+      ? sql<boolean>`true`
+      : sql<boolean>`${sql.ref(`${ref}.tableoid`)} <> ALL(${oids.map(String)}::oid[])`;
+  };
   let rows = 0;
   rows += count(
-    await trx.deleteFrom('file_opens').where('host_id', '=', hostId).where('close_ord', '<', b).execute(),
+    await trx
+      .deleteFrom('file_opens')
+      .where('host_id', '=', hostId)
+      .where('close_ord', '<', b)
+      .where(outside('file_opens'))
+      .execute(),
   );
   const goneEndpoints = (eb: Kysely<Database>) =>
     eb.selectFrom('endpoints').select('id').where('host_id', '=', hostId).where('close_ord', '<', b);
@@ -125,10 +168,16 @@ async function pruneChunk(
       .deleteFrom('endpoint_states')
       .where('host_id', '=', hostId)
       .where('endpoint_id', 'in', goneEndpoints(trx))
+      .where(outside('endpoint_states'))
       .execute(),
   );
   rows += count(
-    await trx.deleteFrom('endpoints').where('host_id', '=', hostId).where('close_ord', '<', b).execute(),
+    await trx
+      .deleteFrom('endpoints')
+      .where('host_id', '=', hostId)
+      .where('close_ord', '<', b)
+      .where(outside('endpoints'))
+      .execute(),
   );
   // A process closed before the cut stays while a kept row points at it (a child, a file, a socket).
   rows += count(
@@ -136,6 +185,7 @@ async function pruneChunk(
       .deleteFrom('processes as p')
       .where('p.host_id', '=', hostId)
       .where('p.close_ord', '<', b)
+      .where(outside('processes', 'p'))
       .where(({ not, exists, selectFrom }) =>
         not(
           exists(
@@ -171,9 +221,16 @@ async function pruneChunk(
   rows += count(
     await trx.deleteFrom('gaps').where('host_id', '=', hostId).where('seq', '<', before).execute(),
   );
-  rows += count(
-    await trx.deleteFrom('recorder_events').where('host_id', '=', hostId).where('seq', '<', before).execute(),
-  );
+  for (const table of ['recorder_events', 'dns_queries', 'cred_changes'] as const) {
+    rows += count(
+      await trx
+        .deleteFrom(table)
+        .where('host_id', '=', hostId)
+        .where('seq', '<', before)
+        .where(outside(table))
+        .execute(),
+    );
+  }
   rows += count(
     await trx.deleteFrom('refused_batches').where('host_id', '=', hostId).where('seq', '<', before).execute(),
   );
@@ -200,6 +257,105 @@ async function pruneChunk(
     })
     .execute();
   return rows;
+}
+
+/**
+ * A row of `x` that stays at the hosts' latest cuts (in the temporary table pofr_prune_cuts): the
+ * complement of what pruneChunk deletes, table by table. A host with no cut keeps everything.
+ */
+function stays(table: PartitionedTable): RawBuilder<boolean> {
+  const b = sql`(SELECT c.b FROM pofr_prune_cuts c WHERE c.host_id = x.host_id)`;
+  const kept = (alias: string) =>
+    sql`(${sql.ref(`${alias}.close_ord`)} IS NULL OR ${sql.ref(`${alias}.close_ord`)} >= ${b})`;
+  switch (table) {
+    case 'file_opens':
+    case 'endpoints':
+      return sql<boolean>`(${b} IS NULL OR ${kept('x')})`;
+    case 'endpoint_states':
+      return sql<boolean>`NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.host_id = x.host_id AND e.id = x.endpoint_id AND e.close_ord < ${b})`;
+    case 'processes':
+      return sql<boolean>`(${b} IS NULL OR ${kept('x')}
+        OR EXISTS (SELECT 1 FROM processes k WHERE k.parent_id = x.id AND ${kept('k')})
+        OR EXISTS (SELECT 1 FROM file_opens k WHERE k.process_id = x.id AND ${kept('k')})
+        OR EXISTS (SELECT 1 FROM endpoints k WHERE k.process_id = x.id AND ${kept('k')}))`;
+    case 'recorder_events':
+    case 'dns_queries':
+    case 'cred_changes':
+      return sql<boolean>`(${b} IS NULL OR x.seq >= (SELECT c.before_seq FROM pofr_prune_cuts c WHERE c.host_id = x.host_id))`;
+  }
+}
+
+/** Endpoint states go before their endpoints (what stays is told by the endpoint). */
+const DROP_ORDER: readonly PartitionedTable[] = [
+  'endpoint_states',
+  'recorder_events',
+  'dns_queries',
+  'cred_changes',
+  'file_opens',
+  'endpoints',
+  'processes',
+];
+
+/**
+ * Drops the weeks wholly older than the cutoff, once every host's chunks have recorded its cut: in
+ * one transaction, with every host's ingest held (and the tables locked by DETACH), the rows a week
+ * keeps at those cuts (a process still running, a file still open, a row a kept one points at) are
+ * copied out, the week is detached and dropped, and the kept rows go back in (to the default
+ * partition, as no week holds them now). A week that keeps most of its rows has the others deleted
+ * instead. Afterwards the store is exactly what deleting row by row leaves, so each host's latest
+ * cut gets its digest of the rows standing at it anew (verify checks them against it).
+ * Returns the rows dropped, by host.
+ */
+async function dropWeeks(
+  trx: Transaction<Database>,
+  weeks: readonly PartitionInfo[],
+  opts: PruneOptions,
+): Promise<Map<string, number>> {
+  await trx.selectFrom('hosts').select('host_id').orderBy('host_id').forUpdate().execute();
+  await sql`CREATE TEMPORARY TABLE pofr_prune_cuts (host_id text PRIMARY KEY, before_seq bigint NOT NULL, b bigint NOT NULL) ON COMMIT DROP`.execute(
+    trx,
+  );
+  await sql`INSERT INTO pofr_prune_cuts
+    SELECT DISTINCT ON (host_id) host_id, before_seq, before_seq * ${ORD_PER_BATCH}::int8 FROM prunes
+    ORDER BY host_id, before_seq DESC`.execute(trx);
+  const dropped = new Map<string, number>();
+  const add = (host: string, n: number) => dropped.set(host, (dropped.get(host) ?? 0) + n);
+  for (const table of DROP_ORDER) {
+    for (const week of weeks.filter((w) => w.table === table)) {
+      const part = sql.id(week.name);
+      const { rows: counts } = await sql<{ host_id: string; n: number; kept: number }>`
+        SELECT x.host_id, count(*)::int8 AS n, count(*) FILTER (WHERE ${stays(table)})::int8 AS kept
+        FROM ${part} x GROUP BY x.host_id`.execute(trx);
+      const n = counts.reduce((a, r) => a + Number(r.n), 0);
+      const kept = counts.reduce((a, r) => a + Number(r.kept), 0);
+      if (n > 0 && kept * 2 > n) {
+        await sql`DELETE FROM ${part} x WHERE NOT ${stays(table)}`.execute(trx);
+      } else {
+        await sql`CREATE TEMPORARY TABLE pofr_prune_kept ON COMMIT DROP AS SELECT x.* FROM ${part} x WHERE ${stays(table)}`.execute(
+          trx,
+        );
+        await sql`ALTER TABLE ${sql.id(table)} DETACH PARTITION ${part}`.execute(trx);
+        await sql`DROP TABLE ${part}`.execute(trx);
+        await sql`INSERT INTO ${sql.id(table)} SELECT * FROM pofr_prune_kept`.execute(trx);
+        await sql`DROP TABLE pofr_prune_kept`.execute(trx);
+        opts.onPartitionDropped?.(week.name, n - kept, kept);
+      }
+      for (const r of counts) add(r.host_id, Number(r.n) - Number(r.kept));
+    }
+  }
+  for (const [hostId, n] of dropped) {
+    if (n === 0) continue;
+    const cut = await latestPrune(trx, hostId);
+    if (!cut) continue;
+    const digest = stateDigest(await stateAt(trx, hostId, cut.before_seq, cut.t_to));
+    await trx
+      .updateTable('prunes')
+      .set((eb) => ({ state_sha256: digest, rows: eb('rows', '+', n) }))
+      .where('host_id', '=', hostId)
+      .where('before_seq', '=', cut.before_seq)
+      .execute();
+  }
+  return dropped;
 }
 
 /** The host's latest cut: batches below `before_seq` were pruned. */

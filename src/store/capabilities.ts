@@ -21,6 +21,16 @@ export interface Capabilities {
    * server runs one transaction at a time.
    */
   readonly concurrentWriters: boolean;
+  /**
+   * True when the event tables are partitioned by week (PostgreSQL, migration 0015): ingest makes a
+   * batch's weeks before its transaction, and prune drops whole weeks (src/store/partitions.ts).
+   */
+  readonly timePartitions: boolean;
+  /**
+   * True when a statement may hold INSERT/UPDATE in its WITH clauses (PostgreSQL): ingest then sends
+   * a batch's writes as one statement, one round trip (SQLite's statements cost none: in process).
+   */
+  readonly dataModifyingCtes: boolean;
 }
 
 export const sqliteCapabilities: Capabilities = Object.freeze({
@@ -31,6 +41,8 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   // regexp() is registered on every connection by the SQLite dialect (JS RegExp semantics).
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`,
   concurrentWriters: false,
+  timePartitions: false,
+  dataModifyingCtes: false,
 });
 
 export const postgresCapabilities: Capabilities = Object.freeze({
@@ -40,4 +52,6 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey(),
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`,
   concurrentWriters: true,
+  timePartitions: true,
+  dataModifyingCtes: true,
 });

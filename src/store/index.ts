@@ -1,5 +1,17 @@
 export { type Capabilities, postgresCapabilities, sqliteCapabilities } from './capabilities.js';
 export { createMigrator, migrateToLatest } from './migrate.js';
+export {
+  ensurePartitions,
+  forgetPartitions,
+  listPartitions,
+  PARTITIONED,
+  type PartitionedTable,
+  type PartitionInfo,
+  partitionName,
+  WEEK_US,
+  WEEKS_AHEAD,
+  weekStart,
+} from './partitions.js';
 export { IdPool, type LinkedTable, reserveIds } from './reserve-ids.js';
 export type * from './schema.js';
 export {

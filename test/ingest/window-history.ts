@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { ingestBatch } from '../../src/ingest/index.js';
-import type { SealedBatch } from '../../src/protocol/index.js';
+import type { PofrRecord, SealedBatch } from '../../src/protocol/index.js';
 import type { Store } from '../../src/store/index.js';
 import { addHost, endpoint, file, inventory, proc, T0, type TestHost } from './host-fixture.js';
 
@@ -26,9 +26,9 @@ export async function count(
 /**
  * Two old batches (day 0) and two recent ones (day 10). bash (pid 100) and its TCP socket live
  * across the cut; pid 200 and pid 250 live and die on day 0, with their files and a UDP socket;
- * bash's log file opens on day 0 and closes on day 10.
+ * bash's log file opens on day 0 and closes on day 10. `day0`: more records for the first batch.
  */
-export async function history(store: Store): Promise<TestHost> {
+export async function history(store: Store, day0: PofrRecord[] = []): Promise<TestHost> {
   const host = await addHost(store, { name: 'web1' });
   const bash = proc(100, 5, { comm: 'bash', argv: ['bash'], ruid: 1000 });
   await apply(
@@ -52,6 +52,7 @@ export async function history(store: Store): Promise<TestHost> {
       },
       { type: 'endpoint_close', t: T0 + 2 * S, key: 'udp:x' },
       { type: 'process_exit', t: T0 + 2 * S, pid: 250, start_ticks: 9 },
+      ...day0,
     ]),
   );
   await apply(

@@ -5,6 +5,7 @@ import { type SshServer, startSshServer } from '../../transport/index.js';
 import { AuditTrail } from './audit-trail.js';
 import { ensureSharedHostKey } from './host-key.js';
 import { loadLiveRules } from './live-rules.js';
+import { type PartitionKeeper, startPartitionKeeper } from './partition-keeper.js';
 import { startRdnsFiller } from './rdns-filler.js';
 import { watchRevocations } from './revocation-watch.js';
 import { createServerHandlers } from './server-handlers.js';
@@ -79,6 +80,13 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     throw e;
   }
   const hostKey = await ensureSharedHostKey(store, opts.dataDir);
+  let partitions: PartitionKeeper;
+  try {
+    partitions = await startPartitionKeeper(store, opts.log);
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
   const audit = AuditTrail.inMemory(store, opts.log);
   const handlers = createServerHandlers({ store, audit, log: opts.log, geo, rules });
   let server: SshServer;
@@ -91,6 +99,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
       log: opts.log,
     });
   } catch (e) {
+    partitions.stop();
     await audit.close();
     await store.close();
     throw e;
@@ -109,6 +118,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
     store,
     async close() {
       revocations.stop();
+      partitions.stop();
       await server.close();
       await audit.close();
       await rdns?.stop();
