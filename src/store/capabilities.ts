@@ -16,11 +16,42 @@ export interface Capabilities {
   /** A boolean SQL expression: `expr` matches the POSIX-style regular expression `pattern`. */
   readonly regexMatch: (expr: RawBuilder<unknown>, pattern: string) => RawBuilder<boolean>;
   /**
+   * A boolean SQL expression over a `processes` row (its `id`, `cmdline` and `exe` given): one of
+   * the two holds `term` literally, as `LIKE '%term%'` decides (case-sensitive on both engines).
+   * Where the engine's planner cannot reach the trigram index of migration 0016 by itself, the
+   * expression looks it up first and keeps the LIKE as the recheck, so the rows are the LIKE's.
+   */
+  readonly commandContains: (p: CommandColumns, term: string) => RawBuilder<boolean>;
+  /**
    * True when transactions may write at once (PostgreSQL: a connection pool, and several server
    * nodes sharing the database); ingest then takes a row lock per host. SQLite's one connection per
    * server runs one transaction at a time.
    */
   readonly concurrentWriters: boolean;
+}
+
+/** The columns of a `processes` row that commandContains reads. */
+export interface CommandColumns {
+  readonly id: RawBuilder<unknown>;
+  readonly cmdline: RawBuilder<unknown>;
+  readonly exe: RawBuilder<unknown>;
+}
+
+/** `LIKE '%term%'` on either column, the term's wildcards and escape character taken literally. */
+function likeEither(p: CommandColumns, term: string): RawBuilder<boolean> {
+  const like = `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  return sql<boolean>`(${p.cmdline} LIKE ${like} ESCAPE '\\' OR ${p.exe} LIKE ${like} ESCAPE '\\')`;
+}
+
+/**
+ * The FTS5 trigram table can answer a term of three characters or more (shorter ones hold no
+ * trigram). As a phrase of its trigrams the term is matched literally: inside double quotes only a
+ * double quote is special, and it is doubled.
+ */
+function sqliteCommandContains(p: CommandColumns, term: string): RawBuilder<boolean> {
+  if ([...term].length < 3) return likeEither(p, term);
+  const phrase = `"${term.replaceAll('"', '""')}"`;
+  return sql<boolean>`(${p.id} IN (SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${phrase}) AND ${likeEither(p, term)})`;
 }
 
 export const sqliteCapabilities: Capabilities = Object.freeze({
@@ -30,6 +61,7 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey().autoIncrement(),
   // regexp() is registered on every connection by the SQLite dialect (JS RegExp semantics).
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`,
+  commandContains: sqliteCommandContains,
   concurrentWriters: false,
 });
 
@@ -39,5 +71,7 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   idType: 'bigserial',
   idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey(),
   regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`,
+  // pg_trgm's GIN indexes serve the LIKE itself (a short term too: then by a full index scan).
+  commandContains: likeEither,
   concurrentWriters: true,
 });
