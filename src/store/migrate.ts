@@ -14,7 +14,7 @@ import { processContextMigration } from './migrations/0010-process-context.js';
 import { prunesMigration } from './migrations/0012-prunes.js';
 import { idBlocksMigration } from './migrations/0013-id-blocks-prune-digest.js';
 import { alertEvidenceMigration } from './migrations/0014-alert-evidence.js';
-import { commandTrigramsMigration } from './migrations/0016-command-trigrams.js';
+import { searchAndTreeIndexesMigration } from './migrations/0016-search-and-tree-indexes.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -37,7 +37,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0012-prunes': prunesMigration(caps),
           '0013-id-blocks-prune-digest': idBlocksMigration(caps),
           '0014-alert-evidence': alertEvidenceMigration(),
-          '0016-command-trigrams': commandTrigramsMigration(caps),
+          '0016-search-and-tree-indexes': searchAndTreeIndexesMigration(caps),
         };
       },
     },

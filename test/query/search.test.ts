@@ -193,7 +193,7 @@ for (const dialect of DIALECTS) {
       // by an earlier pofr goes through).
       const down = await createMigrator(store.db, store.caps).migrateDown();
       assert.equal(down.error, undefined);
-      assert.equal(down.results?.[0]?.migrationName, '0016-command-trigrams');
+      assert.equal(down.results?.[0]?.migrationName, '0016-search-and-tree-indexes');
       await addHost(store, 'h1', 'web');
       await addAll(store, ARGVS);
       await migrateToLatest(store.db, store.caps);
