@@ -51,6 +51,8 @@ export interface ActivityQuery extends WindowOptions {
   readonly user?: string;
   /** Regular expression over the process image's command line or exe path. */
   readonly command?: string;
+  /** Only events of these process image rows (a timeline resolves its command filter to them first). */
+  readonly processIds?: readonly number[];
   /**
    * Only events after a timeline page's last one; `rank` says whether these events sort before
    * (-1), with (0) or after (1) that one's kind at equal time, ord and host.
@@ -109,12 +111,15 @@ export async function activityEvents(
       ? q.where((eb) => eb.or([eb('p.ruid', '=', Number(user)), eb('p.euid', '=', Number(user))]))
       : q.where('p.user', '=', user);
   }
-  if (command !== undefined) {
-    q = q.where((eb) =>
-      eb.or([
-        store.caps.regexMatch(sql.ref('p.cmdline'), command),
-        store.caps.regexMatch(sql.ref('p.exe'), command),
-      ]),
+  const ids = opts.processIds;
+  if (ids !== undefined) {
+    q = ids.length === 0 ? q.where(sql<boolean>`1 = 0`) : q.where('a.process_id', 'in', ids);
+  } else if (command !== undefined) {
+    q = q.where(
+      store.caps.commandMatches(
+        { id: sql.ref('p.id'), cmdline: sql.ref('p.cmdline'), exe: sql.ref('p.exe') },
+        command,
+      ),
     );
   }
   const rows = (await q

@@ -52,11 +52,11 @@ export async function findProcesses(store: Store, opts: ProcessQuery = {}): Prom
       : q.where('p.user', '=', user);
   }
   if (command !== undefined) {
-    q = q.where((eb) =>
-      eb.or([
-        store.caps.regexMatch(sql.ref('p.cmdline'), command),
-        store.caps.regexMatch(sql.ref('p.exe'), command),
-      ]),
+    q = q.where(
+      store.caps.commandMatches(
+        { id: sql.ref('p.id'), cmdline: sql.ref('p.cmdline'), exe: sql.ref('p.exe') },
+        command,
+      ),
     );
   }
   q = q.orderBy('p.start').orderBy('p.open_ord').orderBy('p.id').limit(limitOf(opts));

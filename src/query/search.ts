@@ -83,19 +83,19 @@ async function processHits(
       : q.where('p.user', '=', term);
     q = q.orderBy('p.start', 'desc');
   } else {
-    // A substring: no b-tree can seek to it, so the matching ids are found first by scanning the
-    // (cmdline, exe) index, which is a fraction of the table's size; then only those rows are read.
-    const like = `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-    let ids = store.db
-      .selectFrom('processes')
-      .select('id')
-      .where((eb) =>
-        eb.or([sql<boolean>`cmdline like ${like} escape '\\'`, sql<boolean>`exe like ${like} escape '\\'`]),
-      );
-    if (hosts) ids = ids.where('host_id', 'in', hosts);
-    const found = (await ids.limit(limit).execute()).map((r) => r.id);
-    if (found.length === 0) return [];
-    q = q.where('p.id', 'in', found);
+    // A command line holds no NUL (its arguments are C strings): such a term matches nothing, and
+    // neither engine could take it (SQLite's LIKE ends the pattern there; PostgreSQL refuses it).
+    if (term.includes('\0')) return [];
+    // A substring, found through the trigram index (migration 0016); the last recorded first, so
+    // a common term returns its newest `limit` hits and the engine stops there.
+    q = q
+      .where(
+        store.caps.commandContains(
+          { id: sql.ref('p.id'), cmdline: sql.ref('p.cmdline'), exe: sql.ref('p.exe') },
+          term,
+        ),
+      )
+      .orderBy('p.id', 'desc');
   }
   const rows = await q.limit(limit).execute();
   return rows

@@ -1,5 +1,11 @@
 import { sql } from 'kysely';
-import type { Store } from '../store/index.js';
+import {
+  LIFETIME_BOUNDS_US,
+  LIFETIME_LONGEST,
+  LIFETIME_RUNNING,
+  lifetimeClassSql,
+  type Store,
+} from '../store/index.js';
 import { PROCESS_COLUMNS, type ProcessRow, toProcessRow } from './process-row.js';
 
 export interface TreeQuery {
@@ -28,10 +34,7 @@ export interface TreeRow extends ProcessRow {
  */
 export async function treeAt(store: Store, opts: TreeQuery): Promise<readonly TreeRow[]> {
   if (opts.hosts?.length === 0) return Object.freeze([]);
-  const alive = [
-    ...(await aliveAt(store, opts, 'running')),
-    ...(await aliveAt(store, opts, await endedFirst(store, opts))),
-  ];
+  const alive = await aliveAt(store, opts);
 
   const byIdentity = new Map<string, ProcessRow>();
   const byPid = new Map<string, ProcessRow>();
@@ -86,40 +89,36 @@ export async function treeAt(store: Store, opts: TreeQuery): Promise<readonly Tr
 }
 
 /**
- * The images alive at `at` in two reads: those still running (few, and found through the
- * (host_id, end) index at end IS NULL), and those that ended after `at`. For the second, a b-tree
- * can bound either start (<= at) or end (> at), not both; the engine is steered to the smaller side
- * — early in the record few processes started before `at`, late in it few ended after — with a unary
- * plus, which keeps the other column out of index use on SQLite and PostgreSQL alike.
+ * The images alive at `at` in one read, by lifetime class (store/lifetime-class.ts): for each
+ * class, those that started within one class bound before `at` and ended after it; then the longest
+ * lived and the still running, from the record's start. Each branch seeks (host_id, class, start).
  */
-async function aliveAt(
-  store: Store,
-  opts: TreeQuery,
-  which: 'running' | 'by-start' | 'by-end',
-): Promise<ProcessRow[]> {
+async function aliveAt(store: Store, opts: TreeQuery): Promise<ProcessRow[]> {
   const { at } = opts;
+  const hosts =
+    opts.hosts ?? (await store.db.selectFrom('hosts').select('host_id').execute()).map((h) => h.host_id);
+  if (hosts.length === 0) return [];
+  const lifetime = sql.raw(lifetimeClassSql('p."end"', 'p.start'));
   let q = store.db
     .selectFrom('processes as p')
     .innerJoin('hosts as h', 'h.host_id', 'p.host_id')
-    .select([...PROCESS_COLUMNS, 'h.name as host']);
-  if (which === 'running') q = q.where('p.end', 'is', null).where(sql<boolean>`+p.start <= ${at}`);
-  else if (which === 'by-start') q = q.where('p.start', '<=', at).where(sql<boolean>`+p."end" > ${at}`);
-  else q = q.where('p.end', '>', at).where(sql<boolean>`+p.start <= ${at}`);
-  if (opts.hosts) q = q.where('p.host_id', 'in', opts.hosts);
+    .select([...PROCESS_COLUMNS, 'h.name as host'])
+    .where((eb) =>
+      eb.or(
+        [...LIFETIME_BOUNDS_US.keys(), LIFETIME_LONGEST, LIFETIME_RUNNING].map((k) =>
+          eb.and([
+            // In every branch: an OR's branches are each matched to an index on their own.
+            eb('p.host_id', 'in', hosts),
+            sql<boolean>`${lifetime} = ${sql.lit(k)}`,
+            ...(k < LIFETIME_LONGEST ? [eb('p.start', '>', at - LIFETIME_BOUNDS_US[k])] : []),
+            eb('p.start', '<=', at),
+            ...(k === LIFETIME_RUNNING ? [] : [eb('p.end', '>', at)]),
+          ]),
+        ),
+      ),
+    );
   if (opts.observer === false) q = q.where('p.observer', '=', 0);
   return (await q.execute()).map((r) => toProcessRow(r, r.host));
-}
-
-/** Which bound of the ended images to walk: the side of `at` with less of the hosts' record. */
-async function endedFirst(store: Store, opts: TreeQuery): Promise<'by-start' | 'by-end'> {
-  let q = store.db
-    .selectFrom('hosts')
-    .select((eb) => [eb.fn.min('first_seen').as('first'), eb.fn.max('last_seen').as('last')]);
-  if (opts.hosts) q = q.where('host_id', 'in', opts.hosts);
-  const r = await q.executeTakeFirst();
-  const first = Number(r?.first ?? opts.at);
-  const last = Number(r?.last ?? opts.at);
-  return opts.at - first <= last - opts.at ? 'by-start' : 'by-end';
 }
 
 function identity(p: { host_id: string; boot_id: string; pid: number; start_ticks: number }): string {

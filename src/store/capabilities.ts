@@ -1,4 +1,5 @@
 import { type ColumnDefinitionBuilder, type RawBuilder, sql } from 'kysely';
+import { requiredLiteral } from './regex-literal.js';
 
 /**
  * What differs between engines, as data (Kysely's habit): queries and migrations ask the
@@ -15,6 +16,18 @@ export interface Capabilities {
   readonly idColumn: (col: ColumnDefinitionBuilder) => ColumnDefinitionBuilder;
   /** A boolean SQL expression: `expr` matches the POSIX-style regular expression `pattern`. */
   readonly regexMatch: (expr: RawBuilder<unknown>, pattern: string) => RawBuilder<boolean>;
+  /**
+   * A boolean SQL expression over a `processes` row (its `id`, `cmdline` and `exe` given): one of
+   * the two holds `term` literally, as `LIKE '%term%'` decides (case-sensitive on both engines).
+   * Where the engine's planner cannot reach the trigram index of migration 0016 by itself, the
+   * expression looks it up first and keeps the LIKE as the recheck, so the rows are the LIKE's.
+   */
+  readonly commandContains: (p: CommandColumns, term: string) => RawBuilder<boolean>;
+  /**
+   * A boolean SQL expression over a `processes` row: its `cmdline` or `exe` matches the regular
+   * expression `pattern` (regexMatch), helped by the trigram index where the engine needs it.
+   */
+  readonly commandMatches: (p: CommandColumns, pattern: string) => RawBuilder<boolean>;
   /**
    * True when transactions may write at once (PostgreSQL: a connection pool, and several server
    * nodes sharing the database); ingest then takes a row lock per host. SQLite's one connection per
@@ -33,13 +46,59 @@ export interface Capabilities {
   readonly dataModifyingCtes: boolean;
 }
 
+/** The columns of a `processes` row that commandContains reads. */
+export interface CommandColumns {
+  readonly id: RawBuilder<unknown>;
+  readonly cmdline: RawBuilder<unknown>;
+  readonly exe: RawBuilder<unknown>;
+}
+
+/** `LIKE '%term%'` on either column, the term's wildcards and escape character taken literally. */
+function likeEither(p: CommandColumns, term: string): RawBuilder<boolean> {
+  const like = `%${term.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+  return sql<boolean>`(${p.cmdline} LIKE ${like} ESCAPE '\\' OR ${p.exe} LIKE ${like} ESCAPE '\\')`;
+}
+
+/**
+ * The FTS5 trigram table can answer a term of three characters or more (shorter ones hold no
+ * trigram). As a phrase of its trigrams the term is matched literally: inside double quotes only a
+ * double quote is special, and it is doubled.
+ */
+function sqliteCommandContains(p: CommandColumns, term: string): RawBuilder<boolean> {
+  if ([...term].length < 3) return likeEither(p, term);
+  const phrase = `"${term.replaceAll('"', '""')}"`;
+  return sql<boolean>`(${p.id} IN (SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${phrase}) AND ${likeEither(p, term)})`;
+}
+
+function regexEither(
+  regexMatch: Capabilities['regexMatch'],
+  p: CommandColumns,
+  pattern: string,
+): RawBuilder<boolean> {
+  return sql<boolean>`(${regexMatch(p.cmdline, pattern)} OR ${regexMatch(p.exe, pattern)})`;
+}
+
+// regexp() is registered on every connection by the SQLite dialect (JS RegExp semantics).
+const sqliteRegex = (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`;
+
+/** A pattern that requires a run of three characters or more: the rows holding it, then the regexp. */
+function sqliteCommandMatches(p: CommandColumns, pattern: string): RawBuilder<boolean> {
+  const literal = requiredLiteral(pattern);
+  if (literal === null || [...literal].length < 3) return regexEither(sqliteRegex, p, pattern);
+  const phrase = `"${literal.replaceAll('"', '""')}"`;
+  return sql<boolean>`(${p.id} IN (SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${phrase}) AND ${regexEither(sqliteRegex, p, pattern)})`;
+}
+
+const postgresRegex = (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`;
+
 export const sqliteCapabilities: Capabilities = Object.freeze({
   engine: 'sqlite',
   bytesType: 'blob',
   idType: 'integer',
   idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey().autoIncrement(),
-  // regexp() is registered on every connection by the SQLite dialect (JS RegExp semantics).
-  regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`,
+  regexMatch: sqliteRegex,
+  commandContains: sqliteCommandContains,
+  commandMatches: sqliteCommandMatches,
   concurrentWriters: false,
   timePartitions: false,
   dataModifyingCtes: false,
@@ -50,7 +109,11 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   bytesType: 'bytea',
   idType: 'bigserial',
   idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey(),
-  regexMatch: (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`,
+  regexMatch: postgresRegex,
+  // pg_trgm's GIN indexes serve the LIKE itself (a short term too: then by a full index scan), and
+  // the regular expression match: it extracts the trigrams a pattern requires by itself.
+  commandContains: likeEither,
+  commandMatches: (p: CommandColumns, pattern: string) => regexEither(postgresRegex, p, pattern),
   concurrentWriters: true,
   timePartitions: true,
   dataModifyingCtes: true,

@@ -1,4 +1,10 @@
 export { type Capabilities, postgresCapabilities, sqliteCapabilities } from './capabilities.js';
+export {
+  LIFETIME_BOUNDS_US,
+  LIFETIME_LONGEST,
+  LIFETIME_RUNNING,
+  lifetimeClassSql,
+} from './lifetime-class.js';
 export { createMigrator, migrateToLatest } from './migrate.js';
 export {
   ensurePartitions,

@@ -15,6 +15,7 @@ import { prunesMigration } from './migrations/0012-prunes.js';
 import { idBlocksMigration } from './migrations/0013-id-blocks-prune-digest.js';
 import { alertEvidenceMigration } from './migrations/0014-alert-evidence.js';
 import { timePartitionsMigration } from './migrations/0015-time-partitions.js';
+import { searchAndTreeIndexesMigration } from './migrations/0016-search-and-tree-indexes.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -38,6 +39,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0013-id-blocks-prune-digest': idBlocksMigration(caps),
           '0014-alert-evidence': alertEvidenceMigration(),
           '0015-time-partitions': timePartitionsMigration(caps),
+          '0016-search-and-tree-indexes': searchAndTreeIndexesMigration(caps),
         };
       },
     },

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { treeAt } from '../../src/query/index.js';
+import { LIFETIME_BOUNDS_US } from '../../src/store/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
 import { addHost, addProcess } from './fixtures.js';
 
@@ -100,5 +101,46 @@ for (const dialect of DIALECTS) {
         ),
         ['1', '6'],
       );
+    }));
+
+  test(`[${dialect}] treeAt finds every image alive at the instant, whatever its lifetime class, at each class's edges`, (t) =>
+    withStore(t, dialect, async (store) => {
+      await addHost(store, 'h1', 'web');
+      await addHost(store, 'h2', 'db');
+      const T = 10 ** 13;
+      type P = { pid: number; start: number; end: number | null; host_id: string };
+      const made: P[] = [];
+      let pid = 10;
+      const add = async (start: number, end: number | null, host_id = 'h1') => {
+        const p = { pid: pid++, start, end, host_id };
+        made.push(p);
+        await addProcess(store, { ...p, ppid: 0, end_reason: end === null ? null : 'exit' });
+      };
+      // Lifetimes just under, at and over each bound, placed so that T falls at their first and last
+      // instants, just before and just after them.
+      for (const b of [1, ...LIFETIME_BOUNDS_US]) {
+        for (const life of [b - 1, b, b + 1]) {
+          for (const start of [T - life - 1, T - life, T - life + 1, T - 1, T, T + 1])
+            await add(start, start + life);
+        }
+      }
+      await add(0, null);
+      await add(T, null);
+      await add(T + 1, null);
+      await add(T - 5, null, 'h2');
+      await add(T - 5, T + 3 * 10 ** 12, 'h2');
+      for (const at of [T - 1, T, T + 1, T + 10 ** 6, 0, 2 * T]) {
+        const alive = (h?: string) =>
+          made
+            .filter(
+              (p) => (h === undefined || p.host_id === h) && p.start <= at && (p.end === null || p.end > at),
+            )
+            .map((p) => p.pid)
+            .sort((a, b) => a - b);
+        const got = async (hosts?: string[]) =>
+          (await treeAt(store, { at, hosts })).map((r) => r.pid).sort((a, b) => a - b);
+        assert.deepEqual(await got(['h1']), alive('h1'), `h1 at ${at}`);
+        assert.deepEqual(await got(), alive(), `every host at ${at}`);
+      }
     }));
 }
