@@ -1,7 +1,8 @@
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Store } from '../store/index.js';
-import { type CompiledRule, compileRule } from './compile.js';
+import type { CompiledRule } from './compile.js';
 import type { LogSource } from './logsources.js';
+import { FieldSlots, LiveRow, type Predicate, rulePredicate, type Verdict } from './predicate.js';
 
 export interface HuntQuery {
   /** Host ids (resolved by the caller); undefined: every host. */
@@ -45,7 +46,7 @@ export async function hunt(store: Store, rules: readonly CompiledRule[], q: Hunt
   return huntOn(store.db, rules, q);
 }
 
-/** As hunt, on any connection or transaction (ingest runs it inside the batch's transaction). */
+/** As hunt, on any connection or transaction. */
 export async function huntOn(
   db: Kysely<Database>,
   rules: readonly CompiledRule[],
@@ -55,26 +56,138 @@ export async function huntOn(
   const alerts: Alert[] = [];
   for (const c of rules) {
     const s = c.source;
-    const conds = [c.where];
-    if (s.base) conds.push(sql<boolean>`${s.base}`);
+    const conds: RawBuilder<boolean>[] = [];
     if (q.hosts) conds.push(sql<boolean>`${s.hostId} in (${sql.join(q.hosts)})`);
     if (q.from !== undefined) conds.push(sql<boolean>`${s.time} >= ${q.from}`);
     if (q.to !== undefined) conds.push(sql<boolean>`${s.time} <= ${q.to}`);
-    const pid = s.fields.ProcessId?.expr ?? sql`null`;
-    const { rows } = await sql<
-      Record<string, unknown>
-    >`select ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns} from ${s.from} where ${sql.join(conds, sql` and `)} order by ${s.time}, ${s.id} limit ${q.limit}`.execute(
-      db,
-    );
-    for (const r of rows) alerts.push(toAlert(c, r));
+    alerts.push(...(await ruleMatches(db, c, conds, q.limit)));
   }
   return alerts.sort((a, b) => a.time - b.time);
 }
 
+/** One rule's matches among the rows `conds` selects, in time order: the alert's columns and batch. */
+async function ruleMatches(
+  db: Kysely<Database>,
+  c: CompiledRule,
+  conds: readonly RawBuilder<boolean>[],
+  limit: number,
+): Promise<Alert[]> {
+  const s = c.source;
+  const where = [c.where, ...(s.base ? [sql<boolean>`${s.base}`] : []), ...conds];
+  const pid = s.fields.ProcessId?.expr ?? sql`null`;
+  const { rows } = await sql<
+    Record<string, unknown>
+  >`select ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns} from ${s.from} where ${sql.join(where, sql` and `)} order by ${s.time}, ${s.id} limit ${limit}`.execute(
+    db,
+  );
+  return rows.map((r) => toAlert(c, r));
+}
+
+/** The rules of one table, with their JavaScript tests over the fields they read. */
+interface TablePlan {
+  readonly source: LogSource;
+  readonly slots: FieldSlots;
+  readonly rules: readonly { readonly c: CompiledRule; readonly test: Predicate }[];
+}
+
+// A server passes the same rule list for every batch: its plan is made once.
+const PLANS = new WeakMap<readonly CompiledRule[], TablePlan[]>();
+function planOf(rules: readonly CompiledRule[]): TablePlan[] {
+  let plan = PLANS.get(rules);
+  if (plan === undefined) {
+    const byTable = new Map<
+      string,
+      { source: LogSource; slots: FieldSlots; rules: TablePlan['rules'][number][] }
+    >();
+    for (const c of rules) {
+      let t = byTable.get(c.source.table);
+      if (t === undefined) {
+        // The file categories (file_event, file_create, file_access) read the same fields of one table.
+        t = { source: c.source, slots: new FieldSlots(), rules: [] };
+        byTable.set(c.source.table, t);
+      }
+      t.rules.push({ c, test: rulePredicate(c, t.slots) });
+    }
+    plan = [...byTable.values()];
+    PLANS.set(rules, plan);
+  }
+  return plan;
+}
+
+/** One table's rows opened by a batch, in time order, and each rule's in-memory verdict on each. */
+interface BatchTable {
+  readonly source: LogSource;
+  readonly ids: readonly unknown[];
+  readonly verdicts: readonly { readonly c: CompiledRule; readonly verdicts: readonly Verdict[] }[];
+}
+
 /**
- * The rules on the rows one batch opened, one query per logsource (each rule a boolean column of
- * it) rather than one per rule: live detection runs this for every batch, so its cost is a few
- * indexed queries whatever the number of rules. At most `limit` matches per rule.
+ * Reads the rows one batch opened, once per table and only the fields the rules use, and tests
+ * every rule on them in memory (predicate.ts).
+ */
+async function testBatch(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  batch: { readonly hostId: string; readonly seq: number },
+): Promise<BatchTable[]> {
+  const out: BatchTable[] = [];
+  const first = batch.seq * ORD_PER_BATCH;
+  for (const { source: s, slots, rules: tests } of planOf(rules)) {
+    const conds = [
+      sql<boolean>`${s.hostId} = ${batch.hostId}`,
+      sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`,
+    ];
+    if (s.base) conds.push(sql<boolean>`${s.base}`);
+    const fields = slots.names.map((name, i) => sql`${s.fields[name].expr} as ${sql.raw(`f${i}`)}`);
+    const { rows } = await sql<
+      Record<string, unknown>
+    >`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${s.scan} where ${sql.join(conds, sql` and `)}`.execute(
+      db,
+    );
+    if (rows.length === 0) continue;
+    // In time order, so the first `limit` candidates of a rule are its first matches.
+    rows.sort((a, b) => Number(a.time) - Number(b.time) || Number(a.id) - Number(b.id));
+    const lower = tests[0].c.caps.lowerText;
+    const live = rows.map(
+      (r) =>
+        new LiveRow(
+          slots.names.map((_, i) => r[`f${i}`]),
+          lower,
+        ),
+    );
+    out.push({
+      source: s,
+      ids: rows.map((r) => r.id),
+      verdicts: tests.map(({ c, test }) => ({ c, verdicts: live.map(test) })),
+    });
+  }
+  return out;
+}
+
+/**
+ * Each rule's in-memory verdict on each row one batch opened (true, false, or null: SQL decides),
+ * before any SQL confirms it: tests hold it against the rule's SQL row by row.
+ */
+export async function liveVerdicts(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  batch: { readonly hostId: string; readonly seq: number },
+): Promise<{ readonly rule: CompiledRule; readonly id: number; readonly verdict: Verdict }[]> {
+  return (await testBatch(db, rules, batch)).flatMap((t) =>
+    t.verdicts.flatMap(({ c, verdicts }) =>
+      verdicts.map((verdict, i) => ({ rule: c, id: Number(t.ids[i]), verdict })),
+    ),
+  );
+}
+
+/** Ids per confirming query (well under both engines' parameter limits). */
+const CONFIRM_CHUNK = 500;
+
+/**
+ * The rules on the rows one batch opened, at most `limit` matches per rule. Live detection runs
+ * this for every batch: the rules are tested in memory on those rows (testBatch), and only the rows
+ * a rule may match are read again, by that rule's SQL — so an alert is exactly what `hunt` finds for
+ * that row, and a batch that matches nothing costs one query per table whatever the number of rules.
  */
 export async function huntBatchOn(
   db: Kysely<Database>,
@@ -82,60 +195,25 @@ export async function huntBatchOn(
   batch: { readonly hostId: string; readonly seq: number },
   limit: number,
 ): Promise<Alert[]> {
-  const bySource = new Map<LogSource, CompiledRule[]>();
-  for (const r of rules) {
-    const c = viewRule(r);
-    if (c === null) continue;
-    bySource.set(c.source, [...(bySource.get(c.source) ?? []), c]);
-  }
   const alerts: Alert[] = [];
-  const first = batch.seq * ORD_PER_BATCH;
-  for (const [view, group] of bySource) {
-    const s = view.origin!;
-    const conds = [
-      sql<boolean>`${s.hostId} = ${batch.hostId}`,
-      sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`,
-    ];
-    if (s.base) conds.push(sql<boolean>`${s.base}`);
-    const fieldColumns = Object.entries(s.fields).flatMap(([name, f]) => [
-      sql`${f.expr} as ${sql.raw(`"f_${name}"`)}`,
-      ...(f.type === 'text' ? [sql`lower(cast(${f.expr} as text)) as ${sql.raw(`"l_${name}"`)}`] : []),
-    ]);
-    const flags = group.map((c, i) => sql`(${c.where}) as ${sql.raw(`m_${i}`)}`);
-    const pid = s.fields.ProcessId?.expr ?? sql`null`;
-    const { rows } = await sql<
-      Record<string, unknown>
-    >`with v as materialized (select ${s.time} as time, ${s.id} as row_order, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns}, ${sql.join(fieldColumns)} from ${s.from} where ${sql.join(conds, sql` and `)}) select v.*, ${sql.join(flags)} from v order by v.time, v.row_order`.execute(
-      db,
-    );
-    const counts = group.map(() => 0);
-    for (const r of rows) {
-      const row: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(r)) if (!/^(m_\d+|[fl]_.*|row_order)$/.test(k)) row[k] = v;
-      group.forEach((c, i) => {
-        const hit = r[`m_${i}`];
-        // SQLite answers 1/0, PostgreSQL true/false; NULL (unknown) is no match.
-        if ((hit === true || Number(hit) === 1) && counts[i] < limit) {
-          counts[i]++;
-          alerts.push(toAlert(c, row));
-        }
-      });
+  for (const { source: s, ids, verdicts: tests } of await testBatch(db, rules, batch)) {
+    for (const { c, verdicts } of tests) {
+      const maybe = ids.filter((_, i) => verdicts[i] !== false);
+      let found = 0;
+      for (let i = 0; i < maybe.length && found < limit; i += CONFIRM_CHUNK) {
+        const chunk = maybe.slice(i, i + CONFIRM_CHUNK);
+        const matched = await ruleMatches(
+          db,
+          c,
+          [sql<boolean>`${s.id} in (${sql.join(chunk)})`],
+          limit - found,
+        );
+        found += matched.length;
+        alerts.push(...matched);
+      }
     }
   }
   return alerts.sort((a, b) => a.time - b.time);
-}
-
-// Each rule compiled once more against its logsource's batch view, remembered per compiled rule.
-const VIEW_RULES = new WeakMap<CompiledRule, CompiledRule | null>();
-function viewRule(c: CompiledRule): CompiledRule | null {
-  if (c.source.origin) return c;
-  let v = VIEW_RULES.get(c);
-  if (v === undefined) {
-    const r = compileRule(c.rule, c.caps, { batchView: true });
-    v = r.status === 'ok' ? r : null;
-    VIEW_RULES.set(c, v);
-  }
-  return v;
 }
 
 function toAlert(c: CompiledRule, r: Record<string, unknown>): Alert {
