@@ -2,7 +2,7 @@ import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Store } from '../store/index.js';
 import type { CompiledRule } from './compile.js';
 import type { LogSource } from './logsources.js';
-import { FieldSlots, LiveRow, type Predicate, rulePredicate, type Verdict } from './predicate.js';
+import { FieldSlots, LiveRow, type RuleTest, rulePredicate, type Verdict } from './predicate.js';
 
 export interface HuntQuery {
   /** Host ids (resolved by the caller); undefined: every host. */
@@ -12,6 +12,8 @@ export interface HuntQuery {
   readonly to?: number;
   /** At most this many matches per rule. */
   readonly limit: number;
+  /** Rows per query of a table scan; default PAGE (tests make it small to cross pages). */
+  readonly pageRows?: number;
 }
 
 /** open_ord is seq × ORD_PER_BATCH + record index (docs/schema.md "Order"). */
@@ -36,8 +38,8 @@ export interface Alert {
 }
 
 /**
- * Runs each compiled rule over the stored history, one parameterised query per rule, and returns
- * the matches in time order.
+ * Runs the compiled rules over the stored history and returns the matches in time order, at most
+ * `q.limit` per rule. Each table is read once for all its rules (matchRules), not once per rule.
  *
  * @example
  * const alerts = await hunt(store, compiled, { limit: 1000 });
@@ -53,16 +55,45 @@ export async function huntOn(
   q: HuntQuery,
 ): Promise<Alert[]> {
   if (q.hosts?.length === 0) return [];
-  const alerts: Alert[] = [];
-  for (const c of rules) {
-    const s = c.source;
-    const conds: RawBuilder<boolean>[] = [];
-    if (q.hosts) conds.push(sql<boolean>`${s.hostId} in (${sql.join(q.hosts)})`);
-    if (q.from !== undefined) conds.push(sql<boolean>`${s.time} >= ${q.from}`);
-    if (q.to !== undefined) conds.push(sql<boolean>`${s.time} <= ${q.to}`);
-    alerts.push(...(await ruleMatches(db, c, conds, q.limit)));
-  }
+  // A rule whose test can say "unknown" (a regex only the engine runs) would send most rows of the
+  // history to SQL one chunk at a time: it runs as its own query instead.
+  const plan = planOf(rules);
+  const inMemory = plan.map((t) => ({ ...t, rules: t.rules.filter((r) => r.exact) }));
+  const bySql = plan.flatMap((t) => t.rules.filter((r) => !r.exact).map((r) => r.c));
+  const alerts = [
+    ...(await matchRules(
+      db,
+      inMemory,
+      (s) => ({ where: windowOf(s, q), page: q.pageRows ?? PAGE }),
+      q.limit,
+    )),
+    ...(await huntSql(db, bySql, q)),
+  ];
   return alerts.sort((a, b) => a.time - b.time);
+}
+
+/**
+ * The same answer as hunt, one SQL query per rule (the rule's compiled WHERE over the whole
+ * history): what the in-memory tests are held against, and how a rule that cannot be decided in
+ * memory runs.
+ */
+export async function huntSql(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  q: HuntQuery,
+): Promise<Alert[]> {
+  if (q.hosts?.length === 0) return [];
+  const alerts: Alert[] = [];
+  for (const c of rules) alerts.push(...(await ruleMatches(db, c, windowOf(c.source, q), q.limit)));
+  return alerts.sort((a, b) => a.time - b.time);
+}
+
+function windowOf(s: LogSource, q: HuntQuery): RawBuilder<boolean>[] {
+  const conds: RawBuilder<boolean>[] = [];
+  if (q.hosts) conds.push(sql<boolean>`${s.hostId} in (${sql.join(q.hosts)})`);
+  if (q.from !== undefined) conds.push(sql<boolean>`${s.time} >= ${q.from}`);
+  if (q.to !== undefined) conds.push(sql<boolean>`${s.time} <= ${q.to}`);
+  return conds;
 }
 
 /** One rule's matches among the rows `conds` selects, in time order: the alert's columns and batch. */
@@ -87,7 +118,11 @@ async function ruleMatches(
 interface TablePlan {
   readonly source: LogSource;
   readonly slots: FieldSlots;
-  readonly rules: readonly { readonly c: CompiledRule; readonly test: Predicate }[];
+  readonly rules: readonly PlannedRule[];
+}
+
+interface PlannedRule extends RuleTest {
+  readonly c: CompiledRule;
 }
 
 // A server passes the same rule list for every batch: its plan is made once.
@@ -95,10 +130,7 @@ const PLANS = new WeakMap<readonly CompiledRule[], TablePlan[]>();
 function planOf(rules: readonly CompiledRule[]): TablePlan[] {
   let plan = PLANS.get(rules);
   if (plan === undefined) {
-    const byTable = new Map<
-      string,
-      { source: LogSource; slots: FieldSlots; rules: TablePlan['rules'][number][] }
-    >();
+    const byTable = new Map<string, { source: LogSource; slots: FieldSlots; rules: PlannedRule[] }>();
     for (const c of rules) {
       let t = byTable.get(c.source.table);
       if (t === undefined) {
@@ -106,7 +138,7 @@ function planOf(rules: readonly CompiledRule[]): TablePlan[] {
         t = { source: c.source, slots: new FieldSlots(), rules: [] };
         byTable.set(c.source.table, t);
       }
-      t.rules.push({ c, test: rulePredicate(c, t.slots) });
+      t.rules.push({ c, ...rulePredicate(c, t.slots) });
     }
     plan = [...byTable.values()];
     PLANS.set(rules, plan);
@@ -114,54 +146,105 @@ function planOf(rules: readonly CompiledRule[]): TablePlan[] {
   return plan;
 }
 
-/** One table's rows opened by a batch, in time order, and each rule's in-memory verdict on each. */
-interface BatchTable {
-  readonly source: LogSource;
-  readonly ids: readonly unknown[];
-  readonly verdicts: readonly { readonly c: CompiledRule; readonly verdicts: readonly Verdict[] }[];
+/** Which rows of a table: a window of the history (read a page at a time), or one batch's. */
+interface RowSet {
+  readonly where: RawBuilder<boolean>[];
+  /** Rows per query, in id order; null: all at once. */
+  readonly page: number | null;
 }
 
+/** Rows read per query of a table scan (memory stays bounded over any history). */
+const PAGE = 20_000;
+
 /**
- * Reads the rows one batch opened, once per table and only the fields the rules use, and tests
- * every rule on them in memory (predicate.ts).
+ * Reads the rows `where` selects, PAGE at a time in id order and only the fields the table's rules
+ * use (the same SQL expressions hunt's queries use), and hands each to `visit` as a LiveRow.
  */
-async function testBatch(
+async function scanTable(
   db: Kysely<Database>,
-  rules: readonly CompiledRule[],
-  batch: { readonly hostId: string; readonly seq: number },
-): Promise<BatchTable[]> {
-  const out: BatchTable[] = [];
-  const first = batch.seq * ORD_PER_BATCH;
-  for (const { source: s, slots, rules: tests } of planOf(rules)) {
-    const conds = [
-      sql<boolean>`${s.hostId} = ${batch.hostId}`,
-      sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`,
-    ];
-    if (s.base) conds.push(sql<boolean>`${s.base}`);
-    const fields = slots.names.map((name, i) => sql`${s.fields[name].expr} as ${sql.raw(`f${i}`)}`);
+  t: TablePlan,
+  { where, page: pageRows }: RowSet,
+  visit: (id: unknown, time: number, row: LiveRow) => void,
+): Promise<void> {
+  const s = t.source;
+  const lower = t.rules[0].c.caps.lowerText;
+  const fields = t.slots.names.map((name, i) => sql`${s.fields[name].expr} as ${sql.raw(`f${i}`)}`);
+  const conds = [...where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
+  const n = t.slots.names.length;
+  let after: unknown = null;
+  for (;;) {
+    const page = after === null ? conds : [...conds, sql<boolean>`${s.id} > ${after}`];
+    // One batch's rows are read at once, through the open_ord index (an ORDER BY id could lead the
+    // planner to walk the whole table in id order instead).
+    const tail = pageRows === null ? sql`` : sql` order by ${s.id} limit ${pageRows}`;
     const { rows } = await sql<
       Record<string, unknown>
-    >`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${s.scan} where ${sql.join(conds, sql` and `)}`.execute(
+    >`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${s.scan}${page.length ? sql` where ${sql.join(page, sql` and `)}` : sql``}${tail}`.execute(
       db,
     );
-    if (rows.length === 0) continue;
-    // In time order, so the first `limit` candidates of a rule are its first matches.
-    rows.sort((a, b) => Number(a.time) - Number(b.time) || Number(a.id) - Number(b.id));
-    const lower = tests[0].c.caps.lowerText;
-    const live = rows.map(
-      (r) =>
-        new LiveRow(
-          slots.names.map((_, i) => r[`f${i}`]),
-          lower,
-        ),
-    );
-    out.push({
-      source: s,
-      ids: rows.map((r) => r.id),
-      verdicts: tests.map(({ c, test }) => ({ c, verdicts: live.map(test) })),
-    });
+    for (const r of rows) {
+      const values = new Array<unknown>(n);
+      for (let i = 0; i < n; i++) values[i] = r[`f${i}`];
+      visit(r.id, Number(r.time), new LiveRow(values, lower));
+    }
+    if (pageRows === null || rows.length < pageRows) return;
+    after = rows[rows.length - 1].id;
   }
-  return out;
+}
+
+/** Ids per confirming query (well under both engines' parameter limits). */
+const CONFIRM_CHUNK = 500;
+
+/**
+ * Every rule of `plan` on the rows `where(source)` selects: each table is read once (scanTable)
+ * and every rule tested on each row in memory (predicate.ts); only the rows a rule may match are
+ * read again, by that rule's own SQL restricted to their ids, in time order until `limit` — so a
+ * match is exactly what the rule's SQL says of that row, and rows no rule can match cost no query.
+ */
+async function matchRules(
+  db: Kysely<Database>,
+  plan: readonly TablePlan[],
+  rowsOf: (s: LogSource) => RowSet,
+  limit: number,
+): Promise<Alert[]> {
+  const alerts: Alert[] = [];
+  for (const t of plan) {
+    if (t.rules.length === 0) continue;
+    const candidates = t.rules.map(() => [] as { id: unknown; time: number }[]);
+    await scanTable(db, t, rowsOf(t.source), (id, time, row) => {
+      for (let i = 0; i < t.rules.length; i++) {
+        if (t.rules[i].test(row) !== false) candidates[i].push({ id, time });
+      }
+    });
+    for (let i = 0; i < t.rules.length; i++) {
+      const maybe = candidates[i].sort((a, b) => a.time - b.time || Number(a.id) - Number(b.id));
+      let found = 0;
+      for (let k = 0; k < maybe.length && found < limit; k += CONFIRM_CHUNK) {
+        const ids = maybe.slice(k, k + CONFIRM_CHUNK).map((m) => m.id);
+        const matched = await ruleMatches(
+          db,
+          t.rules[i].c,
+          [sql<boolean>`${t.source.id} in (${sql.join(ids)})`],
+          limit - found,
+        );
+        found += matched.length;
+        alerts.push(...matched);
+      }
+    }
+  }
+  return alerts;
+}
+
+/** The rows one batch opened (its open_ord range, indexed): what live detection reads. */
+function batchRows(batch: { readonly hostId: string; readonly seq: number }) {
+  const first = batch.seq * ORD_PER_BATCH;
+  return (s: LogSource): RowSet => ({
+    where: [
+      sql<boolean>`${s.hostId} = ${batch.hostId}`,
+      sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`,
+    ],
+    page: null,
+  });
 }
 
 /**
@@ -173,21 +256,20 @@ export async function liveVerdicts(
   rules: readonly CompiledRule[],
   batch: { readonly hostId: string; readonly seq: number },
 ): Promise<{ readonly rule: CompiledRule; readonly id: number; readonly verdict: Verdict }[]> {
-  return (await testBatch(db, rules, batch)).flatMap((t) =>
-    t.verdicts.flatMap(({ c, verdicts }) =>
-      verdicts.map((verdict, i) => ({ rule: c, id: Number(t.ids[i]), verdict })),
-    ),
-  );
+  const out: { rule: CompiledRule; id: number; verdict: Verdict }[] = [];
+  const rowsOf = batchRows(batch);
+  for (const t of planOf(rules)) {
+    await scanTable(db, t, rowsOf(t.source), (id, _time, row) => {
+      for (const r of t.rules) out.push({ rule: r.c, id: Number(id), verdict: r.test(row) });
+    });
+  }
+  return out;
 }
 
-/** Ids per confirming query (well under both engines' parameter limits). */
-const CONFIRM_CHUNK = 500;
-
 /**
- * The rules on the rows one batch opened, at most `limit` matches per rule. Live detection runs
- * this for every batch: the rules are tested in memory on those rows (testBatch), and only the rows
- * a rule may match are read again, by that rule's SQL — so an alert is exactly what `hunt` finds for
- * that row, and a batch that matches nothing costs one query per table whatever the number of rules.
+ * The rules on the rows one batch opened, at most `limit` matches per rule: what live detection
+ * runs for every batch (matchRules over the batch's rows). A batch that matches nothing costs one
+ * query per table whatever the number of rules.
  */
 export async function huntBatchOn(
   db: Kysely<Database>,
@@ -195,24 +277,7 @@ export async function huntBatchOn(
   batch: { readonly hostId: string; readonly seq: number },
   limit: number,
 ): Promise<Alert[]> {
-  const alerts: Alert[] = [];
-  for (const { source: s, ids, verdicts: tests } of await testBatch(db, rules, batch)) {
-    for (const { c, verdicts } of tests) {
-      const maybe = ids.filter((_, i) => verdicts[i] !== false);
-      let found = 0;
-      for (let i = 0; i < maybe.length && found < limit; i += CONFIRM_CHUNK) {
-        const chunk = maybe.slice(i, i + CONFIRM_CHUNK);
-        const matched = await ruleMatches(
-          db,
-          c,
-          [sql<boolean>`${s.id} in (${sql.join(chunk)})`],
-          limit - found,
-        );
-        found += matched.length;
-        alerts.push(...matched);
-      }
-    }
-  }
+  const alerts = await matchRules(db, planOf(rules), batchRows(batch), limit);
   return alerts.sort((a, b) => a.time - b.time);
 }
 

@@ -68,8 +68,9 @@ const FALSE: Predicate = () => false;
  * const test = rulePredicate(compiled, slots);
  * if (test(new LiveRow(values, caps.lowerText)) !== false) … confirm in SQL …
  */
-export function rulePredicate(c: CompiledRule, slots: FieldSlots): Predicate {
+export function rulePredicate(c: CompiledRule, slots: FieldSlots): RuleTest {
   const { rule, source, caps } = c;
+  const ctx: Ctx = { caps, exact: true };
   const names = Object.keys(rule.searches);
   const searches = new Map<string, Predicate>();
   const search = (name: string): Predicate => {
@@ -82,7 +83,7 @@ export function rulePredicate(c: CompiledRule, slots: FieldSlots): Predicate {
           // compileRule accepted the rule, so this does not happen; if it did, SQL decides.
           return field === undefined ? undefined : { field, slot: slots.slot(fieldName) };
         },
-        caps,
+        ctx,
       );
       searches.set(name, s);
     }
@@ -110,27 +111,44 @@ export function rulePredicate(c: CompiledRule, slots: FieldSlots): Predicate {
     }
   };
   try {
-    return any(rule.conditions.map((cond) => toTest(parseCondition(cond))));
+    const test = any(rule.conditions.map((cond) => toTest(parseCondition(cond))));
+    return { test, exact: ctx.exact };
   } catch {
-    return () => null;
+    return { test: () => null, exact: false };
   }
 }
 
-type FieldOf = (name: string) => { field: FieldMapping; slot: number } | undefined;
-
-function searchTest(value: unknown, fieldOf: FieldOf, caps: Capabilities): Predicate {
-  if (Array.isArray(value))
-    return any(value.map((v) => mapTest(v as Record<string, unknown>, fieldOf, caps)));
-  return mapTest(value as Record<string, unknown>, fieldOf, caps);
+/** A rule's test, and whether it always decides (no null verdict: no rows left to SQL). */
+export interface RuleTest {
+  readonly test: Predicate;
+  readonly exact: boolean;
 }
 
-function mapTest(map: Record<string, unknown>, fieldOf: FieldOf, caps: Capabilities): Predicate {
+interface Ctx {
+  readonly caps: Capabilities;
+  /** Cleared by any test that may answer null. */
+  exact: boolean;
+}
+
+const UNKNOWN = (ctx: Ctx): Predicate => {
+  ctx.exact = false;
+  return () => null;
+};
+
+type FieldOf = (name: string) => { field: FieldMapping; slot: number } | undefined;
+
+function searchTest(value: unknown, fieldOf: FieldOf, ctx: Ctx): Predicate {
+  if (Array.isArray(value)) return any(value.map((v) => mapTest(v as Record<string, unknown>, fieldOf, ctx)));
+  return mapTest(value as Record<string, unknown>, fieldOf, ctx);
+}
+
+function mapTest(map: Record<string, unknown>, fieldOf: FieldOf, ctx: Ctx): Predicate {
   return all(
     Object.entries(map).map(([key, v]) => {
       const [fieldName, ...modifiers] = key.split('|');
       const f = fieldOf(fieldName);
-      if (f === undefined || modifiers.some((m) => !SUPPORTED_MODIFIERS.has(m))) return () => null;
-      return fieldTest(f.slot, f.field, modifiers, v, caps);
+      if (f === undefined || modifiers.some((m) => !SUPPORTED_MODIFIERS.has(m))) return UNKNOWN(ctx);
+      return fieldTest(f.slot, f.field, modifiers, v, ctx);
     }),
   );
 }
@@ -141,7 +159,7 @@ function fieldTest(
   field: FieldMapping,
   mods: readonly string[],
   raw: unknown,
-  caps: Capabilities,
+  ctx: Ctx,
 ): Predicate {
   const values = Array.isArray(raw) ? raw : [raw];
   if (mods.includes('exists')) {
@@ -151,7 +169,7 @@ function fieldTest(
   const expanded = mods.includes('windash')
     ? values.flatMap((v) => (typeof v === 'string' ? windash(v) : [v]))
     : values;
-  const parts = expanded.map((v) => oneTest(slot, field, mods, v, caps));
+  const parts = expanded.map((v) => oneTest(slot, field, mods, v, ctx));
   if (parts.length === 0) return FALSE;
   return mods.includes('all') ? all(parts) : any(parts);
 }
@@ -162,19 +180,23 @@ function oneTest(
   field: FieldMapping,
   mods: readonly string[],
   v: unknown,
-  caps: Capabilities,
+  ctx: Ctx,
 ): Predicate {
+  const { caps } = ctx;
   if (v === null) {
     return (row) => {
       const t = row.text(slot);
       return t === null || t === '';
     };
   }
-  if (typeof v === 'object') return () => null;
+  if (typeof v === 'object') return UNKNOWN(ctx);
   const has = (m: string) => mods.includes(m);
   if (has('re')) {
     const test = caps.regexTest?.(String(v));
-    if (test === undefined) return (row) => (row.text(slot) === null ? false : null);
+    if (test === undefined) {
+      ctx.exact = false;
+      return (row) => (row.text(slot) === null ? false : null);
+    }
     return (row) => {
       const t = row.text(slot);
       return t !== null && test(t);
