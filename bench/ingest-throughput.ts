@@ -32,13 +32,15 @@ const geo = openGeoip();
 const PROCS_PER_BATCH = 60;
 
 /**
- * `count` batches of the mix, recorded from `from` (µs; default an hour ago: the server's weeks
- * ahead of time cover it on PostgreSQL, as they do a live host's).
+ * `count` signed batches of the record mix, recorded from `from` (µs; default an hour ago: the
+ * server's weeks ahead of time cover it on PostgreSQL, as they do a live host's); `extra(b, t, pid)`
+ * adds records to batch b (pids above `pid` are free).
  */
 export function makeBatches(
   hostId: string,
   signingPem: string,
   count = BATCHES,
+  extra?: (b: number, t: number, pid: number) => PofrRecord[],
   from = Date.now() * 1000 - 3_600_000_000,
 ): SealedBatch[] {
   const key = loadPrivateKey(signingPem);
@@ -103,6 +105,12 @@ export function makeBatches(
       for (let fd = 3; fd < 9; fd++) recs.push({ type: 'file_close', t: t + 40 + fd, pid, start_ticks, fd });
       recs.push({ type: 'process_exit', t: t + 50, pid, start_ticks });
     }
+    if (extra) {
+      const more = extra(b, t + 100, pid);
+      recs.push(...more);
+      t += 1000;
+      pid += more.length;
+    }
     const sealed = sealBatch(
       { host_id: hostId, boot_id: 'bench-boot', seq: b + 1, prev_hash: prev, records: recs },
       key,
@@ -114,12 +122,12 @@ export function makeBatches(
 }
 
 /** A fresh store for one run, and how to remove it. */
-interface BenchStore {
+export interface BenchStore {
   readonly store: Store;
   dispose(): Promise<void>;
 }
 
-async function sqliteStore(): Promise<BenchStore> {
+export async function sqliteStore(): Promise<BenchStore> {
   const dir = mkdtempSync(join(tmpdir(), 'pofr-bench-ingest-'));
   const store = await openStore({ kind: 'sqlite', path: join(dir, 'pofr.db') });
   return {
@@ -132,7 +140,7 @@ async function sqliteStore(): Promise<BenchStore> {
 }
 
 /** A database created for the run on the server of `adminUrl`, dropped afterwards. */
-async function postgresStore(adminUrl: string): Promise<BenchStore> {
+export async function postgresStore(adminUrl: string): Promise<BenchStore> {
   const name = `pofr_bench_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();

@@ -1,13 +1,22 @@
 import { existsSync, statSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { PofrError } from '../errors.js';
 import { hostStates } from '../query/index.js';
 import { createToken, listClients, removeHost, setHostStatus } from '../roles/server/enrollment.js';
 import { ensureHostKey, ensureSharedHostKey } from '../roles/server/host-key.js';
+import { loadLiveRules } from '../roles/server/live-rules.js';
 import { clearRegistrationPassword, setRegistrationPassword } from '../roles/server/registration-password.js';
 import { runServer } from '../roles/server/run-server.js';
-import { initStoreConfig, openStore, readStoreConfig, type Store } from '../store/index.js';
+import {
+  initStoreConfig,
+  openStore,
+  readConfiguredRules,
+  readStoreConfig,
+  type Store,
+  writeConfiguredRules,
+} from '../store/index.js';
 import { startWeb } from '../web/index.js';
 import { recorderStateColumns } from './analyst-commands.js';
 import { registerAuditCommand } from './audit-command.js';
@@ -48,13 +57,29 @@ export function registerServerCommands(program: Command): Command {
   dataOpt(server.command('init'))
     .description('create the store (SQLite unless --db postgres://…) and the SSH host key; idempotent')
     .option('--db <url>', 'postgres://user@host/db to store in PostgreSQL instead of SQLite')
-    .action(async (o: { data: string; db?: string }) => {
+    .option(
+      '--rules <dir|file|bundled>',
+      'Sigma rules every ingest path of this data directory evaluates on each batch (`server run` and OpenSSH mode); repeatable, replaces the recorded list',
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .option('--no-rules', 'forget the recorded rules: ingest without live detection')
+    .action(async (o: { data: string; db?: string; rules: string[] | false }) => {
       const config = initStoreConfig(o.data, o.db);
       const store = await openStore(config);
       let key: Awaited<ReturnType<typeof ensureSharedHostKey>>;
       try {
         // On a PostgreSQL store that other nodes already use, this node takes their host key.
         key = await ensureSharedHostKey(store, o.data);
+        if (o.rules === false) writeConfiguredRules(o.data, []);
+        else if (o.rules.length > 0) {
+          // Checked now (an invalid file is refused here, not at the first batch); recorded absolute,
+          // since the forced command of OpenSSH mode runs from another directory.
+          const rules = o.rules.map((r) => (r === 'bundled' ? r : resolve(r)));
+          const n = loadLiveRules(rules, store.caps, () => {}).length;
+          writeConfiguredRules(o.data, rules);
+          process.stderr.write(`pofr: ${n} rules evaluated on every batch (${rules.join(', ')})\n`);
+        }
       } finally {
         await store.close();
       }
@@ -82,7 +107,7 @@ export function registerServerCommands(program: Command): Command {
     .option('--no-rdns', 'do not resolve remote addresses to names (reverse DNS)')
     .option(
       '--rules <dir|file|bundled>',
-      'Sigma rules evaluated on every ingested batch into alerts (repeatable; `bundled`: the SigmaHQ Linux rules)',
+      'Sigma rules evaluated on every ingested batch into alerts (repeatable; `bundled`: the SigmaHQ Linux rules); default: those `server init --rules` recorded',
       (v: string, prev: string[]) => [...prev, v],
       [] as string[],
     )
@@ -110,7 +135,8 @@ export function registerServerCommands(program: Command): Command {
           geoipCity: o.geoipCity,
           geoipAsn: o.geoipAsn,
           rdns: o.rdns,
-          rules: o.rules,
+          // --rules replaces what `server init --rules` recorded for this data directory.
+          rules: o.rules.length > 0 ? o.rules : readConfiguredRules(o.data),
         });
         let ui: Awaited<ReturnType<typeof startWeb>> | null = null;
         try {

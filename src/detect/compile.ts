@@ -1,7 +1,7 @@
 import { type RawBuilder, sql } from 'kysely';
 import type { Capabilities } from '../store/index.js';
 import { type Condition, ConditionError, parseCondition, searchesMatching } from './condition.js';
-import { batchViewOf, LOGSOURCES, type LogSource } from './logsources.js';
+import { LOGSOURCES, type LogSource } from './logsources.js';
 import type { SigmaRule } from './rule.js';
 import { fieldMatch, join, UnsupportedError } from './values.js';
 
@@ -29,19 +29,14 @@ export interface UnsupportedRule {
  * const c = compileRule(parseRule(text, file), store.caps);
  * if (c.status === 'ok') … c.where …
  */
-export function compileRule(
-  rule: SigmaRule,
-  caps: Capabilities,
-  opts: { batchView?: boolean } = {},
-): CompiledRule | UnsupportedRule {
+export function compileRule(rule: SigmaRule, caps: Capabilities): CompiledRule | UnsupportedRule {
   const unsupported = (reason: string): UnsupportedRule => ({ status: 'unsupported', rule, reason });
   const { product, category, service } = rule.logsource;
   if (product !== undefined && product.toLowerCase() !== 'linux') {
     return unsupported(`logsource product "${product}": pofr records Linux hosts`);
   }
   if (service !== undefined) return unsupported(`logsource service "${service}": pofr records no logs`);
-  const table = category === undefined ? undefined : LOGSOURCES[category];
-  const source = table && opts.batchView ? batchViewOf(table) : table;
+  const source = category === undefined ? undefined : LOGSOURCES[category];
   if (source === undefined) {
     return unsupported(
       `logsource category "${category ?? '(none)'}": pofr records ${Object.keys(LOGSOURCES).join(', ')}`,

@@ -1,7 +1,8 @@
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type { Database, Store } from '../store/index.js';
-import { type CompiledRule, compileRule } from './compile.js';
+import type { CompiledRule } from './compile.js';
 import type { LogSource } from './logsources.js';
+import { FieldSlots, LiveRow, type RuleTest, rulePredicate, type Verdict } from './predicate.js';
 
 export interface HuntQuery {
   /** Host ids (resolved by the caller); undefined: every host. */
@@ -11,6 +12,8 @@ export interface HuntQuery {
   readonly to?: number;
   /** At most this many matches per rule. */
   readonly limit: number;
+  /** Rows per query of a table scan; default PAGE (tests make it small to cross pages). */
+  readonly pageRows?: number;
 }
 
 /** open_ord is seq × ORD_PER_BATCH + record index (docs/schema.md "Order"). */
@@ -35,8 +38,8 @@ export interface Alert {
 }
 
 /**
- * Runs each compiled rule over the stored history, one parameterised query per rule, and returns
- * the matches in time order.
+ * Runs the compiled rules over the stored history and returns the matches in time order, at most
+ * `q.limit` per rule. Each table is read once for all its rules (matchRules), not once per rule.
  *
  * @example
  * const alerts = await hunt(store, compiled, { limit: 1000 });
@@ -45,36 +48,228 @@ export async function hunt(store: Store, rules: readonly CompiledRule[], q: Hunt
   return huntOn(store.db, rules, q);
 }
 
-/** As hunt, on any connection or transaction (ingest runs it inside the batch's transaction). */
+/** As hunt, on any connection or transaction. */
 export async function huntOn(
   db: Kysely<Database>,
   rules: readonly CompiledRule[],
   q: HuntQuery,
 ): Promise<Alert[]> {
   if (q.hosts?.length === 0) return [];
-  const alerts: Alert[] = [];
-  for (const c of rules) {
-    const s = c.source;
-    const conds = [c.where];
-    if (s.base) conds.push(sql<boolean>`${s.base}`);
-    if (q.hosts) conds.push(sql<boolean>`${s.hostId} in (${sql.join(q.hosts)})`);
-    if (q.from !== undefined) conds.push(sql<boolean>`${s.time} >= ${q.from}`);
-    if (q.to !== undefined) conds.push(sql<boolean>`${s.time} <= ${q.to}`);
-    const pid = s.fields.ProcessId?.expr ?? sql`null`;
-    const { rows } = await sql<
-      Record<string, unknown>
-    >`select ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns} from ${s.from} where ${sql.join(conds, sql` and `)} order by ${s.time}, ${s.id} limit ${q.limit}`.execute(
+  // A rule whose test can say "unknown" (a regex only the engine runs) would send most rows of the
+  // history to SQL one chunk at a time: it runs as its own query instead.
+  const plan = planOf(rules);
+  const inMemory = plan.map((t) => ({ ...t, rules: t.rules.filter((r) => r.exact) }));
+  const bySql = plan.flatMap((t) => t.rules.filter((r) => !r.exact).map((r) => r.c));
+  const alerts = [
+    ...(await matchRules(
       db,
-    );
-    for (const r of rows) alerts.push(toAlert(c, r));
-  }
+      inMemory,
+      (s) => ({ where: windowOf(s, q), page: q.pageRows ?? PAGE }),
+      q.limit,
+    )),
+    ...(await huntSql(db, bySql, q)),
+  ];
   return alerts.sort((a, b) => a.time - b.time);
 }
 
 /**
- * The rules on the rows one batch opened, one query per logsource (each rule a boolean column of
- * it) rather than one per rule: live detection runs this for every batch, so its cost is a few
- * indexed queries whatever the number of rules. At most `limit` matches per rule.
+ * The same answer as hunt, one SQL query per rule (the rule's compiled WHERE over the whole
+ * history): what the in-memory tests are held against, and how a rule that cannot be decided in
+ * memory runs.
+ */
+export async function huntSql(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  q: HuntQuery,
+): Promise<Alert[]> {
+  if (q.hosts?.length === 0) return [];
+  const alerts: Alert[] = [];
+  for (const c of rules) alerts.push(...(await ruleMatches(db, c, windowOf(c.source, q), q.limit)));
+  return alerts.sort((a, b) => a.time - b.time);
+}
+
+function windowOf(s: LogSource, q: HuntQuery): RawBuilder<boolean>[] {
+  const conds: RawBuilder<boolean>[] = [];
+  if (q.hosts) conds.push(sql<boolean>`${s.hostId} in (${sql.join(q.hosts)})`);
+  if (q.from !== undefined) conds.push(sql<boolean>`${s.time} >= ${q.from}`);
+  if (q.to !== undefined) conds.push(sql<boolean>`${s.time} <= ${q.to}`);
+  return conds;
+}
+
+/** One rule's matches among the rows `conds` selects, in time order: the alert's columns and batch. */
+async function ruleMatches(
+  db: Kysely<Database>,
+  c: CompiledRule,
+  conds: readonly RawBuilder<boolean>[],
+  limit: number,
+): Promise<Alert[]> {
+  const s = c.source;
+  const where = [c.where, ...(s.base ? [sql<boolean>`${s.base}`] : []), ...conds];
+  const pid = s.fields.ProcessId?.expr ?? sql`null`;
+  const { rows } = await sql<
+    Record<string, unknown>
+  >`select ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns} from ${s.from} where ${sql.join(where, sql` and `)} order by ${s.time}, ${s.id} limit ${limit}`.execute(
+    db,
+  );
+  return rows.map((r) => toAlert(c, r));
+}
+
+/** The rules of one table, with their JavaScript tests over the fields they read. */
+interface TablePlan {
+  readonly source: LogSource;
+  readonly slots: FieldSlots;
+  readonly rules: readonly PlannedRule[];
+}
+
+interface PlannedRule extends RuleTest {
+  readonly c: CompiledRule;
+}
+
+// A server passes the same rule list for every batch: its plan is made once.
+const PLANS = new WeakMap<readonly CompiledRule[], TablePlan[]>();
+function planOf(rules: readonly CompiledRule[]): TablePlan[] {
+  let plan = PLANS.get(rules);
+  if (plan === undefined) {
+    const byTable = new Map<string, { source: LogSource; slots: FieldSlots; rules: PlannedRule[] }>();
+    for (const c of rules) {
+      let t = byTable.get(c.source.table);
+      if (t === undefined) {
+        // The file categories (file_event, file_create, file_access) read the same fields of one table.
+        t = { source: c.source, slots: new FieldSlots(), rules: [] };
+        byTable.set(c.source.table, t);
+      }
+      t.rules.push({ c, ...rulePredicate(c, t.slots) });
+    }
+    plan = [...byTable.values()];
+    PLANS.set(rules, plan);
+  }
+  return plan;
+}
+
+/** Which rows of a table: a window of the history (read a page at a time), or one batch's. */
+interface RowSet {
+  readonly where: RawBuilder<boolean>[];
+  /** Rows per query, in id order; null: all at once. */
+  readonly page: number | null;
+}
+
+/** Rows read per query of a table scan (memory stays bounded over any history). */
+const PAGE = 20_000;
+
+/**
+ * Reads the rows `where` selects, PAGE at a time in id order and only the fields the table's rules
+ * use (the same SQL expressions hunt's queries use), and hands each to `visit` as a LiveRow.
+ */
+async function scanTable(
+  db: Kysely<Database>,
+  t: TablePlan,
+  { where, page: pageRows }: RowSet,
+  visit: (id: unknown, time: number, row: LiveRow) => void,
+): Promise<void> {
+  const s = t.source;
+  const lower = t.rules[0].c.caps.lowerText;
+  const fields = t.slots.names.map((name, i) => sql`${s.fields[name].expr} as ${sql.raw(`f${i}`)}`);
+  const conds = [...where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
+  const n = t.slots.names.length;
+  let after: unknown = null;
+  for (;;) {
+    const page = after === null ? conds : [...conds, sql<boolean>`${s.id} > ${after}`];
+    // One batch's rows are read at once, through the open_ord index (an ORDER BY id could lead the
+    // planner to walk the whole table in id order instead).
+    const tail = pageRows === null ? sql`` : sql` order by ${s.id} limit ${pageRows}`;
+    const { rows } = await sql<
+      Record<string, unknown>
+    >`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${s.scan}${page.length ? sql` where ${sql.join(page, sql` and `)}` : sql``}${tail}`.execute(
+      db,
+    );
+    for (const r of rows) {
+      const values = new Array<unknown>(n);
+      for (let i = 0; i < n; i++) values[i] = r[`f${i}`];
+      visit(r.id, Number(r.time), new LiveRow(values, lower));
+    }
+    if (pageRows === null || rows.length < pageRows) return;
+    after = rows[rows.length - 1].id;
+  }
+}
+
+/** Ids per confirming query (well under both engines' parameter limits). */
+const CONFIRM_CHUNK = 500;
+
+/**
+ * Every rule of `plan` on the rows `where(source)` selects: each table is read once (scanTable)
+ * and every rule tested on each row in memory (predicate.ts); only the rows a rule may match are
+ * read again, by that rule's own SQL restricted to their ids, in time order until `limit` — so a
+ * match is exactly what the rule's SQL says of that row, and rows no rule can match cost no query.
+ */
+async function matchRules(
+  db: Kysely<Database>,
+  plan: readonly TablePlan[],
+  rowsOf: (s: LogSource) => RowSet,
+  limit: number,
+): Promise<Alert[]> {
+  const alerts: Alert[] = [];
+  for (const t of plan) {
+    if (t.rules.length === 0) continue;
+    const candidates = t.rules.map(() => [] as { id: unknown; time: number }[]);
+    await scanTable(db, t, rowsOf(t.source), (id, time, row) => {
+      for (let i = 0; i < t.rules.length; i++) {
+        if (t.rules[i].test(row) !== false) candidates[i].push({ id, time });
+      }
+    });
+    for (let i = 0; i < t.rules.length; i++) {
+      const maybe = candidates[i].sort((a, b) => a.time - b.time || Number(a.id) - Number(b.id));
+      let found = 0;
+      for (let k = 0; k < maybe.length && found < limit; k += CONFIRM_CHUNK) {
+        const ids = maybe.slice(k, k + CONFIRM_CHUNK).map((m) => m.id);
+        const matched = await ruleMatches(
+          db,
+          t.rules[i].c,
+          [sql<boolean>`${t.source.id} in (${sql.join(ids)})`],
+          limit - found,
+        );
+        found += matched.length;
+        alerts.push(...matched);
+      }
+    }
+  }
+  return alerts;
+}
+
+/** The rows one batch opened (its open_ord range, indexed): what live detection reads. */
+function batchRows(batch: { readonly hostId: string; readonly seq: number }) {
+  const first = batch.seq * ORD_PER_BATCH;
+  return (s: LogSource): RowSet => ({
+    where: [
+      sql<boolean>`${s.hostId} = ${batch.hostId}`,
+      sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`,
+    ],
+    page: null,
+  });
+}
+
+/**
+ * Each rule's in-memory verdict on each row one batch opened (true, false, or null: SQL decides),
+ * before any SQL confirms it: tests hold it against the rule's SQL row by row.
+ */
+export async function liveVerdicts(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  batch: { readonly hostId: string; readonly seq: number },
+): Promise<{ readonly rule: CompiledRule; readonly id: number; readonly verdict: Verdict }[]> {
+  const out: { rule: CompiledRule; id: number; verdict: Verdict }[] = [];
+  const rowsOf = batchRows(batch);
+  for (const t of planOf(rules)) {
+    await scanTable(db, t, rowsOf(t.source), (id, _time, row) => {
+      for (const r of t.rules) out.push({ rule: r.c, id: Number(id), verdict: r.test(row) });
+    });
+  }
+  return out;
+}
+
+/**
+ * The rules on the rows one batch opened, at most `limit` matches per rule: what live detection
+ * runs for every batch (matchRules over the batch's rows). A batch that matches nothing costs one
+ * query per table whatever the number of rules.
  */
 export async function huntBatchOn(
   db: Kysely<Database>,
@@ -82,60 +277,8 @@ export async function huntBatchOn(
   batch: { readonly hostId: string; readonly seq: number },
   limit: number,
 ): Promise<Alert[]> {
-  const bySource = new Map<LogSource, CompiledRule[]>();
-  for (const r of rules) {
-    const c = viewRule(r);
-    if (c === null) continue;
-    bySource.set(c.source, [...(bySource.get(c.source) ?? []), c]);
-  }
-  const alerts: Alert[] = [];
-  const first = batch.seq * ORD_PER_BATCH;
-  for (const [view, group] of bySource) {
-    const s = view.origin!;
-    const conds = [
-      sql<boolean>`${s.hostId} = ${batch.hostId}`,
-      sql<boolean>`${s.ord} >= ${first} and ${s.ord} < ${first + ORD_PER_BATCH}`,
-    ];
-    if (s.base) conds.push(sql<boolean>`${s.base}`);
-    const fieldColumns = Object.entries(s.fields).flatMap(([name, f]) => [
-      sql`${f.expr} as ${sql.raw(`"f_${name}"`)}`,
-      ...(f.type === 'text' ? [sql`lower(cast(${f.expr} as text)) as ${sql.raw(`"l_${name}"`)}`] : []),
-    ]);
-    const flags = group.map((c, i) => sql`(${c.where}) as ${sql.raw(`m_${i}`)}`);
-    const pid = s.fields.ProcessId?.expr ?? sql`null`;
-    const { rows } = await sql<
-      Record<string, unknown>
-    >`with v as materialized (select ${s.time} as time, ${s.id} as row_order, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns}, ${sql.join(fieldColumns)} from ${s.from} where ${sql.join(conds, sql` and `)}) select v.*, ${sql.join(flags)} from v order by v.time, v.row_order`.execute(
-      db,
-    );
-    const counts = group.map(() => 0);
-    for (const r of rows) {
-      const row: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(r)) if (!/^(m_\d+|[fl]_.*|row_order)$/.test(k)) row[k] = v;
-      group.forEach((c, i) => {
-        const hit = r[`m_${i}`];
-        // SQLite answers 1/0, PostgreSQL true/false; NULL (unknown) is no match.
-        if ((hit === true || Number(hit) === 1) && counts[i] < limit) {
-          counts[i]++;
-          alerts.push(toAlert(c, row));
-        }
-      });
-    }
-  }
+  const alerts = await matchRules(db, planOf(rules), batchRows(batch), limit);
   return alerts.sort((a, b) => a.time - b.time);
-}
-
-// Each rule compiled once more against its logsource's batch view, remembered per compiled rule.
-const VIEW_RULES = new WeakMap<CompiledRule, CompiledRule | null>();
-function viewRule(c: CompiledRule): CompiledRule | null {
-  if (c.source.origin) return c;
-  let v = VIEW_RULES.get(c);
-  if (v === undefined) {
-    const r = compileRule(c.rule, c.caps, { batchView: true });
-    v = r.status === 'ok' ? r : null;
-    VIEW_RULES.set(c, v);
-  }
-  return v;
 }
 
 function toAlert(c: CompiledRule, r: Record<string, unknown>): Alert {

@@ -5,8 +5,6 @@ export interface FieldMapping {
   readonly expr: RawBuilder<unknown>;
   /** text: matched as strings; int: numbers compared as numbers (strings with wildcards as text). */
   readonly type: 'text' | 'int';
-  /** The field already lowered (a column of a batch view), instead of lower() per test. */
-  readonly lowered?: RawBuilder<unknown>;
 }
 
 /** A Sigma logsource category pofr records, and the table its events come from. */
@@ -19,14 +17,14 @@ export interface LogSource {
   readonly columns: RawBuilder<unknown>;
   /** FROM … JOIN …: aliases h (hosts), b (the batch that recorded the row) and the table's own. */
   readonly from: RawBuilder<unknown>;
+  /** The same rows without the batch (live detection knows it): what every field reads. */
+  readonly scan: RawBuilder<unknown>;
   /** The row's host, time (µs) and row id: the window, host filter and order use them. */
   readonly hostId: RawBuilder<unknown>;
   readonly time: RawBuilder<unknown>;
   readonly id: RawBuilder<unknown>;
   /** `open_ord` of the row: seq × 1,000,000 + record index of the record that opened it. */
   readonly ord: RawBuilder<unknown>;
-  /** Set on a batch view (viewOf): the logsource it reads, materialised once per batch. */
-  readonly origin?: LogSource;
   /** What every row must satisfy to be an event of this category (e.g. a connection, not a listener). */
   readonly base: RawBuilder<unknown> | null;
 }
@@ -45,8 +43,12 @@ const userOf = (p: string) => sql.raw(`coalesce(${p}."user", cast(${p}.ruid as t
 
 // Every row keeps `open_ord` = seq × 1,000,000 + record index (docs/schema.md "Order"): the batch that
 // recorded it is seq = open_ord / 1,000,000 (integer division on both engines).
-const batchJoin = (alias: string) =>
-  `left join batches b on b.host_id = ${alias}.host_id and b.seq = ${alias}.open_ord / 1000000`;
+const fromAndScan = (rows: string, alias: string) => ({
+  from: sql.raw(
+    `${rows} left join batches b on b.host_id = ${alias}.host_id and b.seq = ${alias}.open_ord / 1000000`,
+  ),
+  scan: sql.raw(rows),
+});
 
 const processCreation: LogSource = {
   category: 'process_creation',
@@ -66,8 +68,9 @@ const processCreation: LogSource = {
   columns: sql.raw(
     `p.id as process_id, p.boot_id, p.start_ticks, p.exec_index, p.ppid, p.exe, p.cmdline, p.cwd, ${`coalesce(p."user", cast(p.ruid as text))`} as "user", p.ruid, p.euid, p.container_id, pp.exe as parent_exe, pp.cmdline as parent_cmdline`,
   ),
-  from: sql.raw(
-    `processes p join hosts h on h.host_id = p.host_id left join processes pp on pp.id = p.parent_id ${batchJoin('p')}`,
+  ...fromAndScan(
+    'processes p join hosts h on h.host_id = p.host_id left join processes pp on pp.id = p.parent_id',
+    'p',
   ),
   hostId: sql.raw('p.host_id'),
   time: sql.raw('p.start'),
@@ -106,8 +109,9 @@ const networkConnection: LogSource = {
   columns: sql.raw(
     `e.id as endpoint_id, e.boot_id, e.proto, e.local_ip, e.local_port, e.remote_ip, e.remote_port, e.state, e.country, ${lookedUp} as looked_up, e.fqdn, case when ${lookedUp} is not null then 'looked_up' when e.fqdn is not null then 'reverse_dns' else null end as hostname_source, p.id as process_id, p.exe, p.cmdline, coalesce(p."user", cast(p.ruid as text)) as "user"`,
   ),
-  from: sql.raw(
-    `endpoints e join hosts h on h.host_id = e.host_id left join processes p on p.id = e.process_id ${batchJoin('e')}`,
+  ...fromAndScan(
+    'endpoints e join hosts h on h.host_id = e.host_id left join processes p on p.id = e.process_id',
+    'e',
   ),
   hostId: sql.raw('e.host_id'),
   time: sql.raw('e.first_seen'),
@@ -133,8 +137,9 @@ const fileEvent = (category: string): LogSource => ({
   columns: sql.raw(
     `f.id as file_id, f.path, f.fd, f.kind, f.is_open, p.id as process_id, p.boot_id, p.exe, p.cmdline, coalesce(p."user", cast(p.ruid as text)) as "user"`,
   ),
-  from: sql.raw(
-    `file_opens f join hosts h on h.host_id = f.host_id join processes p on p.id = f.process_id ${batchJoin('f')}`,
+  ...fromAndScan(
+    'file_opens f join hosts h on h.host_id = f.host_id join processes p on p.id = f.process_id',
+    'f',
   ),
   hostId: sql.raw('f.host_id'),
   time: sql.raw('f.first_seen'),
@@ -151,27 +156,3 @@ export const LOGSOURCES: Readonly<Record<string, LogSource>> = Object.freeze({
   file_create: fileEvent('file_create'),
   file_access: fileEvent('file_access'),
 });
-
-/**
- * The same logsource as a view `v` of one batch's rows with every field computed, and lowered,
- * once per row (live detection: a hundred rules test the same few fields of the same rows, and
- * lower() per test was most of their cost). huntBatchOn builds `v` as a materialised CTE.
- */
-export function viewOf(source: LogSource): LogSource {
-  const fields: Record<string, FieldMapping> = {};
-  for (const [name, f] of Object.entries(source.fields)) {
-    fields[name] = {
-      expr: sql.raw(`v."f_${name}"`),
-      type: f.type,
-      lowered: f.type === 'text' ? sql.raw(`v."l_${name}"`) : undefined,
-    };
-  }
-  return { ...source, fields, origin: source };
-}
-
-const VIEWS = new Map<LogSource, LogSource>(Object.values(LOGSOURCES).map((s) => [s, viewOf(s)]));
-
-/** The batch view of a logsource (one per logsource, so rules of one logsource share it). */
-export function batchViewOf(source: LogSource): LogSource {
-  return VIEWS.get(source) ?? viewOf(source);
-}

@@ -65,6 +65,12 @@ function one(
   const has = (m: string) => mods.includes(m);
   if (has('re')) {
     if (typeof v !== 'string') throw new UnsupportedError('"re" with a non-string value');
+    // A pattern the engine would refuse fails here, not inside every batch's transaction.
+    try {
+      caps.regexTest?.(v);
+    } catch (e) {
+      throw new UnsupportedError(`"re" pattern ${JSON.stringify(v)}: ${(e as Error).message}`);
+    }
     return guard(col, caps.regexMatch(sql`cast(${col} as text)`, v));
   }
   if (has('cidr')) return cidrMatch(col, String(v));
@@ -89,10 +95,7 @@ function one(
   // so both sides are lowered, by the engine's own lower() so the two sides agree.
   return has('cased')
     ? guard(col, sql<boolean>`${text} like ${pattern} escape '\\'`)
-    : guard(
-        col,
-        sql<boolean>`${field.lowered ?? sql`lower(${text})`} like lower(cast(${pattern} as text)) escape '\\'`,
-      );
+    : guard(col, sql<boolean>`lower(${text}) like lower(cast(${pattern} as text)) escape '\\'`);
 }
 
 /** Sigma's `*` and `?` become LIKE's `%` and `_`; `\*`, `\?`, `\\` are literal; %, _ and \ are escaped. */
@@ -123,7 +126,7 @@ export function join(parts: readonly RawBuilder<boolean>[], op: 'and' | 'or'): R
 }
 
 /** Sigma's windash: a leading - or / stands for each dash a Windows program accepts. */
-function windash(v: string): string[] {
+export function windash(v: string): string[] {
   if (!/^[-/]/.test(v)) return [v];
   return ['-', '/', '\u2013', '\u2014', '\u2015'].map((d) => d + v.slice(1));
 }

@@ -29,6 +29,13 @@ export interface Capabilities {
    */
   readonly commandMatches: (p: CommandColumns, pattern: string) => RawBuilder<boolean>;
   /**
+   * The same test in JavaScript, when it is exactly the engine's (live detection tests rows in
+   * memory and must agree with the SQL); undefined when only the engine can say.
+   */
+  readonly regexTest?: (pattern: string) => (text: string) => boolean;
+  /** What the engine's lower() makes of a text, in JavaScript (live detection's case folding). */
+  readonly lowerText: (text: string) => string;
+  /**
    * True when transactions may write at once (PostgreSQL: a connection pool, and several server
    * nodes sharing the database); ingest then takes a row lock per host. SQLite's one connection per
    * server runs one transaction at a time.
@@ -79,26 +86,53 @@ function regexEither(
 }
 
 // regexp() is registered on every connection by the SQLite dialect (JS RegExp semantics).
-const sqliteRegex = (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`;
+const sqliteRegexSql = (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`;
 
 /** A pattern that requires a run of three characters or more: the rows holding it, then the regexp. */
 function sqliteCommandMatches(p: CommandColumns, pattern: string): RawBuilder<boolean> {
   const literal = requiredLiteral(pattern);
-  if (literal === null || [...literal].length < 3) return regexEither(sqliteRegex, p, pattern);
+  if (literal === null || [...literal].length < 3) return regexEither(sqliteRegexSql, p, pattern);
   const phrase = `"${literal.replaceAll('"', '""')}"`;
-  return sql<boolean>`(${p.id} IN (SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${phrase}) AND ${regexEither(sqliteRegex, p, pattern)})`;
+  return sql<boolean>`(${p.id} IN (SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${phrase}) AND ${regexEither(sqliteRegexSql, p, pattern)})`;
 }
 
 const postgresRegex = (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`;
+
+/** The regular expression SQLite's registered regexp() tests (JavaScript's, Unicode mode). */
+export function sqliteRegex(pattern: string): RegExp {
+  return new RegExp(pattern, 'u');
+}
+
+/**
+ * PostgreSQL's lower() under a UTF-8 ctype: each character on its own to its lower case, one
+ * character for one (no final sigma; İ becomes i), as towlower() does.
+ */
+function simpleLower(text: string): string {
+  // ASCII only: the fast path.
+  if (/^[\u0000-\u007f]*$/.test(text)) return text.toLowerCase();
+  let out = '';
+  for (const ch of text) {
+    // toLowerCase of a lone character never sees a context; a longer answer (İ → i + dot) keeps
+    // its first character, as a one-to-one mapping would.
+    out += String.fromCodePoint(ch.toLowerCase().codePointAt(0)!);
+  }
+  return out;
+}
 
 export const sqliteCapabilities: Capabilities = Object.freeze({
   engine: 'sqlite',
   bytesType: 'blob',
   idType: 'integer',
   idColumn: (col: ColumnDefinitionBuilder) => col.primaryKey().autoIncrement(),
-  regexMatch: sqliteRegex,
+  regexMatch: sqliteRegexSql,
   commandContains: sqliteCommandContains,
   commandMatches: sqliteCommandMatches,
+  regexTest: (pattern: string) => {
+    const re = sqliteRegex(pattern);
+    return (text: string) => re.test(text);
+  },
+  // SQLite's built-in lower() folds ASCII letters only.
+  lowerText: (text: string) => text.replace(/[A-Z]+/g, (m) => m.toLowerCase()),
   concurrentWriters: false,
   timePartitions: false,
   dataModifyingCtes: false,
@@ -114,6 +148,9 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   // the regular expression match: it extracts the trigrams a pattern requires by itself.
   commandContains: likeEither,
   commandMatches: (p: CommandColumns, pattern: string) => regexEither(postgresRegex, p, pattern),
+  // `~` is POSIX ARE (\y, not \b, is a word boundary…): JavaScript cannot stand in for it.
+  regexTest: undefined,
+  lowerText: simpleLower,
   concurrentWriters: true,
   timePartitions: true,
   dataModifyingCtes: true,

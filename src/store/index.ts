@@ -24,7 +24,9 @@ export {
   initStoreConfig,
   isPostgresUrl,
   openStore,
+  readConfiguredRules,
   readStoreConfig,
   type Store,
   type StoreConfig,
+  writeConfiguredRules,
 } from './store.js';

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Kysely } from 'kysely';
 import { PofrError } from '../errors.js';
@@ -102,4 +102,38 @@ export function readStoreConfig(dataDir: string): StoreConfig {
   if (parsed.db === 'sqlite') return { kind: 'sqlite', path: resolve(dataDir, SQLITE_FILE) };
   if (typeof parsed.db === 'string' && isPostgresUrl(parsed.db)) return { kind: 'postgres', url: parsed.db };
   throw new PofrError('POFR_STORE_CONFIG', `${file}: "db" must be "sqlite" or a postgres:// URL`);
+}
+
+/**
+ * The Sigma rule sources (directories, files or "bundled") this data directory's server evaluates
+ * on every batch: `config.json`'s "rules", set by `server init --rules`. Every ingest path reads it —
+ * `server run` and OpenSSH mode's forced command, which has no options of its own. [] when unset.
+ */
+export function readConfiguredRules(dataDir: string): string[] {
+  readStoreConfig(dataDir);
+  const file = join(dataDir, CONFIG_FILE);
+  const rules = (readConfigJson(file) as { rules?: unknown }).rules;
+  if (rules === undefined) return [];
+  if (!Array.isArray(rules) || rules.some((r) => typeof r !== 'string')) {
+    throw new PofrError('POFR_STORE_CONFIG', `${file}: "rules" must be a list of rule directories or files`);
+  }
+  return rules as string[];
+}
+
+/** Records the rule sources in `config.json` (an empty list removes them); the store stays as it is. */
+export function writeConfiguredRules(dataDir: string, rules: readonly string[]): void {
+  readStoreConfig(dataDir);
+  const file = join(dataDir, CONFIG_FILE);
+  const { rules: _old, ...rest } = readConfigJson(file) as Record<string, unknown>;
+  const next = rules.length > 0 ? { ...rest, rules } : rest;
+  writeFileSync(`${file}.tmp`, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
+  renameSync(`${file}.tmp`, file);
+}
+
+function readConfigJson(file: string): object {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as object;
+  } catch (e) {
+    throw new PofrError('POFR_STORE_CONFIG', `${file} is not valid JSON: ${(e as Error).message}`);
+  }
 }

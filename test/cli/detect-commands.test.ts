@@ -1,10 +1,16 @@
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { type CompiledRule, compileRule, parseRule, recordAlerts } from '../../src/detect/index.js';
-import { initStoreConfig, openStore, readStoreConfig } from '../../src/store/index.js';
+import {
+  initStoreConfig,
+  openStore,
+  readConfiguredRules,
+  readStoreConfig,
+  writeConfiguredRules,
+} from '../../src/store/index.js';
 import { huntFixture } from '../detect/detect-fixture.js';
 import { jsonLines, pofr } from '../helpers/pofr-cli.js';
 
@@ -169,4 +175,35 @@ test('pofr server run --rules refuses to start on an invalid rule file, naming f
   ]);
   assert.equal(r.code, 1, r.stderr);
   assert.match(r.stderr, /broken\.yml:\d+:\d+/);
+});
+
+test('pofr server init --rules records the rules every ingest path runs; an invalid file is refused; --no-rules forgets them', async () => {
+  const data = join(dir, 'configured');
+  const config = () => JSON.parse(readFileSync(join(data, 'config.json'), 'utf8')) as { rules?: string[] };
+  const bad = await pofr(['server', 'init', '--data', data, '--rules', join(dir, 'bad')]);
+  assert.equal(bad.code, 1, bad.stderr);
+  assert.match(bad.stderr, /broken\.yml:\d+:\d+/);
+  assert.equal(config().rules, undefined, 'nothing recorded');
+  const good = await pofr([
+    'server',
+    'init',
+    '--data',
+    data,
+    '--rules',
+    join(dir, 'good'),
+    '--rules',
+    'bundled',
+  ]);
+  assert.equal(good.code, 0, good.stderr);
+  assert.match(good.stderr, /\d+ rules evaluated on every batch/);
+  assert.deepEqual(config().rules, [join(dir, 'good'), 'bundled']);
+  assert.deepEqual(readConfiguredRules(data), [join(dir, 'good'), 'bundled']);
+  // `server run` without --rules runs what is recorded: a rule set broken since is refused at start.
+  writeConfiguredRules(data, [join(dir, 'bad')]);
+  const run = await pofr(['server', 'run', '--data', data, '--listen', '127.0.0.1:0', '--no-rdns']);
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(run.stderr, /broken\.yml:\d+:\d+/);
+  assert.equal((await pofr(['server', 'init', '--data', data, '--no-rules'])).code, 0);
+  assert.equal(config().rules, undefined);
+  assert.equal(readStoreConfig(data).kind, 'sqlite', 'the store is untouched');
 });

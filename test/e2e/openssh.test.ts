@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -82,6 +83,59 @@ describe('OpenSSH mode: the site sshd as the server end', { skip: OPENSSH_SKIP }
     const [report] = jsonLines(verify.stdout);
     assert.equal(report.sealed, true);
     assert.ok(Number(report.batches) >= 2);
+  });
+
+  test('the rules `server init --rules` records are evaluated live by the forced command, in OpenSSH mode', async () => {
+    const marker = `pofr-openssh-rule-${randomBytes(4).toString('hex')}`;
+    const rules = join(base, 'rules');
+    mkdirSync(rules);
+    writeFileSync(
+      join(rules, 'marker.yml'),
+      [
+        'title: OpenSSH mode marker',
+        'id: 5d1c0b1e-0000-4000-8000-0000000000aa',
+        'author: OpenSSH Mode Test',
+        'level: high',
+        'logsource: { product: linux, category: process_creation }',
+        'detection:',
+        '  sel:',
+        `    CommandLine|contains: '${marker.toUpperCase()}'`,
+        '  condition: sel',
+        '',
+      ].join('\n'),
+    );
+    const init = await pofr(['server', 'init', '--data', data, '--rules', rules]);
+    assert.equal(init.code, 0, init.stderr);
+    assert.match(init.stderr, /1 rules evaluated on every batch/);
+    // A process the recorder sees at its first keyframe: `sh -c 'sleep 30' MARKER` (MARKER is $0).
+    const holder = spawn('/bin/sh', ['-c', 'sleep 30', marker], { stdio: 'ignore' });
+    const client = startPofr(['client', 'run', '--state', state, '--interval', '300', '--batch', '500']);
+    daemons.push(client);
+    try {
+      const alert = await until('the live alert of the marker process', async () => {
+        const rows = jsonLines((await pofr(['alerts', '--data', data, '--json'])).stdout);
+        return rows.find((r) => String(r.cmdline ?? '').includes(marker));
+      });
+      assert.equal(alert.title, 'OpenSSH mode marker');
+      assert.equal(alert.author, 'OpenSSH Mode Test');
+      const stored = jsonLines(
+        (
+          await pofr([
+            'sql',
+            '--data',
+            data,
+            '--json',
+            `SELECT hash FROM batches WHERE seq = ${Number(alert.batch_seq)}`,
+          ])
+        ).stdout,
+      );
+      assert.equal(stored[0]?.hash, alert.batch_hash, 'the alert names the stored batch that recorded it');
+    } finally {
+      holder.kill();
+      assert.equal(await client.stop(), 0, client.stderr());
+      // The later tests ingest without rules, as before.
+      assert.equal((await pofr(['server', 'init', '--data', data, '--no-rules'])).code, 0);
+    }
   });
 
   test('the pofr key gets no shell, no other command, no sftp and no port forward from that sshd', async () => {

@@ -1,5 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
-import { openStore, readStoreConfig, type Store } from '../../store/index.js';
+import type { CompiledRule } from '../../detect/index.js';
+import { openStore, readConfiguredRules, readStoreConfig, type Store } from '../../store/index.js';
 import {
   type AuthKey,
   ENROLL_COMMAND,
@@ -13,6 +14,7 @@ import {
 } from '../../transport/index.js';
 import { AuditTrail } from './audit-trail.js';
 import { remoteOfConnection } from './authorized-keys.js';
+import { loadLiveRules } from './live-rules.js';
 import { createServerHandlers, type Log } from './server-handlers.js';
 
 /**
@@ -141,7 +143,19 @@ export async function runIngestStdio(
       io.stderr.write(`pofr: ${why}\n`);
       return 1;
     }
-    const handlers = createServerHandlers({ store: io.store, audit: io.audit, log: opts.log });
+    // The rules `server init --rules` recorded, as `server run` would evaluate them: an invalid
+    // rule set refuses the channel (the client keeps its batches) rather than ingest unwatched.
+    let rules: CompiledRule[];
+    try {
+      rules = loadLiveRules(readConfiguredRules(opts.dataDir), io.store.caps, opts.log);
+    } catch (e) {
+      opts.log('detection rules refused: ingest channel closed', { error: (e as Error).message });
+      io.stderr.write(
+        `pofr: the server's detection rules are invalid; ask its operator (${(e as Error).message})\n`,
+      );
+      return 1;
+    }
+    const handlers = createServerHandlers({ store: io.store, audit: io.audit, log: opts.log, rules });
     const { done, handle } = serveUntilDone((onFinished) =>
       serveIngestChannel(stdioByteChannel(io.stdin, io.stdout, io.stderr, onFinished), {
         principal: opts.hostId,

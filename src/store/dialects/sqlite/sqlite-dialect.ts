@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { type DatabaseConnection, type Driver, Kysely, SqliteDialect, SqliteDriver } from 'kysely';
 import { PofrError } from '../../../errors.js';
-import { sqliteCapabilities } from '../../capabilities.js';
+import { sqliteCapabilities, sqliteRegex } from '../../capabilities.js';
 import type { Database as Schema } from '../../schema.js';
 import type { EngineHandle } from '../engine-handle.js';
 
@@ -18,7 +18,7 @@ const regexCache = new Map<string, RegExp>();
 function compileRegex(pattern: string): RegExp {
   let re = regexCache.get(pattern);
   if (!re) {
-    re = new RegExp(pattern, 'u');
+    re = sqliteRegex(pattern);
     if (regexCache.size > 256) regexCache.clear();
     regexCache.set(pattern, re);
   }
