@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
 
@@ -40,8 +40,8 @@ export function openBundledAsn(): AsnLookup {
   const d = /\.(\d{4})(\d{2})(\d{2})\d{2}$/.exec(version);
   const built = d ? `${d[1]}-${d[2]}-${d[3]}` : version;
   const networks = new Networks();
-  const v4 = loadRanges(readFileSync(`${dir}asn-ipv4-num.csv`), 1, v4Decimal, networks);
-  const v6 = loadRanges(readFileSync(`${dir}asn-ipv6.csv`), 4, v6Text, networks);
+  const v4 = loadRanges(`${dir}asn-ipv4-num.csv`, 1, v4Decimal, networks);
+  const v6 = loadRanges(`${dir}asn-ipv6.csv`, 4, v6Text, networks);
   return {
     source: `DB-IP ASN Lite (ip-location-db ${version}, built ${built})`,
     lookup(ip: string): AsnAnswer | null {
@@ -104,39 +104,71 @@ interface Ranges {
 /** Parses an address field of bytes [from, to) into `out` (big-endian 32-bit words); false if it is not one. */
 type AddressParser = (buf: Buffer, from: number, to: number, out: Uint32Array) => boolean;
 
+/** Bytes of a file read at a time: the 30 MB of CSV are never in memory whole. */
+const READ_CHUNK = 1 << 20;
+
+/** Calls `line` with the bounds of each line of `file` (without its newline) in a reused buffer. */
+function eachLine(file: string, line: (buf: Buffer, from: number, to: number) => void): void {
+  const chunk = Buffer.allocUnsafe(READ_CHUNK);
+  const fd = openSync(file, 'r');
+  try {
+    // `held` bytes at the chunk's start are a line the previous read did not finish.
+    let held = 0;
+    for (;;) {
+      const got = readSync(fd, chunk, held, chunk.length - held, null);
+      const filled = held + got;
+      let pos = 0;
+      for (let i = held; i < filled; i++) {
+        if (chunk[i] !== 10) continue;
+        line(chunk, pos, i);
+        pos = i + 1;
+      }
+      if (got === 0) {
+        if (pos < filled) line(chunk, pos, filled);
+        return;
+      }
+      if (pos === 0 && filled === chunk.length) throw new Error(`${file}: a line over ${READ_CHUNK} bytes`);
+      held = chunk.copy(chunk, 0, pos, filled);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * Range tables of `start,end,asn,org` lines, sorted by start, addresses as `words` 32-bit words:
- * starts and ends in Uint32Arrays, a network id per range.
+ * starts and ends in Uint32Arrays, a network id per range. Read twice: once to count the lines, so
+ * that each array is allocated once at its size.
  */
-function loadRanges(buf: Buffer, words: number, parse: AddressParser, networks: Networks): Ranges {
-  let lines = 1;
-  for (let i = 0; i < buf.length; i++) if (buf[i] === 10) lines++;
+function loadRanges(file: string, words: number, parse: AddressParser, networks: Networks): Ranges {
+  let lines = 0;
+  eachLine(file, () => {
+    lines++;
+  });
   const starts = new Uint32Array(lines * words);
   const ends = new Uint32Array(lines * words);
   const ids = new Uint32Array(lines);
   const a = new Uint32Array(words);
   const b = new Uint32Array(words);
-  const commas = [0, 0, 0];
   let n = 0;
-  for (let pos = 0; pos < buf.length; ) {
-    let eol = pos;
-    let found = 0;
-    for (; eol < buf.length && buf[eol] !== 10; eol++)
-      if (buf[eol] === 44 && found < 3) commas[found++] = eol;
-    const next = eol + 1;
-    if (eol > pos && buf[eol - 1] === 13) eol--;
-    const [c1, c2, c3] = commas;
-    if (found === 3 && parse(buf, pos, c1, a) && parse(buf, c1 + 1, c2, b)) {
-      const asn = decimal(buf, c2 + 1, c3);
-      if (asn >= 0) {
-        starts.set(a, n * words);
-        ends.set(b, n * words);
-        ids[n] = networks.id(asn, buf, c3 + 1, eol);
-        n++;
-      }
+  eachLine(file, (buf, from, to) => {
+    let c1 = -1;
+    let c2 = -1;
+    let c3 = -1;
+    for (let i = from; i < to && c3 < 0; i++) {
+      if (buf[i] !== 44) continue;
+      if (c1 < 0) c1 = i;
+      else if (c2 < 0) c2 = i;
+      else c3 = i;
     }
-    pos = next;
-  }
+    if (n === lines || c3 < 0 || !parse(buf, from, c1, a) || !parse(buf, c1 + 1, c2, b)) return;
+    const asn = decimal(buf, c2 + 1, c3);
+    if (asn < 0) return;
+    starts.set(a, n * words);
+    ends.set(b, n * words);
+    ids[n] = networks.id(asn, buf, c3 + 1, to > from && buf[to - 1] === 13 ? to - 1 : to);
+    n++;
+  });
   const compare = (table: Uint32Array, k: number, x: Uint32Array): number => {
     for (let w = 0; w < words; w++) {
       const v = table[k * words + w];
