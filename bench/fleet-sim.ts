@@ -110,9 +110,11 @@ export interface ServerProcess {
 const TICKS = 100;
 
 export async function startServerProcess(data: string): Promise<ServerProcess> {
+  // POFR_BENCH_SERVER_NODE_ARGS: flags for the server's node only (e.g. `--cpu-prof --cpu-prof-dir=DIR`).
+  const nodeArgs = (process.env.POFR_BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
   const child = spawn(
     process.execPath,
-    [POFR_MAIN, 'server', 'run', '--data', data, '--listen', '127.0.0.1:0'],
+    [...nodeArgs, POFR_MAIN, 'server', 'run', '--data', data, '--listen', '127.0.0.1:0'],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
     },

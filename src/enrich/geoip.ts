@@ -44,6 +44,9 @@ export interface EnrichmentFiles {
   readonly asn?: string | null;
 }
 
+/** Addresses whose answer is kept (a few hundred kB). */
+const ANSWER_CACHE = 4096;
+
 function openMmdb(file: string, label?: string): { reader: Reader<Response>; name: string } {
   const reader = new Reader<Response>(readFileSync(file));
   const built = new Date(reader.metadata.buildEpoch.getTime()).toISOString().slice(0, 10);
@@ -81,27 +84,41 @@ export function openGeoip(path?: string, files: Omit<EnrichmentFiles, 'country'>
     const code = rec?.country_code ?? rec?.country?.iso_code;
     return typeof code === 'string' && /^[A-Z]{2}$/.test(code) ? code : null;
   };
+  // The databases do not change while the process runs, and a fleet's endpoints go to the same
+  // services over and over: an answer is kept per address (least recently used first out).
+  const answers = new Map<string, GeoAnswer>();
+  const answer = (ip: string): GeoAnswer => {
+    const hit = answers.get(ip);
+    if (hit !== undefined) {
+      answers.delete(ip);
+      answers.set(ip, hit);
+      return hit;
+    }
+    const a = Object.freeze(lookup(ip));
+    if (answers.size >= ANSWER_CACHE) answers.delete(answers.keys().next().value as string);
+    answers.set(ip, a);
+    return a;
+  };
+  function lookup(ip: string): GeoAnswer {
+    if (isIP(ip) === 0) return { country: null, city: null, asn: null, as_org: null };
+    const c = get(city?.reader ?? null, ip)?.city;
+    const a = asnMmdb
+      ? get(asnMmdb.reader, ip)
+      : (() => {
+          const hit = asnTable?.lookup(ip);
+          return hit ? { autonomous_system_number: hit.asn, autonomous_system_organization: hit.org } : null;
+        })();
+    return {
+      country: countryOf(ip),
+      city: typeof c === 'string' ? c : (c?.names?.en ?? null),
+      asn: a?.autonomous_system_number ?? null,
+      as_org: a?.autonomous_system_organization ?? null,
+    };
+  }
   return {
     source: `${names.join('; ')} — country from ${countryFile}`,
     stamp: names.join('; '),
     country: (ip) => (isIP(ip) === 0 ? null : countryOf(ip)),
-    lookup(ip: string): GeoAnswer {
-      if (isIP(ip) === 0) return { country: null, city: null, asn: null, as_org: null };
-      const c = get(city?.reader ?? null, ip)?.city;
-      const a = asnMmdb
-        ? get(asnMmdb.reader, ip)
-        : (() => {
-            const hit = asnTable?.lookup(ip);
-            return hit
-              ? { autonomous_system_number: hit.asn, autonomous_system_organization: hit.org }
-              : null;
-          })();
-      return {
-        country: countryOf(ip),
-        city: typeof c === 'string' ? c : (c?.names?.en ?? null),
-        asn: a?.autonomous_system_number ?? null,
-        as_org: a?.autonomous_system_organization ?? null,
-      };
-    },
+    lookup: answer,
   };
 }

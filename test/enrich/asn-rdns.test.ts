@@ -21,6 +21,26 @@ test('the bundled ASN data names the network of well-known addresses, IPv4 and I
   assert.match(geo.stamp, /DB-IP.*built \d{4}-\d\d-\d\d.*ASN Lite.*built \d{4}-\d\d-\d\d/);
 });
 
+test('IPv6 forms name the same network, and addresses the tables do not know answer nothing without throwing', () => {
+  // Written out in full, with '::', and in upper case: one address.
+  for (const ip of [
+    '2001:4860:4860:0:0:0:0:8888',
+    '2001:4860:4860::8888',
+    '2001:4860:4860::0:8888',
+    '2001:4860:4860::8888'.toUpperCase(),
+  ]) {
+    assert.equal(geo.lookup(ip).asn, 15169, ip);
+  }
+  // An embedded IPv4 outside ::ffff:0:0/96 (NAT64, documentation) is an IPv6 address like any other.
+  for (const ip of ['64:ff9b::8.8.8.8', '2001:db8::1.2.3.4', '::', '2001:db8::']) {
+    assert.equal(geo.lookup(ip).asn, null, ip);
+  }
+  // The same address twice is the same answer (kept per address), and it cannot be changed.
+  const a = geo.lookup('193.0.6.139');
+  assert.equal(geo.lookup('193.0.6.139'), a);
+  assert.ok(Object.isFrozen(a));
+});
+
 test('a GeoIP file that does not exist is refused with the option that named it', () => {
   assert.throws(() => openGeoip(undefined, { city: '/nonexistent/GeoLite2-City.mmdb' }), /ENOENT/);
 });
