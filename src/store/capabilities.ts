@@ -86,7 +86,8 @@ function regexEither(
 }
 
 // regexp() is registered on every connection by the SQLite dialect (JS RegExp semantics).
-const sqliteRegexSql = (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`regexp(${pattern}, ${expr})`;
+const sqliteRegexSql = (expr: RawBuilder<unknown>, pattern: string) =>
+  sql<boolean>`regexp(${pattern}, ${expr})`;
 
 /** A pattern that requires a run of three characters or more: the rows holding it, then the regexp. */
 function sqliteCommandMatches(p: CommandColumns, pattern: string): RawBuilder<boolean> {
