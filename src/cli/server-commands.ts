@@ -12,7 +12,6 @@ import { runServer } from '../roles/server/run-server.js';
 import {
   initStoreConfig,
   openStore,
-  readConfiguredRules,
   readStoreConfig,
   type Store,
   writeConfiguredRules,
@@ -135,8 +134,9 @@ export function registerServerCommands(program: Command): Command {
           geoipCity: o.geoipCity,
           geoipAsn: o.geoipAsn,
           rdns: o.rdns,
-          // --rules replaces what `server init --rules` recorded for this data directory.
-          rules: o.rules.length > 0 ? o.rules : readConfiguredRules(o.data),
+          // --rules replaces what `server init --rules` recorded for this data directory (read by
+          // runServer after the options are checked: a bad --geoip is a usage error, exit 2).
+          rules: o.rules.length > 0 ? o.rules : undefined,
         });
         let ui: Awaited<ReturnType<typeof startWeb>> | null = null;
         try {

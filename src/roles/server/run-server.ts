@@ -1,6 +1,6 @@
 import { type GeoLookup, openGeoip } from '../../enrich/index.js';
 import { PofrError } from '../../errors.js';
-import { openStore, readStoreConfig, type Store } from '../../store/index.js';
+import { openStore, readConfiguredRules, readStoreConfig, type Store } from '../../store/index.js';
 import { type SshServer, startSshServer } from '../../transport/index.js';
 import { AuditTrail } from './audit-trail.js';
 import { ensureSharedHostKey } from './host-key.js';
@@ -25,7 +25,10 @@ export interface ServerOptions {
   readonly geoipAsn?: string | null;
   /** Reverse DNS of remote addresses beside ingest (default true; `--no-rdns`). */
   readonly rdns?: boolean;
-  /** Sigma rule files, directories or "bundled", evaluated on every ingested batch (`--rules`). */
+  /**
+   * Sigma rule files, directories or "bundled", evaluated on every ingested batch (`--rules`);
+   * default: those `server init --rules` recorded in the data directory.
+   */
   readonly rules?: readonly string[];
 }
 
@@ -74,7 +77,7 @@ export async function runServer(opts: ServerOptions): Promise<RunningServer> {
   const store = await openStore(readStoreConfig(opts.dataDir));
   let rules: ReturnType<typeof loadLiveRules>;
   try {
-    rules = loadLiveRules(opts.rules ?? [], store.caps, opts.log);
+    rules = loadLiveRules(opts.rules ?? readConfiguredRules(opts.dataDir), store.caps, opts.log);
   } catch (e) {
     await store.close();
     throw e;
