@@ -21,7 +21,7 @@ import { type BenchStore, makeBatches, postgresStore, sqliteStore } from './inge
 const BATCHES = 30;
 const ROUNDS = 5;
 
-function incident(_b: number, t: number, pid: number): PofrRecord[] {
+export function incident(_b: number, t: number, pid: number): PofrRecord[] {
   const p = pid + 1;
   return [
     {

@@ -3,6 +3,7 @@ import type { Database, Store } from '../store/index.js';
 import type { CompiledRule } from './compile.js';
 import type { LogSource } from './logsources.js';
 import { FieldSlots, LiveRow, type RuleTest, rulePredicate, type Verdict } from './predicate.js';
+import { Prefilter, ruleAnchors } from './prefilter.js';
 
 export interface HuntQuery {
   /** Host ids (resolved by the caller); undefined: every host. */
@@ -123,6 +124,19 @@ interface TablePlan {
 
 interface PlannedRule extends RuleTest {
   readonly c: CompiledRule;
+  /** What a row must hold for the rule to be worth testing (prefilter.ts); null: always test. */
+  readonly anchors: ReturnType<typeof ruleAnchors>;
+}
+
+// The prefilter of a table's rules, built once per rule list.
+const PREFILTERS = new WeakMap<readonly PlannedRule[], Prefilter>();
+function prefilterOf(rules: readonly PlannedRule[]): Prefilter {
+  let p = PREFILTERS.get(rules);
+  if (p === undefined) {
+    p = new Prefilter(rules.map((r) => r.anchors));
+    PREFILTERS.set(rules, p);
+  }
+  return p;
 }
 
 // A server passes the same rule list for every batch: its plan is made once.
@@ -138,7 +152,7 @@ function planOf(rules: readonly CompiledRule[]): TablePlan[] {
         t = { source: c.source, slots: new FieldSlots(), rules: [] };
         byTable.set(c.source.table, t);
       }
-      t.rules.push({ c, ...rulePredicate(c, t.slots) });
+      t.rules.push({ c, ...rulePredicate(c, t.slots), anchors: ruleAnchors(c, t.slots) });
     }
     plan = [...byTable.values()];
     PLANS.set(rules, plan);
@@ -158,19 +172,19 @@ const PAGE = 20_000;
 
 /**
  * Reads the rows `where` selects, PAGE at a time in id order and only the fields the table's rules
- * use (the same SQL expressions hunt's queries use), and hands each to `visit` as a LiveRow.
+ * use (the same SQL expressions hunt's queries use), and hands each to `visit` (its id, time and
+ * field values by slot).
  */
 async function scanTable(
   db: Kysely<Database>,
   t: TablePlan,
   { where, page: pageRows }: RowSet,
-  visit: (id: unknown, time: number, row: LiveRow) => void,
+  visit: (id: unknown, time: number, values: unknown[]) => void,
 ): Promise<void> {
   const s = t.source;
-  const lower = t.rules[0].c.caps.lowerText;
   const fields = t.slots.names.map((name, i) => sql`${s.fields[name].expr} as ${sql.raw(`f${i}`)}`);
   const conds = [...where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
-  const n = t.slots.names.length;
+  const names = t.slots.names.map((_, i) => `f${i}`);
   let after: unknown = null;
   for (;;) {
     const page = after === null ? conds : [...conds, sql<boolean>`${s.id} > ${after}`];
@@ -183,14 +197,54 @@ async function scanTable(
       db,
     );
     for (const r of rows) {
-      const values = new Array<unknown>(n);
-      for (let i = 0; i < n; i++) values[i] = r[`f${i}`];
-      visit(r.id, Number(r.time), new LiveRow(values, lower));
+      const values = new Array<unknown>(names.length);
+      for (let i = 0; i < names.length; i++) values[i] = r[names[i]];
+      visit(r.id, Number(r.time), values);
     }
     if (pageRows === null || rows.length < pageRows) return;
     after = rows[rows.length - 1].id;
   }
 }
+
+interface Candidate {
+  readonly id: unknown;
+  readonly time: number;
+}
+
+const byTime = (a: Candidate, b: Candidate) => a.time - b.time || Number(a.id) - Number(b.id);
+
+/** The first `limit` rows in time order of those added, in bounded memory. */
+class TopRows {
+  private kept: Candidate[] = [];
+  constructor(private readonly limit: number) {}
+
+  add(c: Candidate): void {
+    this.kept.push(c);
+    if (this.kept.length >= 2 * this.limit + 8) this.kept = this.rows();
+  }
+
+  rows(): Candidate[] {
+    return this.kept.sort(byTime).slice(0, this.limit);
+  }
+}
+
+/** The field values of a row as one string, equal for two rows exactly when every rule gives both
+ * the same verdict: each value as its text, length first so none runs into the next; NULL as "-",
+ * which no length starts with. */
+function valuesKey(values: readonly unknown[]): string {
+  let k = '';
+  for (const v of values) {
+    if (v === null || v === undefined) k += '-';
+    else {
+      const t = String(v);
+      k += `${t.length}:${t}`;
+    }
+  }
+  return k;
+}
+
+/** Distinct field-value sets whose verdicts a scan remembers (then it starts again). */
+const MEMO_ENTRIES = 100_000;
 
 /** Ids per confirming query (well under both engines' parameter limits). */
 const CONFIRM_CHUNK = 500;
@@ -210,14 +264,35 @@ async function matchRules(
   const alerts: Alert[] = [];
   for (const t of plan) {
     if (t.rules.length === 0) continue;
-    const candidates = t.rules.map(() => [] as { id: unknown; time: number }[]);
-    await scanTable(db, t, rowsOf(t.source), (id, time, row) => {
-      for (let i = 0; i < t.rules.length; i++) {
-        if (t.rules[i].test(row) !== false) candidates[i].push({ id, time });
+    // Per rule: the rows it matches (kept to the first `limit` in time order: no later one can be
+    // among its first `limit` matches), and the rows only SQL can decide.
+    const sure = t.rules.map(() => new TopRows(limit));
+    const unsure = t.rules.map(() => [] as Candidate[]);
+    const prefilter = prefilterOf(t.rules);
+    const lower = t.rules[0].c.caps.lowerText;
+    // Rows repeat their fields (the same daemons, cron jobs and scripts all day): the rules' answer
+    // for a set of field values is remembered, so each distinct set is tested once.
+    const memo = new Map<string, readonly number[]>();
+    await scanTable(db, t, rowsOf(t.source), (id, time, values) => {
+      const key = valuesKey(values);
+      let hits = memo.get(key);
+      if (hits === undefined) {
+        const row = new LiveRow(values, lower);
+        // Rule i as i (a match) or ~i (SQL decides).
+        hits = prefilter.candidates(row).flatMap((i) => {
+          const v = t.rules[i].test(row);
+          return v === true ? [i] : v === null ? [~i] : [];
+        });
+        if (memo.size >= MEMO_ENTRIES) memo.clear();
+        memo.set(key, hits);
+      }
+      for (const i of hits) {
+        if (i >= 0) sure[i].add({ id, time });
+        else unsure[~i].push({ id, time });
       }
     });
     for (let i = 0; i < t.rules.length; i++) {
-      const maybe = candidates[i].sort((a, b) => a.time - b.time || Number(a.id) - Number(b.id));
+      const maybe = [...sure[i].rows(), ...unsure[i]].sort(byTime);
       let found = 0;
       for (let k = 0; k < maybe.length && found < limit; k += CONFIRM_CHUNK) {
         const ids = maybe.slice(k, k + CONFIRM_CHUNK).map((m) => m.id);
@@ -259,8 +334,15 @@ export async function liveVerdicts(
   const out: { rule: CompiledRule; id: number; verdict: Verdict }[] = [];
   const rowsOf = batchRows(batch);
   for (const t of planOf(rules)) {
-    await scanTable(db, t, rowsOf(t.source), (id, _time, row) => {
-      for (const r of t.rules) out.push({ rule: r.c, id: Number(id), verdict: r.test(row) });
+    const prefilter = prefilterOf(t.rules);
+    const lower = t.rules[0].c.caps.lowerText;
+    await scanTable(db, t, rowsOf(t.source), (id, _time, values) => {
+      const row = new LiveRow(values, lower);
+      // A rule the prefilter leaves out is false for that row, as live detection takes it.
+      const worth = new Set(prefilter.candidates(row));
+      t.rules.forEach((r, i) => {
+        out.push({ rule: r.c, id: Number(id), verdict: worth.has(i) ? r.test(row) : false });
+      });
     });
   }
   return out;

@@ -76,6 +76,13 @@ async function assertAgree(
     bySqlAll,
     'read a few rows at a time',
   );
+  for (const limit of [1, 3]) {
+    assert.deepEqual(
+      (await hunt(store, rules, { limit })).map(key).sort(),
+      (await huntSql(store.db, rules, { limit })).map(key).sort(),
+      `the first ${limit} matches of each rule`,
+    );
+  }
   // Every row SQL matched was seen by the live path (each row belongs to exactly one batch).
   for (const [c, ids] of bySql)
     assert.equal(seen.get(c) ?? 0, ids.size, `${c.rule.file}: rows outside every batch`);
@@ -144,6 +151,8 @@ const EDGE_RULES: [string, string][] = [
   ['int as text pattern', `  sel:\n    ProcessId: '50*'\n  condition: sel`],
   ['int compare', `  sel:\n    ProcessId|lte: 501\n    ProcessId|gte: 500\n  condition: sel`],
   ['Uid', `  sel:\n    Uid: 1000\n  condition: sel`],
+  // Every process: more matches than a small limit keeps, so hunt must keep the first ones.
+  ['every process', `  sel:\n    Image|startswith: '/'\n  condition: sel`],
 ];
 
 for (const dialect of DIALECTS) {
