@@ -11,6 +11,7 @@ import {
   generateSigningKeyPair,
   loadPrivateKey,
   loadPublicKey,
+  MAX_SEALED_SEQ,
   newSealSeed,
   type PofrRecord,
   readBatchFrame,
@@ -195,4 +196,46 @@ describe('sealed batches (protocol v2)', () => {
       'POFR_BATCH_SEAL',
     );
   });
+});
+
+test("the server's derivation gives every key the client's frontier gives, whatever order and however many seeds it derives for", () => {
+  const seeds = [newSealSeed(), newSealSeed(), newSealSeed()];
+  const clientKeys = seeds.map((seed) => {
+    const keys = new Map<number, string>();
+    let f = frontierFromSeed(seed);
+    for (let seq = 1; seq <= 300; seq++) {
+      const { key, rest } = sealKeyAt(f, seq);
+      keys.set(seq, key.toString('hex'));
+      f = rest;
+    }
+    return keys;
+  });
+  // In order, seeds interleaved (as a server's hosts are), then backwards, then jumping about.
+  const orders = [
+    Array.from({ length: 300 }, (_, i) => i + 1),
+    Array.from({ length: 300 }, (_, i) => 300 - i),
+    [1, 256, 2, 255, 128, 129, 127, 300, 64, 65, 1, 300],
+  ];
+  for (const order of orders) {
+    for (const seq of order) {
+      for (const [i, seed] of seeds.entries()) {
+        assert.equal(
+          deriveSealKey(seed, seq).toString('hex'),
+          clientKeys[i].get(seq),
+          `seed ${i} seq ${seq}`,
+        );
+      }
+    }
+  }
+  // Far apart, up to the last number with a key: the same as walking down from the seed.
+  for (const seq of [2 ** 20, 2 ** 40 + 7, MAX_SEALED_SEQ, 3]) {
+    assert.equal(
+      deriveSealKey(seeds[0], seq).toString('hex'),
+      sealKeyAt(frontierFromSeed(seeds[0], seq), seq).key.toString('hex'),
+    );
+  }
+  // A key handed out is the caller's: changing it changes nothing the next derivation gives.
+  const k = deriveSealKey(seeds[1], 5);
+  k.fill(0);
+  assert.equal(deriveSealKey(seeds[1], 5).toString('hex'), clientKeys[1].get(5));
 });

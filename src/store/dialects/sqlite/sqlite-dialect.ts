@@ -40,18 +40,27 @@ class RollbackKeepingErrorDriver extends SqliteDriver {
   }
 }
 
-/** Statements kept prepared per connection: ingest runs the same few thousand texts over and over. */
+/** Statements kept prepared per connection: ingest runs the same few hundred texts over and over. */
 const STATEMENT_CACHE = 512;
+/**
+ * And at most this much statement text: a prepared statement costs ~20–40 bytes of memory per
+ * character of its text, and ingest's multi-row INSERTs are up to ~8 kB each, so 512 of them could
+ * hold ~70 MB. 256 k characters keep it near 10 MB; the fleet's whole working set is ~20 k.
+ */
+const STATEMENT_CACHE_CHARS = 256 * 1024;
 
 /**
  * What Kysely's SQLite driver sees of the connection: the same database, but `prepare` hands back a
  * statement prepared once per text. Kysely prepares every query it runs, and that was a sixth of
  * ingest's time (docs/benchmarks.md). A statement still iterating (a streamed query) is never shared.
  */
-function preparingOnce(conn: Database.Database) {
+export function preparingOnce(conn: Database.Database) {
   const cache = new Map<string, Database.Statement>();
+  let chars = 0;
   return {
     close: () => conn.close(),
+    /** What is kept now (tests). */
+    cached: () => ({ statements: cache.size, chars }),
     prepare(text: string): Database.Statement {
       const hit = cache.get(text);
       if (hit !== undefined && !hit.busy) {
@@ -61,9 +70,17 @@ function preparingOnce(conn: Database.Database) {
         return hit;
       }
       const stmt = conn.prepare(text);
-      if (hit === undefined) {
-        if (cache.size >= STATEMENT_CACHE) cache.delete(cache.keys().next().value as string);
+      if (hit === undefined && text.length <= STATEMENT_CACHE_CHARS / 8) {
+        while (
+          cache.size > 0 &&
+          (cache.size >= STATEMENT_CACHE || chars + text.length > STATEMENT_CACHE_CHARS)
+        ) {
+          const oldest = cache.keys().next().value as string;
+          cache.delete(oldest);
+          chars -= oldest.length;
+        }
         cache.set(text, stmt);
+        chars += text.length;
       }
       return stmt;
     },
