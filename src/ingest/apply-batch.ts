@@ -213,16 +213,20 @@ async function verifyAndApply(
         chain,
       };
       const evidence = { host_id: principal, seq: header.seq, raw: bytes };
+      // The chain head moves with the batch's own rows (nothing the applier does reads it).
+      const advance = advanceHost(trx, principal, frame, receivedAt);
       if (store.caps.dataModifyingCtes) {
-        // One round trip for both (the evidence's foreign key is checked at the statement's end).
+        // One round trip for all three (the evidence's foreign key is checked at the statement's end).
         const cols = Object.keys(batchRow) as (keyof typeof batchRow)[];
-        await sql`WITH b AS (INSERT INTO batches (${sql.join(cols.map((c) => sql.id(c)))}) VALUES (${sql.join(cols.map((c) => batchRow[c]))}))
+        await sql`WITH b AS (INSERT INTO batches (${sql.join(cols.map((c) => sql.id(c)))}) VALUES (${sql.join(cols.map((c) => batchRow[c]))})),
+          h AS (${advance})
           INSERT INTO batch_evidence (host_id, seq, raw) VALUES (${evidence.host_id}, ${evidence.seq}, ${evidence.raw})`.execute(
           trx,
         );
       } else {
         await trx.insertInto('batches').values(batchRow).execute();
         await trx.insertInto('batch_evidence').values(evidence).execute();
+        await advance.execute();
       }
       if (chain === 'gap' || chain === 'fork') {
         await trx
@@ -253,7 +257,6 @@ async function verifyAndApply(
       );
       await applier.apply(records);
       if (onApplied) await onApplied(trx, { hostId: principal, seq: header.seq });
-      await advanceHost(trx, principal, frame, receivedAt);
       return {
         status: 'accepted' as const,
         host_id: principal,
@@ -279,16 +282,11 @@ async function verifyAndApply(
 }
 
 /** The chain head moves only forward: a late, lower seq fills a gap but does not rewind the head. */
-async function advanceHost(
-  trx: Transaction<Database>,
-  hostId: string,
-  frame: BatchFrame,
-  receivedAt: number,
-) {
+function advanceHost(trx: Transaction<Database>, hostId: string, frame: BatchFrame, receivedAt: number) {
   const { header } = frame;
   // In SQL, not read first: the row is locked (PostgreSQL) or the only writer's (SQLite) anyway.
   const ahead = sql<boolean>`(last_seq IS NULL OR last_seq < ${header.seq})`;
-  await trx
+  return trx
     .updateTable('hosts')
     .set({
       first_seen: sql`CASE WHEN first_seen IS NULL OR first_seen > ${header.t_from} THEN ${header.t_from} ELSE first_seen END`,
@@ -299,8 +297,7 @@ async function advanceHost(
       // Last: SQLite evaluates every SET expression on the old row, PostgreSQL too.
       last_seq: sql`CASE WHEN ${ahead} THEN ${header.seq} ELSE last_seq END`,
     })
-    .where('host_id', '=', hostId)
-    .execute();
+    .where('host_id', '=', hostId);
 }
 
 function chainLink(seq: number, prevHash: string, storedPrev: string | undefined): ChainLink {

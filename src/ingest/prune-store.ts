@@ -260,28 +260,28 @@ async function pruneChunk(
 }
 
 /**
- * A row of `x` that stays at the hosts' latest cuts (in the temporary table pofr_prune_cuts): the
- * complement of what pruneChunk deletes, table by table. A host with no cut keeps everything.
+ * A row of `x` that stays at the hosts' latest cuts (`c`, the row of the temporary table
+ * pofr_prune_cuts joined on the host): the complement of what pruneChunk deletes, table by table.
+ * A host with no cut keeps everything.
  */
 function stays(table: PartitionedTable): RawBuilder<boolean> {
-  const b = sql`(SELECT c.b FROM pofr_prune_cuts c WHERE c.host_id = x.host_id)`;
   const kept = (alias: string) =>
-    sql`(${sql.ref(`${alias}.close_ord`)} IS NULL OR ${sql.ref(`${alias}.close_ord`)} >= ${b})`;
+    sql`(${sql.ref(`${alias}.close_ord`)} IS NULL OR ${sql.ref(`${alias}.close_ord`)} >= c.b)`;
   switch (table) {
     case 'file_opens':
     case 'endpoints':
-      return sql<boolean>`(${b} IS NULL OR ${kept('x')})`;
+      return sql<boolean>`(c.b IS NULL OR ${kept('x')})`;
     case 'endpoint_states':
-      return sql<boolean>`NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.host_id = x.host_id AND e.id = x.endpoint_id AND e.close_ord < ${b})`;
+      return sql<boolean>`(c.b IS NULL OR NOT EXISTS (SELECT 1 FROM endpoints e WHERE e.id = x.endpoint_id AND e.close_ord < c.b))`;
     case 'processes':
-      return sql<boolean>`(${b} IS NULL OR ${kept('x')}
+      return sql<boolean>`(c.b IS NULL OR ${kept('x')}
         OR EXISTS (SELECT 1 FROM processes k WHERE k.parent_id = x.id AND ${kept('k')})
         OR EXISTS (SELECT 1 FROM file_opens k WHERE k.process_id = x.id AND ${kept('k')})
         OR EXISTS (SELECT 1 FROM endpoints k WHERE k.process_id = x.id AND ${kept('k')}))`;
     case 'recorder_events':
     case 'dns_queries':
     case 'cred_changes':
-      return sql<boolean>`(${b} IS NULL OR x.seq >= (SELECT c.before_seq FROM pofr_prune_cuts c WHERE c.host_id = x.host_id))`;
+      return sql<boolean>`(c.b IS NULL OR x.seq >= c.before_seq)`;
   }
 }
 
@@ -318,28 +318,36 @@ async function dropWeeks(
   await sql`INSERT INTO pofr_prune_cuts
     SELECT DISTINCT ON (host_id) host_id, before_seq, before_seq * ${ORD_PER_BATCH}::int8 FROM prunes
     ORDER BY host_id, before_seq DESC`.execute(trx);
+  await sql`ANALYZE pofr_prune_cuts`.execute(trx);
   const dropped = new Map<string, number>();
   const add = (host: string, n: number) => dropped.set(host, (dropped.get(host) ?? 0) + n);
   for (const table of DROP_ORDER) {
     for (const week of weeks.filter((w) => w.table === table)) {
       const part = sql.id(week.name);
+      // What the week keeps, found once; then either the week goes and they come back, or the rest goes.
+      await sql`CREATE TEMPORARY TABLE pofr_prune_kept ON COMMIT DROP AS
+        SELECT x.* FROM ${part} x LEFT JOIN pofr_prune_cuts c ON c.host_id = x.host_id WHERE ${stays(table)}`.execute(
+        trx,
+      );
       const { rows: counts } = await sql<{ host_id: string; n: number; kept: number }>`
-        SELECT x.host_id, count(*)::int8 AS n, count(*) FILTER (WHERE ${stays(table)})::int8 AS kept
-        FROM ${part} x GROUP BY x.host_id`.execute(trx);
+        SELECT a.host_id, a.n, coalesce(k.n, 0) AS kept
+        FROM (SELECT host_id, count(*)::int8 AS n FROM ${part} GROUP BY host_id) a
+        LEFT JOIN (SELECT host_id, count(*)::int8 AS n FROM pofr_prune_kept GROUP BY host_id) k ON k.host_id = a.host_id`.execute(
+        trx,
+      );
       const n = counts.reduce((a, r) => a + Number(r.n), 0);
       const kept = counts.reduce((a, r) => a + Number(r.kept), 0);
       if (n > 0 && kept * 2 > n) {
-        await sql`DELETE FROM ${part} x WHERE NOT ${stays(table)}`.execute(trx);
-      } else {
-        await sql`CREATE TEMPORARY TABLE pofr_prune_kept ON COMMIT DROP AS SELECT x.* FROM ${part} x WHERE ${stays(table)}`.execute(
+        await sql`DELETE FROM ${part} x WHERE NOT EXISTS (SELECT 1 FROM pofr_prune_kept k WHERE k.id = x.id)`.execute(
           trx,
         );
+      } else {
         await sql`ALTER TABLE ${sql.id(table)} DETACH PARTITION ${part}`.execute(trx);
         await sql`DROP TABLE ${part}`.execute(trx);
         await sql`INSERT INTO ${sql.id(table)} SELECT * FROM pofr_prune_kept`.execute(trx);
-        await sql`DROP TABLE pofr_prune_kept`.execute(trx);
         opts.onPartitionDropped?.(week.name, n - kept, kept);
       }
+      await sql`DROP TABLE pofr_prune_kept`.execute(trx);
       for (const r of counts) add(r.host_id, Number(r.n) - Number(r.kept));
     }
   }

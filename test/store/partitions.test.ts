@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { sql } from 'kysely';
+import pg from 'pg';
 import { pruneStore, verifyStore } from '../../src/ingest/index.js';
 import { startPartitionKeeper } from '../../src/roles/server/partition-keeper.js';
+import { openPostgresEngine } from '../../src/store/dialects/postgres/postgres-dialect.js';
 import {
+  createMigrator,
   ensurePartitions,
   listPartitions,
+  openStore,
   PARTITIONED,
   partitionName,
   type Store,
@@ -13,7 +18,7 @@ import {
   WEEKS_AHEAD,
   weekStart,
 } from '../../src/store/index.js';
-import { withStore } from '../helpers/store-dialects.js';
+import { PG_URL_ENV, withStore } from '../helpers/store-dialects.js';
 import { T0 } from '../ingest/host-fixture.js';
 import { apply, count, DAY, history, S } from '../ingest/window-history.js';
 
@@ -174,3 +179,62 @@ async function procLike() {
   const { proc } = await import('../ingest/host-fixture.js');
   return proc(4242, 77, { comm: 'now' });
 }
+
+test('[postgres] migration 0015 on a store holding rows: weeks made for its batches, rows moved in, verify passes', async (t) => {
+  const adminUrl = process.env[PG_URL_ENV];
+  if (!adminUrl) {
+    t.skip(`${PG_URL_ENV} not set`);
+    return;
+  }
+  const dbName = `pofr_t_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  // dbName is hex digits only: safe in DDL.
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  try {
+    const url = new URL(adminUrl);
+    url.pathname = `/${dbName}`;
+    // The store as it was before 0015 (what a server upgraded in place holds).
+    const engine = openPostgresEngine(url.toString());
+    try {
+      const r = await createMigrator(engine.db, engine.caps).migrateTo('0014-alert-evidence');
+      assert.equal(r.error, undefined);
+      const before: Store = {
+        db: engine.db,
+        caps: { ...engine.caps, timePartitions: false },
+        config: { kind: 'postgres', url: url.toString() },
+        readOnlyQuery: engine.readOnlyQuery,
+        close: engine.close,
+      };
+      await history(before);
+    } finally {
+      await engine.close();
+    }
+    const store = await openStore({ kind: 'postgres', url: url.toString() });
+    try {
+      const names = new Set((await listPartitions(store.db)).map((p) => p.name));
+      for (const { table } of PARTITIONED) {
+        assert.ok(names.has(partitionName(table, week0)), `${table} week 0`);
+        assert.ok(names.has(partitionName(table, week1)), `${table} week 1`);
+      }
+      assert.equal(await tableOf(store, 'processes', 100), partitionName('processes', week0));
+      assert.equal(await count(store, 'processes'), 4);
+      const [v] = await verifyStore(store);
+      assert.equal(v?.ok, true, JSON.stringify(v?.failures));
+      // The id sequences moved with their tables: new rows get new ids.
+      const { rows } = await sql<{
+        s: string | null;
+      }>`SELECT pg_get_serial_sequence('processes', 'id') AS s`.execute(store.db);
+      assert.ok(rows[0]?.s);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await admin.query(
+      'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()',
+      [dbName],
+    );
+    await admin.query(`DROP DATABASE IF EXISTS ${dbName}`);
+    await admin.end();
+  }
+});
