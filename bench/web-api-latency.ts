@@ -39,6 +39,20 @@ async function callsFor(store: Store): Promise<Call[]> {
     .select((eb) => [eb.fn.max('id').as('max')])
     .executeTakeFirst();
   const maxId = Number(anyProcess?.max ?? 1);
+  // Ids are not dense (PostgreSQL hands them out in blocks, prune leaves holes): the row at or after
+  // a random id, so every process page asked for exists.
+  const pick = new Random(7);
+  const processIds: number[] = [];
+  for (let i = 0; i < 64; i++) {
+    const r = await store.db
+      .selectFrom('processes')
+      .select('id')
+      .where('id', '>=', pick.int(1, maxId))
+      .orderBy('id')
+      .limit(1)
+      .executeTakeFirst();
+    if (r !== undefined) processIds.push(Number(r.id));
+  }
   const at = (rng: Random, h: (typeof live)[number]) =>
     Math.floor(h.first_seen! + rng.next() * (h.last_seen! - h.first_seen!));
   return [
@@ -64,7 +78,7 @@ async function callsFor(store: Store): Promise<Call[]> {
         return `/api/hosts/${h.host_id}/tree?at=${at(rng, h)}&observer=false`;
       },
     },
-    { name: 'process page', url: (rng) => `/api/processes/${rng.int(1, maxId)}` },
+    { name: 'process page', url: (rng) => `/api/processes/${rng.pick(processIds)}` },
     { name: 'search path (who opened /etc/shadow)', url: () => '/api/search?kind=path&term=/etc/shadow' },
     {
       name: 'search ip (who talked to it)',

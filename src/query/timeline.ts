@@ -165,7 +165,7 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
   if (opts.hosts?.length === 0 || kinds.size === 0) return Object.freeze([]);
   const limit = limitOf(opts);
   // One source after the other on one connection: an analyst query should not take a whole pool.
-  const sources = (o: ResolvedQuery, probe?: EventKey[]) => {
+  const sources = (o: ResolvedQuery, probe?: KeyQuery[]) => {
     const reads: (() => Promise<readonly TimelineEvent[]>)[] = [];
     if (kinds.has('process_start') || kinds.has('process_exec'))
       reads.push(() => processImages(store, o, kinds, limit, probe));
@@ -184,13 +184,16 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
     // Each source may hold the whole page: reading `limit` full rows from every one costs several
     // times the page. So first only the order keys (an index walk), to find the instant where the
     // page ends; then full rows up to that instant.
+    // The sources' key reads go as one statement, merged in event order by the engine: each walks
+    // its index only as far as the page needs (at most `limit` rows each), not `limit` rows of every
+    // source. A command resolved to process rows makes each source small already: no probe.
     let bounded = resolved;
     const reads = sources(resolved);
-    if (reads.length > 1) {
-      const keys: EventKey[] = [];
-      for (const read of sources(resolved, keys)) await read();
+    if (reads.length > 1 && resolved.processIds === undefined) {
+      const arms: KeyQuery[] = [];
+      for (const read of sources(resolved, arms)) await read();
+      const keys = await mergedKeys(store, arms, limit + 1);
       if (keys.length > limit) {
-        keys.sort(compareKeys);
         const end = keys[limit - 1].time;
         bounded = { ...resolved, to: opts.to === undefined ? end : Math.min(opts.to, end) };
       }
@@ -444,15 +447,26 @@ function compareKeys(a: EventKey, b: EventKey): number {
   );
 }
 
+/** A source's order keys (k_time, k_ord, k_host, k_rank, k_id), not run: one arm of mergedKeys. */
+// biome-ignore lint/suspicious/noExplicitAny: the arms read different tables; only their select list is shared.
+type KeyQuery = SelectQueryBuilder<any, any, KeyRow>;
+interface KeyRow {
+  k_time: number;
+  k_ord: number | null;
+  k_host: string;
+  k_rank: number;
+  k_id: number;
+}
+
 /**
- * Reads a source's first `limit` rows in event order; with a probe, reads only their order keys
- * into it (the same query, its select list replaced) and returns null.
+ * Reads a source's first `limit` rows in event order; with a probe, adds the query of their order
+ * keys to it instead (the same query, its select list replaced) and returns null.
  */
 async function readSource<DB, TB extends keyof DB, O>(
   q: SelectQueryBuilder<DB, TB, O>,
   src: ActivitySource,
   limit: number,
-  probe: EventKey[] | undefined,
+  probe: KeyQuery[] | undefined,
 ): Promise<O[] | null> {
   if (probe === undefined) return inEventOrder(q, src, limit).execute();
   const keyed = q
@@ -461,24 +475,38 @@ async function readSource<DB, TB extends keyof DB, O>(
       sql<number>`${activity.ref(src.time)}`.as('k_time'),
       sql<number | null>`${activity.ref(src.ord)}`.as('k_ord'),
       sql<string>`${activity.ref(src.host)}`.as('k_host'),
+      sql<number>`${sql.lit(src.rank)}`.as('k_rank'),
       sql<number>`${activity.ref(src.id)}`.as('k_id'),
     ] as never);
-  const rows = (await inEventOrder(keyed, src, limit).execute()) as unknown as {
-    k_time: number;
-    k_ord: number | null;
-    k_host: string;
-    k_id: number;
-  }[];
-  for (const r of rows) {
-    probe.push({
-      time: Number(r.k_time),
-      ord: r.k_ord === null ? -1 : Number(r.k_ord),
-      host_id: r.k_host,
-      rank: src.rank,
-      id: Number(r.k_id),
-    });
-  }
+  probe.push(inEventOrder(keyed, src, limit) as unknown as KeyQuery);
   return null;
+}
+
+/**
+ * The first `limit` order keys of all the arms together, in timeline order: each arm (already in
+ * its source's order, at most `limit` rows) a subquery of one UNION ALL under one ORDER BY.
+ */
+async function mergedKeys(store: Store, arms: readonly KeyQuery[], limit: number): Promise<EventKey[]> {
+  const sub = (q: KeyQuery, i: number) => store.db.selectFrom(q.as(`k${i}`)).selectAll();
+  let u = sub(arms[0], 0);
+  for (let i = 1; i < arms.length; i++) u = u.unionAll(sub(arms[i], i));
+  const rows = (await u
+    .orderBy('k_time')
+    .orderBy('k_ord')
+    .orderBy('k_host')
+    .orderBy('k_rank')
+    .orderBy('k_id')
+    .limit(limit)
+    .execute()) as unknown as KeyRow[];
+  const keys = rows.map((r) => ({
+    time: Number(r.k_time),
+    ord: r.k_ord === null ? -1 : Number(r.k_ord),
+    host_id: r.k_host,
+    rank: Number(r.k_rank),
+    id: Number(r.k_id),
+  }));
+  // The engines order a NULL ord differently (first, last); the page's order puts it first.
+  return keys.sort(compareKeys);
 }
 
 async function processImages(
@@ -486,7 +514,7 @@ async function processImages(
   opts: ResolvedQuery,
   kinds: ReadonlySet<TimelineKind>,
   limit: number,
-  probe?: EventKey[],
+  probe?: KeyQuery[],
 ): Promise<readonly ProcessEvent[]> {
   const src: ActivitySource = { ...PROCESS_SOURCE, time: 'p.start', ord: 'p.open_ord' };
   let q = store.db
@@ -514,7 +542,7 @@ async function processExits(
   store: Store,
   opts: ResolvedQuery,
   limit: number,
-  probe?: EventKey[],
+  probe?: KeyQuery[],
 ): Promise<readonly ProcessEvent[]> {
   const src: ActivitySource = {
     ...PROCESS_SOURCE,
@@ -625,7 +653,7 @@ async function fileEvents(
   opts: ResolvedQuery,
   kind: 'file_open' | 'file_close',
   limit: number,
-  probe?: EventKey[],
+  probe?: KeyQuery[],
 ): Promise<readonly FileEvent[]> {
   const src = heldSource('f', kind === 'file_open');
   let q = store.db
@@ -667,7 +695,7 @@ async function endpointEvents(
   opts: ResolvedQuery,
   kind: 'endpoint_open' | 'endpoint_close',
   limit: number,
-  probe?: EventKey[],
+  probe?: KeyQuery[],
 ): Promise<readonly EndpointEvent[]> {
   const src = heldSource('e', kind === 'endpoint_open');
   let q = store.db
@@ -719,7 +747,7 @@ async function endpointStates(
   store: Store,
   opts: ResolvedQuery,
   limit: number,
-  probe?: EventKey[],
+  probe?: KeyQuery[],
 ): Promise<readonly EndpointEvent[]> {
   const src: ActivitySource = {
     time: 's.t',

@@ -10,13 +10,19 @@ export async function captureSql<T>(
   store: Store,
   fn: (store: Store) => Promise<T>,
 ): Promise<{ result: T; sql: string[] }> {
+  // A subquery built apart (`selectFrom(q.as('k'))`) is transformed too, but never run on its own:
+  // only queries whose results come back are the SQL behind the view.
+  const built = new Map<QueryId, RootOperationNode>();
   const seen: { node: RootOperationNode; queryId: QueryId }[] = [];
   const plugin: KyselyPlugin = {
     transformQuery(args) {
-      seen.push({ node: args.node, queryId: args.queryId });
+      built.set(args.queryId, args.node);
       return args.node;
     },
     async transformResult(args) {
+      const node = built.get(args.queryId);
+      if (node !== undefined) seen.push({ node, queryId: args.queryId });
+      built.delete(args.queryId);
       return args.result;
     },
   };

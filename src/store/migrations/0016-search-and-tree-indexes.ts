@@ -35,6 +35,9 @@ export function searchAndTreeIndexesMigration(caps: Capabilities): Migration {
             db,
           );
         }
+        // The planner's statistics of the lifetime expression come with the table's next ANALYZE;
+        // until autovacuum gets to it, trees would be planned blind.
+        await sql`ANALYZE processes`.execute(db);
         return;
       }
       await sql`CREATE VIRTUAL TABLE processes_trigram USING fts5(cmdline, exe, content='', contentless_delete=1, tokenize='trigram case_sensitive 1')`.execute(
