@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type Daemon, jsonLines, pofr, startPofr, waitUntil } from '../helpers/pofr-cli.js';
+import { type Daemon, jsonLines, pofr, startPofr, storedBatchHash, waitUntil } from '../helpers/pofr-cli.js';
 
 const ROOT = process.getuid?.() === 0;
 
@@ -82,18 +82,11 @@ describe('Sigma rules live and by hunt on a recorded host', {
       assert.ok(String(a.author).includes('Nextron Systems'), `${title}: author ${a.author}`);
       assert.equal(h.author, a.author);
       assert.deepEqual([h.batch_seq, h.batch_hash, h.pid], [a.batch_seq, a.batch_hash, a.pid]);
-      const stored = jsonLines(
-        (
-          await pofr([
-            'sql',
-            '--data',
-            data,
-            '--json',
-            `SELECT hash FROM batches WHERE seq = ${Number(a.batch_seq)}`,
-          ])
-        ).stdout,
+      assert.equal(
+        await storedBatchHash(data, Number(a.batch_seq)),
+        a.batch_hash,
+        'the alert names a stored batch by its hash',
       );
-      assert.equal(stored[0]?.hash, a.batch_hash, 'the alert names a stored batch by its hash');
     }
     const verify = await pofr(['verify', '--data', data, '--quick']);
     assert.equal(verify.code, 0, verify.stderr);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import ssh2 from 'ssh2';
 import { OPENSSH_SKIP, type OpensshServer, startOpensshServer } from '../helpers/openssh-server.js';
-import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js';
+import { type Daemon, jsonLines, pofr, startPofr, storedBatchHash } from '../helpers/pofr-cli.js';
 import { until } from '../helpers/wait.js';
 
 /** What an exec or shell request on a session yields: its exit status, stdout and stderr. */
@@ -118,18 +118,11 @@ describe('OpenSSH mode: the site sshd as the server end', { skip: OPENSSH_SKIP }
       });
       assert.equal(alert.title, 'OpenSSH mode marker');
       assert.equal(alert.author, 'OpenSSH Mode Test');
-      const stored = jsonLines(
-        (
-          await pofr([
-            'sql',
-            '--data',
-            data,
-            '--json',
-            `SELECT hash FROM batches WHERE seq = ${Number(alert.batch_seq)}`,
-          ])
-        ).stdout,
+      assert.equal(
+        await storedBatchHash(data, Number(alert.batch_seq)),
+        alert.batch_hash,
+        'the alert names the stored batch that recorded it',
       );
-      assert.equal(stored[0]?.hash, alert.batch_hash, 'the alert names the stored batch that recorded it');
     } finally {
       holder.kill();
       assert.equal(await client.stop(), 0, client.stderr());

@@ -48,6 +48,18 @@ export function jsonLines(stdout: string): Record<string, unknown>[] {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
+/** The hash of stored batch `seq` (of the store's one host), read with `pofr sql` as an analyst would. */
+export async function storedBatchHash(data: string, seq: number): Promise<unknown> {
+  const out = await pofr([
+    'sql',
+    '--data',
+    data,
+    '--json',
+    `SELECT hash FROM batches WHERE seq = ${Number(seq)}`,
+  ]);
+  return jsonLines(out.stdout)[0]?.hash;
+}
+
 /** A long-running pofr process (server or client) whose stderr is collected. */
 export interface Daemon {
   readonly child: ChildProcess;
