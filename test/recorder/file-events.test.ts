@@ -146,10 +146,12 @@ test(
           const [code] = await once(child, 'exit');
           assert.equal(code, 0);
         };
-        // The first program of the root is seen by its exec; the probes come with it.
+        // The first program of the root is seen by its exec; the probes come with it. Its root is
+        // read through /proc/PID/root when the exec is settled (its argv probe waited for in vain,
+        // 200 ms): the program lives a second so that a loaded machine's late poll still finds it.
         await record(
           src,
-          () => inRoot('exec /usr/bin/sleep 0.3'),
+          () => inRoot('exec /usr/bin/sleep 1'),
           () => true,
         );
         assert.ok(
