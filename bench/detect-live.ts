@@ -8,7 +8,13 @@ import {
   sqliteCapabilities,
 } from '../src/store/index.js';
 import { type BenchResult, isMain, median } from './bench-result.js';
-import { type BenchStore, makeBatches, postgresStore, sqliteStore } from './ingest-throughput.js';
+import {
+  type BenchStore,
+  enrollBenchHosts,
+  makeBatches,
+  postgresStore,
+  sqliteStore,
+} from './ingest-throughput.js';
 
 /**
  * Detection: the cost of live rules (the bundled SigmaHQ rules evaluated on every batch, in its
@@ -65,19 +71,7 @@ async function withStore<T>(open: () => Promise<BenchStore>, fn: (store: Store) 
 async function ingestAll(store: Store, rules: readonly CompiledRule[] | null): Promise<number> {
   const keys = generateSigningKeyPair();
   const hostId = 'bench-detect';
-  await store.db
-    .insertInto('hosts')
-    .values({
-      host_id: hostId,
-      name: hostId,
-      status: 'approved',
-      ssh_key: 'ssh-ed25519 AAAA bench',
-      ssh_fingerprint: `SHA256:${hostId}`,
-      signing_key: keys.publicPem,
-      enrolled_at: 0,
-      approved_at: 0,
-    })
-    .execute();
+  await enrollBenchHosts(store, [hostId], keys.publicPem);
   const batches = makeBatches(hostId, keys.privatePem, BATCHES, incident);
   const onApplied = rules
     ? async (trx: Parameters<typeof recordAlerts>[0], b: { hostId: string; seq: number }) => {

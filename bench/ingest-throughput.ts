@@ -165,25 +165,30 @@ interface HostLoad {
   readonly batches: readonly SealedBatch[];
 }
 
+/** Approved hosts whose batches `publicPem` verifies, as enrollment would leave them (no SSH, no seal). */
+export async function enrollBenchHosts(store: Store, hostIds: readonly string[], publicPem: string) {
+  for (const hostId of hostIds) {
+    await store.db
+      .insertInto('hosts')
+      .values({
+        host_id: hostId,
+        name: hostId,
+        status: 'approved',
+        ssh_key: 'ssh-ed25519 AAAA bench',
+        ssh_fingerprint: `SHA256:${hostId}`,
+        signing_key: publicPem,
+        enrolled_at: 0,
+        approved_at: 0,
+      })
+      .execute();
+  }
+}
+
 /** Every host sends its batches one after the other; the hosts send at the same time (as at a server). */
 async function pofrIngest(open: () => Promise<BenchStore>, hosts: readonly HostLoad[]): Promise<number> {
   const { store, dispose } = await open();
   try {
-    for (const h of hosts) {
-      await store.db
-        .insertInto('hosts')
-        .values({
-          host_id: h.hostId,
-          name: h.hostId,
-          status: 'approved',
-          ssh_key: 'ssh-ed25519 AAAA bench',
-          ssh_fingerprint: `SHA256:${h.hostId}`,
-          signing_key: h.publicPem,
-          enrolled_at: 0,
-          approved_at: 0,
-        })
-        .execute();
-    }
+    for (const h of hosts) await enrollBenchHosts(store, [h.hostId], h.publicPem);
     // What `pofr server run` does before it listens (src/roles/server/partition-keeper.ts): the weeks exist.
     if (store.caps.timePartitions) {
       const ts = hosts.flatMap((h) => h.batches.map((b) => b.header.t_to));

@@ -10,7 +10,7 @@ import { ingestBatch, pruneStore } from '../src/ingest/index.js';
 import { generateSigningKeyPair, type SealedBatch } from '../src/protocol/index.js';
 import { ensurePartitions, openStore, type Store, WEEK_US, WEEKS_AHEAD } from '../src/store/index.js';
 import { type BenchResult, isMain } from './bench-result.js';
-import { makeBatches } from './ingest-throughput.js';
+import { enrollBenchHosts, makeBatches } from './ingest-throughput.js';
 
 /**
  * The store at scale, on SQLite and (with POFR_BENCH_PG_URL or POFR_TEST_PG_URL) PostgreSQL:
@@ -42,24 +42,6 @@ function makeFleet(): Fleet {
       return { hostId, batches: makeBatches(hostId, keys.privatePem, BATCHES_PER_HOST) };
     }),
   };
-}
-
-async function enroll(store: Store, hostIds: readonly string[], publicPem: string) {
-  for (const hostId of hostIds) {
-    await store.db
-      .insertInto('hosts')
-      .values({
-        host_id: hostId,
-        name: hostId,
-        status: 'approved',
-        ssh_key: 'ssh-ed25519 AAAA bench',
-        ssh_fingerprint: `SHA256:${hostId}`,
-        signing_key: publicPem,
-        enrolled_at: 0,
-        approved_at: 0,
-      })
-      .execute();
-  }
 }
 
 async function ingestAll(store: Store, hosts: Fleet['hosts']): Promise<number> {
@@ -95,7 +77,7 @@ async function sqliteFigures(fleet: Fleet, records: number) {
     const path = join(dir, 'pofr.db');
     const store = await openStore({ kind: 'sqlite', path });
     try {
-      await enroll(
+      await enrollBenchHosts(
         store,
         fleet.hosts.map((h) => h.hostId),
         fleet.publicPem,
@@ -139,7 +121,7 @@ async function postgresFigures(adminUrl: string, fleet: Fleet, records: number) 
   const sizes = await withPgDatabase(adminUrl, async (url) => {
     const store = await openStore({ kind: 'postgres', url });
     try {
-      await enroll(
+      await enrollBenchHosts(
         store,
         fleet.hosts.map((h) => h.hostId),
         fleet.publicPem,
@@ -159,7 +141,7 @@ async function postgresFigures(adminUrl: string, fleet: Fleet, records: number) 
     withPgDatabase(adminUrl, async (url) => {
       const store = await openStore({ kind: 'postgres', url });
       try {
-        await enroll(
+        await enrollBenchHosts(
           store,
           fleet.hosts.map((h) => h.hostId),
           fleet.publicPem,
