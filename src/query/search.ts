@@ -143,7 +143,7 @@ async function fileHits(
   q =
     term.includes('*') || term.includes('?')
       ? q.where(globMatch(sql.ref('f.path'), term))
-      : q.where('f.path', '=', term);
+      : q.where(store.caps.pathEquals(sql.ref('f.path'), term));
   const rows = await q.orderBy('f.first_seen', 'desc').limit(limit).execute();
   return rows.map((r) => heldHit('file', r, `${r.comm ?? `pid ${r.pid}`} opened ${r.path} (fd ${r.fd})`));
 }

@@ -51,7 +51,19 @@ export interface Capabilities {
    * a batch's writes as one statement, one round trip (SQLite's statements cost none: in process).
    */
   readonly dataModifyingCtes: boolean;
+  /**
+   * A boolean SQL expression: the file path `expr` equals `path`, written so the engine reaches the
+   * path indexes. PostgreSQL indexes a path's first PATH_KEY_CHARS characters only (migration 0017:
+   * a B-tree entry holds ~2.7 kB, and a path, its undecodable bytes spelled \xNN, can be 16 kB).
+   */
+  readonly pathEquals: (expr: RawBuilder<unknown>, path: string) => RawBuilder<boolean>;
 }
+
+/**
+ * How many characters of a path PostgreSQL's path indexes hold (migration 0017): at most four bytes
+ * each, 2,048 bytes with the row's other key columns stay under a B-tree entry's 2,704-byte limit.
+ */
+export const PATH_KEY_CHARS = 512;
 
 /** The columns of a `processes` row that commandContains reads. */
 export interface CommandColumns {
@@ -137,6 +149,8 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   concurrentWriters: false,
   timePartitions: false,
   dataModifyingCtes: false,
+  // SQLite's B-tree keys have no size limit: the whole path is the key.
+  pathEquals: (expr: RawBuilder<unknown>, path: string) => sql<boolean>`(${expr} = ${path})`,
 });
 
 export const postgresCapabilities: Capabilities = Object.freeze({
@@ -155,4 +169,6 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   concurrentWriters: true,
   timePartitions: true,
   dataModifyingCtes: true,
+  pathEquals: (expr: RawBuilder<unknown>, path: string) =>
+    sql<boolean>`(substr(${expr}, 1, ${sql.lit(PATH_KEY_CHARS)}) = substr(cast(${path} as text), 1, ${sql.lit(PATH_KEY_CHARS)}) AND ${expr} = ${path})`,
 });

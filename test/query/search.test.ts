@@ -191,9 +191,9 @@ for (const dialect of DIALECTS) {
     withStore(t, dialect, async (store) => {
       // Back to the schema before 0016, rows stored there, then forward again (what a store made
       // by an earlier pofr goes through).
-      const down = await createMigrator(store.db, store.caps).migrateDown();
+      const down = await createMigrator(store.db, store.caps).migrateTo('0015-time-partitions');
       assert.equal(down.error, undefined);
-      assert.equal(down.results?.[0]?.migrationName, '0016-search-and-tree-indexes');
+      assert.equal(down.results?.at(-1)?.migrationName, '0016-search-and-tree-indexes');
       await addHost(store, 'h1', 'web');
       await addAll(store, ARGVS);
       await migrateToLatest(store.db, store.caps);
