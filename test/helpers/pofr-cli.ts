@@ -91,7 +91,9 @@ export function startPofr(args: readonly string[], env: NodeJS.ProcessEnv = {}):
   return {
     child,
     stderr: () => err,
-    waitFor(re, timeoutMs = 20_000) {
+    // A wait for readiness, not a timing claim: a server loading its rules and country databases
+    // took over 20 s to print its port once on a CI machine shared with other runs (load ~150).
+    waitFor(re, timeoutMs = 60_000) {
       const m = err.match(re);
       if (m) return Promise.resolve(m);
       return new Promise((resolve, reject) => {
