@@ -212,6 +212,12 @@ export async function run(): Promise<BenchResult> {
         .selectFrom('gaps')
         .select((eb) => eb.fn.countAll<number>().as('n'))
         .executeTakeFirstOrThrow();
+      // What went over the wire (signed, gzip'd batches: keyframes and heartbeats included) per exec.
+      const delivered = await server.store.db
+        .selectFrom('batches')
+        .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.sum<number>('bytes').as('bytes')])
+        .executeTakeFirstOrThrow();
+      const wireBytesPerExec = Number(delivered.bytes) / (ran + stormN);
       const captured = exact.size / witnessedSteady;
       // CPU the execs added, over the busy window (the storm and the second after it), against the
       // idle rate of the same recorder: ms of CPU per 1,000 execs is % of a core at 1,000 execs/s × 10.
@@ -223,6 +229,7 @@ export async function run(): Promise<BenchResult> {
         `captured with exact argv: ${exact.size} of the ${witnessedSteady} the kernel saw = ${(captured * 100).toFixed(2)} % (argv from the probe: ${fromProbe}, complete: ${complete})`,
         `recorder CPU: ${((busyMs / busyWindowMs) * 100).toFixed(1)} % of a core during the storm, ${((idleMs / 1000 / SECONDS) * 100).toFixed(1)} % idle (same run): the execs added ${(addedMs / ran).toFixed(3)} ms each → ${per1000.toFixed(2)} % of a core per 1,000 execs/s (goal ≤ 3 %)`,
         `exec storm: ${stormN} execs in ${stormSecs.toFixed(1)} s (${(stormN / stormSecs).toFixed(0)}/s): recorder RSS ${(rss0 / 1024).toFixed(0)} MB before, peak ${(hwm / 1024).toFixed(0)} MB (goal < 150 MB); stored with exact argv: ${stormSeen.size} of the ${witnessedStorm} the kernel saw; gap records ${Number(gaps.n)}`,
+        `delivered: ${Number(delivered.n)} batches, ${(Number(delivered.bytes) / 1e6).toFixed(2)} MB = ${wireBytesPerExec.toFixed(0)} bytes per exec on the wire`,
       ];
       return {
         name: 'exec-capture',
@@ -245,6 +252,7 @@ export async function run(): Promise<BenchResult> {
           rss_before_mb: rss0 / 1024,
           rss_peak_mb: hwm / 1024,
           gaps: Number(gaps.n),
+          wire_bytes_per_exec: wireBytesPerExec,
         },
       };
     } finally {

@@ -81,6 +81,33 @@ interface OpenFile {
 
 const IMAGE_COLUMNS = ['id', 'exec_index', 'start', 'end', 'parent_id', 'ppid'] as const;
 
+/** What a forked process's image takes from its parent's (process_fork): all but identity, times and source. */
+const INHERITED_COLUMNS = [
+  'exe',
+  'exe_raw',
+  'comm',
+  'comm_raw',
+  'argv',
+  'argv_raw',
+  'cmdline',
+  'cwd',
+  'cwd_raw',
+  'ruid',
+  'euid',
+  'rgid',
+  'egid',
+  'argv_source',
+  'argv_complete',
+  'cgroup',
+  'cgroup_raw',
+  'container_id',
+  'ns_pid',
+  'ns_net',
+  'ns_mnt',
+  'ns_user',
+] as const;
+type InheritedColumns = Pick<ProcessRow, (typeof INHERITED_COLUMNS)[number]>;
+
 /**
  * Applies the records of one batch inside its transaction. It owns the batch's caches (process
  * images by identity, open descriptors and endpoints, users by uid), which are valid only within
@@ -105,6 +132,8 @@ export class BatchApplier {
 
   // Written at the end of the batch (or before a keyframe, which compares with the stored state).
   private newProcesses: ProcessRow[] = [];
+  /** Stored images' inherited columns by row id, read for the process_fork records of their children. */
+  private readonly inherited = new Map<number, InheritedColumns>();
   private newFiles: FileRow[] = [];
   private newEndpoints: EndpointRow[] = [];
   private readonly pendingStates: Insertable<EndpointStatesTable>[] = [];
@@ -148,7 +177,13 @@ export class BatchApplier {
     await this.prefetchImages(records);
     await this.prefetchFiles(records);
     await this.prefetchEndpoints(records);
-    if (records.some((r) => r.type === 'process_start' || r.type === 'process_exec')) await this.loadUsers();
+    if (
+      records.some(
+        (r) => r.type === 'process_start' || r.type === 'process_exec' || r.type === 'process_fork',
+      )
+    )
+      await this.loadUsers();
+    await this.prefetchInherited(records);
     const base = this.scope.seq * ORD_PER_BATCH;
     for (let i = 0; i < records.length; i++) {
       const step = this.applyRecord(records[i] as PofrRecord, base + i);
@@ -165,6 +200,8 @@ export class BatchApplier {
         return this.processStart(r.proc, ord);
       case 'process_exec':
         return this.processExec(r.t, r.proc, ord);
+      case 'process_fork':
+        return this.processFork(r, ord);
       case 'process_exit':
         return this.processExit(r.t, r.pid, r.start_ticks, ord);
       case 'file_open':
@@ -203,6 +240,90 @@ export class BatchApplier {
     const images = this.cachedImages(proc.pid, proc.start_ticks) as ImageRow[];
     if (images.length > 0) return; // already known (a keyframe or an earlier batch saw it first)
     this.insertImage(proc, 0, proc.start, null, ord);
+  }
+
+  /**
+   * A child that is its parent's copy: the parent's image at the fork (the store's, which the same
+   * records made) under the child's identity. A parent the store lacks (its batch lost in a gap)
+   * leaves a row that says so: no program, argv unknown and marked incomplete.
+   */
+  private processFork(r: RecordOf<'process_fork'>, ord: number): Step {
+    const ref = {
+      pid: r.pid,
+      start_ticks: r.start_ticks,
+      ppid: r.ppid,
+      parent_start_ticks: r.parent_start_ticks,
+    };
+    const miss = this.loadProcessContext(ref);
+    if (miss) return miss.then(() => this.processFork(r, ord));
+    if ((this.cachedImages(r.pid, r.start_ticks) as ImageRow[]).length > 0) return;
+    const parent = imageAt(this.cachedImages(r.ppid, r.parent_start_ticks) ?? [], r.t);
+    let from: InheritedColumns | undefined;
+    if (parent !== undefined) {
+      from = parent.row ?? this.inherited.get(parent.id);
+      if (from === undefined) return this.loadInherited([parent.id]).then(() => this.processFork(r, ord));
+    } else {
+      this.warn(
+        'process_fork of a parent the store does not know',
+        `pid ${r.pid} parent ${r.ppid}:${r.parent_start_ticks}`,
+      );
+    }
+    const inherited = from ?? UNKNOWN_IMAGE;
+    const row: ProcessRow = {
+      id: this.takeId('processes'),
+      host_id: this.scope.hostId,
+      boot_id: this.scope.bootId,
+      pid: r.pid,
+      start_ticks: r.start_ticks,
+      exec_index: 0,
+      start: r.t,
+      end: null,
+      end_reason: null,
+      ppid: r.ppid,
+      parent_id: parent?.id ?? null,
+      ...pickInherited(inherited),
+      user: this.userAt(inherited.ruid, r.t),
+      source: 'trace',
+      observer: r.observer ? 1 : 0,
+      open_ord: ord,
+      close_ord: null,
+    };
+    this.newProcesses.push(row);
+    this.fds.set(identityKey(r.pid, r.start_ticks), new Map());
+    this.remember(r, {
+      id: row.id,
+      exec_index: 0,
+      start: r.t,
+      end: null,
+      parent_id: row.parent_id ?? null,
+      ppid: r.ppid,
+      row,
+    });
+  }
+
+  /** One read for the stored parents of the batch's process_fork records (children of rows it makes need none). */
+  private async prefetchInherited(records: readonly PofrRecord[]): Promise<void> {
+    const ids = new Set<number>();
+    for (const r of records) {
+      if (r.type !== 'process_fork') continue;
+      const parent = imageAt(this.cachedImages(r.ppid, r.parent_start_ticks) ?? [], r.t);
+      if (parent !== undefined && parent.row === null && !this.inherited.has(parent.id)) ids.add(parent.id);
+    }
+    if (ids.size > 0) await this.loadInherited([...ids]);
+  }
+
+  private async loadInherited(ids: readonly number[]): Promise<void> {
+    for (const part of chunks(ids, MAX_PARAMS)) {
+      const rows = await this.trx
+        .selectFrom('processes')
+        .select(['id', ...INHERITED_COLUMNS])
+        .where('id', 'in', part)
+        .execute();
+      for (const row of rows)
+        this.inherited.set(Number(row.id), pickInherited(row as unknown as InheritedColumns));
+    }
+    // An id the store no longer holds (pruned) is remembered as unknown, so the retry cannot loop.
+    for (const id of ids) if (!this.inherited.has(id)) this.inherited.set(id, UNKNOWN_IMAGE);
   }
 
   private processExec(t: number, proc: ProcessImage, ord: number): Step {
@@ -256,7 +377,9 @@ export class BatchApplier {
   }
 
   /** Needs the process's images, its parent's and the users (all read up front, unless a keyframe came between). */
-  private loadProcessContext(proc: ProcessImage): Promise<void> | undefined {
+  private loadProcessContext(
+    proc: Pick<ProcessImage, 'pid' | 'start_ticks' | 'ppid' | 'parent_start_ticks'>,
+  ): Promise<void> | undefined {
     const parentKnown =
       proc.ppid === 0 ||
       (proc.parent_start_ticks !== null
@@ -441,6 +564,10 @@ export class BatchApplier {
         case 'process_exec':
           want(r.proc.pid, r.proc.start_ticks);
           want(r.proc.ppid, r.proc.parent_start_ticks);
+          break;
+        case 'process_fork':
+          want(r.pid, r.start_ticks);
+          want(r.ppid, r.parent_start_ticks);
           break;
         case 'process_exit':
         case 'file_close':
@@ -1124,6 +1251,7 @@ function idsNeeded(records: readonly PofrRecord[]): Record<LinkedTable, number> 
     switch (r.type) {
       case 'process_start':
       case 'process_exec':
+      case 'process_fork':
         n.processes++;
         break;
       case 'file_open':
@@ -1181,6 +1309,41 @@ function toImageRow(r: {
 }
 
 /** The image running at `at`; failing that (tick rounding of start times), the nearest earlier one. */
+const NO_ID = 4_294_967_295;
+
+/** What a fork of a parent the store lacks inherits: nothing known, and argv marked incomplete. */
+const UNKNOWN_IMAGE: InheritedColumns = Object.freeze({
+  exe: null,
+  exe_raw: null,
+  comm: '',
+  comm_raw: null,
+  argv: '[]',
+  argv_raw: null,
+  cmdline: '',
+  cwd: null,
+  cwd_raw: null,
+  // (uid_t)-1, the kernel's "no id": never a real user's, and not root's.
+  ruid: NO_ID,
+  euid: NO_ID,
+  rgid: NO_ID,
+  egid: NO_ID,
+  argv_source: null,
+  argv_complete: 0,
+  cgroup: null,
+  cgroup_raw: null,
+  container_id: null,
+  ns_pid: null,
+  ns_net: null,
+  ns_mnt: null,
+  ns_user: null,
+});
+
+function pickInherited(row: InheritedColumns): InheritedColumns {
+  const out: Record<string, unknown> = {};
+  for (const c of INHERITED_COLUMNS) out[c] = row[c] ?? null;
+  return out as InheritedColumns;
+}
+
 function imageAt(images: readonly ImageRow[], at: number): ImageRow | undefined {
   let best: ImageRow | undefined;
   for (const i of images) if (i.start <= at && (i.end === null || i.end >= at)) best = i;

@@ -19,9 +19,17 @@ import { computeSeal, SEAL_BYTES, SEAL_SCHEME, sealMatches } from './seal.js';
  * signature (its header says `"seal": "fss1"`, signed, so a seal cannot be stripped unnoticed);
  * version 1, from clients before sealing, has none.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+/** Sealed batches of clients from before `process_fork` records: still read and verified. */
+export const SEALED_PROTOCOL_VERSION = 2;
 /** Unsealed batches of clients from before sealing: still read and verified. */
 export const UNSEALED_PROTOCOL_VERSION = 1;
+/** Every batch version this build reads. Version 3 adds the `process_fork` record to version 2. */
+export const READ_PROTOCOL_VERSIONS: readonly number[] = [
+  UNSEALED_PROTOCOL_VERSION,
+  SEALED_PROTOCOL_VERSION,
+  PROTOCOL_VERSION,
+];
 export const MAGIC = Buffer.from('POFRBAT1', 'ascii');
 export const GENESIS_HASH = '0'.repeat(64);
 export const PAYLOAD_ENCODING = 'gzip+jsonl';
@@ -32,7 +40,11 @@ const micros = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
 export const batchHeaderSchema = z
   .object({
-    v: z.union([z.literal(UNSEALED_PROTOCOL_VERSION), z.literal(PROTOCOL_VERSION)]),
+    v: z.union([
+      z.literal(UNSEALED_PROTOCOL_VERSION),
+      z.literal(SEALED_PROTOCOL_VERSION),
+      z.literal(PROTOCOL_VERSION),
+    ]),
     host_id: z.string().min(1).max(64),
     boot_id: z.string().min(1).max(64),
     seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
@@ -46,8 +58,8 @@ export const batchHeaderSchema = z
     seal: z.literal(SEAL_SCHEME).optional(),
   })
   .strict()
-  .refine((h) => (h.v === PROTOCOL_VERSION) === (h.seal !== undefined), {
-    message: `version ${PROTOCOL_VERSION} batches are sealed ("seal": "${SEAL_SCHEME}"), version ${UNSEALED_PROTOCOL_VERSION} ones are not`,
+  .refine((h) => (h.v !== UNSEALED_PROTOCOL_VERSION) === (h.seal !== undefined), {
+    message: `version ${SEALED_PROTOCOL_VERSION} and ${PROTOCOL_VERSION} batches are sealed ("seal": "${SEAL_SCHEME}"), version ${UNSEALED_PROTOCOL_VERSION} ones are not`,
   });
 
 export type BatchHeader = Readonly<z.infer<typeof batchHeaderSchema>>;
@@ -77,6 +89,8 @@ export interface SealInput {
   readonly seq: number;
   readonly prev_hash: string;
   readonly records: readonly PofrRecord[];
+  /** A sealed batch's version: PROTOCOL_VERSION unless an older client's batch is wanted (compatibility tests). */
+  readonly version?: typeof SEALED_PROTOCOL_VERSION | typeof PROTOCOL_VERSION;
 }
 
 export function sha256Hex(data: Uint8Array): string {
@@ -107,7 +121,7 @@ export function sealBatch(input: SealInput, signingKey: KeyObject, sealKey?: Buf
   }
   const sealed = sealKey !== undefined && sealKey !== null;
   const header: BatchHeader = Object.freeze({
-    v: sealed ? PROTOCOL_VERSION : UNSEALED_PROTOCOL_VERSION,
+    v: sealed ? (input.version ?? PROTOCOL_VERSION) : UNSEALED_PROTOCOL_VERSION,
     host_id: input.host_id,
     boot_id: input.boot_id,
     seq: input.seq,
@@ -182,12 +196,11 @@ export function readBatchFrame(bytes: Uint8Array): BatchFrame {
     raw !== null &&
     typeof raw === 'object' &&
     'v' in raw &&
-    raw.v !== PROTOCOL_VERSION &&
-    raw.v !== UNSEALED_PROTOCOL_VERSION
+    !READ_PROTOCOL_VERSIONS.includes(raw.v as number)
   ) {
     throw new PofrError(
       'POFR_BATCH_VERSION',
-      `batch protocol version ${String(raw.v)} is neither ${UNSEALED_PROTOCOL_VERSION} nor ${PROTOCOL_VERSION}`,
+      `batch protocol version ${String(raw.v)} is none of ${READ_PROTOCOL_VERSIONS.join(', ')}: a newer pofr made it; upgrade this one`,
     );
   }
   const parsed = batchHeaderSchema.safeParse(raw);

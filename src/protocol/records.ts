@@ -191,6 +191,21 @@ export const recordSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('process_start'), ...at, proc: processImageSchema }).strict(),
   /** Same (pid, start_ticks), new program image. */
   z.object({ type: z.literal('process_exec'), ...at, proc: processImageSchema }).strict(),
+  /**
+   * Protocol 3: a process started at `t` as a copy of its parent's current image (a fork), named by
+   * its identity alone; every other field of its image is its parent's, as the record stream has it.
+   */
+  z
+    .object({
+      type: z.literal('process_fork'),
+      ...at,
+      pid: u32,
+      start_ticks: micros,
+      ppid: u32,
+      parent_start_ticks: micros,
+      observer: z.boolean(),
+    })
+    .strict(),
   z.object({ type: z.literal('process_exit'), ...at, pid: u32, start_ticks: micros }).strict(),
   z.object({ type: z.literal('file_open'), ...at, file: fileInfoSchema }).strict(),
   z.object({ type: z.literal('file_close'), ...at, pid: u32, start_ticks: micros, fd: u32 }).strict(),

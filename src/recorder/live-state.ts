@@ -41,6 +41,12 @@ export class LiveState implements LiveStateView {
   readonly #endpoints = new Map<string, EndpointInfo>();
   /** socket inode → holders, in the order their fds were first seen (usually parent first). */
   readonly #socketHolders = new Map<number, ProcRef[]>();
+  /**
+   * Images the record stream states whole (a process_start, process_exec or process_fork made
+   * them), so the server holds them as they are: a fork of such a parent can be sent as a
+   * process_fork. A cred_change makes a new image the server never stores as a row.
+   */
+  readonly #stated = new WeakSet<ProcessImage>();
   #fileCount = 0;
 
   get processes(): ReadonlyMap<string, ProcessImage> {
@@ -53,6 +59,11 @@ export class LiveState implements LiveStateView {
 
   get fileCount(): number {
     return this.#fileCount;
+  }
+
+  /** True when `img` is an image the records stated whole (see #stated): its forks may be process_fork records. */
+  isStated(img: ProcessImage): boolean {
+    return this.#stated.has(img);
   }
 
   /** The live process with this pid, if any. */
@@ -99,6 +110,19 @@ export class LiveState implements LiveStateView {
         const key = processKey(r.proc.pid, r.proc.start_ticks);
         this.#processes.set(key, r.proc);
         this.#byPid.set(r.proc.pid, key);
+        this.#stated.add(r.proc);
+        break;
+      }
+      case 'process_fork': {
+        const parent = this.#processes.get(processKey(r.ppid, r.parent_start_ticks));
+        // Only made for a parent this state holds; one it lacks leaves nothing to copy (the server
+        // says the same of a parent it lacks).
+        if (parent === undefined) break;
+        const img = forkedImage(parent, r);
+        const key = processKey(r.pid, r.start_ticks);
+        this.#processes.set(key, img);
+        this.#byPid.set(r.pid, key);
+        this.#stated.add(img);
         break;
       }
       case 'process_exit':
@@ -210,4 +234,18 @@ function fileSocketInode(file: FileInfo): number {
   if (!p.startsWith('socket:[')) return 0;
   const n = Number(p.slice(8, -1));
   return Number.isInteger(n) ? n : 0;
+}
+
+/** The image a process_fork record stands for: its parent's, under its own identity and start. */
+export function forkedImage(parent: ProcessImage, r: RecordOf<'process_fork'>): ProcessImage {
+  return {
+    ...parent,
+    pid: r.pid,
+    start_ticks: r.start_ticks,
+    start: r.t,
+    ppid: r.ppid,
+    parent_start_ticks: r.parent_start_ticks,
+    source: 'trace',
+    observer: r.observer,
+  };
 }

@@ -2,7 +2,7 @@ import { createServer, type Socket } from 'node:net';
 import type { AuthContext, Connection, ServerChannel, Session } from 'ssh2';
 import ssh2 from 'ssh2';
 import { PofrError } from '../errors.js';
-import { PROTOCOL_VERSION, UNSEALED_PROTOCOL_VERSION } from '../protocol/index.js';
+import { PROTOCOL_VERSION, READ_PROTOCOL_VERSIONS } from '../protocol/index.js';
 import { sshByteChannel } from './byte-channel.js';
 import { type AuthKey, serveEnrollChannel } from './enroll-channel.js';
 import { type IngestChannelHandle, type IngestChannelLimits, serveIngestChannel } from './ingest-channel.js';
@@ -122,10 +122,11 @@ export interface SshServer {
 }
 
 /**
- * The protocols this server speaks, as clients announce them (`POFR_PROTOCOL`): 2 (sealed batches)
- * and 1 (clients from before sealing, whose unsealed batches are still accepted).
+ * The protocols this server speaks, as clients announce them (`POFR_PROTOCOL`): 3 (sealed batches
+ * that may hold `process_fork` records), 2 (sealed batches) and 1 (clients from before sealing,
+ * whose unsealed batches are still accepted).
  */
-const SPOKEN_PROTOCOLS = [String(UNSEALED_PROTOCOL_VERSION), String(PROTOCOL_VERSION)];
+const SPOKEN_PROTOCOLS = READ_PROTOCOL_VERSIONS.map(String);
 
 const MAX_SESSIONS_PER_CONNECTION = 4;
 const CLOSE_GRACE_MS = 500;
@@ -587,7 +588,7 @@ function refuseProtocol(
   log: TransportLog,
 ): string {
   const client = announce.clientVersion === null ? 'this client' : `pofr ${announce.clientVersion}`;
-  const message = `POFR_PROTOCOL_VERSION: ${client} speaks protocol ${protocol}; this server speaks protocols ${SPOKEN_PROTOCOLS.join(' and ')}. Install a client built by this server (pofr server package-client) or upgrade the server.`;
+  const message = `POFR_PROTOCOL_VERSION: ${client} speaks protocol ${protocol}; this server speaks protocols ${SPOKEN_PROTOCOLS.join(', ')}. Install a client built by this server (pofr server package-client) or upgrade the server.`;
   log('refused client protocol', { remote, principal, protocol, client_version: announce.clientVersion });
   channel.on('error', () => {});
   channel.stderr.write(`${message}\n`);

@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { isPofrError } from '../../src/errors.js';
 import {
   decodeFrontier,
+  decodeRecords,
   deriveSealKey,
   encodeFrontier,
   eraseFrontier,
@@ -14,8 +15,10 @@ import {
   MAX_SEALED_SEQ,
   newSealSeed,
   type PofrRecord,
+  PROTOCOL_VERSION,
   readBatchFrame,
   SEAL_TREE_DEPTH,
+  SEALED_PROTOCOL_VERSION,
   type SealFrontier,
   sealBatch,
   sealKeyAt,
@@ -117,7 +120,7 @@ describe('forward-secure seal keys', () => {
   });
 });
 
-describe('sealed batches (protocol v2)', () => {
+describe('sealed batches (protocol v2 and v3)', () => {
   const seal = (seq: number, f: SealFrontier, tag = 'k') =>
     sealBatch(
       { host_id: 'host-a', boot_id: 'b', seq, prev_hash: GENESIS_HASH, records: recs(tag) },
@@ -128,12 +131,52 @@ describe('sealed batches (protocol v2)', () => {
   test('a sealed batch verifies its signature and its seal; the header says so', () => {
     const b = seal(1, frontierFromSeed(SEED));
     const frame = readBatchFrame(b.bytes);
-    assert.equal(frame.header.v, 2);
+    assert.equal(frame.header.v, PROTOCOL_VERSION);
     assert.equal(frame.header.seal, 'fss1');
     assert.equal(frame.seal?.length, 32);
     verifyBatchFrame(frame, pub);
     verifyBatchSeal(frame, SEED);
     assert.equal(b.hash, frame.hash, 'the chain link is the hash of the signed bytes, seal aside');
+  });
+
+  test('a version 2 batch (a client from before process_fork) still reads; version 3 carries process_fork', () => {
+    const f = frontierFromSeed(SEED);
+    const fork: PofrRecord = {
+      type: 'process_fork',
+      t: 1_790_000_000_000_000,
+      pid: 20,
+      start_ticks: 7,
+      ppid: 10,
+      parent_start_ticks: 3,
+      observer: false,
+    };
+    const make = (records: PofrRecord[]) =>
+      readBatchFrame(
+        sealBatch(
+          {
+            host_id: 'host-a',
+            boot_id: 'b',
+            seq: 1,
+            prev_hash: GENESIS_HASH,
+            records,
+            version: SEALED_PROTOCOL_VERSION,
+          },
+          priv,
+          sealKeyAt(f, 1).key,
+        ).bytes,
+      );
+    const v2 = make(recs('old'));
+    assert.equal(v2.header.v, 2);
+    verifyBatchSeal(v2, SEED);
+    assert.deepEqual(decodeRecords(v2), recs('old'));
+    const v3 = readBatchFrame(
+      sealBatch(
+        { host_id: 'host-a', boot_id: 'b', seq: 1, prev_hash: GENESIS_HASH, records: [fork] },
+        priv,
+        sealKeyAt(f, 1).key,
+      ).bytes,
+    );
+    assert.deepEqual(decodeRecords(v3), [fork]);
   });
 
   test('an intruder with the client state after batch 3 re-signs a rewritten batch 3: the seal gives it away', () => {

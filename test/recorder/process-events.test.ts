@@ -105,19 +105,34 @@ test('a fork starts a copy of its parent at the kernel time, then the exec takes
   const out: PofrRecord[] = [];
   const forkTs = 12_345 * MS;
   tracker.task(task(forkTs, 200, 100), out);
+  const copy = live.processOfPid(200);
   tracker.exec(exec(forkTs + 0.2 * MS, 200, '/usr/bin/curl'), out, false);
   assert.equal(out.length, 1, 'the exec waits for its probe');
   tracker.argv(argv(forkTs + 0.21 * MS, 200, ['curl', '-s', Buffer.from([0xff])]), out);
   tracker.exit(exit(forkTs + 1 * MS, 200), out);
   const [start, execd, exited] = out;
-  assert.ok(start.type === 'process_start');
-  assert.equal(start.t, clock.wallMicros(forkTs));
-  assert.equal(start.proc.start, clock.wallMicros(forkTs), 'start is the fork, to the microsecond');
-  assert.equal(start.proc.start_ticks, 1234, 'start ticks from the fork time (10 ms ticks)');
-  assert.deepEqual(start.proc.argv, ['bash', '-i'], "the child is its parent's copy until it execs");
-  assert.equal(start.proc.ppid, 100);
-  assert.equal(start.proc.parent_start_ticks, 500);
-  assert.equal(start.proc.source, 'trace');
+  // The parent's image was stated whole by a record: the fork names the child's identity alone.
+  assert.deepEqual(start, {
+    type: 'process_fork',
+    t: clock.wallMicros(forkTs),
+    pid: 200,
+    start_ticks: 1234,
+    ppid: 100,
+    parent_start_ticks: 500,
+    observer: false,
+  });
+  assert.ok(copy !== undefined);
+  assert.equal(copy.start, clock.wallMicros(forkTs), 'start is the fork, to the microsecond');
+  assert.equal(copy.start_ticks, 1234, 'start ticks from the fork time (10 ms ticks)');
+  assert.deepEqual(copy.argv, ['bash', '-i'], "the child is its parent's copy until it execs");
+  assert.deepEqual(
+    { ...copy, pid: 100, start_ticks: 500, start: 0, ppid: 1, parent_start_ticks: 1, source: 'sample' },
+    {
+      ...parentImage(),
+      start: 0,
+    },
+  );
+  assert.equal(copy.source, 'trace');
   assert.ok(execd.type === 'process_exec');
   assert.equal(execd.t, clock.wallMicros(forkTs + 0.2 * MS));
   assert.deepEqual(execd.proc.argv, ['curl', '-s', { b64: '/w==' }]);
@@ -126,7 +141,7 @@ test('a fork starts a copy of its parent at the kernel time, then the exec takes
   assert.equal(execd.proc.exe, '/usr/bin/curl', 'gone before /proc: the executed path');
   assert.equal(execd.proc.cwd, '/home/alice', 'an exec keeps the cwd');
   assert.equal(execd.proc.ruid, 1000);
-  assert.equal(execd.proc.start, start.proc.start, 'the process start does not move at exec');
+  assert.equal(execd.proc.start, copy.start, 'the process start does not move at exec');
   assert.ok(exited.type === 'process_exit');
   assert.equal(exited.t, clock.wallMicros(forkTs + 1 * MS));
   assert.equal(live.processOfPid(200), undefined, 'the live state follows the records');
@@ -142,7 +157,7 @@ test('threads join their process: no records, and their exits end nothing', () =
   assert.deepEqual(out, []);
   // A fork from a thread is the process's child.
   tracker.task(task(4 * MS, 300, 102), out);
-  assert.equal(only(out, 'process_start')[0].proc.ppid, 100);
+  assert.equal(only(out, 'process_fork')[0].ppid, 100);
   // The last thread to go takes the process with it, whichever thread it is.
   tracker.exit(exit(5 * MS, 102, true), out);
   assert.deepEqual(
@@ -168,13 +183,13 @@ test('an exec no probe reports, of a process already gone, keeps the event: path
 });
 
 test('a fork settles an exec still waiting for its probe, so the child copies the new program', () => {
-  const { tracker } = setup();
+  const { live, tracker } = setup();
   const out: PofrRecord[] = [];
   tracker.exec(exec(1 * MS, 100, '/usr/local/bin/static-daemon'), out, false);
   tracker.task(task(2 * MS, 201, 100), out);
   const [execd, child] = out;
-  assert.ok(execd.type === 'process_exec' && child.type === 'process_start');
-  assert.equal(child.proc.exe, '/usr/local/bin/static-daemon');
+  assert.ok(execd.type === 'process_exec' && child.type === 'process_fork');
+  assert.equal(live.processOfPid(201)?.exe, '/usr/local/bin/static-daemon');
 });
 
 test('execs wait for their probe only so long, and never more of them than the bound', () => {
@@ -218,7 +233,33 @@ test('the observer tag follows the recorder pids', () => {
   const { tracker } = setup();
   const out: PofrRecord[] = [];
   tracker.task(task(1 * MS, 999, 100), out);
-  assert.equal(only(out, 'process_start')[0].proc.observer, true);
+  assert.equal(only(out, 'process_fork')[0].observer, true);
+});
+
+test('a fork of a parent whose ids changed since its last image record states the child whole', () => {
+  const { live, tracker } = setup();
+  // A cred_change moves the live image's ids; the server keeps the image its records stated, so
+  // a process_fork would give the child the ids from before the change.
+  live.apply([
+    {
+      type: 'cred_change',
+      t: 2,
+      pid: 100,
+      start_ticks: 500,
+      call: 'setuid',
+      old: { ruid: 1000, euid: 1000, rgid: 1000, egid: 1000 },
+      new: { ruid: 33, euid: 33, rgid: 1000, egid: 1000 },
+    },
+  ]);
+  const out: PofrRecord[] = [];
+  tracker.task(task(3 * MS, 210, 100), out);
+  const [child] = out;
+  assert.ok(child.type === 'process_start');
+  assert.equal(child.proc.ruid, 33);
+  assert.equal(child.proc.euid, 33);
+  // Its own forks copy an image stated whole again.
+  tracker.task(task(4 * MS, 211, 210), out);
+  assert.equal(out[1].type, 'process_fork');
 });
 
 test('an exit closes the files the process held before it ends it', () => {

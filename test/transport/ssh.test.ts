@@ -326,7 +326,7 @@ describe('protocol and version announcement', () => {
     const server = await startServer(store);
     await assert.rejects(
       enrollAnnouncing(server.port, { clientVersion: '9.0.0', protocol: 9 }),
-      /POFR_PROTOCOL_VERSION: pofr 9\.0\.0 speaks protocol 9; this server speaks protocols 1 and 2\. Install a client built by this server/,
+      /POFR_PROTOCOL_VERSION: pofr 9\.0\.0 speaks protocol 9; this server speaks protocols 1, 2, 3\. Install a client built by this server/,
     );
     assert.equal(store.enrolls.length, 0, 'the request never reached enroll()');
 
@@ -335,7 +335,7 @@ describe('protocol and version announcement', () => {
     const up = uploader(server.port, spool, { clientVersion: '9.0.0', protocol: 9 });
     up.start();
     await waitFor('a refused attempt', () => /POFR_PROTOCOL_VERSION/.test(up.status().lastError ?? ''));
-    assert.match(up.status().lastError ?? '', /speaks protocol 9; this server speaks protocols 1 and 2/);
+    assert.match(up.status().lastError ?? '', /speaks protocol 9; this server speaks protocols 1, 2, 3/);
     assert.equal(store.ingestCalls, 0);
     assert.equal(spool.depth(), 1, 'nothing is quarantined or lost');
     assert.ok(
