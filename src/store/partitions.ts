@@ -158,6 +158,13 @@ export async function createWeekIn<DB>(trx: Kysely<DB>, week: number): Promise<v
   const hi = int(week + WEEK_US);
   // Every node and every table in the same order: two nodes creating the week take turns.
   await sql`SELECT pg_advisory_xact_lock(hashtext('pofr partitions'))`.execute(trx);
+  // ATTACH takes SHARE ROW EXCLUSIVE on `hosts`, which every partitioned table references. An
+  // ingest transaction updates `hosts` (its chain head) before it reads the event tables: taken
+  // only at ATTACH, after the default partition's lock, the two waited on each other (a deadlock
+  // PostgreSQL broke by failing one; seen with two hosts ingesting as a week began). Taken first,
+  // it waits for those transactions to commit, and holds up the next ones before they touch an
+  // event table.
+  await sql`LOCK TABLE hosts IN SHARE ROW EXCLUSIVE MODE`.execute(trx);
   for (const { table, key } of PARTITIONED) {
     const name = partitionName(table, week);
     const exists = await sql<{ r: string | null }>`SELECT to_regclass(${name})::text AS r`.execute(trx);

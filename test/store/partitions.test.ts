@@ -238,3 +238,34 @@ test('[postgres] migration 0015 on a store holding rows: weeks made for its batc
     await admin.end();
   }
 });
+
+test('[postgres] a week made while another host ingests waits for it instead of deadlocking', (t) =>
+  withStore(t, 'postgres', async (store) => {
+    const host = await history(store);
+    const week = weekStart(Date.now() * 1000) + 20 * WEEK_US;
+    await store.db.connection().execute(async (ingest) => {
+      // What an ingest transaction does first: it moves its host's chain head…
+      await sql`BEGIN`.execute(ingest);
+      await sql`UPDATE hosts SET last_batch_at = ${T0} WHERE host_id = ${host.hostId}`.execute(ingest);
+      // …and then, after a new week began elsewhere,…
+      const making = ensurePartitions(store.db, week, week, week);
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const { rows } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(store.db);
+        if (rows[0].n > 0) break;
+        assert.ok(Date.now() < deadline, 'the week maker never waited on the ingest transaction');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      // …reads the event tables, the default partitions among them.
+      await sql`SET LOCAL statement_timeout = '20s'`.execute(ingest);
+      const { rows } = await sql<{
+        n: number;
+      }>`SELECT count(*)::int AS n FROM processes WHERE host_id = ${host.hostId}`.execute(ingest);
+      assert.ok(rows[0].n > 0);
+      await sql`COMMIT`.execute(ingest);
+      await making;
+    });
+    const names = new Set((await listPartitions(store.db)).map((p) => p.name));
+    for (const { table } of PARTITIONED) assert.ok(names.has(partitionName(table, week)), table);
+  }));
