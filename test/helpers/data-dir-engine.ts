@@ -2,16 +2,17 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after } from 'node:test';
 import { initStoreConfig, type StoreConfig } from '../../src/store/index.js';
-import { createTestDatabase, PG_URL_ENV, type TestDatabase } from './store-dialects.js';
+import { createTestDatabase, ENGINE_ENV, PG_URL_ENV, type TestDatabase } from './store-dialects.js';
 
-/**
+export { ENGINE_ENV };
+
+/*
  * Which engine the data directories of CLI-driven tests (`pofr server init`, then real `pofr`
- * processes) store in. Unset or `sqlite`: a SQLite file in the directory, as `server init` makes by
- * default. `postgres`: every new data directory gets a fresh PostgreSQL database next to
- * POFR_TEST_PG_URL (`server init --db URL`), dropped when the test file's tests are done. Store-backed
- * unit tests need none of this: they loop over DIALECTS themselves.
+ * processes) store in, by POFR_TEST_ENGINE. Unset or `sqlite`: a SQLite file in the directory, as
+ * `server init` makes by default. `postgres`: every new data directory gets a fresh PostgreSQL
+ * database next to POFR_TEST_PG_URL (`server init --db URL`), dropped when the test file's tests are
+ * done. Store-backed unit tests need none of this: they loop over DIALECTS themselves.
  */
-export const ENGINE_ENV = 'POFR_TEST_ENGINE';
 
 export type DataDirEngine = 'sqlite' | 'postgres';
 

@@ -13,6 +13,9 @@ export type DialectName = (typeof DIALECTS)[number];
 /** Where PostgreSQL tests connect; unset means the PostgreSQL variant is skipped, with that reason. */
 export const PG_URL_ENV = 'POFR_TEST_PG_URL';
 
+/** Which engine CLI-driven tests' data directories use (`sqlite` or `postgres`): data-dir-engine.ts. */
+export const ENGINE_ENV = 'POFR_TEST_ENGINE';
+
 export interface TestStore {
   readonly store: Store;
   /** Closes the store and removes what was created for it (temp dir or database). */
