@@ -12,8 +12,8 @@ import {
   verifyBatchFrame,
   verifyBatchSeal,
 } from '../protocol/index.js';
-import { type Database, ensurePartitions, type Store } from '../store/index.js';
-import { BatchApplier } from './batch-applier.js';
+import { type Database, ensurePartitions, reserveIds, type Store } from '../store/index.js';
+import { BatchApplier, idsNeeded } from './batch-applier.js';
 import { isBatchContentError } from './content-error.js';
 
 /** How a batch links to the batch stored before it. */
@@ -162,15 +162,11 @@ async function verifyAndApply(
     return await store.db.transaction().execute(async (trx) => {
       // One host's batches apply one after the other, whichever connection or server node they
       // reach: batch N+1 must see N committed, or its chain looks broken and its intervals are
-      // applied on a state that lacks N's. Other hosts are not held up.
-      if (store.caps.concurrentWriters) {
-        await trx
-          .selectFrom('hosts')
-          .select('host_id')
-          .where('host_id', '=', principal)
-          .forUpdate()
-          .execute();
-      }
+      // applied on a state that lacks N's. Other hosts are not held up. The lock is taken by the
+      // statement that reserves the batch's row ids: one round trip for both.
+      const ids = store.caps.concurrentWriters
+        ? await reserveIds(trx, store.caps, idsNeeded(records), principal)
+        : undefined;
       // After the lock, in a statement of its own (READ COMMITTED: a later statement sees what the
       // batch we waited for committed; the locking one's subqueries would not): the predecessor's
       // hash, or below a prune's cut (or an export's first batch) the hash the cut recorded.
@@ -255,7 +251,7 @@ async function verifyAndApply(
         },
         store.caps,
       );
-      await applier.apply(records);
+      await applier.apply(records, ids);
       if (onApplied) await onApplied(trx, { hostId: principal, seq: header.seq });
       return {
         status: 'accepted' as const,

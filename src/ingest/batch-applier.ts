@@ -171,9 +171,13 @@ export class BatchApplier {
     return [...this.warned].map(([what, w]) => `${w.count} × ${what} (first: ${w.example})`);
   }
 
-  async apply(records: readonly PofrRecord[]): Promise<void> {
+  /**
+   * Applies the records. `ids`: the ids `reserveIds(…, idsNeeded(records))` reserved already (with
+   * the host's lock, on PostgreSQL); without it the applier reserves them itself.
+   */
+  async apply(records: readonly PofrRecord[], ids?: Record<LinkedTable, IdPool>): Promise<void> {
     if (this.scope.bootChanged) await this.closeOtherBoots();
-    this.ids = await reserveIds(this.trx, this.caps, idsNeeded(records));
+    this.ids = ids ?? (await reserveIds(this.trx, this.caps, idsNeeded(records)));
     await this.prefetchImages(records);
     await this.prefetchFiles(records);
     await this.prefetchEndpoints(records);
@@ -1245,7 +1249,7 @@ export class BatchApplier {
 }
 
 /** An upper bound of the rows of each linked table the records can make (their ids are reserved). */
-function idsNeeded(records: readonly PofrRecord[]): Record<LinkedTable, number> {
+export function idsNeeded(records: readonly PofrRecord[]): Record<LinkedTable, number> {
   const n = { processes: 0, file_opens: 0, endpoints: 0 };
   for (const r of records) {
     switch (r.type) {

@@ -8,7 +8,8 @@ import { Command } from 'commander';
 import { registerAnalystCommands } from '../../src/cli/analyst-commands.js';
 import { verifyStore } from '../../src/ingest/index.js';
 import { generateSigningKeyPair } from '../../src/protocol/index.js';
-import { initStoreConfig, openStore, readStoreConfig } from '../../src/store/index.js';
+import { openStore, readStoreConfig } from '../../src/store/index.js';
+import { initTestDataDir } from '../helpers/data-dir-engine.js';
 import { addEndpoint, addFile, addHost, addProcess } from '../query/fixtures.js';
 
 class Sink extends Writable {
@@ -24,8 +25,7 @@ let dir = '';
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pofr-cli-'));
-  initStoreConfig(dir);
-  const store = await openStore(readStoreConfig(dir));
+  const store = await openStore(await initTestDataDir(dir));
   try {
     await addHost(store, 'h1', 'web', { signing_key: generateSigningKeyPair().publicPem });
     await addHost(store, 'h2', 'db', { signing_key: 'not a key' });

@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { type CompiledRule, compileRule, parseRule, recordAlerts } from '../../src/detect/index.js';
 import {
-  initStoreConfig,
   openStore,
   readConfiguredRules,
   readStoreConfig,
   writeConfiguredRules,
 } from '../../src/store/index.js';
 import { huntFixture } from '../detect/detect-fixture.js';
+import { dataDirEngine, initTestDataDir } from '../helpers/data-dir-engine.js';
 
 /** The first keys of a hunt match and of an alert, as CLI.md fixes them: scripts read them by name. */
 const MATCH_KEYS = ['time', 'host', 'pid', 'rule_id', 'title', 'level', 'author', 'batch_seq', 'batch_hash'];
@@ -39,16 +39,14 @@ let liveHashes: string[] = [];
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pofr-hunt-cli-'));
-  initStoreConfig(join(dir, 'data'));
-  const store = await openStore(readStoreConfig(join(dir, 'data')));
+  const store = await openStore(await initTestDataDir(join(dir, 'data')));
   try {
     hashes = (await huntFixture(store)).hashes;
   } finally {
     await store.close();
   }
   // A store whose batches went through live detection, as `pofr server run --rules` ingests them.
-  initStoreConfig(join(dir, 'live'));
-  const live = await openStore(readStoreConfig(join(dir, 'live')));
+  const live = await openStore(await initTestDataDir(join(dir, 'live')));
   try {
     const rule = compileRule(parseRule(GOOD, 'curl.yml'), live.caps) as CompiledRule;
     liveHashes = (await huntFixture(live, (trx, b) => recordAlerts(trx, [rule], b).then(() => {}))).hashes;
@@ -189,5 +187,5 @@ test('pofr server init --rules records the rules every ingest path runs; an inva
   assert.match(run.stderr, /broken\.yml:\d+:\d+/);
   assert.equal((await pofr(['server', 'init', '--data', data, '--no-rules'])).code, 0);
   assert.equal(config().rules, undefined);
-  assert.equal(readStoreConfig(data).kind, 'sqlite', 'the store is untouched');
+  assert.equal(readStoreConfig(data).kind, dataDirEngine(), 'the store is untouched');
 });

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { dataDirEngine } from '../helpers/data-dir-engine.js';
 import { jsonLines, pofr } from '../helpers/pofr-cli.js';
 
 /** CLI.md's conventions: exit 0 / 1 with one `pofr: …` line / 2 for usage; JSON Lines only on stdout. */
@@ -42,6 +43,8 @@ describe('the command-line contract', () => {
     assert.equal(first.code, 0, first.stderr);
     assert.equal(second.code, 0, second.stderr);
     assert.equal(first.stdout, second.stdout, 'the same host key fingerprint both times');
+    // The engine POFR_TEST_ENGINE asked for, so the PostgreSQL pass of `npm test` is what it says.
+    assert.match(first.stderr, new RegExp(`store ready \\(${dataDirEngine()}\\)`));
     for (const verb of ['hosts', 'procs', 'files', 'net', 'timeline']) {
       const r = await pofr([verb, '--data', data, '--json']);
       assert.equal(r.code, 0, `${verb}: ${r.stderr}`);

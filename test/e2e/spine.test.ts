@@ -7,12 +7,12 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import Database from 'better-sqlite3';
+import { openStore, readStoreConfig } from '../../src/store/index.js';
 import { type Daemon, jsonLines, pofr, startPofr } from '../helpers/pofr-cli.js';
 
 /**
  * The spine, end to end, as real processes: `pofr server run` and `pofr client run` talk SSH over
- * loopback into a real SQLite store; a known command with a unique, hostile argv opens a hostile file
+ * loopback into a real store (SQLite, or PostgreSQL with POFR_TEST_ENGINE=postgres); a known command with a unique, hostile argv opens a hostile file
  * name and a TCP connection; the analyst verbs find all of it; `pofr verify` passes, then fails
  * after one stored evidence byte is changed.
  */
@@ -192,39 +192,44 @@ describe('record → SSH → store → query', () => {
     assert.ok((report[0].batches as number) > 0);
 
     assert.equal(await server.stop(), 0, server.stderr());
-    const db = new Database(join(data, 'pofr.db'));
+    // Opened as the server opens it, so the edits reach SQLite or PostgreSQL alike (POFR_TEST_ENGINE).
+    const store = await openStore(readStoreConfig(data));
     try {
       // An edited row, evidence intact: re-derivation from the signed batches catches it.
       // The pid has two images (the outer bash before its exec): edit exactly the marked one.
-      const original = db
-        .prepare('SELECT rowid AS id, argv FROM processes WHERE pid = ? ORDER BY exec_index DESC')
-        .get(pid) as { id: number; argv: string };
-      db.prepare('UPDATE processes SET argv = ? WHERE rowid = ?').run(
-        '["bash","-c","innocent"]',
-        original.id,
-      );
+      const original = await store.db
+        .selectFrom('processes')
+        .select(['id', 'argv'])
+        .where('pid', '=', pid)
+        .orderBy('exec_index', 'desc')
+        .executeTakeFirstOrThrow();
+      const setArgv = (argv: string) =>
+        store.db.updateTable('processes').set({ argv }).where('id', '=', original.id).execute();
+      await setArgv('["bash","-c","innocent"]');
       const edited = await pofr(['verify', '--data', data, '--json']);
       assert.equal(edited.code, 1, 'an edited processes row fails verify');
       assert.match(JSON.stringify(jsonLines(edited.stdout)), /processes/);
       const quick = await pofr(['verify', '--data', data, '--quick', '--json']);
       assert.equal(quick.code, 0, '--quick checks the evidence only, which is intact');
-      db.prepare('UPDATE processes SET argv = ? WHERE rowid = ?').run(original.argv, original.id);
+      await setArgv(original.argv);
       assert.equal((await pofr(['verify', '--data', data])).code, 0, 'restored, it verifies again');
 
-      const row = db.prepare('SELECT host_id, seq, raw FROM batch_evidence ORDER BY seq LIMIT 1').get() as {
-        host_id: string;
-        seq: number;
-        raw: Buffer;
-      };
+      const row = await store.db
+        .selectFrom('batch_evidence')
+        .select(['host_id', 'seq', 'raw'])
+        .orderBy('seq')
+        .limit(1)
+        .executeTakeFirstOrThrow();
       const tampered = Buffer.from(row.raw);
       tampered[tampered.length >> 1] ^= 0x20;
-      db.prepare('UPDATE batch_evidence SET raw = ? WHERE host_id = ? AND seq = ?').run(
-        tampered,
-        row.host_id,
-        row.seq,
-      );
+      await store.db
+        .updateTable('batch_evidence')
+        .set({ raw: tampered })
+        .where('host_id', '=', row.host_id)
+        .where('seq', '=', row.seq)
+        .execute();
     } finally {
-      db.close();
+      await store.close();
     }
     const bad = await pofr(['verify', '--data', data, '--json']);
     assert.equal(bad.code, 1);

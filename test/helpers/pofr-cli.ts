@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { cleanStaleTracing, locateTracefs } from '../../src/recorder/index.js';
+import { initDbArgs } from './data-dir-engine.js';
 
 function removeStaleTracing(): void {
   if (process.getuid?.() !== 0) return;
@@ -19,11 +20,17 @@ export interface CliResult {
   readonly stderr: string;
 }
 
+/**
+ * Runs `pofr ARGS` as a real process. `server init --data DIR` without `--db` makes DIR's store on
+ * the engine POFR_TEST_ENGINE names (data-dir-engine.ts), so every CLI and e2e test can run on
+ * PostgreSQL unchanged.
+ */
 export async function pofr(
   args: readonly string[],
   opts: { env?: NodeJS.ProcessEnv; input?: string } = {},
 ): Promise<CliResult> {
-  const child = spawn(process.execPath, [POFR_MAIN, ...args], {
+  const argv = [...args, ...(await engineInitArgs(args))];
+  const child = spawn(process.execPath, [POFR_MAIN, ...argv], {
     env: { ...process.env, ...opts.env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -38,6 +45,12 @@ export async function pofr(
   child.stdin.end(opts.input ?? '');
   const [code] = (await once(child, 'exit')) as [number | null];
   return { code, stdout, stderr };
+}
+
+async function engineInitArgs(args: readonly string[]): Promise<string[]> {
+  if (args[0] !== 'server' || args[1] !== 'init' || args.includes('--db')) return [];
+  const at = args.indexOf('--data');
+  return at > 0 && at + 1 < args.length ? initDbArgs(args[at + 1]) : [];
 }
 
 /** Parses JSON Lines output, failing loudly on anything else on stdout. */

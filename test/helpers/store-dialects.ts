@@ -13,6 +13,9 @@ export type DialectName = (typeof DIALECTS)[number];
 /** Where PostgreSQL tests connect; unset means the PostgreSQL variant is skipped, with that reason. */
 export const PG_URL_ENV = 'POFR_TEST_PG_URL';
 
+/** Which engine CLI-driven tests' data directories use (`sqlite` or `postgres`): data-dir-engine.ts. */
+export const ENGINE_ENV = 'POFR_TEST_ENGINE';
+
 export interface TestStore {
   readonly store: Store;
   /** Closes the store and removes what was created for it (temp dir or database). */
@@ -71,16 +74,12 @@ export async function createTestStore(dialect: DialectName): Promise<TestStore |
   }
   const adminUrl = process.env[PG_URL_ENV];
   if (!adminUrl) return null;
-  // A database per test (not a schema): migrations, sequences and DROP stay fully isolated.
-  const dbName = `pofr_t_${randomBytes(6).toString('hex')}`;
-  await adminQuery(adminUrl, `CREATE DATABASE ${dbName}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${dbName}`;
+  const db = await createTestDatabase(adminUrl);
   let store: Store;
   try {
-    store = await openStore({ kind: 'postgres', url: url.toString() });
+    store = await openStore({ kind: 'postgres', url: db.url });
   } catch (e) {
-    await dropDatabase(adminUrl, dbName);
+    await db.drop();
     throw e;
   }
   return {
@@ -89,10 +88,26 @@ export async function createTestStore(dialect: DialectName): Promise<TestStore |
       try {
         await store.close();
       } finally {
-        await dropDatabase(adminUrl, dbName);
+        await db.drop();
       }
     },
   };
+}
+
+/** An empty PostgreSQL database made for one test, next to the one `adminUrl` names. */
+export interface TestDatabase {
+  readonly url: string;
+  /** Ends every connection still open to it (a server a test left running) and drops it. */
+  drop(): Promise<void>;
+}
+
+/** Creates an empty database (not a schema: migrations, sequences and DROP stay fully isolated). */
+export async function createTestDatabase(adminUrl: string): Promise<TestDatabase> {
+  const dbName = `pofr_t_${randomBytes(6).toString('hex')}`;
+  await adminQuery(adminUrl, `CREATE DATABASE ${dbName}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${dbName}`;
+  return { url: url.toString(), drop: () => dropDatabase(adminUrl, dbName) };
 }
 
 async function dropDatabase(adminUrl: string, dbName: string): Promise<void> {
