@@ -31,7 +31,7 @@ export class IdPool {
 function highestIdQuery(t: LinkedTable) {
   return fixedQuery(
     0,
-    (db) => sql<{ last: number | null }>`SELECT max(
+    (_db) => sql<{ last: number | null }>`SELECT max(
           coalesce((SELECT seq FROM sqlite_sequence WHERE name = ${t}), 0),
           coalesce((SELECT max(id) FROM ${sql.table(t)}), 0)) AS last`,
   );
