@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import type { GeoLookup } from '../enrich/index.js';
 import { type ErrorCode, isPofrError } from '../errors.js';
 import {
@@ -12,7 +12,7 @@ import {
   verifyBatchFrame,
   verifyBatchSeal,
 } from '../protocol/index.js';
-import { type Database, ensurePartitions, reserveIds, type Store } from '../store/index.js';
+import { type Database, ensurePartitions, fixedQuery, reserveIds, type Store } from '../store/index.js';
 import { BatchApplier, idsNeeded } from './batch-applier.js';
 import { isBatchContentError } from './content-error.js';
 
@@ -108,19 +108,7 @@ async function verifyAndApply(
     );
   }
   // With it, whether this seq is stored already (one round trip, not two: on PostgreSQL each costs).
-  const host = await store.db
-    .selectFrom('hosts')
-    .select(['status', 'signing_key', 'boot_id', 'seal_seed', 'seal_from'])
-    .select((eb) =>
-      eb
-        .selectFrom('batches')
-        .select('hash')
-        .where('batches.host_id', '=', principal)
-        .where('batches.seq', '=', header.seq)
-        .as('stored_hash'),
-    )
-    .where('host_id', '=', principal)
-    .executeTakeFirst();
+  const host = (await hostForBatch.run(store.db, store.caps, principal, header.seq)).rows[0];
   if (!host) {
     throw new Refusal(
       'POFR_HOST_UNKNOWN',
@@ -170,59 +158,22 @@ async function verifyAndApply(
       // After the lock, in a statement of its own (READ COMMITTED: a later statement sees what the
       // batch we waited for committed; the locking one's subqueries would not): the predecessor's
       // hash, or below a prune's cut (or an export's first batch) the hash the cut recorded.
-      const link = await trx
-        .selectFrom('hosts')
-        .select((eb) => [
-          eb
-            .selectFrom('batches')
-            .select('hash')
-            .where('batches.host_id', '=', principal)
-            .where('batches.seq', '=', header.seq - 1)
-            .as('prev_hash'),
-          eb
-            .selectFrom('prunes')
-            .select('last_hash')
-            .where('prunes.host_id', '=', principal)
-            .where('prunes.before_seq', '=', header.seq)
-            .orderBy('prunes.id', 'desc')
-            .limit(1)
-            .as('cut_hash'),
-        ])
-        .where('host_id', '=', principal)
-        .executeTakeFirst();
+      const link = (await batchLink.run(trx, store.caps, principal, header.seq - 1, header.seq)).rows[0];
       const prev = header.seq > 1 && link?.prev_hash ? { hash: link.prev_hash } : undefined;
       const cut =
         header.seq > 1 && prev === undefined && link?.cut_hash ? { last_hash: link.cut_hash } : undefined;
       const chain = chainLink(header.seq, header.prev_hash, prev?.hash ?? cut?.last_hash);
-      const batchRow = {
-        host_id: principal,
-        seq: header.seq,
-        hash: frame.hash,
-        prev_hash: header.prev_hash,
-        payload_sha256: header.payload_sha256,
-        boot_id: header.boot_id,
-        t_from: header.t_from,
-        t_to: header.t_to,
-        record_count: header.record_count,
-        bytes: bytes.length,
-        received_at: receivedAt,
-        chain,
-      };
-      const evidence = { host_id: principal, seq: header.seq, raw: bytes };
+      const row: BatchRowValues = [
+        ...[principal, header.seq, frame.hash, header.prev_hash, header.payload_sha256, header.boot_id],
+        ...[header.t_from, header.t_to, header.record_count, bytes.length, receivedAt, chain],
+      ] as BatchRowValues;
       // The chain head moves with the batch's own rows (nothing the applier does reads it).
-      const advance = advanceHost(trx, principal, frame, receivedAt);
       if (store.caps.dataModifyingCtes) {
-        // One round trip for all three (the evidence's foreign key is checked at the statement's end).
-        const cols = Object.keys(batchRow) as (keyof typeof batchRow)[];
-        await sql`WITH b AS (INSERT INTO batches (${sql.join(cols.map((c) => sql.id(c)))}) VALUES (${sql.join(cols.map((c) => batchRow[c]))})),
-          h AS (${advance})
-          INSERT INTO batch_evidence (host_id, seq, raw) VALUES (${evidence.host_id}, ${evidence.seq}, ${evidence.raw})`.execute(
-          trx,
-        );
+        await storeBatchInOne.run(trx, store.caps, ...row, bytes);
       } else {
-        await trx.insertInto('batches').values(batchRow).execute();
-        await trx.insertInto('batch_evidence').values(evidence).execute();
-        await advance.execute();
+        await insertBatch.run(trx, store.caps, ...row);
+        await insertEvidence.run(trx, store.caps, principal, header.seq, bytes);
+        await advanceHost.run(trx, store.caps, ...headMove(row));
       }
       if (chain === 'gap' || chain === 'fork') {
         await trx
@@ -277,24 +228,135 @@ async function verifyAndApply(
   }
 }
 
-/** The chain head moves only forward: a late, lower seq fills a gap but does not rewind the head. */
-function advanceHost(trx: Transaction<Database>, hostId: string, frame: BatchFrame, receivedAt: number) {
-  const { header } = frame;
-  // In SQL, not read first: the row is locked (PostgreSQL) or the only writer's (SQLite) anyway.
-  const ahead = sql<boolean>`(last_seq IS NULL OR last_seq < ${header.seq})`;
-  return trx
+/** The host, whether this seq is stored already (one round trip, not two: on PostgreSQL each costs). */
+const hostForBatch = fixedQuery(2, (db, hostId: string, seq: number) =>
+  db
+    .selectFrom('hosts')
+    .select(['status', 'signing_key', 'boot_id', 'seal_seed', 'seal_from'])
+    .select((eb) =>
+      eb
+        .selectFrom('batches')
+        .select('hash')
+        .where('batches.host_id', '=', hostId)
+        .where('batches.seq', '=', seq)
+        .as('stored_hash'),
+    )
+    .where('host_id', '=', hostId),
+);
+
+/** The predecessor's hash, and the hash a prune's cut (or an export's first batch) recorded at `seq`. */
+const batchLink = fixedQuery(3, (db, hostId: string, prevSeq: number, seq: number) =>
+  db
+    .selectFrom('hosts')
+    .select((eb) => [
+      eb
+        .selectFrom('batches')
+        .select('hash')
+        .where('batches.host_id', '=', hostId)
+        .where('batches.seq', '=', prevSeq)
+        .as('prev_hash'),
+      eb
+        .selectFrom('prunes')
+        .select('last_hash')
+        .where('prunes.host_id', '=', hostId)
+        .where('prunes.before_seq', '=', seq)
+        .orderBy('prunes.id', 'desc')
+        .limit(1)
+        .as('cut_hash'),
+    ])
+    .where('host_id', '=', hostId),
+);
+
+/** A batch's `batches` row, as the values of its columns in this order. */
+type BatchRowValues = [
+  host_id: string,
+  seq: number,
+  hash: string,
+  prev_hash: string,
+  payload_sha256: string,
+  boot_id: string,
+  t_from: number,
+  t_to: number,
+  record_count: number,
+  bytes: number,
+  received_at: number,
+  chain: ChainLink,
+];
+
+function batchRow(v: BatchRowValues) {
+  const [host_id, seq, hash, prev_hash, payload_sha256, boot_id, t_from, t_to, record_count, bytes] = v;
+  return {
+    host_id,
+    seq,
+    hash,
+    prev_hash,
+    payload_sha256,
+    boot_id,
+    t_from,
+    t_to,
+    record_count,
+    bytes,
+    received_at: v[10],
+    chain: v[11],
+  };
+}
+
+type HeadMove = [
+  hostId: string,
+  seq: number,
+  hash: string,
+  bootId: string,
+  tFrom: number,
+  tTo: number,
+  receivedAt: number,
+];
+
+function headMove(v: BatchRowValues): HeadMove {
+  return [v[0], v[1], v[2], v[5], v[6], v[7], v[10]];
+}
+
+/**
+ * The chain head moves only forward: a late, lower seq fills a gap but does not rewind the head.
+ * In SQL, not read first: the row is locked (PostgreSQL) or the only writer's (SQLite) anyway.
+ */
+function advanceHostQuery(
+  db: Kysely<Database>,
+  ...[hostId, seq, hash, bootId, tFrom, tTo, receivedAt]: HeadMove
+) {
+  const ahead = sql<boolean>`(last_seq IS NULL OR last_seq < ${seq})`;
+  return db
     .updateTable('hosts')
     .set({
-      first_seen: sql`CASE WHEN first_seen IS NULL OR first_seen > ${header.t_from} THEN ${header.t_from} ELSE first_seen END`,
-      last_seen: sql`CASE WHEN last_seen IS NULL OR last_seen < ${header.t_to} THEN ${header.t_to} ELSE last_seen END`,
+      first_seen: sql`CASE WHEN first_seen IS NULL OR first_seen > ${tFrom} THEN ${tFrom} ELSE first_seen END`,
+      last_seen: sql`CASE WHEN last_seen IS NULL OR last_seen < ${tTo} THEN ${tTo} ELSE last_seen END`,
       last_batch_at: receivedAt,
-      last_hash: sql`CASE WHEN ${ahead} THEN ${frame.hash} ELSE last_hash END`,
-      boot_id: sql`CASE WHEN ${ahead} THEN ${header.boot_id} ELSE boot_id END`,
+      last_hash: sql`CASE WHEN ${ahead} THEN ${hash} ELSE last_hash END`,
+      boot_id: sql`CASE WHEN ${ahead} THEN ${bootId} ELSE boot_id END`,
       // Last: SQLite evaluates every SET expression on the old row, PostgreSQL too.
-      last_seq: sql`CASE WHEN ${ahead} THEN ${header.seq} ELSE last_seq END`,
+      last_seq: sql`CASE WHEN ${ahead} THEN ${seq} ELSE last_seq END`,
     })
     .where('host_id', '=', hostId);
 }
+
+const insertBatch = fixedQuery(12, (db, ...v: BatchRowValues) =>
+  db.insertInto('batches').values(batchRow(v)),
+);
+
+const insertEvidence = fixedQuery(3, (db, hostId: string, seq: number, raw: Buffer) =>
+  db.insertInto('batch_evidence').values({ host_id: hostId, seq, raw }),
+);
+
+const advanceHost = fixedQuery(7, advanceHostQuery);
+
+/** PostgreSQL: the three in one round trip (the evidence's foreign key is checked at the statement's end). */
+const storeBatchInOne = fixedQuery(13, (db, ...v: [...BatchRowValues, Buffer]) => {
+  const row = batchRow(v.slice(0, 12) as BatchRowValues);
+  const cols = Object.keys(row) as (keyof typeof row)[];
+  const raw = v[12];
+  return sql`WITH b AS (INSERT INTO batches (${sql.join(cols.map((c) => sql.id(c)))}) VALUES (${sql.join(cols.map((c) => row[c]))})),
+          h AS (${advanceHostQuery(db, ...headMove(v.slice(0, 12) as BatchRowValues))})
+          INSERT INTO batch_evidence (host_id, seq, raw) VALUES (${row.host_id}, ${row.seq}, ${raw})`;
+});
 
 function chainLink(seq: number, prevHash: string, storedPrev: string | undefined): ChainLink {
   if (seq === 1) return prevHash === GENESIS_HASH ? 'genesis' : 'fork';

@@ -7,6 +7,7 @@ import {
   type EndpointStatesTable,
   type EndpointsTable,
   type FileOpensTable,
+  fixedQuery,
   type IdPool,
   type LinkedTable,
   type ProcessesTable,
@@ -107,6 +108,56 @@ const INHERITED_COLUMNS = [
   'ns_user',
 ] as const;
 type InheritedColumns = Pick<ProcessRow, (typeof INHERITED_COLUMNS)[number]>;
+
+// The reads every batch makes, compiled once (store/fixed-query.ts).
+
+/** Every stored image of these pids in this boot. */
+const imagesOfPids = fixedQuery(3, (db, hostId: string, bootId: string, pids: number[]) =>
+  db
+    .selectFrom('processes')
+    .select([...IMAGE_COLUMNS, 'pid', 'start_ticks'])
+    .where('host_id', '=', hostId)
+    .where('boot_id', '=', bootId)
+    .where('pid', 'in', pids)
+    .orderBy('exec_index'),
+);
+
+/** The open descriptors of these process images. */
+const openFilesOf = fixedQuery(1, (db, processIds: number[]) =>
+  db
+    .selectFrom('file_opens')
+    .select(['id', 'process_id', 'fd', 'path', 'path_raw'])
+    .where('process_id', 'in', processIds)
+    .where('is_open', '=', sql.lit(1))
+    .orderBy('id'),
+);
+
+const usersOf = fixedQuery(1, (db, hostId: string) =>
+  db.selectFrom('users').select(['uid', 'name', 'valid_from', 'valid_to']).where('host_id', '=', hostId),
+);
+
+/** The newest open endpoint of one key. */
+const openEndpoint = fixedQuery(2, (db, hostId: string, key: string) =>
+  db
+    .selectFrom('endpoints')
+    .select(['id', 'state'])
+    .where('host_id', '=', hostId)
+    .where('key', '=', key)
+    .where('is_open', '=', sql.lit(1))
+    .orderBy('id', 'desc')
+    .limit(1),
+);
+
+/** The open endpoints of these keys, oldest first. */
+const openEndpoints = fixedQuery(2, (db, hostId: string, keys: string[]) =>
+  db
+    .selectFrom('endpoints')
+    .select(['id', 'key', 'state'])
+    .where('host_id', '=', hostId)
+    .where('key', 'in', keys)
+    .where('is_open', '=', sql.lit(1))
+    .orderBy('id'),
+);
 
 /**
  * Applies the records of one batch inside its transaction. It owns the batch's caches (process
@@ -534,14 +585,13 @@ export class BatchApplier {
     const wanted = pids.filter((p) => !this.loadedPids.has(p));
     for (const pid of wanted) this.loadedPids.add(pid);
     for (const part of chunks(wanted, MAX_PARAMS)) {
-      const rows = await this.trx
-        .selectFrom('processes')
-        .select([...IMAGE_COLUMNS, 'pid', 'start_ticks'])
-        .where('host_id', '=', this.scope.hostId)
-        .where('boot_id', '=', this.scope.bootId)
-        .where('pid', 'in', part)
-        .orderBy('exec_index')
-        .execute();
+      const { rows } = await imagesOfPids.run(
+        this.trx,
+        this.caps,
+        this.scope.hostId,
+        this.scope.bootId,
+        part,
+      );
       for (const r of rows) {
         const key = identityKey(Number(r.pid), Number(r.start_ticks));
         // Rows this batch made are already cached (and, after a keyframe, stored too).
@@ -622,13 +672,7 @@ export class BatchApplier {
   /** Reads the open file rows of these images (id → its process identity) into their descriptor maps. */
   private async loadOpenFiles(keyOfImage: ReadonlyMap<number, string>): Promise<void> {
     for (const part of chunks([...keyOfImage.keys()], MAX_PARAMS)) {
-      const rows = await this.trx
-        .selectFrom('file_opens')
-        .select(['id', 'process_id', 'fd', 'path', 'path_raw'])
-        .where('process_id', 'in', part)
-        .where('is_open', '=', sql.lit(1))
-        .orderBy('id')
-        .execute();
+      const { rows } = await openFilesOf.run(this.trx, this.caps, part);
       for (const r of rows) {
         const fds = this.fds.get(keyOfImage.get(Number(r.process_id)) as string);
         fds?.set(Number(r.fd), { id: Number(r.id), row: null, path: r.path, path_raw: r.path_raw });
@@ -637,11 +681,7 @@ export class BatchApplier {
   }
 
   private async loadUsers(): Promise<void> {
-    const rows = await this.trx
-      .selectFrom('users')
-      .select(['uid', 'name', 'valid_from', 'valid_to'])
-      .where('host_id', '=', this.scope.hostId)
-      .execute();
+    const { rows } = await usersOf.run(this.trx, this.caps, this.scope.hostId);
     const users = new Map<number, UserRow[]>();
     for (const r of rows) {
       const uidNum = Number(r.uid);
@@ -778,15 +818,7 @@ export class BatchApplier {
 
   private async loadEndpoint(key: string): Promise<void> {
     if (this.endpoints.has(key)) return;
-    const row = await this.trx
-      .selectFrom('endpoints')
-      .select(['id', 'state'])
-      .where('host_id', '=', this.scope.hostId)
-      .where('key', '=', key)
-      .where('is_open', '=', sql.lit(1))
-      .orderBy('id', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+    const row = (await openEndpoint.run(this.trx, this.caps, this.scope.hostId, key)).rows[0];
     this.endpoints.set(key, row ? { id: Number(row.id), state: row.state, row: null } : null);
   }
 
@@ -800,14 +832,7 @@ export class BatchApplier {
     const wanted = [...keys].filter((k) => !this.endpoints.has(k));
     for (const key of wanted) this.endpoints.set(key, null);
     for (const part of chunks(wanted, MAX_PARAMS)) {
-      const rows = await this.trx
-        .selectFrom('endpoints')
-        .select(['id', 'key', 'state'])
-        .where('host_id', '=', this.scope.hostId)
-        .where('key', 'in', part)
-        .where('is_open', '=', sql.lit(1))
-        .orderBy('id')
-        .execute();
+      const { rows } = await openEndpoints.run(this.trx, this.caps, this.scope.hostId, part);
       // Ascending ids: the newest open row of a key wins, as in loadEndpoint().
       for (const r of rows) this.endpoints.set(r.key, { id: Number(r.id), state: r.state, row: null });
     }

@@ -1,4 +1,5 @@
 export { type Capabilities, postgresCapabilities, sqliteCapabilities } from './capabilities.js';
+export { type FixedQuery, fixedQuery } from './fixed-query.js';
 export {
   LIFETIME_BOUNDS_US,
   LIFETIME_LONGEST,

@@ -1,5 +1,6 @@
 import { sql, type Transaction } from 'kysely';
 import type { Capabilities } from './capabilities.js';
+import { fixedQuery } from './fixed-query.js';
 import { ID_BLOCK } from './migrations/0013-id-blocks-prune-digest.js';
 import type { Database } from './schema.js';
 
@@ -25,6 +26,21 @@ export class IdPool {
     return id;
   }
 }
+
+/** SQLite: the highest id a table ever gave (compiled once: every batch asks). */
+function highestIdQuery(t: LinkedTable) {
+  return fixedQuery(
+    0,
+    (_db) => sql<{ last: number | null }>`SELECT max(
+          coalesce((SELECT seq FROM sqlite_sequence WHERE name = ${t}), 0),
+          coalesce((SELECT max(id) FROM ${sql.table(t)}), 0)) AS last`,
+  );
+}
+const highestId = {
+  processes: highestIdQuery('processes'),
+  file_opens: highestIdQuery('file_opens'),
+  endpoints: highestIdQuery('endpoints'),
+};
 
 /**
  * Reserves row ids before the rows exist, so a batch's rows can point at each other and still be
@@ -79,9 +95,7 @@ export async function reserveIds(
   } else {
     for (const t of tables) {
       if (counts[t] === 0) continue;
-      const { rows } = await sql<{ last: number | null }>`SELECT max(
-          coalesce((SELECT seq FROM sqlite_sequence WHERE name = ${t}), 0),
-          coalesce((SELECT max(id) FROM ${sql.table(t)}), 0)) AS last`.execute(trx);
+      const { rows } = await highestId[t].run(trx, caps);
       const first = Number(rows[0]?.last ?? 0) + 1;
       for (let i = 0; i < counts[t]; i++) ids[t].push(first + i);
     }
