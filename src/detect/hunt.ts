@@ -246,20 +246,42 @@ function valuesKey(values: readonly unknown[]): string {
 /** Distinct field-value sets whose verdicts a scan remembers (then it starts again). */
 const MEMO_ENTRIES = 100_000;
 
+/**
+ * Live detection keeps the verdicts from batch to batch (a host runs the same programs all day),
+ * fewer of them: a server holds them for as long as it runs.
+ */
+const LIVE_MEMO_ENTRIES = 20_000;
+const LIVE_MEMOS = new WeakMap<readonly PlannedRule[], Map<string, readonly number[]>>();
+function liveMemoOf(rules: readonly PlannedRule[]): Memo {
+  let m = LIVE_MEMOS.get(rules);
+  if (m === undefined) {
+    m = new Map();
+    LIVE_MEMOS.set(rules, m);
+  }
+  return { map: m, max: LIVE_MEMO_ENTRIES };
+}
+
+/** The verdicts remembered by field values (rule i as i, a match, or ~i: the engine decides). */
+interface Memo {
+  readonly map: Map<string, readonly number[]>;
+  readonly max: number;
+}
+
 /** Ids per confirming query (well under both engines' parameter limits). */
 const CONFIRM_CHUNK = 500;
 
 /**
  * Every rule of `plan` on the rows `where(source)` selects: each table is read once (scanTable)
- * and every rule tested on each row in memory (predicate.ts); only the rows a rule may match are
- * read again, by that rule's own SQL restricted to their ids, in time order until `limit` — so a
- * match is exactly what the rule's SQL says of that row, and rows no rule can match cost no query.
+ * and every rule tested on each row in memory (predicate.ts); the rows some rule matches are read
+ * again, once for all the rules (readMatches), for the alert's columns and batch — so rows no rule
+ * can match cost no query, and a batch with matches one more query per table, not one per rule.
  */
 async function matchRules(
   db: Kysely<Database>,
   plan: readonly TablePlan[],
   rowsOf: (s: LogSource) => RowSet,
   limit: number,
+  memoOf: (rules: readonly PlannedRule[]) => Memo = () => ({ map: new Map(), max: MEMO_ENTRIES }),
 ): Promise<Alert[]> {
   const alerts: Alert[] = [];
   for (const t of plan) {
@@ -272,7 +294,7 @@ async function matchRules(
     const lower = t.rules[0].c.caps.lowerText;
     // Rows repeat their fields (the same daemons, cron jobs and scripts all day): the rules' answer
     // for a set of field values is remembered, so each distinct set is tested once.
-    const memo = new Map<string, readonly number[]>();
+    const { map: memo, max } = memoOf(t.rules);
     await scanTable(db, t, rowsOf(t.source), (id, time, values) => {
       const key = valuesKey(values);
       let hits = memo.get(key);
@@ -283,7 +305,7 @@ async function matchRules(
           const v = t.rules[i].test(row);
           return v === true ? [i] : v === null ? [~i] : [];
         });
-        if (memo.size >= MEMO_ENTRIES) memo.clear();
+        if (memo.size >= max) memo.clear();
         memo.set(key, hits);
       }
       for (const i of hits) {
@@ -291,22 +313,69 @@ async function matchRules(
         else unsure[~i].push({ id, time });
       }
     });
-    for (let i = 0; i < t.rules.length; i++) {
-      const maybe = [...sure[i].rows(), ...unsure[i]].sort(byTime);
-      let found = 0;
-      for (let k = 0; k < maybe.length && found < limit; k += CONFIRM_CHUNK) {
-        const ids = maybe.slice(k, k + CONFIRM_CHUNK).map((m) => m.id);
-        const matched = await ruleMatches(
-          db,
-          t.rules[i].c,
-          [sql<boolean>`${t.source.id} in (${sql.join(ids)})`],
-          limit - found,
-        );
-        found += matched.length;
-        alerts.push(...matched);
-      }
-    }
+    alerts.push(
+      ...(await readMatches(
+        db,
+        t,
+        sure.map((s) => s.rows()),
+        unsure,
+        limit,
+      )),
+    );
   }
+  return alerts;
+}
+
+/**
+ * The alerts of one table's rules: `sure[i]` the rows rule i matches (its in-memory test decided,
+ * already its first `limit` in time order), `unsure[i]` the rows only the engine can decide (a
+ * regex on PostgreSQL). Every such row is read once, by one query per CONFIRM_CHUNK ids for all the
+ * rules, with the alert's columns and batch; the unsure rows also with, per rule that has some, the
+ * rule's own SQL condition as a column (so the engine decides, in the same query).
+ */
+async function readMatches(
+  db: Kysely<Database>,
+  t: TablePlan,
+  sure: readonly (readonly Candidate[])[],
+  unsure: readonly (readonly Candidate[])[],
+  limit: number,
+): Promise<Alert[]> {
+  const s = t.source;
+  const ids = new Set<unknown>();
+  for (const list of [...sure, ...unsure]) for (const m of list) ids.add(m.id);
+  if (ids.size === 0) return [];
+  // The rules the engine decides for some row, each one flag column.
+  const asked = t.rules.flatMap((r, i) => (unsure[i].length > 0 ? [i] : []));
+  const flags = asked.map(
+    (i, k) => sql`case when ${t.rules[i].c.where} then 1 else 0 end as ${sql.raw(`m${k}`)}`,
+  );
+  const pid = s.fields.ProcessId?.expr ?? sql`null`;
+  const rows = new Map<string, Record<string, unknown>>();
+  const all = [...ids];
+  for (let k = 0; k < all.length; k += CONFIRM_CHUNK) {
+    const chunk = all.slice(k, k + CONFIRM_CHUNK);
+    const { rows: read } = await sql<
+      Record<string, unknown>
+    >`select ${s.id} as row_id_, ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns}${flags.length ? sql`, ${sql.join(flags)}` : sql``} from ${s.from} where ${s.id} in (${sql.join(chunk)})`.execute(
+      db,
+    );
+    for (const r of read) rows.set(String(r.row_id_), r);
+  }
+  const alerts: Alert[] = [];
+  t.rules.forEach((r, i) => {
+    const flag = `m${asked.indexOf(i)}`;
+    const decided = unsure[i].filter((m) => Number(rows.get(String(m.id))?.[flag]) === 1);
+    const matched = [...sure[i], ...decided].sort(byTime).slice(0, limit);
+    for (const m of matched) {
+      const row = rows.get(String(m.id));
+      // A row the scan read is there in the same transaction; only a concurrent delete (prune)
+      // removes it in between, and then there is nothing left to alert on.
+      if (row === undefined) continue;
+      const { row_id_: _id, ...rest } = row;
+      for (const k of asked.keys()) delete rest[`m${k}`];
+      alerts.push(toAlert(r.c, rest));
+    }
+  });
   return alerts;
 }
 
@@ -359,7 +428,7 @@ export async function huntBatchOn(
   batch: { readonly hostId: string; readonly seq: number },
   limit: number,
 ): Promise<Alert[]> {
-  const alerts = await matchRules(db, planOf(rules), batchRows(batch), limit);
+  const alerts = await matchRules(db, planOf(rules), batchRows(batch), limit, liveMemoOf);
   return alerts.sort((a, b) => a.time - b.time);
 }
 
