@@ -46,7 +46,14 @@ export interface Alert {
  * const alerts = await hunt(store, compiled, { limit: 1000 });
  */
 export async function hunt(store: Store, rules: readonly CompiledRule[], q: HuntQuery): Promise<Alert[]> {
-  return huntOn(store.db, rules, q);
+  const settings = store.caps.bulkReadSettings;
+  if (settings.length === 0) return huntOn(store.db, rules, q);
+  // One read-only transaction, for the engine's settings of a long read (capabilities.ts); its one
+  // snapshot also makes every table's scan see the same history.
+  return store.db.transaction().execute(async (trx) => {
+    for (const s of settings) await s.execute(trx);
+    return huntOn(trx, rules, q);
+  });
 }
 
 /** As hunt, on any connection or transaction. */
@@ -59,7 +66,7 @@ export async function huntOn(
   // A rule whose test can say "unknown" (a regex only the engine runs) would send most rows of the
   // history to SQL one chunk at a time: it runs as its own query instead.
   const plan = planOf(rules);
-  const inMemory = plan.map((t) => ({ ...t, rules: t.rules.filter((r) => r.exact) }));
+  const inMemory = planOf(plan.flatMap((t) => t.rules.filter((r) => r.exact).map((r) => r.c)));
   const bySql = plan.flatMap((t) => t.rules.filter((r) => !r.exact).map((r) => r.c));
   const alerts = [
     ...(await matchRules(
@@ -120,23 +127,18 @@ interface TablePlan {
   readonly source: LogSource;
   readonly slots: FieldSlots;
   readonly rules: readonly PlannedRule[];
+  /** The rules indexed by their anchors: which of them a row is worth testing on. */
+  readonly prefilter: Prefilter;
+  /**
+   * Where every rule that reads a `dear` field (logsources.ts) has anchors among the others: the
+   * prefilter over those anchors, so a hunt reads the dear fields only for the rows it sends to
+   * such a rule. Null: the table is read with every field at once.
+   */
+  readonly cheap: { readonly prefilter: Prefilter; readonly dear: readonly boolean[] } | null;
 }
 
 interface PlannedRule extends RuleTest {
   readonly c: CompiledRule;
-  /** What a row must hold for the rule to be worth testing (prefilter.ts); null: always test. */
-  readonly anchors: ReturnType<typeof ruleAnchors>;
-}
-
-// The prefilter of a table's rules, built once per rule list.
-const PREFILTERS = new WeakMap<readonly PlannedRule[], Prefilter>();
-function prefilterOf(rules: readonly PlannedRule[]): Prefilter {
-  let p = PREFILTERS.get(rules);
-  if (p === undefined) {
-    p = new Prefilter(rules.map((r) => r.anchors));
-    PREFILTERS.set(rules, p);
-  }
-  return p;
 }
 
 // A server passes the same rule list for every batch: its plan is made once.
@@ -144,20 +146,43 @@ const PLANS = new WeakMap<readonly CompiledRule[], TablePlan[]>();
 function planOf(rules: readonly CompiledRule[]): TablePlan[] {
   let plan = PLANS.get(rules);
   if (plan === undefined) {
-    const byTable = new Map<string, { source: LogSource; slots: FieldSlots; rules: PlannedRule[] }>();
+    const byTable = new Map<
+      string,
+      { source: LogSource; slots: FieldSlots; rules: PlannedRule[]; c: CompiledRule[] }
+    >();
     for (const c of rules) {
       let t = byTable.get(c.source.table);
       if (t === undefined) {
         // The file categories (file_event, file_create, file_access) read the same fields of one table.
-        t = { source: c.source, slots: new FieldSlots(), rules: [] };
+        t = { source: c.source, slots: new FieldSlots(), rules: [], c: [] };
         byTable.set(c.source.table, t);
       }
-      t.rules.push({ c, ...rulePredicate(c, t.slots), anchors: ruleAnchors(c, t.slots) });
+      t.rules.push({ c, ...rulePredicate(c, t.slots) });
+      t.c.push(c);
     }
-    plan = [...byTable.values()];
+    plan = [...byTable.values()].map(({ source, slots, rules: planned, c }) => {
+      const anchors = c.map((r) => ruleAnchors(r, slots));
+      const cheapAnchors = c.map((r) => ruleAnchors(r, slots, true));
+      const dear = c.map((r) => readsDear(r));
+      const cheap = dear.every((d, i) => !d || cheapAnchors[i] !== null)
+        ? { prefilter: new Prefilter(cheapAnchors), dear }
+        : null;
+      return { source, slots, rules: planned, prefilter: new Prefilter(anchors), cheap };
+    });
     PLANS.set(rules, plan);
   }
   return plan;
+}
+
+/** Whether a rule reads a field its logsource reads through a join or subquery (`dear`). */
+function readsDear(c: CompiledRule): boolean {
+  const maps = Object.values(c.rule.searches).flatMap((v) => (Array.isArray(v) ? v : [v]));
+  return maps.some(
+    (m) =>
+      typeof m === 'object' &&
+      m !== null &&
+      Object.keys(m).some((k) => c.source.fields[k.split('|')[0]]?.dear === true),
+  );
 }
 
 /** Which rows of a table: a window of the history (read a page at a time), or one batch's. */
@@ -170,21 +195,33 @@ interface RowSet {
 /** Rows read per query of a table scan (memory stays bounded over any history). */
 const PAGE = 20_000;
 
+/** One row of a scan: its id, time and the field values by slot (a dear one undefined until read). */
+interface ScannedRow {
+  readonly id: unknown;
+  readonly time: number;
+  readonly values: unknown[];
+}
+
+/** Ids per query that reads the dear fields of some rows of a page (under both parameter limits). */
+const DEAR_CHUNK = 2_000;
+
 /**
  * Reads the rows `where` selects, PAGE at a time in id order and only the fields the table's rules
- * use (the same SQL expressions hunt's queries use), and hands each to `visit` (its id, time and
- * field values by slot).
+ * use (the same SQL expressions hunt's queries use), and hands each page to `visit`. With `cheap`,
+ * a page holds only the fields that are not dear (from the logsource's cheapScan, no joins);
+ * `readDear` then adds the others to the rows that need them.
  */
 async function scanTable(
   db: Kysely<Database>,
   t: TablePlan,
   { where, page: pageRows }: RowSet,
-  visit: (id: unknown, time: number, values: unknown[]) => void,
+  cheap: boolean,
+  visit: (rows: ScannedRow[]) => Promise<void>,
 ): Promise<void> {
   const s = t.source;
-  const fields = t.slots.names.map((name, i) => sql`${s.fields[name].expr} as ${sql.raw(`f${i}`)}`);
+  const read = t.slots.names.flatMap((name, i) => (cheap && s.fields[name].dear ? [] : [i]));
+  const fields = read.map((i) => sql`${s.fields[t.slots.names[i]].expr} as ${sql.raw(`f${i}`)}`);
   const conds = [...where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
-  const names = t.slots.names.map((_, i) => `f${i}`);
   let after: unknown = null;
   for (;;) {
     const page = after === null ? conds : [...conds, sql<boolean>`${s.id} > ${after}`];
@@ -193,16 +230,42 @@ async function scanTable(
     const tail = pageRows === null ? sql`` : sql` order by ${s.id} limit ${pageRows}`;
     const { rows } = await sql<
       Record<string, unknown>
-    >`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${s.scan}${page.length ? sql` where ${sql.join(page, sql` and `)}` : sql``}${tail}`.execute(
+    >`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${cheap ? s.cheapScan : s.scan}${page.length ? sql` where ${sql.join(page, sql` and `)}` : sql``}${tail}`.execute(
       db,
     );
-    for (const r of rows) {
-      const values = new Array<unknown>(names.length);
-      for (let i = 0; i < names.length; i++) values[i] = r[names[i]];
-      visit(r.id, Number(r.time), values);
+    const out: ScannedRow[] = new Array(rows.length);
+    for (let k = 0; k < rows.length; k++) {
+      const r = rows[k];
+      const values = new Array<unknown>(t.slots.names.length);
+      for (const i of read) values[i] = r[`f${i}`];
+      out[k] = { id: r.id, time: Number(r.time), values };
     }
+    await visit(out);
     if (pageRows === null || rows.length < pageRows) return;
     after = rows[rows.length - 1].id;
+  }
+}
+
+/** Fills in the dear fields of `rows` (read by cheap scan), by their ids, a chunk per query. */
+async function readDear(db: Kysely<Database>, t: TablePlan, rows: readonly ScannedRow[]): Promise<void> {
+  const s = t.source;
+  const dear = t.slots.names.flatMap((name, i) => (s.fields[name].dear ? [i] : []));
+  if (dear.length === 0) return;
+  const fields = dear.map((i) => sql`${s.fields[t.slots.names[i]].expr} as ${sql.raw(`f${i}`)}`);
+  for (let k = 0; k < rows.length; k += DEAR_CHUNK) {
+    const chunk = rows.slice(k, k + DEAR_CHUNK);
+    const { rows: read } = await sql<
+      Record<string, unknown>
+    >`select ${s.id} as id, ${sql.join(fields)} from ${s.scan} where ${s.id} in (${sql.join(chunk.map((r) => r.id))})`.execute(
+      db,
+    );
+    const byId = new Map(read.map((r) => [String(r.id), r]));
+    for (const r of chunk) {
+      const got = byId.get(String(r.id));
+      // The same transaction's rows: only a row the full scan's inner joins leave out is missing;
+      // its dear fields stay null, as SQL reads them nowhere.
+      for (const i of dear) r.values[i] = got === undefined ? null : got[`f${i}`];
+    }
   }
 }
 
@@ -290,12 +353,16 @@ async function matchRules(
     // among its first `limit` matches), and the rows only SQL can decide.
     const sure = t.rules.map(() => new TopRows(limit));
     const unsure = t.rules.map(() => [] as Candidate[]);
-    const prefilter = prefilterOf(t.rules);
     const lower = t.rules[0].c.caps.lowerText;
+    const rows = rowsOf(t.source);
+    // A hunt whose rules allow it reads the dear fields (a parent's, a looked-up name) only for
+    // the rows the anchors of the rules that read them keep; one batch's rows are read at once.
+    const cheap = rows.page !== null ? t.cheap : null;
+    const prefilter = cheap?.prefilter ?? t.prefilter;
     // Rows repeat their fields (the same daemons, cron jobs and scripts all day): the rules' answer
     // for a set of field values is remembered, so each distinct set is tested once.
     const { map: memo, max } = memoOf(t.rules);
-    await scanTable(db, t, rowsOf(t.source), (id, time, values) => {
+    const hitsOf = (values: unknown[]): readonly number[] => {
       const key = valuesKey(values);
       let hits = memo.get(key);
       if (hits === undefined) {
@@ -308,10 +375,43 @@ async function matchRules(
         if (memo.size >= max) memo.clear();
         memo.set(key, hits);
       }
+      return hits;
+    };
+    const keep = (r: ScannedRow, hits: readonly number[]) => {
       for (const i of hits) {
-        if (i >= 0) sure[i].add({ id, time });
-        else unsure[~i].push({ id, time });
+        if (i >= 0) sure[i].add({ id: r.id, time: r.time });
+        else unsure[~i].push({ id: r.id, time: r.time });
       }
+    };
+    // By the fields that are not dear: the hits, or null when a rule that reads dear ones is a
+    // candidate (the row's dear fields are then read, and every rule tested on the whole row).
+    const cheapMemo = new Map<string, readonly number[] | null>();
+    await scanTable(db, t, rows, cheap !== null, async (page) => {
+      if (cheap === null) {
+        for (const r of page) keep(r, hitsOf(r.values));
+        return;
+      }
+      const later: ScannedRow[] = [];
+      for (const r of page) {
+        const key = valuesKey(r.values);
+        let hits = cheapMemo.get(key);
+        if (hits === undefined) {
+          const row = new LiveRow(r.values, lower);
+          const candidates = prefilter.candidates(row);
+          hits = candidates.some((i) => cheap.dear[i])
+            ? null
+            : candidates.flatMap((i) => {
+                const v = t.rules[i].test(row);
+                return v === true ? [i] : v === null ? [~i] : [];
+              });
+          if (cheapMemo.size >= MEMO_ENTRIES) cheapMemo.clear();
+          cheapMemo.set(key, hits);
+        }
+        if (hits === null) later.push(r);
+        else keep(r, hits);
+      }
+      await readDear(db, t, later);
+      for (const r of later) keep(r, hitsOf(r.values));
     });
     alerts.push(
       ...(await readMatches(
@@ -403,15 +503,16 @@ export async function liveVerdicts(
   const out: { rule: CompiledRule; id: number; verdict: Verdict }[] = [];
   const rowsOf = batchRows(batch);
   for (const t of planOf(rules)) {
-    const prefilter = prefilterOf(t.rules);
     const lower = t.rules[0].c.caps.lowerText;
-    await scanTable(db, t, rowsOf(t.source), (id, _time, values) => {
-      const row = new LiveRow(values, lower);
-      // A rule the prefilter leaves out is false for that row, as live detection takes it.
-      const worth = new Set(prefilter.candidates(row));
-      t.rules.forEach((r, i) => {
-        out.push({ rule: r.c, id: Number(id), verdict: worth.has(i) ? r.test(row) : false });
-      });
+    await scanTable(db, t, rowsOf(t.source), false, async (page) => {
+      for (const { id, values } of page) {
+        const row = new LiveRow(values, lower);
+        // A rule the prefilter leaves out is false for that row, as live detection takes it.
+        const worth = new Set(t.prefilter.candidates(row));
+        t.rules.forEach((r, i) => {
+          out.push({ rule: r.c, id: Number(id), verdict: worth.has(i) ? r.test(row) : false });
+        });
+      }
     });
   }
   return out;
