@@ -324,6 +324,22 @@ function liveMemoOf(rules: readonly PlannedRule[]): Memo {
   return { map: m, max: LIVE_MEMO_ENTRIES };
 }
 
+/** Lookups after which a scan judges whether remembering verdicts pays. */
+const MEMO_TRIAL = 8_192;
+
+/** Counts a scan's memo lookups and turns it off when under a quarter of MEMO_TRIAL found one. */
+class MemoUse {
+  on = true;
+  private tries = 0;
+  private found = 0;
+
+  count(found: boolean): void {
+    this.tries++;
+    if (found) this.found++;
+    if (this.tries === MEMO_TRIAL && this.found * 4 < MEMO_TRIAL) this.on = false;
+  }
+}
+
 /** The verdicts remembered by field values (rule i as i, a match, or ~i: the engine decides). */
 interface Memo {
   readonly map: Map<string, readonly number[]>;
@@ -362,16 +378,25 @@ async function matchRules(
     // Rows repeat their fields (the same daemons, cron jobs and scripts all day): the rules' answer
     // for a set of field values is remembered, so each distinct set is tested once.
     const { map: memo, max } = memoOf(t.rules);
+    // Where rows hardly repeat (connections: addresses and ports), remembering costs more than it
+    // saves (a key per row, and the collector): a scan that reuses under a quarter of its first
+    // MEMO_TRIAL verdicts stops remembering.
+    const full = new MemoUse();
+    const test = (values: unknown[]): readonly number[] => {
+      const row = new LiveRow(values, lower);
+      // Rule i as i (a match) or ~i (SQL decides).
+      return prefilter.candidates(row).flatMap((i) => {
+        const v = t.rules[i].test(row);
+        return v === true ? [i] : v === null ? [~i] : [];
+      });
+    };
     const hitsOf = (values: unknown[]): readonly number[] => {
+      if (!full.on) return test(values);
       const key = valuesKey(values);
       let hits = memo.get(key);
+      full.count(hits !== undefined);
       if (hits === undefined) {
-        const row = new LiveRow(values, lower);
-        // Rule i as i (a match) or ~i (SQL decides).
-        hits = prefilter.candidates(row).flatMap((i) => {
-          const v = t.rules[i].test(row);
-          return v === true ? [i] : v === null ? [~i] : [];
-        });
+        hits = test(values);
         if (memo.size >= max) memo.clear();
         memo.set(key, hits);
       }
@@ -386,27 +411,35 @@ async function matchRules(
     // By the fields that are not dear: the hits, or null when a rule that reads dear ones is a
     // candidate (the row's dear fields are then read, and every rule tested on the whole row).
     const cheapMemo = new Map<string, readonly number[] | null>();
+    const cheapUse = new MemoUse();
     await scanTable(db, t, rows, cheap !== null, async (page) => {
       if (cheap === null) {
         for (const r of page) keep(r, hitsOf(r.values));
         return;
       }
       const later: ScannedRow[] = [];
+      const cheapTest = (values: unknown[]): readonly number[] | null => {
+        const row = new LiveRow(values, lower);
+        const candidates = prefilter.candidates(row);
+        return candidates.some((i) => cheap.dear[i])
+          ? null
+          : candidates.flatMap((i) => {
+              const v = t.rules[i].test(row);
+              return v === true ? [i] : v === null ? [~i] : [];
+            });
+      };
       for (const r of page) {
-        const key = valuesKey(r.values);
-        let hits = cheapMemo.get(key);
-        if (hits === undefined) {
-          const row = new LiveRow(r.values, lower);
-          const candidates = prefilter.candidates(row);
-          hits = candidates.some((i) => cheap.dear[i])
-            ? null
-            : candidates.flatMap((i) => {
-                const v = t.rules[i].test(row);
-                return v === true ? [i] : v === null ? [~i] : [];
-              });
-          if (cheapMemo.size >= MEMO_ENTRIES) cheapMemo.clear();
-          cheapMemo.set(key, hits);
-        }
+        let hits: readonly number[] | null | undefined;
+        if (cheapUse.on) {
+          const key = valuesKey(r.values);
+          hits = cheapMemo.get(key);
+          cheapUse.count(hits !== undefined);
+          if (hits === undefined) {
+            hits = cheapTest(r.values);
+            if (cheapMemo.size >= MEMO_ENTRIES) cheapMemo.clear();
+            cheapMemo.set(key, hits);
+          }
+        } else hits = cheapTest(r.values);
         if (hits === null) later.push(r);
         else keep(r, hits);
       }
