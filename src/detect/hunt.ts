@@ -190,6 +190,8 @@ interface RowSet {
   readonly where: RawBuilder<boolean>[];
   /** Rows per query, in id order; null: all at once. */
   readonly page: number | null;
+  /** The rows, already read (readBatchRows): no query. */
+  readonly read?: ScannedRow[];
 }
 
 /** Rows read per query of a table scan (memory stays bounded over any history). */
@@ -214,10 +216,11 @@ const DEAR_CHUNK = 2_000;
 async function scanTable(
   db: Kysely<Database>,
   t: TablePlan,
-  { where, page: pageRows }: RowSet,
+  { where, page: pageRows, read: given }: RowSet,
   cheap: boolean,
   visit: (rows: ScannedRow[]) => Promise<void>,
 ): Promise<void> {
+  if (given !== undefined) return visit(given);
   const s = t.source;
   const read = t.slots.names.flatMap((name, i) => (cheap && s.fields[name].dear ? [] : [i]));
   const fields = read.map((i) => sql`${s.fields[t.slots.names[i]].expr} as ${sql.raw(`f${i}`)}`);
@@ -525,6 +528,43 @@ function batchRows(batch: { readonly hostId: string; readonly seq: number }) {
 }
 
 /**
+ * The rows one batch opened in every table of `plan`, with the fields its rules read, in one
+ * statement (a UNION ALL, each table's fields as a JSON array): one round trip per batch where
+ * three would be (PostgreSQL pays each one; the values are those scanTable reads).
+ */
+async function readBatchRows(
+  db: Kysely<Database>,
+  plan: readonly TablePlan[],
+  batch: { readonly hostId: string; readonly seq: number },
+): Promise<Map<string, ScannedRow[]>> {
+  const tables = plan.filter((t) => t.rules.length > 0);
+  const out = new Map<string, ScannedRow[]>(tables.map((t) => [t.source.table, []]));
+  if (tables.length === 0) return out;
+  const rowsOf = batchRows(batch);
+  const caps = tables[0].rules[0].c.caps;
+  const parts = tables.map((t, k) => {
+    const s = t.source;
+    const conds = [...rowsOf(s).where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
+    const values = caps.jsonArray(t.slots.names.map((name) => s.fields[name].expr));
+    return sql`select ${sql.lit(k)} as t, ${s.id} as id, ${s.time} as time, ${values} as v from ${s.scan} where ${sql.join(conds, sql` and `)}`;
+  });
+  const { rows } = await sql<{
+    t: number | string;
+    id: unknown;
+    time: unknown;
+    v: string;
+  }>`${sql.join(parts, sql` union all `)}`.execute(db);
+  for (const r of rows) {
+    out.get(tables[Number(r.t)].source.table)!.push({
+      id: r.id,
+      time: Number(r.time),
+      values: JSON.parse(r.v) as unknown[],
+    });
+  }
+  return out;
+}
+
+/**
  * Each rule's in-memory verdict on each row one batch opened (true, false, or null: SQL decides),
  * before any SQL confirms it: tests hold it against the rule's SQL row by row.
  */
@@ -562,7 +602,16 @@ export async function huntBatchOn(
   batch: { readonly hostId: string; readonly seq: number },
   limit: number,
 ): Promise<Alert[]> {
-  const alerts = await matchRules(db, planOf(rules), batchRows(batch), limit, liveMemoOf);
+  const plan = planOf(rules);
+  const read = await readBatchRows(db, plan, batch);
+  const rowsOf = batchRows(batch);
+  const alerts = await matchRules(
+    db,
+    plan,
+    (s) => ({ ...rowsOf(s), read: read.get(s.table) ?? [] }),
+    limit,
+    liveMemoOf,
+  );
   return alerts.sort((a, b) => a.time - b.time);
 }
 

@@ -63,6 +63,11 @@ export interface Capabilities {
    * 20,000 rows otherwise spent ~240 ms compiling and starting workers before its first row.
    */
   readonly bulkReadSettings: readonly RawBuilder<unknown>[];
+  /**
+   * A JSON array of `items` as text (numbers as numbers, NULL as null): rows of different shapes
+   * in one result, so that live detection reads a batch's three tables in one statement.
+   */
+  readonly jsonArray: (items: readonly RawBuilder<unknown>[]) => RawBuilder<string>;
 }
 
 /**
@@ -158,6 +163,7 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   // SQLite's B-tree keys have no size limit: the whole path is the key.
   pathEquals: (expr: RawBuilder<unknown>, path: string) => sql<boolean>`(${expr} = ${path})`,
   bulkReadSettings: [],
+  jsonArray: (items: readonly RawBuilder<unknown>[]) => sql<string>`json_array(${sql.join(items)})`,
 });
 
 export const postgresCapabilities: Capabilities = Object.freeze({
@@ -179,4 +185,6 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   pathEquals: (expr: RawBuilder<unknown>, path: string) =>
     sql<boolean>`(substr(${expr}, 1, ${sql.lit(PATH_KEY_CHARS)}) = substr(cast(${path} as text), 1, ${sql.lit(PATH_KEY_CHARS)}) AND ${expr} = ${path})`,
   bulkReadSettings: [sql`set local jit = off`, sql`set local max_parallel_workers_per_gather = 0`],
+  jsonArray: (items: readonly RawBuilder<unknown>[]) =>
+    sql<string>`cast(json_build_array(${sql.join(items)}) as text)`,
 });
