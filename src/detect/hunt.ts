@@ -217,16 +217,18 @@ async function scanTable(
   db: Kysely<Database>,
   t: TablePlan,
   { where, page: pageRows, read: given }: RowSet,
-  cheap: boolean,
+  cheapNow: () => boolean,
   visit: (rows: ScannedRow[]) => Promise<void>,
 ): Promise<void> {
   if (given !== undefined) return visit(given);
   const s = t.source;
-  const read = t.slots.names.flatMap((name, i) => (cheap && s.fields[name].dear ? [] : [i]));
-  const fields = read.map((i) => sql`${s.fields[t.slots.names[i]].expr} as ${sql.raw(`f${i}`)}`);
   const conds = [...where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
   let after: unknown = null;
   for (;;) {
+    // Asked per page: a scan may give up reading the dear fields last (matchRules).
+    const cheap = cheapNow();
+    const read = t.slots.names.flatMap((name, i) => (cheap && s.fields[name].dear ? [] : [i]));
+    const fields = read.map((i) => sql`${s.fields[t.slots.names[i]].expr} as ${sql.raw(`f${i}`)}`);
     const page = after === null ? conds : [...conds, sql<boolean>`${s.id} > ${after}`];
     // One batch's rows are read at once, through the open_ord index (an ORDER BY id could lead the
     // planner to walk the whole table in id order instead).
@@ -415,40 +417,51 @@ async function matchRules(
     // candidate (the row's dear fields are then read, and every rule tested on the whole row).
     const cheapMemo = new Map<string, readonly number[] | null>();
     const cheapUse = new MemoUse();
-    await scanTable(db, t, rows, cheap !== null, async (page) => {
-      if (cheap === null) {
-        for (const r of page) keep(r, hitsOf(r.values));
-        return;
-      }
-      const later: ScannedRow[] = [];
-      const cheapTest = (values: unknown[]): readonly number[] | null => {
-        const row = new LiveRow(values, lower);
-        const candidates = prefilter.candidates(row);
-        return candidates.some((i) => cheap.dear[i])
-          ? null
-          : candidates.flatMap((i) => {
-              const v = t.rules[i].test(row);
-              return v === true ? [i] : v === null ? [~i] : [];
-            });
-      };
-      for (const r of page) {
-        let hits: readonly number[] | null | undefined;
-        if (cheapUse.on) {
-          const key = valuesKey(r.values);
-          hits = cheapMemo.get(key);
-          cheapUse.count(hits !== undefined);
-          if (hits === undefined) {
-            hits = cheapTest(r.values);
-            if (cheapMemo.size >= MEMO_ENTRIES) cheapMemo.clear();
-            cheapMemo.set(key, hits);
-          }
-        } else hits = cheapTest(r.values);
-        if (hits === null) later.push(r);
-        else keep(r, hits);
-      }
-      await readDear(db, t, later);
-      for (const r of later) keep(r, hitsOf(r.values));
-    });
+    // Where a quarter of a page or more needs its dear fields, reading them by id costs more than
+    // the join did (PostgreSQL plans each list of ids over every partition): the rest of the
+    // scan reads every field at once.
+    let dearLast = cheap !== null;
+    await scanTable(
+      db,
+      t,
+      rows,
+      () => dearLast,
+      async (page) => {
+        if (cheap === null || !dearLast) {
+          for (const r of page) keep(r, hitsOf(r.values));
+          return;
+        }
+        const later: ScannedRow[] = [];
+        const cheapTest = (values: unknown[]): readonly number[] | null => {
+          const row = new LiveRow(values, lower);
+          const candidates = prefilter.candidates(row);
+          return candidates.some((i) => cheap.dear[i])
+            ? null
+            : candidates.flatMap((i) => {
+                const v = t.rules[i].test(row);
+                return v === true ? [i] : v === null ? [~i] : [];
+              });
+        };
+        for (const r of page) {
+          let hits: readonly number[] | null | undefined;
+          if (cheapUse.on) {
+            const key = valuesKey(r.values);
+            hits = cheapMemo.get(key);
+            cheapUse.count(hits !== undefined);
+            if (hits === undefined) {
+              hits = cheapTest(r.values);
+              if (cheapMemo.size >= MEMO_ENTRIES) cheapMemo.clear();
+              cheapMemo.set(key, hits);
+            }
+          } else hits = cheapTest(r.values);
+          if (hits === null) later.push(r);
+          else keep(r, hits);
+        }
+        await readDear(db, t, later);
+        for (const r of later) keep(r, hitsOf(r.values));
+        if (later.length * 4 >= page.length) dearLast = false;
+      },
+    );
     alerts.push(
       ...(await readMatches(
         db,
@@ -577,16 +590,22 @@ export async function liveVerdicts(
   const rowsOf = batchRows(batch);
   for (const t of planOf(rules)) {
     const lower = t.rules[0].c.caps.lowerText;
-    await scanTable(db, t, rowsOf(t.source), false, async (page) => {
-      for (const { id, values } of page) {
-        const row = new LiveRow(values, lower);
-        // A rule the prefilter leaves out is false for that row, as live detection takes it.
-        const worth = new Set(t.prefilter.candidates(row));
-        t.rules.forEach((r, i) => {
-          out.push({ rule: r.c, id: Number(id), verdict: worth.has(i) ? r.test(row) : false });
-        });
-      }
-    });
+    await scanTable(
+      db,
+      t,
+      rowsOf(t.source),
+      () => false,
+      async (page) => {
+        for (const { id, values } of page) {
+          const row = new LiveRow(values, lower);
+          // A rule the prefilter leaves out is false for that row, as live detection takes it.
+          const worth = new Set(t.prefilter.candidates(row));
+          t.rules.forEach((r, i) => {
+            out.push({ rule: r.c, id: Number(id), verdict: worth.has(i) ? r.test(row) : false });
+          });
+        }
+      },
+    );
   }
   return out;
 }
