@@ -390,7 +390,8 @@ async function matchRules(
     const test = (values: unknown[]): readonly number[] => {
       const row = new LiveRow(values, lower);
       // Rule i as i (a match) or ~i (SQL decides).
-      return prefilter.candidates(row).flatMap((i) => {
+      // Once every field is read at once, the anchors chosen without regard to cost of reading.
+      return (dearLast ? prefilter : t.prefilter).candidates(row).flatMap((i) => {
         const v = t.rules[i].test(row);
         return v === true ? [i] : v === null ? [~i] : [];
       });
