@@ -46,7 +46,14 @@ export interface Alert {
  * const alerts = await hunt(store, compiled, { limit: 1000 });
  */
 export async function hunt(store: Store, rules: readonly CompiledRule[], q: HuntQuery): Promise<Alert[]> {
-  return huntOn(store.db, rules, q);
+  const settings = store.caps.bulkReadSettings;
+  if (settings.length === 0) return huntOn(store.db, rules, q);
+  // One read-only transaction, for the engine's settings of a long read (capabilities.ts); its one
+  // snapshot also makes every table's scan see the same history.
+  return store.db.transaction().execute(async (trx) => {
+    for (const s of settings) await s.execute(trx);
+    return huntOn(trx, rules, q);
+  });
 }
 
 /** As hunt, on any connection or transaction. */
@@ -59,7 +66,7 @@ export async function huntOn(
   // A rule whose test can say "unknown" (a regex only the engine runs) would send most rows of the
   // history to SQL one chunk at a time: it runs as its own query instead.
   const plan = planOf(rules);
-  const inMemory = plan.map((t) => ({ ...t, rules: t.rules.filter((r) => r.exact) }));
+  const inMemory = planOf(plan.flatMap((t) => t.rules.filter((r) => r.exact).map((r) => r.c)));
   const bySql = plan.flatMap((t) => t.rules.filter((r) => !r.exact).map((r) => r.c));
   const alerts = [
     ...(await matchRules(
@@ -120,23 +127,18 @@ interface TablePlan {
   readonly source: LogSource;
   readonly slots: FieldSlots;
   readonly rules: readonly PlannedRule[];
+  /** The rules indexed by their anchors: which of them a row is worth testing on. */
+  readonly prefilter: Prefilter;
+  /**
+   * Where every rule that reads a `dear` field (logsources.ts) has anchors among the others: the
+   * prefilter over those anchors, so a hunt reads the dear fields only for the rows it sends to
+   * such a rule. Null: the table is read with every field at once.
+   */
+  readonly cheap: { readonly prefilter: Prefilter; readonly dear: readonly boolean[] } | null;
 }
 
 interface PlannedRule extends RuleTest {
   readonly c: CompiledRule;
-  /** What a row must hold for the rule to be worth testing (prefilter.ts); null: always test. */
-  readonly anchors: ReturnType<typeof ruleAnchors>;
-}
-
-// The prefilter of a table's rules, built once per rule list.
-const PREFILTERS = new WeakMap<readonly PlannedRule[], Prefilter>();
-function prefilterOf(rules: readonly PlannedRule[]): Prefilter {
-  let p = PREFILTERS.get(rules);
-  if (p === undefined) {
-    p = new Prefilter(rules.map((r) => r.anchors));
-    PREFILTERS.set(rules, p);
-  }
-  return p;
 }
 
 // A server passes the same rule list for every batch: its plan is made once.
@@ -144,20 +146,43 @@ const PLANS = new WeakMap<readonly CompiledRule[], TablePlan[]>();
 function planOf(rules: readonly CompiledRule[]): TablePlan[] {
   let plan = PLANS.get(rules);
   if (plan === undefined) {
-    const byTable = new Map<string, { source: LogSource; slots: FieldSlots; rules: PlannedRule[] }>();
+    const byTable = new Map<
+      string,
+      { source: LogSource; slots: FieldSlots; rules: PlannedRule[]; c: CompiledRule[] }
+    >();
     for (const c of rules) {
       let t = byTable.get(c.source.table);
       if (t === undefined) {
         // The file categories (file_event, file_create, file_access) read the same fields of one table.
-        t = { source: c.source, slots: new FieldSlots(), rules: [] };
+        t = { source: c.source, slots: new FieldSlots(), rules: [], c: [] };
         byTable.set(c.source.table, t);
       }
-      t.rules.push({ c, ...rulePredicate(c, t.slots), anchors: ruleAnchors(c, t.slots) });
+      t.rules.push({ c, ...rulePredicate(c, t.slots) });
+      t.c.push(c);
     }
-    plan = [...byTable.values()];
+    plan = [...byTable.values()].map(({ source, slots, rules: planned, c }) => {
+      const anchors = c.map((r) => ruleAnchors(r, slots));
+      const cheapAnchors = c.map((r) => ruleAnchors(r, slots, true));
+      const dear = c.map((r) => readsDear(r));
+      const cheap = dear.every((d, i) => !d || cheapAnchors[i] !== null)
+        ? { prefilter: new Prefilter(cheapAnchors), dear }
+        : null;
+      return { source, slots, rules: planned, prefilter: new Prefilter(anchors), cheap };
+    });
     PLANS.set(rules, plan);
   }
   return plan;
+}
+
+/** Whether a rule reads a field its logsource reads through a join or subquery (`dear`). */
+function readsDear(c: CompiledRule): boolean {
+  const maps = Object.values(c.rule.searches).flatMap((v) => (Array.isArray(v) ? v : [v]));
+  return maps.some(
+    (m) =>
+      typeof m === 'object' &&
+      m !== null &&
+      Object.keys(m).some((k) => c.source.fields[k.split('|')[0]]?.dear === true),
+  );
 }
 
 /** Which rows of a table: a window of the history (read a page at a time), or one batch's. */
@@ -165,44 +190,87 @@ interface RowSet {
   readonly where: RawBuilder<boolean>[];
   /** Rows per query, in id order; null: all at once. */
   readonly page: number | null;
+  /** The rows, already read (readBatchRows): no query. */
+  readonly read?: ScannedRow[];
 }
 
 /** Rows read per query of a table scan (memory stays bounded over any history). */
 const PAGE = 20_000;
 
+/** One row of a scan: its id, time and the field values by slot (a dear one undefined until read). */
+interface ScannedRow {
+  readonly id: unknown;
+  readonly time: number;
+  readonly values: unknown[];
+}
+
+/** Ids per query that reads the dear fields of some rows of a page (under both parameter limits). */
+const DEAR_CHUNK = 2_000;
+
 /**
  * Reads the rows `where` selects, PAGE at a time in id order and only the fields the table's rules
- * use (the same SQL expressions hunt's queries use), and hands each to `visit` (its id, time and
- * field values by slot).
+ * use (the same SQL expressions hunt's queries use), and hands each page to `visit`. With `cheap`,
+ * a page holds only the fields that are not dear (from the logsource's cheapScan, no joins);
+ * `readDear` then adds the others to the rows that need them.
  */
 async function scanTable(
   db: Kysely<Database>,
   t: TablePlan,
-  { where, page: pageRows }: RowSet,
-  visit: (id: unknown, time: number, values: unknown[]) => void,
+  { where, page: pageRows, read: given }: RowSet,
+  cheapNow: () => boolean,
+  visit: (rows: ScannedRow[]) => Promise<void>,
 ): Promise<void> {
+  if (given !== undefined) return visit(given);
   const s = t.source;
-  const fields = t.slots.names.map((name, i) => sql`${s.fields[name].expr} as ${sql.raw(`f${i}`)}`);
   const conds = [...where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
-  const names = t.slots.names.map((_, i) => `f${i}`);
   let after: unknown = null;
   for (;;) {
+    // Asked per page: a scan may give up reading the dear fields last (matchRules).
+    const cheap = cheapNow();
+    const read = t.slots.names.flatMap((name, i) => (cheap && s.fields[name].dear ? [] : [i]));
+    const fields = read.map((i) => sql`${s.fields[t.slots.names[i]].expr} as ${sql.raw(`f${i}`)}`);
     const page = after === null ? conds : [...conds, sql<boolean>`${s.id} > ${after}`];
     // One batch's rows are read at once, through the open_ord index (an ORDER BY id could lead the
     // planner to walk the whole table in id order instead).
     const tail = pageRows === null ? sql`` : sql` order by ${s.id} limit ${pageRows}`;
     const { rows } = await sql<
       Record<string, unknown>
-    >`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${s.scan}${page.length ? sql` where ${sql.join(page, sql` and `)}` : sql``}${tail}`.execute(
+    >`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${cheap ? s.cheapScan : s.scan}${page.length ? sql` where ${sql.join(page, sql` and `)}` : sql``}${tail}`.execute(
       db,
     );
-    for (const r of rows) {
-      const values = new Array<unknown>(names.length);
-      for (let i = 0; i < names.length; i++) values[i] = r[names[i]];
-      visit(r.id, Number(r.time), values);
+    const out: ScannedRow[] = new Array(rows.length);
+    for (let k = 0; k < rows.length; k++) {
+      const r = rows[k];
+      const values = new Array<unknown>(t.slots.names.length);
+      for (const i of read) values[i] = r[`f${i}`];
+      out[k] = { id: r.id, time: Number(r.time), values };
     }
+    await visit(out);
     if (pageRows === null || rows.length < pageRows) return;
     after = rows[rows.length - 1].id;
+  }
+}
+
+/** Fills in the dear fields of `rows` (read by cheap scan), by their ids, a chunk per query. */
+async function readDear(db: Kysely<Database>, t: TablePlan, rows: readonly ScannedRow[]): Promise<void> {
+  const s = t.source;
+  const dear = t.slots.names.flatMap((name, i) => (s.fields[name].dear ? [i] : []));
+  if (dear.length === 0) return;
+  const fields = dear.map((i) => sql`${s.fields[t.slots.names[i]].expr} as ${sql.raw(`f${i}`)}`);
+  for (let k = 0; k < rows.length; k += DEAR_CHUNK) {
+    const chunk = rows.slice(k, k + DEAR_CHUNK);
+    const { rows: read } = await sql<
+      Record<string, unknown>
+    >`select ${s.id} as id, ${sql.join(fields)} from ${s.scan} where ${s.id} in (${sql.join(chunk.map((r) => r.id))})`.execute(
+      db,
+    );
+    const byId = new Map(read.map((r) => [String(r.id), r]));
+    for (const r of chunk) {
+      const got = byId.get(String(r.id));
+      // The same transaction's rows: only a row the full scan's inner joins leave out is missing;
+      // its dear fields stay null, as SQL reads them nowhere.
+      for (const i of dear) r.values[i] = got === undefined ? null : got[`f${i}`];
+    }
   }
 }
 
@@ -246,20 +314,58 @@ function valuesKey(values: readonly unknown[]): string {
 /** Distinct field-value sets whose verdicts a scan remembers (then it starts again). */
 const MEMO_ENTRIES = 100_000;
 
+/**
+ * Live detection keeps the verdicts from batch to batch (a host runs the same programs all day),
+ * fewer of them: a server holds them for as long as it runs.
+ */
+const LIVE_MEMO_ENTRIES = 20_000;
+const LIVE_MEMOS = new WeakMap<readonly PlannedRule[], Map<string, readonly number[]>>();
+function liveMemoOf(rules: readonly PlannedRule[]): Memo {
+  let m = LIVE_MEMOS.get(rules);
+  if (m === undefined) {
+    m = new Map();
+    LIVE_MEMOS.set(rules, m);
+  }
+  return { map: m, max: LIVE_MEMO_ENTRIES };
+}
+
+/** Lookups after which a scan judges whether remembering verdicts pays. */
+const MEMO_TRIAL = 8_192;
+
+/** Counts a scan's memo lookups and turns it off when under a quarter of MEMO_TRIAL found one. */
+class MemoUse {
+  on = true;
+  private tries = 0;
+  private found = 0;
+
+  count(found: boolean): void {
+    this.tries++;
+    if (found) this.found++;
+    if (this.tries === MEMO_TRIAL && this.found * 4 < MEMO_TRIAL) this.on = false;
+  }
+}
+
+/** The verdicts remembered by field values (rule i as i, a match, or ~i: the engine decides). */
+interface Memo {
+  readonly map: Map<string, readonly number[]>;
+  readonly max: number;
+}
+
 /** Ids per confirming query (well under both engines' parameter limits). */
 const CONFIRM_CHUNK = 500;
 
 /**
  * Every rule of `plan` on the rows `where(source)` selects: each table is read once (scanTable)
- * and every rule tested on each row in memory (predicate.ts); only the rows a rule may match are
- * read again, by that rule's own SQL restricted to their ids, in time order until `limit` — so a
- * match is exactly what the rule's SQL says of that row, and rows no rule can match cost no query.
+ * and every rule tested on each row in memory (predicate.ts); the rows some rule matches are read
+ * again, once for all the rules (readMatches), for the alert's columns and batch — so rows no rule
+ * can match cost no query, and a batch with matches one more query per table, not one per rule.
  */
 async function matchRules(
   db: Kysely<Database>,
   plan: readonly TablePlan[],
   rowsOf: (s: LogSource) => RowSet,
   limit: number,
+  memoOf: (rules: readonly PlannedRule[]) => Memo = () => ({ map: new Map(), max: MEMO_ENTRIES }),
 ): Promise<Alert[]> {
   const alerts: Alert[] = [];
   for (const t of plan) {
@@ -268,45 +374,158 @@ async function matchRules(
     // among its first `limit` matches), and the rows only SQL can decide.
     const sure = t.rules.map(() => new TopRows(limit));
     const unsure = t.rules.map(() => [] as Candidate[]);
-    const prefilter = prefilterOf(t.rules);
     const lower = t.rules[0].c.caps.lowerText;
+    const rows = rowsOf(t.source);
+    // A hunt whose rules allow it reads the dear fields (a parent's, a looked-up name) only for
+    // the rows the anchors of the rules that read them keep; one batch's rows are read at once.
+    const cheap = rows.page !== null ? t.cheap : null;
+    const prefilter = cheap?.prefilter ?? t.prefilter;
     // Rows repeat their fields (the same daemons, cron jobs and scripts all day): the rules' answer
     // for a set of field values is remembered, so each distinct set is tested once.
-    const memo = new Map<string, readonly number[]>();
-    await scanTable(db, t, rowsOf(t.source), (id, time, values) => {
+    const { map: memo, max } = memoOf(t.rules);
+    // Where rows hardly repeat (connections: addresses and ports), remembering costs more than it
+    // saves (a key per row, and the collector): a scan that reuses under a quarter of its first
+    // MEMO_TRIAL verdicts stops remembering.
+    const full = new MemoUse();
+    const test = (values: unknown[]): readonly number[] => {
+      const row = new LiveRow(values, lower);
+      // Rule i as i (a match) or ~i (SQL decides).
+      // Once every field is read at once, the anchors chosen without regard to cost of reading.
+      return (dearLast ? prefilter : t.prefilter).candidates(row).flatMap((i) => {
+        const v = t.rules[i].test(row);
+        return v === true ? [i] : v === null ? [~i] : [];
+      });
+    };
+    const hitsOf = (values: unknown[]): readonly number[] => {
+      if (!full.on) return test(values);
       const key = valuesKey(values);
       let hits = memo.get(key);
+      full.count(hits !== undefined);
       if (hits === undefined) {
-        const row = new LiveRow(values, lower);
-        // Rule i as i (a match) or ~i (SQL decides).
-        hits = prefilter.candidates(row).flatMap((i) => {
-          const v = t.rules[i].test(row);
-          return v === true ? [i] : v === null ? [~i] : [];
-        });
-        if (memo.size >= MEMO_ENTRIES) memo.clear();
+        hits = test(values);
+        if (memo.size >= max) memo.clear();
         memo.set(key, hits);
       }
+      return hits;
+    };
+    const keep = (r: ScannedRow, hits: readonly number[]) => {
       for (const i of hits) {
-        if (i >= 0) sure[i].add({ id, time });
-        else unsure[~i].push({ id, time });
+        if (i >= 0) sure[i].add({ id: r.id, time: r.time });
+        else unsure[~i].push({ id: r.id, time: r.time });
       }
-    });
-    for (let i = 0; i < t.rules.length; i++) {
-      const maybe = [...sure[i].rows(), ...unsure[i]].sort(byTime);
-      let found = 0;
-      for (let k = 0; k < maybe.length && found < limit; k += CONFIRM_CHUNK) {
-        const ids = maybe.slice(k, k + CONFIRM_CHUNK).map((m) => m.id);
-        const matched = await ruleMatches(
-          db,
-          t.rules[i].c,
-          [sql<boolean>`${t.source.id} in (${sql.join(ids)})`],
-          limit - found,
-        );
-        found += matched.length;
-        alerts.push(...matched);
-      }
-    }
+    };
+    // By the fields that are not dear: the hits, or null when a rule that reads dear ones is a
+    // candidate (the row's dear fields are then read, and every rule tested on the whole row).
+    const cheapMemo = new Map<string, readonly number[] | null>();
+    const cheapUse = new MemoUse();
+    // Where a quarter of a page or more needs its dear fields, reading them by id costs more than
+    // the join did (PostgreSQL plans each list of ids over every partition): the rest of the
+    // scan reads every field at once.
+    let dearLast = cheap !== null;
+    await scanTable(
+      db,
+      t,
+      rows,
+      () => dearLast,
+      async (page) => {
+        if (cheap === null || !dearLast) {
+          for (const r of page) keep(r, hitsOf(r.values));
+          return;
+        }
+        const later: ScannedRow[] = [];
+        const cheapTest = (values: unknown[]): readonly number[] | null => {
+          const row = new LiveRow(values, lower);
+          const candidates = prefilter.candidates(row);
+          return candidates.some((i) => cheap.dear[i])
+            ? null
+            : candidates.flatMap((i) => {
+                const v = t.rules[i].test(row);
+                return v === true ? [i] : v === null ? [~i] : [];
+              });
+        };
+        for (const r of page) {
+          let hits: readonly number[] | null | undefined;
+          if (cheapUse.on) {
+            const key = valuesKey(r.values);
+            hits = cheapMemo.get(key);
+            cheapUse.count(hits !== undefined);
+            if (hits === undefined) {
+              hits = cheapTest(r.values);
+              if (cheapMemo.size >= MEMO_ENTRIES) cheapMemo.clear();
+              cheapMemo.set(key, hits);
+            }
+          } else hits = cheapTest(r.values);
+          if (hits === null) later.push(r);
+          else keep(r, hits);
+        }
+        await readDear(db, t, later);
+        for (const r of later) keep(r, hitsOf(r.values));
+        if (later.length * 4 >= page.length) dearLast = false;
+      },
+    );
+    alerts.push(
+      ...(await readMatches(
+        db,
+        t,
+        sure.map((s) => s.rows()),
+        unsure,
+        limit,
+      )),
+    );
   }
+  return alerts;
+}
+
+/**
+ * The alerts of one table's rules: `sure[i]` the rows rule i matches (its in-memory test decided,
+ * already its first `limit` in time order), `unsure[i]` the rows only the engine can decide (a
+ * regex on PostgreSQL). Every such row is read once, by one query per CONFIRM_CHUNK ids for all the
+ * rules, with the alert's columns and batch; the unsure rows also with, per rule that has some, the
+ * rule's own SQL condition as a column (so the engine decides, in the same query).
+ */
+async function readMatches(
+  db: Kysely<Database>,
+  t: TablePlan,
+  sure: readonly (readonly Candidate[])[],
+  unsure: readonly (readonly Candidate[])[],
+  limit: number,
+): Promise<Alert[]> {
+  const s = t.source;
+  const ids = new Set<unknown>();
+  for (const list of [...sure, ...unsure]) for (const m of list) ids.add(m.id);
+  if (ids.size === 0) return [];
+  // The rules the engine decides for some row, each one flag column.
+  const asked = t.rules.flatMap((r, i) => (unsure[i].length > 0 ? [i] : []));
+  const flags = asked.map(
+    (i, k) => sql`case when ${t.rules[i].c.where} then 1 else 0 end as ${sql.raw(`m${k}`)}`,
+  );
+  const pid = s.fields.ProcessId?.expr ?? sql`null`;
+  const rows = new Map<string, Record<string, unknown>>();
+  const all = [...ids];
+  for (let k = 0; k < all.length; k += CONFIRM_CHUNK) {
+    const chunk = all.slice(k, k + CONFIRM_CHUNK);
+    const { rows: read } = await sql<
+      Record<string, unknown>
+    >`select ${s.id} as row_id_, ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns}${flags.length ? sql`, ${sql.join(flags)}` : sql``} from ${s.from} where ${s.id} in (${sql.join(chunk)})`.execute(
+      db,
+    );
+    for (const r of read) rows.set(String(r.row_id_), r);
+  }
+  const alerts: Alert[] = [];
+  t.rules.forEach((r, i) => {
+    const flag = `m${asked.indexOf(i)}`;
+    const decided = unsure[i].filter((m) => Number(rows.get(String(m.id))?.[flag]) === 1);
+    const matched = [...sure[i], ...decided].sort(byTime).slice(0, limit);
+    for (const m of matched) {
+      const row = rows.get(String(m.id));
+      // A row the scan read is there in the same transaction; only a concurrent delete (prune)
+      // removes it in between, and then there is nothing left to alert on.
+      if (row === undefined) continue;
+      const { row_id_: _id, ...rest } = row;
+      for (const k of asked.keys()) delete rest[`m${k}`];
+      alerts.push(toAlert(r.c, rest));
+    }
+  });
   return alerts;
 }
 
@@ -323,6 +542,43 @@ function batchRows(batch: { readonly hostId: string; readonly seq: number }) {
 }
 
 /**
+ * The rows one batch opened in every table of `plan`, with the fields its rules read, in one
+ * statement (a UNION ALL, each table's fields as a JSON array): one round trip per batch where
+ * three would be (PostgreSQL pays each one; the values are those scanTable reads).
+ */
+async function readBatchRows(
+  db: Kysely<Database>,
+  plan: readonly TablePlan[],
+  batch: { readonly hostId: string; readonly seq: number },
+): Promise<Map<string, ScannedRow[]>> {
+  const tables = plan.filter((t) => t.rules.length > 0);
+  const out = new Map<string, ScannedRow[]>(tables.map((t) => [t.source.table, []]));
+  if (tables.length === 0) return out;
+  const rowsOf = batchRows(batch);
+  const caps = tables[0].rules[0].c.caps;
+  const parts = tables.map((t, k) => {
+    const s = t.source;
+    const conds = [...rowsOf(s).where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
+    const values = caps.jsonArray(t.slots.names.map((name) => s.fields[name].expr));
+    return sql`select ${sql.lit(k)} as t, ${s.id} as id, ${s.time} as time, ${values} as v from ${s.scan} where ${sql.join(conds, sql` and `)}`;
+  });
+  const { rows } = await sql<{
+    t: number | string;
+    id: unknown;
+    time: unknown;
+    v: string;
+  }>`${sql.join(parts, sql` union all `)}`.execute(db);
+  for (const r of rows) {
+    out.get(tables[Number(r.t)].source.table)!.push({
+      id: r.id,
+      time: Number(r.time),
+      values: JSON.parse(r.v) as unknown[],
+    });
+  }
+  return out;
+}
+
+/**
  * Each rule's in-memory verdict on each row one batch opened (true, false, or null: SQL decides),
  * before any SQL confirms it: tests hold it against the rule's SQL row by row.
  */
@@ -334,16 +590,23 @@ export async function liveVerdicts(
   const out: { rule: CompiledRule; id: number; verdict: Verdict }[] = [];
   const rowsOf = batchRows(batch);
   for (const t of planOf(rules)) {
-    const prefilter = prefilterOf(t.rules);
     const lower = t.rules[0].c.caps.lowerText;
-    await scanTable(db, t, rowsOf(t.source), (id, _time, values) => {
-      const row = new LiveRow(values, lower);
-      // A rule the prefilter leaves out is false for that row, as live detection takes it.
-      const worth = new Set(prefilter.candidates(row));
-      t.rules.forEach((r, i) => {
-        out.push({ rule: r.c, id: Number(id), verdict: worth.has(i) ? r.test(row) : false });
-      });
-    });
+    await scanTable(
+      db,
+      t,
+      rowsOf(t.source),
+      () => false,
+      async (page) => {
+        for (const { id, values } of page) {
+          const row = new LiveRow(values, lower);
+          // A rule the prefilter leaves out is false for that row, as live detection takes it.
+          const worth = new Set(t.prefilter.candidates(row));
+          t.rules.forEach((r, i) => {
+            out.push({ rule: r.c, id: Number(id), verdict: worth.has(i) ? r.test(row) : false });
+          });
+        }
+      },
+    );
   }
   return out;
 }
@@ -359,7 +622,16 @@ export async function huntBatchOn(
   batch: { readonly hostId: string; readonly seq: number },
   limit: number,
 ): Promise<Alert[]> {
-  const alerts = await matchRules(db, planOf(rules), batchRows(batch), limit);
+  const plan = planOf(rules);
+  const read = await readBatchRows(db, plan, batch);
+  const rowsOf = batchRows(batch);
+  const alerts = await matchRules(
+    db,
+    plan,
+    (s) => ({ ...rowsOf(s), read: read.get(s.table) ?? [] }),
+    limit,
+    liveMemoOf,
+  );
   return alerts.sort((a, b) => a.time - b.time);
 }
 

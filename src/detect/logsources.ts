@@ -5,6 +5,11 @@ export interface FieldMapping {
   readonly expr: RawBuilder<unknown>;
   /** text: matched as strings; int: numbers compared as numbers (strings with wildcards as text). */
   readonly type: 'text' | 'int';
+  /**
+   * Read through a join or subquery beyond the row's own table and its host (a parent's image, the
+   * owning process's, a looked-up name): a hunt reads it only for the rows some rule needs it of.
+   */
+  readonly dear?: true;
 }
 
 /** A Sigma logsource category pofr records, and the table its events come from. */
@@ -19,6 +24,8 @@ export interface LogSource {
   readonly from: RawBuilder<unknown>;
   /** The same rows without the batch (live detection knows it): what every field reads. */
   readonly scan: RawBuilder<unknown>;
+  /** The same rows again, with only what the fields that are not `dear` read. */
+  readonly cheapScan: RawBuilder<unknown>;
   /** The row's host, time (µs) and row id: the window, host filter and order use them. */
   readonly hostId: RawBuilder<unknown>;
   readonly time: RawBuilder<unknown>;
@@ -30,11 +37,12 @@ export interface LogSource {
 }
 
 // pofr's own fields, beside Sigma's: the host's name, the container and the ids of the process.
-const pofrFields = (p: string): Record<string, FieldMapping> => ({
+// `dear` when the process is another table's row (of an endpoint).
+const pofrFields = (p: string, dear?: true): Record<string, FieldMapping> => ({
   Host: { expr: sql.raw('h.name'), type: 'text' },
-  ContainerId: { expr: sql.raw(`${p}.container_id`), type: 'text' },
-  Uid: { expr: sql.raw(`${p}.ruid`), type: 'int' },
-  Euid: { expr: sql.raw(`${p}.euid`), type: 'int' },
+  ContainerId: { expr: sql.raw(`${p}.container_id`), type: 'text', dear },
+  Uid: { expr: sql.raw(`${p}.ruid`), type: 'int', dear },
+  Euid: { expr: sql.raw(`${p}.euid`), type: 'int', dear },
 });
 
 // A name where the store has it (users at that time), else the uid, so `User: root` and `User: '0'`
@@ -43,11 +51,12 @@ const userOf = (p: string) => sql.raw(`coalesce(${p}."user", cast(${p}.ruid as t
 
 // Every row keeps `open_ord` = seq × 1,000,000 + record index (docs/schema.md "Order"): the batch that
 // recorded it is seq = open_ord / 1,000,000 (integer division on both engines).
-const fromAndScan = (rows: string, alias: string) => ({
+const fromAndScan = (rows: string, alias: string, cheapRows: string = rows) => ({
   from: sql.raw(
     `${rows} left join batches b on b.host_id = ${alias}.host_id and b.seq = ${alias}.open_ord / 1000000`,
   ),
   scan: sql.raw(rows),
+  cheapScan: sql.raw(cheapRows),
 });
 
 const processCreation: LogSource = {
@@ -60,9 +69,9 @@ const processCreation: LogSource = {
     User: { expr: userOf('p'), type: 'text' },
     ProcessId: { expr: sql.raw('p.pid'), type: 'int' },
     ParentProcessId: { expr: sql.raw('p.ppid'), type: 'int' },
-    ParentImage: { expr: sql.raw('pp.exe'), type: 'text' },
-    ParentCommandLine: { expr: sql.raw('pp.cmdline'), type: 'text' },
-    ParentUser: { expr: userOf('pp'), type: 'text' },
+    ParentImage: { expr: sql.raw('pp.exe'), type: 'text', dear: true },
+    ParentCommandLine: { expr: sql.raw('pp.cmdline'), type: 'text', dear: true },
+    ParentUser: { expr: userOf('pp'), type: 'text', dear: true },
     ...pofrFields('p'),
   },
   columns: sql.raw(
@@ -71,6 +80,7 @@ const processCreation: LogSource = {
   ...fromAndScan(
     'processes p join hosts h on h.host_id = p.host_id left join processes pp on pp.id = p.parent_id',
     'p',
+    'processes p join hosts h on h.host_id = p.host_id',
   ),
   hostId: sql.raw('p.host_id'),
   time: sql.raw('p.start'),
@@ -88,23 +98,23 @@ const networkConnection: LogSource = {
   category: 'network_connection',
   table: 'endpoints',
   fields: {
-    Image: { expr: sql.raw('p.exe'), type: 'text' },
-    CommandLine: { expr: sql.raw('p.cmdline'), type: 'text' },
-    User: { expr: userOf('p'), type: 'text' },
+    Image: { expr: sql.raw('p.exe'), type: 'text', dear: true },
+    CommandLine: { expr: sql.raw('p.cmdline'), type: 'text', dear: true },
+    User: { expr: userOf('p'), type: 'text', dear: true },
     ProcessId: { expr: sql.raw('e.pid'), type: 'int' },
     Protocol: { expr: sql.raw('e.proto'), type: 'text' },
     SourceIp: { expr: sql.raw('e.local_ip'), type: 'text' },
     SourcePort: { expr: sql.raw('e.local_port'), type: 'int' },
     DestinationIp: { expr: sql.raw('e.remote_ip'), type: 'text' },
     DestinationPort: { expr: sql.raw('e.remote_port'), type: 'int' },
-    DestinationHostname: { expr: sql.raw(`coalesce(${lookedUp}, e.fqdn)`), type: 'text' },
+    DestinationHostname: { expr: sql.raw(`coalesce(${lookedUp}, e.fqdn)`), type: 'text', dear: true },
     // The recorder does not say who opened a connection: the side on the lower port is taken as the
     // service (network-summary's rule), so local port above remote port means this host initiated.
     Initiated: {
       expr: sql.raw(`case when e.local_port > e.remote_port then 'true' else 'false' end`),
       type: 'text',
     },
-    ...pofrFields('p'),
+    ...pofrFields('p', true),
   },
   columns: sql.raw(
     `e.id as endpoint_id, e.boot_id, e.proto, e.local_ip, e.local_port, e.remote_ip, e.remote_port, e.state, e.country, ${lookedUp} as looked_up, e.fqdn, case when ${lookedUp} is not null then 'looked_up' when e.fqdn is not null then 'reverse_dns' else null end as hostname_source, p.id as process_id, p.exe, p.cmdline, coalesce(p."user", cast(p.ruid as text)) as "user"`,
@@ -112,6 +122,7 @@ const networkConnection: LogSource = {
   ...fromAndScan(
     'endpoints e join hosts h on h.host_id = e.host_id left join processes p on p.id = e.process_id',
     'e',
+    'endpoints e join hosts h on h.host_id = e.host_id',
   ),
   hostId: sql.raw('e.host_id'),
   time: sql.raw('e.first_seen'),

@@ -19,9 +19,10 @@ interface Anchor {
  * cannot match; one that holds an anchor is then tested in full.
  *
  * Anchors are lowered by the engine's lower() and compared with the lowered field: for `|cased`
- * too, since lowering one character at a time keeps a prefix a prefix (and so on).
+ * too, since lowering one character at a time keeps a prefix a prefix (and so on). With
+ * `cheapOnly`, only fields that are not `dear` anchor (a hunt reads those first).
  */
-export function ruleAnchors(c: CompiledRule, slots: FieldSlots): Anchor[] | null {
+export function ruleAnchors(c: CompiledRule, slots: FieldSlots, cheapOnly = false): Anchor[] | null {
   const { rule, source, caps } = c;
   const names = Object.keys(rule.searches);
   const lower = caps.lowerText;
@@ -48,7 +49,8 @@ export function ruleAnchors(c: CompiledRule, slots: FieldSlots): Anchor[] | null
   const fieldAnchors = (key: string, raw: unknown): Anchor[] | null => {
     const [fieldName, ...mods] = key.split('|');
     const field = source.fields[fieldName];
-    if (field === undefined) return null;
+    // cheapOnly: anchors a hunt can check before it reads the `dear` fields (logsources.ts).
+    if (field === undefined || (cheapOnly && field.dear)) return null;
     // Numbers, addresses, presence and regular expressions are left to the full test.
     if (['exists', 're', 'cidr', 'gt', 'gte', 'lt', 'lte'].some((m) => mods.includes(m))) return null;
     if (field.type === 'int') return null;

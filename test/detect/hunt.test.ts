@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { KyselyPlugin } from 'kysely';
 import {
   type Alert,
   type CompiledRule,
   compileRule,
   hunt,
   huntBatchOn,
+  huntOn,
+  huntSql,
   parseRule,
 } from '../../src/detect/index.js';
 import { type Store, sqliteCapabilities } from '../../src/store/index.js';
@@ -23,7 +26,70 @@ async function pids(store: Store, yaml: string): Promise<number[]> {
   return (await matches(store, yaml)).map((a) => a.pid!).sort((a, b) => a - b);
 }
 
+/** A plugin that counts the statements run through it. */
+function counter(): { plugin: KyselyPlugin; count: () => number } {
+  let n = 0;
+  return {
+    plugin: {
+      transformQuery: (args) => {
+        n++;
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    },
+    count: () => n,
+  };
+}
+
 for (const dialect of DIALECTS) {
+  test(`[${dialect}] a hunt reads a parent's fields only for the rows a rule that reads them may match`, (t) =>
+    withStore(t, dialect, async (store) => {
+      await huntFixture(store);
+      let n = 0;
+      const compiled = (detection: string) => {
+        // Each rule its own id, so the matches say which rule found them.
+        const yaml = rule(detection).replace('-000000000001\n', `-00000000010${n++}\n`);
+        const c = compileRule(parseRule(yaml, 'parent.yml'), store.caps);
+        assert.equal(c.status, 'ok');
+        return c as CompiledRule;
+      };
+      // Seven processes, three a page: three page reads without the parent's fields.
+      const q = { limit: 1000, pageRows: 3 };
+      const none = [
+        compiled(`  sel:\n    ParentImage|endswith: /bash\n    Image|endswith: /nothing\n  condition: sel`),
+      ];
+      const c1 = counter();
+      assert.deepEqual(await huntOn(store.db.withPlugin(c1.plugin), none, q), []);
+      assert.equal(c1.count(), 3, 'no row has an image ending in /nothing: no parent read');
+      // curl (row 101, bash's child) is a candidate: one read of its parent's fields, one of its alert.
+      const rules = [
+        compiled(`  sel:\n    ParentImage|endswith: /bash\n    Image|endswith: /curl\n  condition: sel`),
+        compiled(
+          `  sel:\n    ParentCommandLine: bash\n    CommandLine|contains: evil\n  filter:\n    ParentImage|startswith: /usr/sbin\n  condition: sel and not filter`,
+        ),
+        compiled(`  sel:\n    ParentImage|endswith: /zsh\n    CommandLine|contains: sh\n  condition: sel`),
+        compiled(`  sel:\n    Image|endswith: /nc\n  condition: sel`),
+      ];
+      const c2 = counter();
+      const found = await huntOn(store.db.withPlugin(c2.plugin), [rules[0]], q);
+      assert.deepEqual(
+        found.map((a) => [a.pid, a.parent_exe]),
+        [[101, '/usr/bin/bash']],
+      );
+      assert.equal(c2.count(), 5);
+      // Whatever the page size, the same matches as each rule's own SQL.
+      const key = (a: Alert) => `${a.rule_id} ${a.pid}`;
+      const want = (await huntSql(store.db, rules, { limit: 1000 })).map(key).sort();
+      assert.ok(want.length >= 3, JSON.stringify(want));
+      for (const pageRows of [1, 2, 3, 1000]) {
+        assert.deepEqual(
+          (await hunt(store, rules, { limit: 1000, pageRows })).map(key).sort(),
+          want,
+          `pages of ${pageRows}`,
+        );
+      }
+    }));
+
   test(`[${dialect}] each Sigma modifier and condition form selects exactly the rows it should`, (t) =>
     withStore(t, dialect, async (store) => {
       await huntFixture(store);
