@@ -495,7 +495,7 @@ async function readMatches(
   for (const list of [...sure, ...unsure]) for (const m of list) ids.add(m.id);
   if (ids.size === 0) return [];
   // The rules the engine decides for some row, each one flag column.
-  const asked = t.rules.flatMap((r, i) => (unsure[i].length > 0 ? [i] : []));
+  const asked = t.rules.flatMap((_r, i) => (unsure[i].length > 0 ? [i] : []));
   const flags = asked.map(
     (i, k) => sql`case when ${t.rules[i].c.where} then 1 else 0 end as ${sql.raw(`m${k}`)}`,
   );
