@@ -202,6 +202,19 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
         const end = keys[limit - 1].time;
         bounded = { ...resolved, to: opts.to === undefined ? end : Math.min(opts.to, end) };
       }
+      // The page's events of each keyed source are exactly its rows among the first `limit` keys
+      // (the other sources can only push some out): read those rows by id, instead of every
+      // resolved process's index again. Endpoint states are keyed by endpoint, not by row: they
+      // keep the window.
+      if (resolved.processIds !== undefined) {
+        const pageIds = new Map<number, number[]>();
+        for (const k of keys.slice(0, limit)) {
+          const ids = pageIds.get(k.rank);
+          if (ids === undefined) pageIds.set(k.rank, [k.id]);
+          else ids.push(k.id);
+        }
+        bounded = { ...bounded, pageIds };
+      }
     }
     for (const read of sources(bounded)) for (const e of await read()) all.push(e);
     if (kinds.has('gap')) for (const e of await gaps(store, bounded, limit)) all.push(e);
@@ -227,6 +240,11 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
 interface ResolvedQuery extends TimelineQuery {
   /** When set: only events of these process rows (and the command filter is not applied again). */
   readonly processIds?: readonly number[];
+  /**
+   * When set (with processIds): the row ids each source's events of the page are, by the source's
+   * RANK, found by a pass over the order keys; a source that takes them reads those rows only.
+   */
+  readonly pageIds?: ReadonlyMap<number, readonly number[]>;
 }
 
 /**
@@ -375,7 +393,11 @@ function activityFilters(src: ActivitySource, opts: ResolvedQuery, caps: Capabil
         : activity('p.user', '=', user),
     );
   }
-  if (opts.processIds !== undefined) {
+  const pageIds = src.rank === RANK.endpoint_state ? undefined : opts.pageIds;
+  if (pageIds !== undefined) {
+    const ids = pageIds.get(src.rank) ?? [];
+    out.push(ids.length === 0 ? sql<SqlBool>`1 = 0` : activity(src.id, 'in', ids));
+  } else if (opts.processIds !== undefined) {
     out.push(
       opts.processIds.length === 0 ? sql<SqlBool>`1 = 0` : activity(src.process, 'in', opts.processIds),
     );
