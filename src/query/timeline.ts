@@ -204,8 +204,8 @@ export async function timeline(store: Store, opts: TimelineQuery = {}): Promise<
       }
       // The page's events of each keyed source are exactly its rows among the first `limit` keys
       // (the other sources can only push some out): read those rows by id, instead of every
-      // resolved process's index again. Endpoint states are keyed by endpoint, not by row: they
-      // keep the window.
+      // resolved process's index again. Endpoint states are keyed by their endpoint: the states of
+      // those endpoints in the window hold the page's (the final sort keeps the first `limit`).
       if (resolved.processIds !== undefined) {
         const pageIds = new Map<number, number[]>();
         for (const k of keys.slice(0, limit)) {
@@ -393,7 +393,7 @@ function activityFilters(src: ActivitySource, opts: ResolvedQuery, caps: Capabil
         : activity('p.user', '=', user),
     );
   }
-  const pageIds = src.rank === RANK.endpoint_state ? undefined : opts.pageIds;
+  const pageIds = opts.pageIds;
   if (pageIds !== undefined) {
     const ids = pageIds.get(src.rank) ?? [];
     out.push(ids.length === 0 ? sql<SqlBool>`1 = 0` : activity(src.id, 'in', ids));
