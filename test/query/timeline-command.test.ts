@@ -84,6 +84,54 @@ for (const dialect of DIALECTS) {
       assert.ok(nonEmpty >= 8, `${nonEmpty} of the filters found something`);
     }));
 
+  test(`[${dialect}] a command filter over two hosts, in a window, with kinds, page after page, is the reference's`, (t) =>
+    withStore(t, dialect, async (store) => {
+      // Pages end where the sources' (process_id, time, ord) keys say (migration 0018): small pages
+      // over two hosts cut inside runs of equal times, and a window and a kind list bound each source.
+      const r = await seedFleet(store, { events: 6000, hosts: 2, days: 1, end: END, seed: 22 });
+      const hosts = r.hosts.map((h) => h.host_id);
+      let compared = 0;
+      for (const pattern of ['sudo', 'sshd|cron', 'bas?h']) {
+        for (const observer of [undefined, false]) {
+          const all = await expected(store, hosts, new RegExp(pattern, 'u'), observer);
+          const activity = all.filter((e) => processOf(e) !== null);
+          if (activity.length < 10) continue;
+          const from = activity[Math.floor(activity.length / 4)].time;
+          const to = activity[Math.floor((activity.length * 3) / 4)].time;
+          for (const kinds of [undefined, ['process_exec', 'file_open', 'endpoint_state', 'gap']]) {
+            const ref = await timeline(store, { hosts, from, to, kinds, observer, limit: 100_000 });
+            const want = ref.filter((e) => all.some((a) => key(a) === key(e)));
+            const paged: TimelineEvent[] = [];
+            let after: ReturnType<typeof cursorOf> | undefined;
+            for (let i = 0; i < 200; i++) {
+              const page = await timeline(store, {
+                hosts,
+                from,
+                to,
+                kinds,
+                observer,
+                command: pattern,
+                after,
+                limit: 7,
+              });
+              paged.push(...page);
+              if (page.length < 7) break;
+              after = cursorOf(page[page.length - 1]);
+            }
+            const label = `${pattern}, observer ${observer}, kinds ${kinds}`;
+            assert.deepEqual(paged.map(key), want.map(key).slice(0, paged.length), label);
+            assert.equal(paged.length, Math.min(want.length, 200 * 7), label);
+            assert.ok(
+              paged.every((e) => (e.time >= from && e.time <= to) || e.kind === 'gap'),
+              label,
+            );
+            compared += paged.length;
+          }
+        }
+      }
+      assert.ok(compared > 100, `${compared} events compared`);
+    }));
+
   test(`[${dialect}] a command matching more process images than are resolved first walks the time index, same events`, (t) =>
     withStore(t, dialect, async (store) => {
       await addHost(store, 'h1', 'web');
