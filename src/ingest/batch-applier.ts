@@ -1,6 +1,13 @@
 import { type Insertable, sql, type Transaction } from 'kysely';
 import type { GeoLookup } from '../enrich/index.js';
-import type { EndpointInfo, FileInfo, PofrRecord, ProcessImage, RecordOf } from '../protocol/index.js';
+import {
+  type EndpointInfo,
+  type FileInfo,
+  type PofrRecord,
+  type ProcessImage,
+  type RecordOf,
+  UNKNOWN_ID,
+} from '../protocol/index.js';
 import {
   type Capabilities,
   type Database,
@@ -343,17 +350,7 @@ export class BatchApplier {
       open_ord: ord,
       close_ord: null,
     };
-    this.newProcesses.push(row);
-    this.fds.set(identityKey(r.pid, r.start_ticks), new Map());
-    this.remember(r, {
-      id: row.id,
-      exec_index: 0,
-      start: r.t,
-      end: null,
-      parent_id: row.parent_id ?? null,
-      ppid: r.ppid,
-      row,
-    });
+    this.addImage(row);
   }
 
   /** One read for the stored parents of the batch's process_fork records (children of rows it makes need none). */
@@ -459,17 +456,21 @@ export class BatchApplier {
     parentId: number | null,
     ord: number,
   ): ImageRow {
-    const row = this.processRow(proc, execIndex, start, parentId, ord);
+    return this.addImage(this.processRow(proc, execIndex, start, parentId, ord));
+  }
+
+  /** A new image row: written with the batch, cached under its identity (a first image starts with no descriptors). */
+  private addImage(row: ProcessRow): ImageRow {
     this.newProcesses.push(row);
-    const key = identityKey(proc.pid, proc.start_ticks);
+    const key = identityKey(row.pid, row.start_ticks);
     if ((this.images.get(key)?.length ?? 0) === 0) this.fds.set(key, new Map());
-    return this.remember(proc, {
+    return this.remember(row, {
       id: row.id,
-      exec_index: execIndex,
-      start,
+      exec_index: row.exec_index,
+      start: row.start,
       end: null,
       parent_id: row.parent_id ?? null,
-      ppid: proc.ppid,
+      ppid: row.ppid,
       row,
     });
   }
@@ -1338,8 +1339,6 @@ function toImageRow(r: {
 }
 
 /** The image running at `at`; failing that (tick rounding of start times), the nearest earlier one. */
-const NO_ID = 4_294_967_295;
-
 /** What a fork of a parent the store lacks inherits: nothing known, and argv marked incomplete. */
 const UNKNOWN_IMAGE: InheritedColumns = Object.freeze({
   exe: null,
@@ -1352,10 +1351,10 @@ const UNKNOWN_IMAGE: InheritedColumns = Object.freeze({
   cwd: null,
   cwd_raw: null,
   // (uid_t)-1, the kernel's "no id": never a real user's, and not root's.
-  ruid: NO_ID,
-  euid: NO_ID,
-  rgid: NO_ID,
-  egid: NO_ID,
+  ruid: UNKNOWN_ID,
+  euid: UNKNOWN_ID,
+  rgid: UNKNOWN_ID,
+  egid: UNKNOWN_ID,
   argv_source: null,
   argv_complete: 0,
   cgroup: null,

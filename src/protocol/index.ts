@@ -41,6 +41,7 @@ export {
   type RecordType,
   recordSchema,
   type SourceMode,
+  UNKNOWN_ID,
 } from './records.js';
 export {
   applicableSealSeed,

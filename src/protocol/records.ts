@@ -170,6 +170,9 @@ export const inventorySchema = z
   })
   .strict();
 
+/** (uid_t)-1, the kernel's "no id": the ids of a process whose credentials are not known. */
+export const UNKNOWN_ID = 0xffff_ffff;
+
 const at = { t: micros };
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
 

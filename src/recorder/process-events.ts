@@ -4,6 +4,7 @@ import {
   type PofrRecord,
   type ProcessImage,
   toWireBytes,
+  UNKNOWN_ID,
   type WireBytes,
 } from '../protocol/index.js';
 import type { LiveState } from './live-state.js';
@@ -78,8 +79,8 @@ export interface ProcessEventCounts {
   shed: number;
 }
 
-/** (uid_t)-1, the kernel's "no id": what a process gets whose credentials could not be read. */
-export const UNKNOWN_ID = 0xffff_ffff;
+/** (uid_t)-1: the ids of a process whose credentials could not be read. */
+export { UNKNOWN_ID };
 
 /** How long after a tick boundary a fork event may still belong to the tick before. */
 const BOUNDARY_NS = 1e6;
