@@ -89,7 +89,10 @@ interface OpenFile {
 
 const IMAGE_COLUMNS = ['id', 'exec_index', 'start', 'end', 'parent_id', 'ppid'] as const;
 
-/** What a forked process's image takes from its parent's (process_fork): all but identity, times and source. */
+/**
+ * What a forked process's image takes from its parent's (process_fork), and an exec's new image from
+ * the one before (process_exec_delta): all but identity, times and source.
+ */
 const INHERITED_COLUMNS = [
   'exe',
   'exe_raw',
@@ -113,6 +116,7 @@ const INHERITED_COLUMNS = [
   'ns_net',
   'ns_mnt',
   'ns_user',
+  'observer',
 ] as const;
 type InheritedColumns = Pick<ProcessRow, (typeof INHERITED_COLUMNS)[number]>;
 
@@ -241,7 +245,11 @@ export class BatchApplier {
     await this.prefetchEndpoints(records);
     if (
       records.some(
-        (r) => r.type === 'process_start' || r.type === 'process_exec' || r.type === 'process_fork',
+        (r) =>
+          r.type === 'process_start' ||
+          r.type === 'process_exec' ||
+          r.type === 'process_fork' ||
+          r.type === 'process_exec_delta',
       )
     )
       await this.loadUsers();
@@ -264,6 +272,8 @@ export class BatchApplier {
         return this.processExec(r.t, r.proc, ord);
       case 'process_fork':
         return this.processFork(r, ord);
+      case 'process_exec_delta':
+        return this.processExecDelta(r, ord);
       case 'process_exit':
         return this.processExit(r.t, r.pid, r.start_ticks, ord);
       case 'file_open':
@@ -353,13 +363,64 @@ export class BatchApplier {
     this.addImage(row);
   }
 
-  /** One read for the stored parents of the batch's process_fork records (children of rows it makes need none). */
+  /**
+   * An exec named by what it changed: the process's current image (the store's, which the same
+   * records made) with the new program and whatever else the record names. A process the store
+   * lacks (its start lost in a gap) gets a first image with what the record says and the rest
+   * unknown, as a fork of an unknown parent does.
+   */
+  private processExecDelta(r: RecordOf<'process_exec_delta'>, ord: number): Step {
+    const ref = { pid: r.pid, start_ticks: r.start_ticks, ppid: 0, parent_start_ticks: null };
+    const miss = this.loadProcessContext(ref);
+    if (miss) return miss.then(() => this.processExecDelta(r, ord));
+    const current = (this.cachedImages(r.pid, r.start_ticks) as ImageRow[]).at(-1);
+    let from: InheritedColumns | undefined;
+    if (current !== undefined) {
+      from = current.row ?? this.inherited.get(current.id);
+      if (from === undefined)
+        return this.loadInherited([current.id]).then(() => this.processExecDelta(r, ord));
+    } else {
+      this.warn(
+        'process_exec_delta of a process the store does not know',
+        `pid ${r.pid} start_ticks ${r.start_ticks}`,
+      );
+    }
+    const columns = execDeltaColumns(pickInherited(from ?? UNKNOWN_IMAGE), r);
+    if (current !== undefined && current.end === null) this.closeImages([current], r.t, 'exec', ord);
+    const row: ProcessRow = {
+      id: this.takeId('processes'),
+      host_id: this.scope.hostId,
+      boot_id: this.scope.bootId,
+      pid: r.pid,
+      start_ticks: r.start_ticks,
+      exec_index: current === undefined ? 0 : current.exec_index + 1,
+      start: r.t,
+      end: null,
+      end_reason: null,
+      ppid: r.ppid ?? current?.ppid ?? 0,
+      parent_id: current?.parent_id ?? null,
+      ...columns,
+      user: this.userAt(columns.ruid, r.t),
+      source: 'trace',
+      open_ord: ord,
+      close_ord: null,
+    };
+    this.addImage(row);
+  }
+
+  /**
+   * One read for the stored images the batch's process_fork and process_exec_delta records build
+   * on (the parent at the fork, the image before the exec); images the batch makes need none.
+   */
   private async prefetchInherited(records: readonly PofrRecord[]): Promise<void> {
     const ids = new Set<number>();
     for (const r of records) {
-      if (r.type !== 'process_fork') continue;
-      const parent = imageAt(this.cachedImages(r.ppid, r.parent_start_ticks) ?? [], r.t);
-      if (parent !== undefined && parent.row === null && !this.inherited.has(parent.id)) ids.add(parent.id);
+      let base: ImageRow | undefined;
+      if (r.type === 'process_fork')
+        base = imageAt(this.cachedImages(r.ppid, r.parent_start_ticks) ?? [], r.t);
+      else if (r.type === 'process_exec_delta') base = this.cachedImages(r.pid, r.start_ticks)?.at(-1);
+      else continue;
+      if (base !== undefined && base.row === null && !this.inherited.has(base.id)) ids.add(base.id);
     }
     if (ids.size > 0) await this.loadInherited([...ids]);
   }
@@ -624,6 +685,7 @@ export class BatchApplier {
           want(r.pid, r.start_ticks);
           want(r.ppid, r.parent_start_ticks);
           break;
+        case 'process_exec_delta':
         case 'process_exit':
         case 'file_close':
         case 'dns_query':
@@ -1282,6 +1344,7 @@ export function idsNeeded(records: readonly PofrRecord[]): Record<LinkedTable, n
       case 'process_start':
       case 'process_exec':
       case 'process_fork':
+      case 'process_exec_delta':
         n.processes++;
         break;
       case 'file_open':
@@ -1364,7 +1427,48 @@ const UNKNOWN_IMAGE: InheritedColumns = Object.freeze({
   ns_net: null,
   ns_mnt: null,
   ns_user: null,
+  observer: 0,
 });
+
+/** The columns of an exec's new image: those before it, with the program's and the changed ones replaced. */
+function execDeltaColumns(before: InheritedColumns, r: RecordOf<'process_exec_delta'>): InheritedColumns {
+  const exe = r.exe === null ? null : kernelText(r.exe);
+  const comm = kernelText(r.comm);
+  const argv = kernelArgv(r.argv);
+  const out: InheritedColumns = {
+    ...before,
+    exe: exe?.text ?? null,
+    exe_raw: exe?.raw ?? null,
+    comm: comm.text,
+    comm_raw: comm.raw,
+    argv: argv.argv,
+    argv_raw: argv.raw,
+    cmdline: argv.cmdline,
+    argv_source: r.argv_source,
+    argv_complete: r.argv_complete ? 1 : 0,
+  };
+  if (r.cwd !== undefined) {
+    const cwd = r.cwd === null ? null : kernelText(r.cwd);
+    out.cwd = cwd?.text ?? null;
+    out.cwd_raw = cwd?.raw ?? null;
+  }
+  if (r.ruid !== undefined) out.ruid = r.ruid;
+  if (r.euid !== undefined) out.euid = r.euid;
+  if (r.rgid !== undefined) out.rgid = r.rgid;
+  if (r.egid !== undefined) out.egid = r.egid;
+  if (r.observer !== undefined) out.observer = r.observer ? 1 : 0;
+  if (r.cgroup !== undefined) {
+    const cgroup = r.cgroup === null ? null : kernelText(r.cgroup);
+    out.cgroup = cgroup?.text ?? null;
+    out.cgroup_raw = cgroup?.raw ?? null;
+  }
+  if (r.container_id !== undefined) out.container_id = r.container_id;
+  if (r.ns_pid !== undefined) out.ns_pid = r.ns_pid;
+  if (r.ns_net !== undefined) out.ns_net = r.ns_net;
+  if (r.ns_mnt !== undefined) out.ns_mnt = r.ns_mnt;
+  if (r.ns_user !== undefined) out.ns_user = r.ns_user;
+  return out;
+}
 
 function pickInherited(row: InheritedColumns): InheritedColumns {
   const out: Record<string, unknown> = {};

@@ -19,15 +19,21 @@ import { computeSeal, SEAL_BYTES, SEAL_SCHEME, sealMatches } from './seal.js';
  * signature (its header says `"seal": "fss1"`, signed, so a seal cannot be stripped unnoticed);
  * version 1, from clients before sealing, has none.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+/** Sealed batches of clients from before `process_exec_delta` records: still read and verified. */
+export const FORK_PROTOCOL_VERSION = 3;
 /** Sealed batches of clients from before `process_fork` records: still read and verified. */
 export const SEALED_PROTOCOL_VERSION = 2;
 /** Unsealed batches of clients from before sealing: still read and verified. */
 export const UNSEALED_PROTOCOL_VERSION = 1;
-/** Every batch version this build reads. Version 3 adds the `process_fork` record to version 2. */
+/**
+ * Every batch version this build reads. Version 3 adds the `process_fork` record to version 2,
+ * version 4 the `process_exec_delta` record to version 3.
+ */
 export const READ_PROTOCOL_VERSIONS: readonly number[] = [
   UNSEALED_PROTOCOL_VERSION,
   SEALED_PROTOCOL_VERSION,
+  FORK_PROTOCOL_VERSION,
   PROTOCOL_VERSION,
 ];
 export const MAGIC = Buffer.from('POFRBAT1', 'ascii');
@@ -43,6 +49,7 @@ export const batchHeaderSchema = z
     v: z.union([
       z.literal(UNSEALED_PROTOCOL_VERSION),
       z.literal(SEALED_PROTOCOL_VERSION),
+      z.literal(FORK_PROTOCOL_VERSION),
       z.literal(PROTOCOL_VERSION),
     ]),
     host_id: z.string().min(1).max(64),
@@ -59,7 +66,7 @@ export const batchHeaderSchema = z
   })
   .strict()
   .refine((h) => (h.v !== UNSEALED_PROTOCOL_VERSION) === (h.seal !== undefined), {
-    message: `version ${SEALED_PROTOCOL_VERSION} and ${PROTOCOL_VERSION} batches are sealed ("seal": "${SEAL_SCHEME}"), version ${UNSEALED_PROTOCOL_VERSION} ones are not`,
+    message: `versions ${SEALED_PROTOCOL_VERSION} to ${PROTOCOL_VERSION} batches are sealed ("seal": "${SEAL_SCHEME}"), version ${UNSEALED_PROTOCOL_VERSION} ones are not`,
   });
 
 export type BatchHeader = Readonly<z.infer<typeof batchHeaderSchema>>;
@@ -90,7 +97,7 @@ export interface SealInput {
   readonly prev_hash: string;
   readonly records: readonly PofrRecord[];
   /** A sealed batch's version: PROTOCOL_VERSION unless an older client's batch is wanted (compatibility tests). */
-  readonly version?: typeof SEALED_PROTOCOL_VERSION | typeof PROTOCOL_VERSION;
+  readonly version?: typeof SEALED_PROTOCOL_VERSION | typeof FORK_PROTOCOL_VERSION | typeof PROTOCOL_VERSION;
 }
 
 export function sha256Hex(data: Uint8Array): string {

@@ -190,6 +190,30 @@ export const recorderConfigSchema = z.record(
 /** A process's user and group ids (real and effective), before or after a change. */
 export const credsSchema = z.object({ ruid: u32, euid: u32, rgid: u32, egid: u32 }).strict();
 
+/**
+ * The fields of an image a `process_exec_delta` carries only when the exec changed them (a
+ * set-user-ID program changes the ids; a process reparented since its image changes ppid).
+ */
+const execChangeShape = {
+  ppid: u32.optional(),
+  parent_start_ticks: micros.nullable().optional(),
+  cwd: wireBytesSchema.nullable().optional(),
+  ruid: u32.optional(),
+  euid: u32.optional(),
+  rgid: u32.optional(),
+  egid: u32.optional(),
+  observer: z.boolean().optional(),
+  cgroup: wireBytesSchema.nullable().optional(),
+  container_id: processImageSchema.shape.container_id,
+  ns_pid: micros.nullable().optional(),
+  ns_net: micros.nullable().optional(),
+  ns_mnt: micros.nullable().optional(),
+  ns_user: micros.nullable().optional(),
+};
+
+/** The image fields a `process_exec_delta` names only when they changed. */
+export const EXEC_CHANGE_FIELDS = Object.keys(execChangeShape) as readonly (keyof typeof execChangeShape)[];
+
 export const recordSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('process_start'), ...at, proc: processImageSchema }).strict(),
   /** Same (pid, start_ticks), new program image. */
@@ -207,6 +231,27 @@ export const recordSchema = z.discriminatedUnion('type', [
       ppid: u32,
       parent_start_ticks: micros,
       observer: z.boolean(),
+    })
+    .strict(),
+  /**
+   * Protocol 4: an exec of a process whose current image the record stream stated whole, naming
+   * what the new image changed. The program's fields (exe, comm, argv and where argv came from) are
+   * always there; every other field of the image is present only when it differs from the image
+   * before the exec, which it otherwise keeps (start, ppid, cwd, ids, context). Its source is
+   * `trace`.
+   */
+  z
+    .object({
+      type: z.literal('process_exec_delta'),
+      ...at,
+      pid: u32,
+      start_ticks: micros,
+      exe: wireBytesSchema.nullable(),
+      comm: wireBytesSchema,
+      argv: z.array(wireBytesSchema).max(MAX_ARGV),
+      argv_source: argvSourceSchema,
+      argv_complete: z.boolean(),
+      ...execChangeShape,
     })
     .strict(),
   z.object({ type: z.literal('process_exit'), ...at, pid: u32, start_ticks: micros }).strict(),

@@ -1,10 +1,11 @@
-import type {
-  EndpointInfo,
-  FileInfo,
-  PofrRecord,
-  ProcessImage,
-  ProcRef,
-  RecordOf,
+import {
+  type EndpointInfo,
+  EXEC_CHANGE_FIELDS,
+  type FileInfo,
+  type PofrRecord,
+  type ProcessImage,
+  type ProcRef,
+  type RecordOf,
 } from '../protocol/index.js';
 
 /** The key of a process on its host and boot: a reused pid has another start_ticks. */
@@ -42,8 +43,8 @@ export class LiveState implements LiveStateView {
   /** socket inode → holders, in the order their fds were first seen (usually parent first). */
   readonly #socketHolders = new Map<number, ProcRef[]>();
   /**
-   * Images the record stream states whole (a process_start, process_exec or process_fork made
-   * them), so the server holds them as they are: a fork of such a parent can be sent as a
+   * Images the record stream states whole (a process_start, process_exec, process_fork or
+   * process_exec_delta made them), so the server holds them as they are: a fork of such a parent can be sent as a
    * process_fork. A cred_change makes a new image the server never stores as a row.
    */
   readonly #stated = new WeakSet<ProcessImage>();
@@ -120,6 +121,17 @@ export class LiveState implements LiveStateView {
         if (parent === undefined) break;
         const img = forkedImage(parent, r);
         const key = processKey(r.pid, r.start_ticks);
+        this.#processes.set(key, img);
+        this.#byPid.set(r.pid, key);
+        this.#stated.add(img);
+        break;
+      }
+      case 'process_exec_delta': {
+        const key = processKey(r.pid, r.start_ticks);
+        const before = this.#processes.get(key);
+        // Made only for a process this state holds (the server says the same of one it lacks).
+        if (before === undefined) break;
+        const img = execDeltaImage(before, r);
         this.#processes.set(key, img);
         this.#byPid.set(r.pid, key);
         this.#stated.add(img);
@@ -248,4 +260,24 @@ export function forkedImage(parent: ProcessImage, r: RecordOf<'process_fork'>): 
     source: 'trace',
     observer: r.observer,
   };
+}
+
+/**
+ * The image a process_exec_delta record stands for: the image before the exec with the program's
+ * fields and whatever else the record names replaced.
+ */
+export function execDeltaImage(before: ProcessImage, r: RecordOf<'process_exec_delta'>): ProcessImage {
+  const img: ProcessImage = {
+    ...before,
+    exe: r.exe,
+    comm: r.comm,
+    argv: r.argv,
+    argv_source: r.argv_source,
+    argv_complete: r.argv_complete,
+    source: 'trace',
+  };
+  const changed = img as unknown as Record<string, unknown>;
+  const from = r as unknown as Record<string, unknown>;
+  for (const f of EXEC_CHANGE_FIELDS) if (from[f] !== undefined) changed[f] = from[f];
+  return img;
 }

@@ -1,8 +1,10 @@
 import { statSync } from 'node:fs';
 import {
   type ArgvSource,
+  EXEC_CHANGE_FIELDS,
   type PofrRecord,
   type ProcessImage,
+  type RecordOf,
   toWireBytes,
   UNKNOWN_ID,
   type WireBytes,
@@ -375,7 +377,9 @@ export class ProcessEvents {
     this.counts.execs++;
     // A process the recorder had not seen before its exec (it predates the recorder, or its start
     // was lost) starts here, with the image it exec'd.
-    this.#push(out, { type: before === undefined ? 'process_start' : 'process_exec', t, proc: image });
+    if (before === undefined) this.#push(out, { type: 'process_start', t, proc: image });
+    else if (this.#o.live.isStated(before)) this.#push(out, execDelta(t, before, image));
+    else this.#push(out, { type: 'process_exec', t, proc: image });
   }
 
   /**
@@ -520,6 +524,39 @@ export class ProcessEvents {
     this.#o.live.apply([r]);
     out.push(r);
   }
+}
+
+/**
+ * An exec as what it changed: the program's fields, and the others only where they differ from the
+ * image before (most execs keep cwd, ids, parent and context: a short process's exec shrinks from
+ * ~560 bytes of JSON to ~150, and serialising it from ~4.5 µs to ~1 µs).
+ */
+function execDelta(t: number, before: ProcessImage, image: ProcessImage): RecordOf<'process_exec_delta'> {
+  const r: RecordOf<'process_exec_delta'> = {
+    type: 'process_exec_delta',
+    t,
+    pid: image.pid,
+    start_ticks: image.start_ticks,
+    exe: image.exe,
+    comm: image.comm,
+    argv: image.argv,
+    argv_source: image.argv_source ?? 'event',
+    argv_complete: image.argv_complete ?? false,
+  };
+  const out = r as unknown as Record<string, unknown>;
+  const was = before as unknown as Record<string, unknown>;
+  const now = image as unknown as Record<string, unknown>;
+  for (const f of EXEC_CHANGE_FIELDS) if (!sameField(was[f], now[f])) out[f] = now[f];
+  return r;
+}
+
+/** Field values of an image: numbers, booleans, null, strings, or `{ b64 }` bytes. */
+function sameField(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined || a === null || b === null) return false;
+  if (typeof a === 'object' && typeof b === 'object')
+    return (a as { b64: string }).b64 === (b as { b64: string }).b64;
+  return false;
 }
 
 /** The comm an exec gives: the executed path's last component, cut to 15 bytes (TASK_COMM_LEN). */

@@ -7,6 +7,7 @@ import {
   deriveSealKey,
   encodeFrontier,
   eraseFrontier,
+  FORK_PROTOCOL_VERSION,
   frontierFromSeed,
   GENESIS_HASH,
   generateSigningKeyPair,
@@ -120,7 +121,7 @@ describe('forward-secure seal keys', () => {
   });
 });
 
-describe('sealed batches (protocol v2 and v3)', () => {
+describe('sealed batches (protocol v2 to v4)', () => {
   const seal = (seq: number, f: SealFrontier, tag = 'k') =>
     sealBatch(
       { host_id: 'host-a', boot_id: 'b', seq, prev_hash: GENESIS_HASH, records: recs(tag) },
@@ -139,7 +140,7 @@ describe('sealed batches (protocol v2 and v3)', () => {
     assert.equal(b.hash, frame.hash, 'the chain link is the hash of the signed bytes, seal aside');
   });
 
-  test('a version 2 batch (a client from before process_fork) still reads; version 3 carries process_fork', () => {
+  test('version 2 and 3 batches (clients from before process_fork, process_exec_delta) still read; version 4 carries both', () => {
     const f = frontierFromSeed(SEED);
     const fork: PofrRecord = {
       type: 'process_fork',
@@ -150,33 +151,38 @@ describe('sealed batches (protocol v2 and v3)', () => {
       parent_start_ticks: 3,
       observer: false,
     };
-    const make = (records: PofrRecord[]) =>
+    const exec: PofrRecord = {
+      type: 'process_exec_delta',
+      t: 1_790_000_000_000_100,
+      pid: 20,
+      start_ticks: 7,
+      exe: '/usr/bin/id',
+      comm: 'id',
+      argv: ['id', '-u', { b64: Buffer.from([0xff, 0x0a]).toString('base64') }],
+      argv_source: 'probe',
+      argv_complete: true,
+      euid: 0,
+    };
+    const make = (records: PofrRecord[], version?: 2 | 3) =>
       readBatchFrame(
         sealBatch(
-          {
-            host_id: 'host-a',
-            boot_id: 'b',
-            seq: 1,
-            prev_hash: GENESIS_HASH,
-            records,
-            version: SEALED_PROTOCOL_VERSION,
-          },
+          { host_id: 'host-a', boot_id: 'b', seq: 1, prev_hash: GENESIS_HASH, records, version },
           priv,
           sealKeyAt(f, 1).key,
         ).bytes,
       );
-    const v2 = make(recs('old'));
+    const v2 = make(recs('old'), SEALED_PROTOCOL_VERSION);
     assert.equal(v2.header.v, 2);
     verifyBatchSeal(v2, SEED);
     assert.deepEqual(decodeRecords(v2), recs('old'));
-    const v3 = readBatchFrame(
-      sealBatch(
-        { host_id: 'host-a', boot_id: 'b', seq: 1, prev_hash: GENESIS_HASH, records: [fork] },
-        priv,
-        sealKeyAt(f, 1).key,
-      ).bytes,
-    );
+    const v3 = make([fork], FORK_PROTOCOL_VERSION);
+    assert.equal(v3.header.v, 3);
+    verifyBatchSeal(v3, SEED);
     assert.deepEqual(decodeRecords(v3), [fork]);
+    const v4 = make([fork, exec]);
+    assert.equal(v4.header.v, PROTOCOL_VERSION);
+    assert.equal(PROTOCOL_VERSION, 4);
+    assert.deepEqual(decodeRecords(v4), [fork, exec]);
   });
 
   test('an intruder with the client state after batch 3 re-signs a rewritten batch 3: the seal gives it away', () => {

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import type { PofrRecord, ProcessImage } from '../../src/protocol/index.js';
 import { LiveState, TracefsSource } from '../../src/recorder/index.js';
 import { containerIdOf, pickCgroup } from '../../src/recorder/sources/process-context.js';
+import { WholeRecords } from '../helpers/whole-records.js';
 
 const ROOT = process.getuid?.() === 0;
 const needsRoot = { skip: ROOT ? false : 'kernel tracing, namespaces and cgroups need root' };
@@ -48,9 +49,11 @@ async function recordWhile(
   run: () => Promise<void>,
   found: (p: ProcessImage) => boolean,
 ): Promise<ProcessImage> {
-  const started = TracefsSource.start({ live: new LiveState(), tcp: false });
+  const live = new LiveState();
+  const started = TracefsSource.start({ live, tcp: false });
   assert.ok(started.ok, started.ok ? '' : started.reason);
   const src = started.source;
+  const whole = new WholeRecords(live);
   try {
     const all: PofrRecord[] = [];
     // Polled while the process runs: /proc is read when its exec event is processed.
@@ -59,13 +62,13 @@ async function recordWhile(
       done = true;
     });
     while (!done) {
-      for (const r of src.poll(Date.now() * 1000)) all.push(r);
+      for (const r of whole.expand(src.poll(Date.now() * 1000))) all.push(r);
       await new Promise((r) => setTimeout(r, 20));
     }
     await ran;
     const deadline = Date.now() + 20_000;
     while (Date.now() < deadline) {
-      for (const r of src.poll(Date.now() * 1000)) all.push(r);
+      for (const r of whole.expand(src.poll(Date.now() * 1000))) all.push(r);
       const hit = all.find((r) => (r.type === 'process_exec' || r.type === 'process_start') && found(r.proc));
       if (hit && (hit.type === 'process_exec' || hit.type === 'process_start')) return hit.proc;
       await new Promise((r) => setTimeout(r, 50));

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import type { PofrRecord, ProcessImage, RecordOf } from '../../src/protocol/index.js';
 import { LiveState } from '../../src/recorder/index.js';
+import { execDeltaImage } from '../../src/recorder/live-state.js';
 import { ProcessEvents, UNKNOWN_ID } from '../../src/recorder/process-events.js';
 import type {
   ArgvEvent,
@@ -100,6 +101,28 @@ function only<T extends PofrRecord['type']>(records: PofrRecord[], type: T): Rec
   return records.filter((r): r is RecordOf<T> => r.type === type);
 }
 
+/**
+ * The records with every process_exec_delta replaced by the whole process_exec it stands for, as
+ * a reader of the stream (the server) rebuilds it from the images before.
+ */
+function expanded(records: PofrRecord[]): PofrRecord[] {
+  const shadow = new LiveState();
+  shadow.apply([{ type: 'process_start', t: 1, proc: parentImage() }]);
+  return records.map((r) => {
+    let whole = r;
+    if (r.type === 'process_exec_delta') {
+      const before = shadow.processes.get(`${r.pid}:${r.start_ticks}`);
+      assert.ok(before, 'a delta names a process whose image the stream stated');
+      whole = { type: 'process_exec', t: r.t, proc: execDeltaImage(before, r) };
+    }
+    shadow.apply([r]);
+    return whole;
+  });
+}
+
+/** The exec records of `records`, whole. */
+const execs = (records: PofrRecord[]) => only(expanded(records), 'process_exec');
+
 test('a fork starts a copy of its parent at the kernel time, then the exec takes the argv probe', () => {
   const { live, tracker } = setup();
   const out: PofrRecord[] = [];
@@ -110,7 +133,7 @@ test('a fork starts a copy of its parent at the kernel time, then the exec takes
   assert.equal(out.length, 1, 'the exec waits for its probe');
   tracker.argv(argv(forkTs + 0.21 * MS, 200, ['curl', '-s', Buffer.from([0xff])]), out);
   tracker.exit(exit(forkTs + 1 * MS, 200), out);
-  const [start, execd, exited] = out;
+  const [start, execd, exited] = expanded(out);
   // The parent's image was stated whole by a record: the fork names the child's identity alone.
   assert.deepEqual(start, {
     type: 'process_fork',
@@ -172,14 +195,18 @@ test('an exec no probe reports, of a process already gone, keeps the event: path
   tracker.task(task(1 * MS, 200, 100), out);
   tracker.exec(exec(1.1 * MS, 200, './payload.bin'), out, false);
   tracker.exit(exit(1.5 * MS, 200), out);
-  const execd = only(out, 'process_exec')[0];
+  const execd = execs(out)[0];
   assert.deepEqual(execd.proc.argv, ['./payload.bin']);
   assert.equal(execd.proc.argv_source, 'event');
   assert.equal(execd.proc.argv_complete, false);
   assert.equal(execd.proc.exe, '/home/alice/payload.bin', 'a relative path is made absolute against the cwd');
   assert.equal(execd.proc.comm, 'payload.bin');
   assert.deepEqual(unprobed, [200], 'the source is told, to probe that program from now on');
-  assert.ok(out.indexOf(execd) < out.indexOf(only(out, 'process_exit')[0]), 'the exec comes before the exit');
+  const types = out.map((r) => r.type);
+  assert.ok(
+    types.indexOf('process_exec_delta') < types.indexOf('process_exit'),
+    'the exec comes before the exit',
+  );
 });
 
 test('a fork settles an exec still waiting for its probe, so the child copies the new program', () => {
@@ -188,7 +215,7 @@ test('a fork settles an exec still waiting for its probe, so the child copies th
   tracker.exec(exec(1 * MS, 100, '/usr/local/bin/static-daemon'), out, false);
   tracker.task(task(2 * MS, 201, 100), out);
   const [execd, child] = out;
-  assert.ok(execd.type === 'process_exec' && child.type === 'process_fork');
+  assert.ok(execd.type === 'process_exec_delta' && child.type === 'process_fork');
   assert.equal(live.processOfPid(201)?.exe, '/usr/local/bin/static-daemon');
 });
 
@@ -199,12 +226,12 @@ test('execs wait for their probe only so long, and never more of them than the b
   tracker.exec(exec(2 * MS, 301, '/bin/a'), out, false);
   tracker.exec(exec(3 * MS, 302, '/bin/b'), out, false);
   tracker.exec(exec(4 * MS, 303, '/bin/c'), out, false);
-  assert.equal(only(out, 'process_exec').length, 1, 'the oldest was settled to stay within the bound');
+  assert.equal(execs(out).length, 1, 'the oldest was settled to stay within the bound');
   assert.equal(tracker.counts.shed, 1);
   tracker.expire(40 * MS, out);
-  assert.equal(only(out, 'process_exec').length, 1);
+  assert.equal(execs(out).length, 1);
   tracker.expire(60 * MS, out);
-  assert.equal(only(out, 'process_exec').length, 3);
+  assert.equal(execs(out).length, 3);
   assert.equal(tracker.pendingCount, 0);
 });
 
@@ -213,7 +240,7 @@ test('a probe hit cut short stays marked incomplete when /proc cannot stand in',
   const out: PofrRecord[] = [];
   tracker.exec(exec(1 * MS, 100, '/usr/bin/find'), out, false);
   tracker.argv(argv(1.1 * MS, 100, ['find', '/'], false), out);
-  const execd = only(out, 'process_exec')[0];
+  const execd = execs(out)[0];
   assert.equal(execd.proc.argv_source, 'probe');
   assert.equal(execd.proc.argv_complete, false);
 });
@@ -262,6 +289,61 @@ test('a fork of a parent whose ids changed since its last image record states th
   assert.equal(out[1].type, 'process_fork');
 });
 
+test('an exec of a process whose image a record stated names only what the exec changed', () => {
+  const { live, tracker } = setup();
+  const out: PofrRecord[] = [];
+  tracker.task(task(1 * MS, 200, 100), out);
+  tracker.exec(exec(1.1 * MS, 200, '/usr/bin/id'), out, false);
+  tracker.argv(argv(1.11 * MS, 200, ['id', '-u', Buffer.from([0xc3, 0x28])]), out);
+  assert.deepEqual(out[1], {
+    type: 'process_exec_delta',
+    t: clock.wallMicros(1.1 * MS),
+    pid: 200,
+    start_ticks: 0,
+    exe: '/usr/bin/id',
+    comm: 'id',
+    argv: ['id', '-u', { b64: 'wyg=' }],
+    argv_source: 'probe',
+    argv_complete: true,
+  });
+  // The live image is the whole one: what the server rebuilds from the image before.
+  const whole = live.processOfPid(200);
+  assert.deepEqual(whole, { ...parentImage(), ...whole, exe: '/usr/bin/id' });
+  assert.deepEqual(
+    [whole?.cwd, whole?.ruid, whole?.ppid, whole?.source, whole?.start],
+    ['/home/alice', 1000, 100, 'trace', clock.wallMicros(1 * MS)],
+  );
+  assert.equal(live.isStated(whole as ProcessImage), true, 'its own forks and execs stay compact');
+  tracker.exec(exec(2 * MS, 200, '/usr/bin/true'), out, false);
+  tracker.argv(argv(2.01 * MS, 200, ['true']), out);
+  assert.equal(out[2].type, 'process_exec_delta');
+  assert.deepEqual(live.processOfPid(200)?.argv, ['true']);
+});
+
+test('an exec after an unrecorded change of ids states the image whole', () => {
+  const { live, tracker } = setup();
+  live.apply([
+    {
+      type: 'cred_change',
+      t: 2,
+      pid: 100,
+      start_ticks: 500,
+      call: 'setresuid',
+      old: { ruid: 1000, euid: 1000, rgid: 1000, egid: 1000 },
+      new: { ruid: 0, euid: 0, rgid: 1000, egid: 1000 },
+    },
+  ]);
+  const out: PofrRecord[] = [];
+  tracker.exec(exec(3 * MS, 100, '/bin/sh'), out, false);
+  tracker.argv(argv(3.01 * MS, 100, ['sh']), out);
+  const [r] = out;
+  assert.ok(
+    r.type === 'process_exec',
+    'the server holds the ids from before the change: a delta would keep them',
+  );
+  assert.equal(r.proc.ruid, 0);
+});
+
 test('an exit closes the files the process held before it ends it', () => {
   const { live, tracker } = setup();
   live.apply([
@@ -293,7 +375,7 @@ test('a set-user-ID program run by a process already gone gets the file owner as
     tracker.task(task(1 * MS, 200, 100), out);
     tracker.exec(exec(1.1 * MS, 200, prog), out, false);
     tracker.exit(exit(1.2 * MS, 200), out);
-    const execd = only(out, 'process_exec')[0];
+    const execd = execs(out)[0];
     assert.deepEqual(
       [execd.proc.ruid, execd.proc.euid, execd.proc.rgid, execd.proc.egid],
       [1000, 4242, 1000, 4343],

@@ -12,6 +12,7 @@ import { argvProbeArgs } from '../../src/recorder/sources/tracefs/argv-probe.js'
 import { readElfEntry } from '../../src/recorder/sources/tracefs/elf-file.js';
 import { addUprobe, removeUprobe } from '../../src/recorder/sources/tracefs/uprobe-events.js';
 import { cannotRunAsNobody, runNodeAsNobody } from '../helpers/run-as-nobody.js';
+import { WholeRecords } from '../helpers/whole-records.js';
 
 /** The tracefs source against the real kernel: its instance, its probes, their cleanup, its losses. */
 const ROOT = process.getuid?.() === 0;
@@ -25,9 +26,14 @@ function uprobeText(): string {
   return existsSync(`${TRACEFS}/uprobe_events`) ? readFileSync(`${TRACEFS}/uprobe_events`, 'latin1') : '';
 }
 
+/** Each started source's records, made whole (execs as whole images) from the state it started with. */
+const wholeOf = new WeakMap<TracefsSource, WholeRecords>();
+
 function start(opts: Partial<Parameters<typeof TracefsSource.start>[0]> = {}): TracefsSource {
-  const started = TracefsSource.start({ live: new LiveState(), ...opts });
+  const live = opts.live ?? new LiveState();
+  const started = TracefsSource.start({ ...opts, live });
   assert.ok(started.ok, started.ok ? '' : started.reason);
+  wholeOf.set(started.source, new WholeRecords(live));
   return started.source;
 }
 
@@ -36,7 +42,8 @@ async function pollUntil(src: TracefsSource, done: (all: PofrRecord[]) => boolea
   const all: PofrRecord[] = [];
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
-    for (const r of src.poll(Date.now() * 1000)) all.push(r);
+    const polled = src.poll(Date.now() * 1000);
+    for (const r of wholeOf.get(src)?.expand(polled) ?? polled) all.push(r);
     if (done(all)) return all;
     await new Promise((r) => setTimeout(r, 50));
   }

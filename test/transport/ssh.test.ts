@@ -326,7 +326,7 @@ describe('protocol and version announcement', () => {
     const server = await startServer(store);
     await assert.rejects(
       enrollAnnouncing(server.port, { clientVersion: '9.0.0', protocol: 9 }),
-      /POFR_PROTOCOL_VERSION: pofr 9\.0\.0 speaks protocol 9; this server speaks protocols 1, 2, 3\. Install a client built by this server/,
+      /POFR_PROTOCOL_VERSION: pofr 9\.0\.0 speaks protocol 9; this server speaks protocols 1, 2, 3, 4\. Install a client built by this server/,
     );
     assert.equal(store.enrolls.length, 0, 'the request never reached enroll()');
 
