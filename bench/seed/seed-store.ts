@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { initStoreConfig, isPostgresUrl, openStore } from '../../src/store/index.js';
 import { seedFleet } from './seed-fleet.js';
@@ -93,6 +94,13 @@ async function main(): Promise<void> {
       process.stderr.write(
         `seed:   ${h.name.padEnd(12)} ${h.status.padEnd(9)} ${String(h.events).padStart(9)} events ${String(h.batches).padStart(6)} batches${h.lost ? `, ${h.lost} lost (chain gap)` : ''}${h.incident ? ', intrusion' : ''}\n`,
       );
+    }
+    if (config.kind === 'postgres') {
+      // A deployed PostgreSQL gathers planner statistics through autovacuum as the store grows; a
+      // store written in one go (or on a server with autovacuum off) has none, and its plans would
+      // not be the ones a real deployment gets. SQLite's server runs no ANALYZE, so neither do we.
+      process.stderr.write('seed: ANALYZE (planner statistics, as autovacuum would gather them)\n');
+      await sql`ANALYZE`.execute(store.db);
     }
     const s = r.elapsedMs / 1000;
     process.stdout.write(
