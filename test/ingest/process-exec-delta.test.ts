@@ -1,19 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ingestBatch, verifyStore } from '../../src/ingest/index.js';
-import type { PofrRecord, ProcessImage, RecordOf } from '../../src/protocol/index.js';
-import { execDeltaImage, forkedImage } from '../../src/recorder/live-state.js';
-import type { Store } from '../../src/store/index.js';
+import { verifyStore } from '../../src/ingest/index.js';
+import type { PofrRecord, RecordOf } from '../../src/protocol/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
-import { addHost, proc, T0, type TestHost } from './host-fixture.js';
+import { rowsOf, send, stated } from './compact-history.js';
+import { addHost, proc, T0 } from './host-fixture.js';
 
 const S = 1_000_000;
-
-async function send(store: Store, host: TestHost, records: PofrRecord[]): Promise<string[]> {
-  const r = await ingestBatch(store, host.next(records).bytes, { principal: host.hostId });
-  assert.equal(r.status, 'accepted', JSON.stringify(r));
-  return r.status === 'accepted' ? r.warnings : [];
-}
 
 const delta = (
   t: number,
@@ -31,56 +24,6 @@ const delta = (
   ...program,
   ...changed,
 });
-
-/** The same history with every compact record stated whole: what a protocol 2 recorder sent. */
-function stated(batches: PofrRecord[][]): PofrRecord[][] {
-  const images = new Map<string, ProcessImage>();
-  const key = (pid: number, st: number) => `${pid}:${st}`;
-  return batches.map((records) =>
-    records.map((r): PofrRecord => {
-      if (r.type === 'process_start' || r.type === 'process_exec') {
-        images.set(key(r.proc.pid, r.proc.start_ticks), r.proc);
-        return r;
-      }
-      if (r.type === 'process_fork') {
-        const parent = images.get(key(r.ppid, r.parent_start_ticks));
-        assert.ok(parent, 'the fixture forks known parents only');
-        const img = forkedImage(parent, r);
-        images.set(key(r.pid, r.start_ticks), img);
-        return { type: 'process_start', t: r.t, proc: img };
-      }
-      if (r.type === 'process_exec_delta') {
-        const before = images.get(key(r.pid, r.start_ticks));
-        assert.ok(before, 'the fixture execs known processes only');
-        const img = execDeltaImage(before, r);
-        images.set(key(r.pid, r.start_ticks), img);
-        return { type: 'process_exec', t: r.t, proc: img };
-      }
-      return r;
-    }),
-  );
-}
-
-async function rowsOf(store: Store, hostId: string) {
-  const rows = await store.db
-    .selectFrom('processes')
-    .selectAll()
-    .where('host_id', '=', hostId)
-    .orderBy('pid')
-    .orderBy('exec_index')
-    .execute();
-  const idToPid = new Map(rows.map((r) => [Number(r.id), `${r.pid}/${r.exec_index}`]));
-  const hex = (b: unknown) => (b === null ? null : Buffer.from(b as Uint8Array).toString('hex'));
-  return rows.map(({ id: _id, host_id: _h, boot_id: _b, parent_id, ...rest }) => ({
-    ...rest,
-    parent: parent_id === null ? null : idToPid.get(Number(parent_id)),
-    exe_raw: hex(rest.exe_raw),
-    argv_raw: hex(rest.argv_raw),
-    comm_raw: hex(rest.comm_raw),
-    cwd_raw: hex(rest.cwd_raw),
-    cgroup_raw: hex(rest.cgroup_raw),
-  }));
-}
 
 const weird = { b64: Buffer.from([0x2d, 0xff, 0x0a, 0x22]).toString('base64') };
 

@@ -1,19 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ingestBatch, verifyStore } from '../../src/ingest/index.js';
-import type { PofrRecord, ProcessImage, RecordOf } from '../../src/protocol/index.js';
-import { forkedImage } from '../../src/recorder/live-state.js';
-import type { Store } from '../../src/store/index.js';
+import { verifyStore } from '../../src/ingest/index.js';
+import type { PofrRecord, RecordOf } from '../../src/protocol/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
-import { addHost, proc, T0, type TestHost } from './host-fixture.js';
+import { rowsOf, send, stated } from './compact-history.js';
+import { addHost, proc, T0 } from './host-fixture.js';
 
 const S = 1_000_000;
-
-async function send(store: Store, host: TestHost, records: PofrRecord[]): Promise<string[]> {
-  const r = await ingestBatch(store, host.next(records).bytes, { principal: host.hostId });
-  assert.equal(r.status, 'accepted', JSON.stringify(r));
-  return r.status === 'accepted' ? r.warnings : [];
-}
 
 const fork = (
   t: number,
@@ -30,43 +23,6 @@ const fork = (
   parent_start_ticks: parentTicks,
   observer: pid === 77,
 });
-
-/** The same history as full process_start records: what a protocol 2 recorder sent. */
-function stated(batches: PofrRecord[][]): PofrRecord[][] {
-  const images = new Map<string, ProcessImage>();
-  return batches.map((records) =>
-    records.map((r) => {
-      if (r.type === 'process_start' || r.type === 'process_exec')
-        images.set(`${r.proc.pid}:${r.proc.start_ticks}`, r.proc);
-      if (r.type !== 'process_fork') return r;
-      const parent = images.get(`${r.ppid}:${r.parent_start_ticks}`);
-      assert.ok(parent, 'the fixture forks known parents only');
-      const img = forkedImage(parent, r);
-      images.set(`${r.pid}:${r.start_ticks}`, img);
-      return { type: 'process_start', t: r.t, proc: img };
-    }),
-  );
-}
-
-async function rowsOf(store: Store, hostId: string) {
-  const rows = await store.db
-    .selectFrom('processes')
-    .selectAll()
-    .where('host_id', '=', hostId)
-    .orderBy('pid')
-    .orderBy('exec_index')
-    .execute();
-  const idToPid = new Map(rows.map((r) => [Number(r.id), `${r.pid}/${r.exec_index}`]));
-  return rows.map(({ id: _id, host_id: _h, boot_id: _b, parent_id, ...rest }) => ({
-    ...rest,
-    parent: parent_id === null ? null : idToPid.get(Number(parent_id)),
-    exe_raw: rest.exe_raw === null ? null : Buffer.from(rest.exe_raw as Uint8Array).toString('hex'),
-    argv_raw: rest.argv_raw === null ? null : Buffer.from(rest.argv_raw as Uint8Array).toString('hex'),
-    comm_raw: rest.comm_raw === null ? null : Buffer.from(rest.comm_raw as Uint8Array).toString('hex'),
-    cwd_raw: rest.cwd_raw === null ? null : Buffer.from(rest.cwd_raw as Uint8Array).toString('hex'),
-    cgroup_raw: rest.cgroup_raw === null ? null : Buffer.from(rest.cgroup_raw as Uint8Array).toString('hex'),
-  }));
-}
 
 for (const dialect of DIALECTS) {
   test(`[${dialect}] process_fork records store exactly the rows full process_start records store, and verify re-derives them`, (t) =>
