@@ -53,8 +53,9 @@ async function assertAgree(
       if (want) seen.set(v.rule, (seen.get(v.rule) ?? 0) + 1);
       if (v.verdict === null) {
         unknown++;
+        // A regular expression JavaScript cannot stand in for, or a text beyond ASCII (PostgreSQL).
         assert.ok(
-          store.caps.regexTest === undefined && JSON.stringify(v.rule.rule.searches).includes('|re'),
+          store.caps.regexTest?.('a')?.total !== true && JSON.stringify(v.rule.rule.searches).includes('|re'),
           `${v.rule.rule.file}: unknown verdict on row ${v.id} without a regular expression`,
         );
         continue;
