@@ -72,6 +72,13 @@ export interface Capabilities {
    */
   readonly jsonArray: (items: readonly RawBuilder<unknown>[]) => RawBuilder<string>;
   /**
+   * The row of the subquery named `alias` as a JSON object's text (its columns in order, numbers
+   * as numbers), so that rows of different tables come back from one statement; null where a
+   * statement costs no round trip (SQLite runs in the server's process), and one per table is
+   * as cheap. PostgreSQL: live detection reads a batch's matches in every table at once.
+   */
+  readonly rowJson: ((alias: string) => RawBuilder<string>) | null;
+  /**
    * How one transaction streams a long query's rows a chunk at a time, or null where reading it a
    * page at a time by id is as cheap (SQLite: pages walk the rowid B-tree, and a join's lookup by
    * rowid costs no plan). PostgreSQL: a cursor, so the planner joins a whole table at once (hash or
@@ -201,6 +208,7 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   pathEquals: (expr: RawBuilder<unknown>, path: string) => sql<boolean>`(${expr} = ${path})`,
   bulkReadSettings: [],
   jsonArray: (items: readonly RawBuilder<unknown>[]) => sql<string>`json_array(${sql.join(items)})`,
+  rowJson: null,
   cursor: null,
   byIdReadSettings: { before: [], after: [] },
 });
@@ -236,6 +244,7 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   ],
   jsonArray: (items: readonly RawBuilder<unknown>[]) =>
     sql<string>`cast(json_build_array(${sql.join(items)}) as text)`,
+  rowJson: (alias: string) => sql<string>`cast(row_to_json(${sql.id(alias)}) as text)`,
   cursor: {
     // FETCH and DECLARE take no parameters for names and counts: the name is an identifier, the
     // count a literal integer.
