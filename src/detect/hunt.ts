@@ -452,8 +452,20 @@ async function matchRules(
   plan: readonly TablePlan[],
   rowsOf: (s: LogSource) => RowSet,
   limit: number,
-  memoOf: (rules: readonly PlannedRule[]) => Memo = () => ({ map: new Map(), max: MEMO_ENTRIES }),
+  memoOf?: (rules: readonly PlannedRule[]) => Memo,
 ): Promise<Alert[]> {
+  const { found, batchRead } = await findMatches(db, plan, rowsOf, limit, memoOf);
+  return readAllMatches(db, found, limit, !batchRead);
+}
+
+/** matchRules before the matches are read: per table, the rows each rule matches. */
+async function findMatches(
+  db: Kysely<Database>,
+  plan: readonly TablePlan[],
+  rowsOf: (s: LogSource) => RowSet,
+  limit: number,
+  memoOf: (rules: readonly PlannedRule[]) => Memo = () => ({ map: new Map(), max: MEMO_ENTRIES }),
+): Promise<{ found: TableMatches[]; batchRead: boolean }> {
   const found: TableMatches[] = [];
   let batchRead = false;
   for (const t of plan) {
@@ -561,7 +573,7 @@ async function matchRules(
     );
     found.push({ t, sure: sure.map((s) => s.rows()), unsure });
   }
-  return readAllMatches(db, found, limit, !batchRead);
+  return { found, batchRead };
 }
 
 /** One table's matches before they are read: per rule, the rows it matches and those SQL decides. */
@@ -781,17 +793,60 @@ export async function huntBatchOn(
   batch: { readonly hostId: string; readonly seq: number },
   limit: number,
 ): Promise<Alert[]> {
+  return (await batchMatches(db, rules, batch, limit)).read();
+}
+
+/** One match of a rule on a row, decided in memory (BatchMatches.decided). */
+export interface RowMatch {
+  readonly c: CompiledRule;
+  readonly id: unknown;
+  readonly time: number;
+}
+
+/** The matches of one batch, before their columns are read (batchMatches). */
+export interface BatchMatches {
+  /** Reads the matched rows' columns and batch: huntBatchOn's alerts, in time order. */
+  readonly read: () => Promise<Alert[]>;
+  /**
+   * The same matches in the same order, when every verdict was decided in memory; null when the
+   * engine must decide some row (read() then asks it).
+   */
+  readonly decided: readonly RowMatch[] | null;
+}
+
+/**
+ * The rules on the rows one batch opened (readBatchRows, then the in-memory tests), the matches
+ * not read yet: live detection may write them into `alerts` by a statement that reads them.
+ */
+export async function batchMatches(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  batch: { readonly hostId: string; readonly seq: number },
+  limit: number,
+): Promise<BatchMatches> {
   const plan = planOf(rules);
   const read = await readBatchRows(db, plan, batch);
   const rowsOf = batchRows(batch);
-  const alerts = await matchRules(
+  const { found } = await findMatches(
     db,
     plan,
     (s) => ({ ...rowsOf(s), read: read.get(s.table) ?? [] }),
     limit,
     liveMemoOf,
   );
-  return alerts.sort((a, b) => a.time - b.time);
+  const unsure = found.some((m) => m.unsure.some((l) => l.length > 0));
+  // readAllMatches' order: table by table, rule by rule, each rule's in time order; then by time.
+  const decided = unsure
+    ? null
+    : found
+        .flatMap((m) =>
+          m.t.rules.flatMap((r, i) => m.sure[i].map((x) => ({ c: r.c, id: x.id, time: x.time }))),
+        )
+        .sort((a, b) => a.time - b.time);
+  return {
+    read: async () => (await readAllMatches(db, found, limit, false)).sort((a, b) => a.time - b.time),
+    decided,
+  };
 }
 
 function toAlert(c: CompiledRule, r: Record<string, unknown>): Alert {

