@@ -6,7 +6,7 @@ import { type Alert, batchMatches, type RowMatch } from './hunt.js';
 /** Matches kept as alerts per rule and batch (a runaway rule cannot flood the table). */
 const MAX_PER_RULE_AND_BATCH = 1000;
 
-/** Matches written by one INSERT … SELECT at most (6 parameters each, under PostgreSQL's 65,535). */
+/** Matches written by one INSERT … SELECT at most (7 parameters each, under PostgreSQL's 65,535). */
 const INSERT_AT_ONCE = 5_000;
 
 /**
@@ -103,9 +103,12 @@ async function insertMatches(
     const pid = s.fields.ProcessId?.expr ?? sql`null`;
     const values = list.map(
       ({ m, ord }) =>
-        sql`(cast(${m.id} as bigint), cast(${ord} as integer), cast(${m.c.rule.level ?? 'unknown'} as text), cast(${m.c.rule.id} as text), cast(${m.c.rule.title} as text), cast(${m.c.rule.author} as text))`,
+        sql`(cast(${m.id} as bigint), cast(${m.time} as bigint), cast(${ord} as integer), cast(${m.c.rule.level ?? 'unknown'} as text), cast(${m.c.rule.id} as text), cast(${m.c.rule.title} as text), cast(${m.c.rule.author} as text))`,
     );
-    return sql`select r.ord as ord, h.host_id as host_id, ${s.time} as t, r.severity as severity, r.rule as rule, r.summary as summary, (select ${rowJson('c')} from (select ${s.columns}) c) as detail, r.author as author, cast(${s.table} as text) as source_table, ${s.id} as row_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash from ${s.from} join (values ${sql.join(values)}) r(row_id, ord, severity, rule, summary, author) on ${s.id} = r.row_id`;
+    // Each match looks its row up by id and time (LATERAL; the partitions' key): by id alone, a
+    // partition without statistics (a fresh store's) looked like 40 rows a match, and the planner
+    // hash-joined the whole of `processes` to them.
+    return sql`select r.ord as ord, x.host_id, x.t, r.severity as severity, r.rule as rule, r.summary as summary, x.detail, r.author as author, cast(${s.table} as text) as source_table, x.row_id, x.pid, x.batch_seq, x.batch_hash from (values ${sql.join(values)}) r(row_id, t, ord, severity, rule, summary, author) cross join lateral (select h.host_id as host_id, ${s.time} as t, (select ${rowJson('c')} from (select ${s.columns}) c) as detail, ${s.id} as row_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash from ${s.from} where ${s.id} = r.row_id and ${s.time} = r.t) x`;
   });
   const r =
     await sql`insert into alerts (host_id, t, severity, rule, summary, detail, created_at, author, source_table, row_id, pid, batch_seq, batch_hash) select host_id, t, severity, rule, summary, detail, cast(${now} as bigint), author, source_table, row_id, pid, batch_seq, batch_hash from (${sql.join(parts, sql` union all `)}) a order by ord`.execute(
