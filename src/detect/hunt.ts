@@ -4,6 +4,7 @@ import type { CompiledRule } from './compile.js';
 import type { LogSource } from './logsources.js';
 import { FieldSlots, LiveRow, type RuleTest, rulePredicate, type Verdict } from './predicate.js';
 import { Prefilter, ruleAnchors } from './prefilter.js';
+import { knownRows, type WrittenRows } from './written-rows.js';
 
 export interface HuntQuery {
   /** Host ids (resolved by the caller); undefined: every host. */
@@ -700,6 +701,16 @@ async function readMatches(
   return alertsOf(m, asked, rows, limit);
 }
 
+/** A batch live detection runs on; `rows`: the rows ingest wrote for it, as written. */
+export interface LiveBatch {
+  readonly hostId: string;
+  readonly seq: number;
+  readonly rows?: WrittenRows;
+}
+
+/** Written rows per table the store reads by id at most (each one parameter); more: the whole batch's. */
+const UNKNOWN_AT_MOST = 2_000;
+
 /** The rows one batch opened (its open_ord range, indexed): what live detection reads. */
 function batchRows(batch: { readonly hostId: string; readonly seq: number }) {
   const first = batch.seq * ORD_PER_BATCH;
@@ -720,19 +731,33 @@ function batchRows(batch: { readonly hostId: string; readonly seq: number }) {
 async function readBatchRows(
   db: Kysely<Database>,
   plan: readonly TablePlan[],
-  batch: { readonly hostId: string; readonly seq: number },
+  batch: LiveBatch,
 ): Promise<Map<string, ScannedRow[]>> {
   const tables = plan.filter((t) => t.rules.length > 0);
   const out = new Map<string, ScannedRow[]>(tables.map((t) => [t.source.table, []]));
   if (tables.length === 0) return out;
   const rowsOf = batchRows(batch);
   const caps = tables[0].rules[0].c.caps;
-  const parts = tables.map((t, k) => {
+  const first = batch.seq * ORD_PER_BATCH;
+  const parts = tables.flatMap((t, k) => {
     const s = t.source;
     const conds = [...rowsOf(s).where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
+    // The rows ingest wrote whose every field the rules read it can tell (written-rows.ts) are
+    // tested as written; the store reads the others, by id (none: no read of that table).
+    const w = batch.rows
+      ? knownRows(s, t.slots.names, batch.rows, { from: first, to: first + ORD_PER_BATCH })
+      : null;
+    if (w !== null && w.unknown.length <= UNKNOWN_AT_MOST) {
+      out.get(s.table)!.push(...w.known);
+      if (w.unknown.length === 0) return [];
+      conds.push(sql<boolean>`${s.id} in (${sql.join(w.unknown)})`);
+    }
     const values = caps.jsonArray(t.slots.names.map((name) => s.fields[name].expr));
-    return sql`select ${sql.lit(k)} as t, ${s.id} as id, ${s.time} as time, ${values} as v from ${s.scan} where ${sql.join(conds, sql` and `)}`;
+    return [
+      sql`select ${sql.lit(k)} as t, ${s.id} as id, ${s.time} as time, ${values} as v from ${s.scan} where ${sql.join(conds, sql` and `)}`,
+    ];
   });
+  if (parts.length === 0) return out;
   const { rows } = await sql<{
     t: number | string;
     id: unknown;
@@ -745,6 +770,42 @@ async function readBatchRows(
       time: Number(r.time),
       values: JSON.parse(r.v) as unknown[],
     });
+  }
+  return out;
+}
+
+/**
+ * The rows of one batch that live detection tests as ingest wrote them (knownRows), each with its
+ * field values as written and as the store reads them, which tests hold equal; `stored` undefined
+ * for a row the store's read does not have.
+ */
+export async function writtenAgainstStored(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  batch: LiveBatch & { readonly rows: WrittenRows },
+): Promise<{ table: string; id: number; written: unknown[]; stored: unknown[] | undefined }[]> {
+  const out: { table: string; id: number; written: unknown[]; stored: unknown[] | undefined }[] = [];
+  const first = batch.seq * ORD_PER_BATCH;
+  const rowsOf = batchRows(batch);
+  for (const t of planOf(rules)) {
+    const known = knownRows(t.source, t.slots.names, batch.rows, { from: first, to: first + ORD_PER_BATCH });
+    if (known === null) continue;
+    const stored = new Map<string, unknown[]>();
+    await scanTable(
+      db,
+      t,
+      rowsOf(t.source),
+      () => false,
+      async (page) => {
+        for (const r of page) stored.set(String(r.id), r.values);
+      },
+    );
+    const ids = new Set([...known.known.map((k) => String(k.id)), ...known.unknown.map(String)]);
+    for (const k of known.known)
+      out.push({ table: t.source.table, id: k.id, written: k.values, stored: stored.get(String(k.id)) });
+    // A row of the batch that ingest did not hand over as written would be missed.
+    for (const [id, values] of stored)
+      if (!ids.has(id)) out.push({ table: t.source.table, id: Number(id), written: [], stored: values });
   }
   return out;
 }
@@ -821,7 +882,7 @@ export interface BatchMatches {
 export async function batchMatches(
   db: Kysely<Database>,
   rules: readonly CompiledRule[],
-  batch: { readonly hostId: string; readonly seq: number },
+  batch: LiveBatch,
   limit: number,
 ): Promise<BatchMatches> {
   const plan = planOf(rules);

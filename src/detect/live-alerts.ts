@@ -1,7 +1,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { Database } from '../store/index.js';
 import type { CompiledRule } from './compile.js';
-import { type Alert, batchMatches, type RowMatch } from './hunt.js';
+import { type Alert, batchMatches, type LiveBatch, type RowMatch } from './hunt.js';
 
 /** Matches kept as alerts per rule and batch (a runaway rule cannot flood the table). */
 const MAX_PER_RULE_AND_BATCH = 1000;
@@ -21,7 +21,7 @@ const INSERT_AT_ONCE = 5_000;
 export async function recordAlerts(
   trx: Kysely<Database>,
   rules: readonly CompiledRule[],
-  batch: { readonly hostId: string; readonly seq: number },
+  batch: LiveBatch,
   now: number = Date.now() * 1000,
 ): Promise<number> {
   if (rules.length === 0) return 0;
