@@ -74,7 +74,7 @@ async function ingestAll(store: Store, rules: readonly CompiledRule[] | null): P
   await enrollBenchHosts(store, [hostId], keys.publicPem);
   const batches = makeBatches(hostId, keys.privatePem, BATCHES, incident);
   const onApplied = rules
-    ? async (trx: Parameters<typeof recordAlerts>[0], b: { hostId: string; seq: number }) => {
+    ? async (trx: Parameters<typeof recordAlerts>[0], b: Parameters<typeof recordAlerts>[2]) => {
         await recordAlerts(trx, rules, b);
       }
     : undefined;

@@ -4,6 +4,7 @@ import type { CompiledRule } from './compile.js';
 import type { LogSource } from './logsources.js';
 import { FieldSlots, LiveRow, type RuleTest, rulePredicate, type Verdict } from './predicate.js';
 import { Prefilter, ruleAnchors } from './prefilter.js';
+import { knownRows, type WrittenRows } from './written-rows.js';
 
 export interface HuntQuery {
   /** Host ids (resolved by the caller); undefined: every host. */
@@ -452,9 +453,22 @@ async function matchRules(
   plan: readonly TablePlan[],
   rowsOf: (s: LogSource) => RowSet,
   limit: number,
-  memoOf: (rules: readonly PlannedRule[]) => Memo = () => ({ map: new Map(), max: MEMO_ENTRIES }),
+  memoOf?: (rules: readonly PlannedRule[]) => Memo,
 ): Promise<Alert[]> {
-  const alerts: Alert[] = [];
+  const { found, batchRead } = await findMatches(db, plan, rowsOf, limit, memoOf);
+  return readAllMatches(db, found, limit, !batchRead);
+}
+
+/** matchRules before the matches are read: per table, the rows each rule matches. */
+async function findMatches(
+  db: Kysely<Database>,
+  plan: readonly TablePlan[],
+  rowsOf: (s: LogSource) => RowSet,
+  limit: number,
+  memoOf: (rules: readonly PlannedRule[]) => Memo = () => ({ map: new Map(), max: MEMO_ENTRIES }),
+): Promise<{ found: TableMatches[]; batchRead: boolean }> {
+  const found: TableMatches[] = [];
+  let batchRead = false;
   for (const t of plan) {
     if (t.rules.length === 0) continue;
     // Per rule: the rows it matches (kept to the first `limit` in time order: no later one can be
@@ -463,6 +477,7 @@ async function matchRules(
     const unsure = t.rules.map(() => [] as Candidate[]);
     const lower = capsOf(t).lowerText;
     const rows = rowsOf(t.source);
+    batchRead = rows.page === null;
     // A hunt whose rules allow it reads the dear fields (a parent's, a looked-up name) only for
     // the rows the anchors of the rules that read them keep; one batch's rows are read at once.
     // A scan through a cursor reads every field at once: the engine then joins the whole table.
@@ -557,68 +572,94 @@ async function matchRules(
         if (later.length * 4 >= page.length) dearLast = false;
       },
     );
-    alerts.push(
-      ...(await readMatches(
-        db,
-        t,
-        sure.map((s) => s.rows()),
-        unsure,
-        limit,
-        rows.page !== null,
-      )),
-    );
+    found.push({ t, sure: sure.map((s) => s.rows()), unsure });
   }
-  return alerts;
+  return { found, batchRead };
+}
+
+/** One table's matches before they are read: per rule, the rows it matches and those SQL decides. */
+interface TableMatches {
+  readonly t: TablePlan;
+  readonly sure: readonly (readonly Candidate[])[];
+  readonly unsure: readonly (readonly Candidate[])[];
+}
+
+/** The ids of a table's matched rows, each once. */
+function matchedIds(m: TableMatches): unknown[] {
+  const ids = new Set<unknown>();
+  for (const list of [...m.sure, ...m.unsure]) for (const c of list) ids.add(c.id);
+  return [...ids];
 }
 
 /**
- * The alerts of one table's rules: `sure[i]` the rows rule i matches (its in-memory test decided,
- * already its first `limit` in time order), `unsure[i]` the rows only the engine can decide (a
- * regex on PostgreSQL). Every such row is read once, by one query per CONFIRM_CHUNK ids for all the
- * rules, with the alert's columns and batch; the unsure rows also with, per rule that has some, the
- * rule's own SQL condition as a column (so the engine decides, in the same query).
+ * The alerts of every table's matches (readMatches). One batch's, where the engine can return
+ * rows of different tables from one statement (Capabilities.rowJson), are read in one statement
+ * for all the tables: a round trip per batch, not one per table that has matches.
  */
-async function readMatches(
+async function readAllMatches(
   db: Kysely<Database>,
-  t: TablePlan,
-  sure: readonly (readonly Candidate[])[],
-  unsure: readonly (readonly Candidate[])[],
+  found: readonly TableMatches[],
   limit: number,
   longRead: boolean,
 ): Promise<Alert[]> {
+  const withIds = found.map((m) => ({ m, ids: matchedIds(m) })).filter((x) => x.ids.length > 0);
+  const rowJson = withIds[0]?.m.t.rules[0].c.caps.rowJson ?? null;
+  if (
+    longRead ||
+    rowJson === null ||
+    withIds.length < 2 ||
+    withIds.some((x) => x.ids.length > CONFIRM_CHUNK)
+  ) {
+    const alerts: Alert[] = [];
+    for (const { m } of withIds) alerts.push(...(await readMatches(db, m, limit, longRead)));
+    return alerts;
+  }
+  const parts = withIds.map(({ m, ids }, k) => {
+    const alias = `m${k}`;
+    return sql`select ${sql.lit(k)} as t, ${rowJson(alias)} as v from (${matchQuery(m, askedOf(m), ids)}) ${sql.id(alias)}`;
+  });
+  const { rows } = await sql<{ t: number | string; v: string }>`${sql.join(parts, sql` union all `)}`.execute(
+    db,
+  );
+  const byTable = withIds.map(() => new Map<string, Record<string, unknown>>());
+  for (const r of rows) {
+    const row = JSON.parse(r.v) as Record<string, unknown>;
+    byTable[Number(r.t)].set(String(row.row_id_), row);
+  }
+  return withIds.flatMap(({ m }, k) => alertsOf(m, askedOf(m), byTable[k], limit));
+}
+
+/** The rules the engine decides for some row of `m`, each one flag column `m<k>` of matchQuery. */
+const askedOf = (m: TableMatches): number[] =>
+  m.t.rules.flatMap((_r, i) => (m.unsure[i].length > 0 ? [i] : []));
+
+/** The alert's columns and batch of the rows `ids` of m's table, with a flag column per rule in `asked`. */
+function matchQuery(m: TableMatches, asked: readonly number[], ids: readonly unknown[]) {
+  const { t } = m;
   const s = t.source;
-  const ids = new Set<unknown>();
-  for (const list of [...sure, ...unsure]) for (const m of list) ids.add(m.id);
-  if (ids.size === 0) return [];
-  // A hunt's settings for lookups by id (capabilities.ts), undone for the scans after; live
-  // detection's batch-sized reads go without (two more statements per batch).
-  const settings = longRead ? capsOf(t).byIdReadSettings : { before: [], after: [] };
-  for (const q of settings.before) await q.execute(db);
-  // The rules the engine decides for some row, each one flag column.
-  const asked = t.rules.flatMap((_r, i) => (unsure[i].length > 0 ? [i] : []));
   const flags = asked.map(
     (i, k) => sql`case when ${t.rules[i].c.where} then 1 else 0 end as ${sql.raw(`m${k}`)}`,
   );
   const pid = s.fields.ProcessId?.expr ?? sql`null`;
-  const rows = new Map<string, Record<string, unknown>>();
-  const all = [...ids];
-  for (let k = 0; k < all.length; k += CONFIRM_CHUNK) {
-    const chunk = all.slice(k, k + CONFIRM_CHUNK);
-    const { rows: read } = await sql<
-      Record<string, unknown>
-    >`select ${s.id} as row_id_, ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns}${flags.length ? sql`, ${sql.join(flags)}` : sql``} from ${s.from} where ${s.id} in (${sql.join(chunk)})`.execute(
-      db,
-    );
-    for (const r of read) rows.set(String(r.row_id_), r);
-  }
-  for (const q of settings.after) await q.execute(db);
+  return sql<
+    Record<string, unknown>
+  >`select ${s.id} as row_id_, ${s.time} as time, h.name as host, h.host_id as host_id, ${pid} as pid, b.seq as batch_seq, b.hash as batch_hash, ${s.columns}${flags.length ? sql`, ${sql.join(flags)}` : sql``} from ${s.from} where ${s.id} in (${sql.join(ids)})`;
+}
+
+/** The alerts of m's rules from its rows read by matchQuery (by id as text). */
+function alertsOf(
+  m: TableMatches,
+  asked: readonly number[],
+  rows: ReadonlyMap<string, Record<string, unknown>>,
+  limit: number,
+): Alert[] {
   const alerts: Alert[] = [];
-  t.rules.forEach((r, i) => {
+  m.t.rules.forEach((r, i) => {
     const flag = `m${asked.indexOf(i)}`;
-    const decided = unsure[i].filter((m) => Number(rows.get(String(m.id))?.[flag]) === 1);
-    const matched = [...sure[i], ...decided].sort(byTime).slice(0, limit);
-    for (const m of matched) {
-      const row = rows.get(String(m.id));
+    const decided = m.unsure[i].filter((c) => Number(rows.get(String(c.id))?.[flag]) === 1);
+    const matched = [...m.sure[i], ...decided].sort(byTime).slice(0, limit);
+    for (const c of matched) {
+      const row = rows.get(String(c.id));
       // A row the scan read is there in the same transaction; only a concurrent delete (prune)
       // removes it in between, and then there is nothing left to alert on.
       if (row === undefined) continue;
@@ -629,6 +670,46 @@ async function readMatches(
   });
   return alerts;
 }
+
+/**
+ * The alerts of one table's rules: `m.sure[i]` the rows rule i matches (its in-memory test
+ * decided, already its first `limit` in time order), `m.unsure[i]` the rows only the engine can
+ * decide (a regex JavaScript cannot stand in for). Every such row is read once, by one query per
+ * CONFIRM_CHUNK ids for all the rules, with the alert's columns and batch; the unsure rows also
+ * with, per rule that has some, the rule's own SQL condition as a column (so the engine decides,
+ * in the same query).
+ */
+async function readMatches(
+  db: Kysely<Database>,
+  m: TableMatches,
+  limit: number,
+  longRead: boolean,
+): Promise<Alert[]> {
+  const all = matchedIds(m);
+  if (all.length === 0) return [];
+  // A hunt's settings for lookups by id (capabilities.ts), undone for the scans after; live
+  // detection's batch-sized reads go without (two more statements per batch).
+  const settings = longRead ? capsOf(m.t).byIdReadSettings : { before: [], after: [] };
+  for (const q of settings.before) await q.execute(db);
+  const asked = askedOf(m);
+  const rows = new Map<string, Record<string, unknown>>();
+  for (let k = 0; k < all.length; k += CONFIRM_CHUNK) {
+    const { rows: read } = await matchQuery(m, asked, all.slice(k, k + CONFIRM_CHUNK)).execute(db);
+    for (const r of read) rows.set(String(r.row_id_), r);
+  }
+  for (const q of settings.after) await q.execute(db);
+  return alertsOf(m, asked, rows, limit);
+}
+
+/** A batch live detection runs on; `rows`: the rows ingest wrote for it, as written. */
+export interface LiveBatch {
+  readonly hostId: string;
+  readonly seq: number;
+  readonly rows?: WrittenRows;
+}
+
+/** Written rows per table the store reads by id at most (each one parameter); more: the whole batch's. */
+const UNKNOWN_AT_MOST = 2_000;
 
 /** The rows one batch opened (its open_ord range, indexed): what live detection reads. */
 function batchRows(batch: { readonly hostId: string; readonly seq: number }) {
@@ -650,19 +731,33 @@ function batchRows(batch: { readonly hostId: string; readonly seq: number }) {
 async function readBatchRows(
   db: Kysely<Database>,
   plan: readonly TablePlan[],
-  batch: { readonly hostId: string; readonly seq: number },
+  batch: LiveBatch,
 ): Promise<Map<string, ScannedRow[]>> {
   const tables = plan.filter((t) => t.rules.length > 0);
   const out = new Map<string, ScannedRow[]>(tables.map((t) => [t.source.table, []]));
   if (tables.length === 0) return out;
   const rowsOf = batchRows(batch);
   const caps = tables[0].rules[0].c.caps;
-  const parts = tables.map((t, k) => {
+  const first = batch.seq * ORD_PER_BATCH;
+  const parts = tables.flatMap((t, k) => {
     const s = t.source;
     const conds = [...rowsOf(s).where, ...(s.base ? [sql<boolean>`${s.base}`] : [])];
+    // The rows ingest wrote whose every field the rules read it can tell (written-rows.ts) are
+    // tested as written; the store reads the others, by id (none: no read of that table).
+    const w = batch.rows
+      ? knownRows(s, t.slots.names, batch.rows, { from: first, to: first + ORD_PER_BATCH })
+      : null;
+    if (w !== null && w.unknown.length <= UNKNOWN_AT_MOST) {
+      out.get(s.table)!.push(...w.known);
+      if (w.unknown.length === 0) return [];
+      conds.push(sql<boolean>`${s.id} in (${sql.join(w.unknown)})`);
+    }
     const values = caps.jsonArray(t.slots.names.map((name) => s.fields[name].expr));
-    return sql`select ${sql.lit(k)} as t, ${s.id} as id, ${s.time} as time, ${values} as v from ${s.scan} where ${sql.join(conds, sql` and `)}`;
+    return [
+      sql`select ${sql.lit(k)} as t, ${s.id} as id, ${s.time} as time, ${values} as v from ${s.scan} where ${sql.join(conds, sql` and `)}`,
+    ];
   });
+  if (parts.length === 0) return out;
   const { rows } = await sql<{
     t: number | string;
     id: unknown;
@@ -675,6 +770,42 @@ async function readBatchRows(
       time: Number(r.time),
       values: JSON.parse(r.v) as unknown[],
     });
+  }
+  return out;
+}
+
+/**
+ * The rows of one batch that live detection tests as ingest wrote them (knownRows), each with its
+ * field values as written and as the store reads them, which tests hold equal; `stored` undefined
+ * for a row the store's read does not have.
+ */
+export async function writtenAgainstStored(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  batch: LiveBatch & { readonly rows: WrittenRows },
+): Promise<{ table: string; id: number; written: unknown[]; stored: unknown[] | undefined }[]> {
+  const out: { table: string; id: number; written: unknown[]; stored: unknown[] | undefined }[] = [];
+  const first = batch.seq * ORD_PER_BATCH;
+  const rowsOf = batchRows(batch);
+  for (const t of planOf(rules)) {
+    const known = knownRows(t.source, t.slots.names, batch.rows, { from: first, to: first + ORD_PER_BATCH });
+    if (known === null) continue;
+    const stored = new Map<string, unknown[]>();
+    await scanTable(
+      db,
+      t,
+      rowsOf(t.source),
+      () => false,
+      async (page) => {
+        for (const r of page) stored.set(String(r.id), r.values);
+      },
+    );
+    const ids = new Set([...known.known.map((k) => String(k.id)), ...known.unknown.map(String)]);
+    for (const k of known.known)
+      out.push({ table: t.source.table, id: k.id, written: k.values, stored: stored.get(String(k.id)) });
+    // A row of the batch that ingest did not hand over as written would be missed.
+    for (const [id, values] of stored)
+      if (!ids.has(id)) out.push({ table: t.source.table, id: Number(id), written: [], stored: values });
   }
   return out;
 }
@@ -723,17 +854,60 @@ export async function huntBatchOn(
   batch: { readonly hostId: string; readonly seq: number },
   limit: number,
 ): Promise<Alert[]> {
+  return (await batchMatches(db, rules, batch, limit)).read();
+}
+
+/** One match of a rule on a row, decided in memory (BatchMatches.decided). */
+export interface RowMatch {
+  readonly c: CompiledRule;
+  readonly id: unknown;
+  readonly time: number;
+}
+
+/** The matches of one batch, before their columns are read (batchMatches). */
+export interface BatchMatches {
+  /** Reads the matched rows' columns and batch: huntBatchOn's alerts, in time order. */
+  readonly read: () => Promise<Alert[]>;
+  /**
+   * The same matches in the same order, when every verdict was decided in memory; null when the
+   * engine must decide some row (read() then asks it).
+   */
+  readonly decided: readonly RowMatch[] | null;
+}
+
+/**
+ * The rules on the rows one batch opened (readBatchRows, then the in-memory tests), the matches
+ * not read yet: live detection may write them into `alerts` by a statement that reads them.
+ */
+export async function batchMatches(
+  db: Kysely<Database>,
+  rules: readonly CompiledRule[],
+  batch: LiveBatch,
+  limit: number,
+): Promise<BatchMatches> {
   const plan = planOf(rules);
   const read = await readBatchRows(db, plan, batch);
   const rowsOf = batchRows(batch);
-  const alerts = await matchRules(
+  const { found } = await findMatches(
     db,
     plan,
     (s) => ({ ...rowsOf(s), read: read.get(s.table) ?? [] }),
     limit,
     liveMemoOf,
   );
-  return alerts.sort((a, b) => a.time - b.time);
+  const unsure = found.some((m) => m.unsure.some((l) => l.length > 0));
+  // readAllMatches' order: table by table, rule by rule, each rule's in time order; then by time.
+  const decided = unsure
+    ? null
+    : found
+        .flatMap((m) =>
+          m.t.rules.flatMap((r, i) => m.sure[i].map((x) => ({ c: r.c, id: x.id, time: x.time }))),
+        )
+        .sort((a, b) => a.time - b.time);
+  return {
+    read: async () => (await readAllMatches(db, found, limit, false)).sort((a, b) => a.time - b.time),
+    decided,
+  };
 }
 
 function toAlert(c: CompiledRule, r: Record<string, unknown>): Alert {

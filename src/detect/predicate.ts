@@ -192,11 +192,13 @@ function oneTest(
   if (typeof v === 'object') return UNKNOWN(ctx);
   const has = (m: string) => mods.includes(m);
   if (has('re')) {
-    const test = caps.regexTest?.(String(v));
-    if (test === undefined) {
+    const standIn = caps.regexTest?.(String(v));
+    if (standIn === undefined) {
       ctx.exact = false;
       return (row) => (row.text(slot) === null ? false : null);
     }
+    if (!standIn.total) ctx.exact = false;
+    const { test } = standIn;
     return (row) => {
       const t = row.text(slot);
       return t !== null && test(t);

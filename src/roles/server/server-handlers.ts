@@ -32,7 +32,7 @@ export function createServerHandlers(deps: HandlerDeps): ServerHandlers {
   const onApplied =
     rules.length === 0
       ? undefined
-      : async (trx: Parameters<typeof recordAlerts>[0], b: { hostId: string; seq: number }) => {
+      : async (trx: Parameters<typeof recordAlerts>[0], b: Parameters<typeof recordAlerts>[2]) => {
           await recordAlerts(trx, rules, b);
         };
   // The version each host's client last announced, so it is written once per change, not per batch.
