@@ -27,6 +27,8 @@ const RATE = Number(process.env.POFR_BENCH_EXEC_RATE ?? 1000);
 const SECONDS = Number(process.env.POFR_BENCH_EXEC_SECONDS ?? 10);
 const STORM_RATE = Number(process.env.POFR_BENCH_STORM_RATE ?? 3000);
 const STORM_SECONDS = Number(process.env.POFR_BENCH_STORM_SECONDS ?? 5);
+/** Extra node flags for the client only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/p`: NODE_OPTIONS refuses those). */
+const CLIENT_NODE_ARGS = (process.env.POFR_BENCH_CLIENT_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
 const SLEEPER_C = `
 #include <time.h>
@@ -112,7 +114,7 @@ export async function run(): Promise<BenchResult> {
         fingerprint: server.fingerprint,
         name: 'bench-exec',
       });
-      client = spawn(process.execPath, [MAIN, 'client', 'run', '--state', state], {
+      client = spawn(process.execPath, [...CLIENT_NODE_ARGS, MAIN, 'client', 'run', '--state', state], {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
       let log = '';

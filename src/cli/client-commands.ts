@@ -17,6 +17,7 @@ import {
 import { enrollClient } from '../roles/client/enroll-client.js';
 import type { StopReason } from '../roles/client/recorder-health.js';
 import { runClient } from '../roles/client/run-client.js';
+import { boundYoungGeneration } from '../roles/client/young-generation.js';
 import { defaultStateDir } from './data-dirs.js';
 import { parseByteSize, parseNonNegativeInt, parsePositiveInt } from './duration.js';
 import { createLog } from './log.js';
@@ -243,6 +244,8 @@ export function addClientCommands(client: Command, opts: ClientCommandsOptions):
   recorderOpts(stateOpt(client.command('run')))
     .description('record in the foreground until SIGINT/SIGTERM, then flush')
     .action(async (o: RecorderFlags) => {
+      // First, before recording allocates: this process is the recorder (see young-generation.ts).
+      boundYoungGeneration();
       // One recorder per state directory: two would both extend the spool's chain.
       const other = readPid(o.state);
       if (other !== null && other !== process.pid) {
