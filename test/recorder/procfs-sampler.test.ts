@@ -230,6 +230,29 @@ test('real /proc: a child with a marker argv and an open fd 7 appears, then exit
   }
 });
 
+test("real /proc: the sampler's own held stat and schedstat files are not recorded as the recorder's files", (t) => {
+  const sampler = new ProcfsSampler();
+  t.after(() => sampler.close());
+  // At the first poll every process listed before this one is held already, and this process's fd
+  // table is read at first sight; the second is a keyframe-free poll that rereads changed tables.
+  const out = [...valid(sampler.poll(nowMicros())), ...valid(sampler.poll(nowMicros()))];
+  const own = /^\/proc\/\d+\/(stat|schedstat)$/;
+  const mine = (f: { pid: number; path: unknown }) =>
+    f.pid === process.pid && typeof f.path === 'string' && own.test(f.path);
+  const recorded = out.flatMap((r) =>
+    r.type === 'file_open' ? [r.file] : r.type === 'keyframe' ? r.files : [],
+  );
+  assert.ok(
+    recorded.some((f) => f.pid !== process.pid),
+    'files of other processes were recorded',
+  );
+  assert.deepEqual(recorded.filter(mine), []);
+  const live = [...sampler.live.processes.values()].find((p) => p.pid === process.pid);
+  assert.ok(live, 'this process is in the live state');
+  const files = [...(sampler.live.filesOf(`${live.pid}:${live.start_ticks}`)?.values() ?? [])];
+  assert.deepEqual(files.filter(mine), []);
+});
+
 test('real /proc: an exec in place (same pid and start) is a process_exec with the new argv', async (t) => {
   const marker = `pofr-exec-${process.pid}-${Date.now()}`;
   const child = spawn('bash', ['-c', 'read line; exec sleep 30', marker], {
