@@ -403,6 +403,8 @@ interface ActivitySource {
   readonly pid: `${Exclude<Alias, 's'>}.pid`;
   /** The row id of the process image the event is of. */
   readonly process: 'p.id' | 'f.process_id' | 'e.process_id';
+  /** The endpoint row the event is of, for a source read through ResolvedQuery.endpointIds. */
+  readonly endpoint?: 's.endpoint_id';
   /** The RANK of this source's events (every source yields events of one rank). */
   readonly rank: number;
   /**
@@ -442,9 +444,9 @@ function activityFilters(src: ActivitySource, opts: ResolvedQuery, caps: Capabil
   if (pageIds !== undefined) {
     const ids = pageIds.get(src.rank) ?? [];
     out.push(ids.length === 0 ? sql<SqlBool>`1 = 0` : activity(src.id, 'in', ids));
-  } else if (opts.endpointIds !== undefined && src.rank === RANK.endpoint_state) {
+  } else if (opts.endpointIds !== undefined && src.endpoint !== undefined) {
     out.push(
-      opts.endpointIds.length === 0 ? sql<SqlBool>`1 = 0` : activity('s.endpoint_id', 'in', opts.endpointIds),
+      opts.endpointIds.length === 0 ? sql<SqlBool>`1 = 0` : activity(src.endpoint, 'in', opts.endpointIds),
     );
   } else if (opts.processIds !== undefined) {
     out.push(
@@ -860,6 +862,7 @@ async function endpointStates(
     process: 'e.process_id',
     held: true,
     rank: RANK.endpoint_state,
+    endpoint: 's.endpoint_id',
   };
   const q = store.db
     .selectFrom('endpoint_states as s')
