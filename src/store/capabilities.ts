@@ -133,15 +133,36 @@ function likeEither(p: CommandColumns, term: string): RawBuilder<boolean> {
   return sql<boolean>`(${p.cmdline} LIKE ${like} ESCAPE '\\' OR ${p.exe} LIKE ${like} ESCAPE '\\')`;
 }
 
+/** At most this many of a term's trigrams are asked of the index: a longer term is rechecked anyway. */
+const MAX_QUERY_TRIGRAMS = 32;
+
 /**
- * The FTS5 trigram table can answer a term of three characters or more (shorter ones hold no
- * trigram). As a phrase of its trigrams the term is matched literally: inside double quotes only a
- * double quote is special, and it is doubled.
+ * The FTS5 query for the rows that hold every trigram of `term` (three characters or more: shorter
+ * ones hold no trigram). The table keeps no positions (migration 0020), so it takes no phrase of
+ * several trigrams: each is asked on its own, ANDed, a superset of the rows holding the term that
+ * the caller's LIKE or regexp narrows. Each trigram is matched literally: inside double quotes only
+ * a double quote is special, and it is doubled. Trigrams are of code points, as the tokenizer's.
  */
+export function trigramQuery(term: string): string {
+  const chars = [...term];
+  const grams = new Set<string>();
+  for (let i = 0; i + 3 <= chars.length; i++) grams.add(chars.slice(i, i + 3).join(''));
+  const all = [...grams];
+  // Spread over the whole term, so its end narrows as much as its start.
+  const asked =
+    all.length <= MAX_QUERY_TRIGRAMS
+      ? all
+      : Array.from(
+          { length: MAX_QUERY_TRIGRAMS },
+          (_, k) => all[Math.round((k * (all.length - 1)) / (MAX_QUERY_TRIGRAMS - 1))],
+        );
+  return asked.map((g) => `"${g.replaceAll('"', '""')}"`).join(' AND ');
+}
+
+/** Terms of three characters or more go through the trigram table; shorter ones are a LIKE alone. */
 function sqliteCommandContains(p: CommandColumns, term: string): RawBuilder<boolean> {
   if ([...term].length < 3) return likeEither(p, term);
-  const phrase = `"${term.replaceAll('"', '""')}"`;
-  return sql<boolean>`(${p.id} IN (SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${phrase}) AND ${likeEither(p, term)})`;
+  return sql<boolean>`(${p.id} IN (SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${trigramQuery(term)}) AND ${likeEither(p, term)})`;
 }
 
 function regexEither(
@@ -160,8 +181,7 @@ const sqliteRegexSql = (expr: RawBuilder<unknown>, pattern: string) =>
 function sqliteCommandMatches(p: CommandColumns, pattern: string): RawBuilder<boolean> {
   const literal = requiredLiteral(pattern);
   if (literal === null || [...literal].length < 3) return regexEither(sqliteRegexSql, p, pattern);
-  const phrase = `"${literal.replaceAll('"', '""')}"`;
-  return sql<boolean>`(${p.id} IN (SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${phrase}) AND ${regexEither(sqliteRegexSql, p, pattern)})`;
+  return sql<boolean>`(${p.id} IN (SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${trigramQuery(literal)}) AND ${regexEither(sqliteRegexSql, p, pattern)})`;
 }
 
 const postgresRegex = (expr: RawBuilder<unknown>, pattern: string) => sql<boolean>`(${expr} ~ ${pattern})`;

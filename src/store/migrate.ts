@@ -18,6 +18,7 @@ import { timePartitionsMigration } from './migrations/0015-time-partitions.js';
 import { searchAndTreeIndexesMigration } from './migrations/0016-search-and-tree-indexes.js';
 import { boundedIndexKeysMigration } from './migrations/0017-bounded-index-keys.js';
 import { processTimeIndexesMigration } from './migrations/0018-process-time-indexes.js';
+import { trigramDoclistsMigration } from './migrations/0020-trigram-doclists.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -44,6 +45,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0016-search-and-tree-indexes': searchAndTreeIndexesMigration(caps),
           '0017-bounded-index-keys': boundedIndexKeysMigration(caps),
           '0018-process-time-indexes': processTimeIndexesMigration(),
+          '0020-trigram-doclists': trigramDoclistsMigration(caps),
         };
       },
     },

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { sql } from 'kysely';
 import { search } from '../../src/query/index.js';
+import { trigramQuery } from '../../src/store/capabilities.js';
 import { createMigrator, migrateToLatest, type Store } from '../../src/store/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
 import { addHost, addProcess } from './fixtures.js';
@@ -25,6 +26,12 @@ const ARGVS: readonly (readonly string[])[] = [
   ['x'],
   ['python3', '-c', 'print("%s" % 1)'],
   ['bash', '-c', 'echo \uFFFD replacement'],
+  // Every trigram of "worker.py" and of "trigram" without either word: the index (which keeps no
+  // positions, migration 0020) names these rows, and only the recheck leaves them out.
+  ['orker.py', 'wor', 'grame', 'trig', 'rigr'],
+  // A term with more trigrams than the index is asked for (it asks a spread of 32).
+  ['/opt/a-rather-long-install-prefix/bin/service-daemon', '--config=/etc/service/daemon.conf'],
+  ['/opt/a-rather-long-install-prefix/bin/service-daemon', '--config=/etc/service/other.conf'],
 ];
 
 /**
@@ -71,6 +78,10 @@ const TERMS: readonly string[] = [
   'NEAR(a b)',
   '*',
   'no such command anywhere',
+  'worker.py',
+  'trigram',
+  '/opt/a-rather-long-install-prefix/bin/service-daemon --config=/etc/service/daemon.conf',
+  'prefix/bin/service-daemon --config=/etc/service/other',
 ];
 
 /** What a substring search must find: rows whose command line or exe holds the term, as JS sees it. */
@@ -131,6 +142,27 @@ for (const dialect of DIALECTS) {
       await addHost(store, 'h1', 'web');
       await addAll(store, ARGVS);
       await assertSameAsLike(store, 'inserted');
+      if (store.caps.engine === 'sqlite') {
+        // The index keeps no positions (migration 0020): it takes no phrase, and a term's trigrams
+        // ANDed name a row that holds them apart, which the recheck drops.
+        const candidates = async (term: string) =>
+          (
+            await sql<{
+              rowid: number;
+            }>`SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH ${trigramQuery(term)}`.execute(
+              store.db,
+            )
+          ).rows.map((r) => Number(r.rowid));
+        const scattered = (await expected(store, 'orker.py wor'))[0];
+        assert.ok((await candidates('worker.py')).includes(scattered));
+        assert.ok(!(await found(store, 'worker.py')).includes(scattered));
+        await assert.rejects(
+          sql`SELECT rowid FROM processes_trigram WHERE processes_trigram MATCH '"worker.py"'`.execute(
+            store.db,
+          ),
+          /phrase queries are not supported/,
+        );
+      }
       // A term with NUL matches nothing (no argument holds one) instead of failing or matching more.
       assert.deepEqual(await found(store, 'pk\0exec'), []);
       await assert.rejects(search(store, { kind: 'command', term: '  ' }), /needs a term/);
