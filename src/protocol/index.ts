@@ -31,7 +31,6 @@ export {
   NO_TEXTS,
   type RecordTexts,
   splitTexts,
-  textsAsJsonArray,
   textsOf,
 } from './record-texts.js';
 export {

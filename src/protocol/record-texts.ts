@@ -97,8 +97,3 @@ function linesTexts(lines: readonly string[]): RecordTexts {
   // The text is kept as it was made, not re-serialised from the parsed copy.
   return { ...summary, jsonl: lines.join('\n') };
 }
-
-/** The records of a journal frame's `r` array: the same JSON, comma-separated. */
-export function textsAsJsonArray(texts: RecordTexts): string {
-  return `[${texts.jsonl.replaceAll('\n', ',')}]`;
-}

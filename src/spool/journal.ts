@@ -9,14 +9,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import {
-  type PofrRecord,
-  type RecordTexts,
-  recordSchema,
-  sha256Hex,
-  textsAsJsonArray,
-  textsOf,
-} from '../protocol/index.js';
+import { type PofrRecord, type RecordTexts, recordSchema, sha256Hex, textsOf } from '../protocol/index.js';
 
 export const DEFAULT_JOURNAL_MAX_BYTES = 64 * 1024 * 1024;
 /** At most one fdatasync of the journal per this many ms (default). */
@@ -376,9 +369,24 @@ function encodeFrame(value: object): Buffer {
   return frameOf(JSON.stringify(value));
 }
 
-/** `encodeFrame({ t, r: records })`, from the records' text made once for journal and batch alike. */
+/**
+ * `encodeFrame({ t, r: records })`, from the records' text made once for journal and batch alike:
+ * the JSON Lines are encoded straight into the line and their newlines made commas there (a byte
+ * 0x0a is a newline in UTF-8, and JSON text has none of its own), no string built for the frame.
+ */
 function encodeCycleFrame(t: number, texts: RecordTexts): Buffer {
-  return frameOf(`{"t":${JSON.stringify(t)},"r":${textsAsJsonArray(texts)}}`);
+  const head = `{"t":${JSON.stringify(t)},"r":[`;
+  const bodyBytes = Buffer.byteLength(texts.jsonl, 'utf8');
+  const n = head.length + bodyBytes + 2;
+  const line = Buffer.allocUnsafe(n + 18);
+  let at = 17 + line.write(head, 17, 'latin1');
+  const bodyEnd = at + line.write(texts.jsonl, at, bodyBytes, 'utf8');
+  for (let nl = line.indexOf(0x0a, at); nl >= 0 && nl < bodyEnd; nl = line.indexOf(0x0a, nl + 1))
+    line[nl] = 0x2c;
+  at = bodyEnd;
+  line[at] = 0x5d; // ]
+  line[at + 1] = 0x7d; // }
+  return sealLine(line, n);
 }
 
 function frameOf(json: string): Buffer {
@@ -386,9 +394,14 @@ function frameOf(json: string): Buffer {
   const n = Buffer.byteLength(json, 'utf8');
   const line = Buffer.allocUnsafe(n + 18);
   line.write(json, 17, n, 'utf8');
+  return sealLine(line, n);
+}
+
+/** `line` holds `n` bytes of JSON at offset 17: the checksum goes before it, the newline after. */
+function sealLine(line: Buffer, n: number): Buffer {
   line.write(sha256Hex(line.subarray(17, 17 + n)).slice(0, 16), 0, 'latin1');
   line[16] = 0x20;
-  line[line.length - 1] = 0x0a;
+  line[17 + n] = 0x0a;
   return line;
 }
 
