@@ -133,7 +133,7 @@ export function sealTexts(
 ): SealedBatch {
   const { texts } = input;
   if (texts.count === 0) throw new Error('sealTexts: a batch needs at least one record');
-  const jsonl = Buffer.from(texts.jsonl, 'utf8');
+  const jsonl = texts.jsonl;
   // Level 4 compresses a recorder's JSON Lines as well as the default 6 here, in two thirds of the
   // time (bench/exec-capture: gzip was a tenth of the recorder's CPU under an exec storm).
   const payload = gzipSync(jsonl, { level: GZIP_LEVEL });

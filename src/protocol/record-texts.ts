@@ -6,15 +6,16 @@ import type { PofrRecord } from './records.js';
  * serialised once, in the cycle it is made (the crash journal writes the same text), and the record
  * objects can then die young: held for the seconds until their batch is sealed, thousands of them a
  * second under an exec storm were promoted to V8's old generation and marked again by every major
- * GC, most of the recorder's garbage collection (bench/exec-capture). One string per cycle is
- * nothing to a collector.
+ * GC, most of the recorder's garbage collection (bench/exec-capture). The text is kept as its
+ * UTF-8 bytes, one buffer per cycle: outside V8's heap, nothing to a collector, and what the
+ * journal writes and the batch compresses without another encoding.
  *
- * JSON text never holds a raw newline (JSON.stringify escapes it inside strings), so `jsonl` splits
- * back into its records exactly at '\n'.
+ * JSON text never holds a raw newline (JSON.stringify escapes it inside strings), and in UTF-8 the
+ * byte 0x0a is only ever a newline, so `jsonl` splits back into its records exactly at 0x0a.
  */
 export interface RecordTexts {
-  /** The records' JSON, one per line, no trailing newline; '' for none. */
-  readonly jsonl: string;
+  /** The records' JSON as UTF-8, one per line, no trailing newline; empty for none. */
+  readonly jsonl: Buffer;
   readonly count: number;
   /** Smallest and largest `t` of the records (a batch header's t_from and t_to). */
   readonly tFrom: number;
@@ -25,8 +26,10 @@ export interface RecordTexts {
   readonly dropped: number;
 }
 
+const NEWLINE = Buffer.from('\n');
+
 export const NO_TEXTS: RecordTexts = Object.freeze({
-  jsonl: '',
+  jsonl: Buffer.alloc(0),
   count: 0,
   tFrom: Number.MAX_SAFE_INTEGER,
   tTo: 0,
@@ -55,7 +58,8 @@ export function textsOf(records: readonly PofrRecord[]): RecordTexts {
     if (to > lossTo) lossTo = to;
     dropped += r.type === 'gap' ? (r.dropped ?? 0) : 1;
   }
-  return { jsonl: lines.join('\n'), count: records.length, tFrom, tTo, lossFrom, lossTo, dropped };
+  const jsonl = Buffer.from(lines.join('\n'), 'utf8');
+  return { jsonl, count: records.length, tFrom, tTo, lossFrom, lossTo, dropped };
 }
 
 /** Several runs of records as one, in order. */
@@ -77,8 +81,12 @@ export function joinTexts(parts: readonly RecordTexts[]): RecordTexts {
     lossTo = Math.max(lossTo, p.lossTo);
     dropped += p.dropped;
   }
-  const jsonl = nonEmpty.map((p) => p.jsonl).join('\n');
-  return { jsonl, count, tFrom, tTo, lossFrom, lossTo, dropped };
+  const pieces: Buffer[] = [];
+  for (const p of nonEmpty) {
+    if (pieces.length > 0) pieces.push(NEWLINE);
+    pieces.push(p.jsonl);
+  }
+  return { jsonl: Buffer.concat(pieces), count, tFrom, tTo, lossFrom, lossTo, dropped };
 }
 
 /**
@@ -86,7 +94,7 @@ export function joinTexts(parts: readonly RecordTexts[]): RecordTexts {
  * its records' JSON: only a batch over the size limits is split, which is rare enough for that.
  */
 export function splitTexts(texts: RecordTexts): [RecordTexts, RecordTexts] {
-  const lines = texts.jsonl.split('\n');
+  const lines = texts.jsonl.toString('utf8').split('\n');
   const mid = lines.length >> 1;
   return [linesTexts(lines.slice(0, mid)), linesTexts(lines.slice(mid))];
 }
@@ -95,5 +103,5 @@ function linesTexts(lines: readonly string[]): RecordTexts {
   if (lines.length === 0) return NO_TEXTS;
   const summary = textsOf(lines.map((l) => JSON.parse(l) as PofrRecord));
   // The text is kept as it was made, not re-serialised from the parsed copy.
-  return { ...summary, jsonl: lines.join('\n') };
+  return { ...summary, jsonl: Buffer.from(lines.join('\n'), 'utf8') };
 }

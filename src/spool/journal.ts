@@ -371,16 +371,15 @@ function encodeFrame(value: object): Buffer {
 
 /**
  * `encodeFrame({ t, r: records })`, from the records' text made once for journal and batch alike:
- * the JSON Lines are encoded straight into the line and their newlines made commas there (a byte
- * 0x0a is a newline in UTF-8, and JSON text has none of its own), no string built for the frame.
+ * the JSON Lines are copied into the line and their newlines made commas there (a byte 0x0a is a
+ * newline in UTF-8, and JSON text has none of its own), no string built for the frame.
  */
 function encodeCycleFrame(t: number, texts: RecordTexts): Buffer {
   const head = `{"t":${JSON.stringify(t)},"r":[`;
-  const bodyBytes = Buffer.byteLength(texts.jsonl, 'utf8');
-  const n = head.length + bodyBytes + 2;
+  const n = head.length + texts.jsonl.length + 2;
   const line = Buffer.allocUnsafe(n + 18);
   let at = 17 + line.write(head, 17, 'latin1');
-  const bodyEnd = at + line.write(texts.jsonl, at, bodyBytes, 'utf8');
+  const bodyEnd = at + texts.jsonl.copy(line, at);
   for (let nl = line.indexOf(0x0a, at); nl >= 0 && nl < bodyEnd; nl = line.indexOf(0x0a, nl + 1))
     line[nl] = 0x2c;
   at = bodyEnd;
