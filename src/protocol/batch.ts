@@ -3,7 +3,7 @@ import { gunzipSync, gzipSync } from 'node:zlib';
 import { z } from 'zod';
 import { PofrError } from '../errors.js';
 import { LIMITS } from './limits.js';
-import { recordJson } from './record-json.js';
+import { type RecordTexts, textsOf } from './record-texts.js';
 import { type PofrRecord, recordSchema } from './records.js';
 import { computeSeal, SEAL_BYTES, SEAL_SCHEME, sealMatches } from './seal.js';
 
@@ -116,16 +116,29 @@ export function sha256Hex(data: Uint8Array): string {
  */
 export function sealBatch(input: SealInput, signingKey: KeyObject, sealKey?: Buffer | null): SealedBatch {
   if (input.records.length === 0) throw new Error('sealBatch: a batch needs at least one record');
-  const jsonl = Buffer.from(input.records.map(recordJson).join('\n'), 'utf8');
+  const { records, ...ids } = input;
+  return sealTexts({ ...ids, texts: textsOf(records) }, signingKey, sealKey);
+}
+
+/** A batch to seal from records already serialised (record-texts.ts): what the recorder seals. */
+export interface SealTextsInput extends Omit<SealInput, 'records'> {
+  readonly texts: RecordTexts;
+}
+
+/** sealBatch, for records the caller serialised already (the recorder keeps its unsealed records as text). */
+export function sealTexts(
+  input: SealTextsInput,
+  signingKey: KeyObject,
+  sealKey?: Buffer | null,
+): SealedBatch {
+  const { texts } = input;
+  if (texts.count === 0) throw new Error('sealTexts: a batch needs at least one record');
+  const jsonl = texts.jsonl;
   // Level 4 compresses a recorder's JSON Lines as well as the default 6 here, in two thirds of the
   // time (bench/exec-capture: gzip was a tenth of the recorder's CPU under an exec storm).
   const payload = gzipSync(jsonl, { level: GZIP_LEVEL });
-  let tFrom = Number.MAX_SAFE_INTEGER;
-  let tTo = 0;
-  for (const r of input.records) {
-    if (r.t < tFrom) tFrom = r.t;
-    if (r.t > tTo) tTo = r.t;
-  }
+  const tFrom = texts.tFrom;
+  const tTo = texts.tTo;
   const sealed = sealKey !== undefined && sealKey !== null;
   const header: BatchHeader = Object.freeze({
     v: sealed ? (input.version ?? PROTOCOL_VERSION) : UNSEALED_PROTOCOL_VERSION,
@@ -138,7 +151,7 @@ export function sealBatch(input: SealInput, signingKey: KeyObject, sealKey?: Buf
     payload_sha256: sha256Hex(payload),
     payload_encoding: PAYLOAD_ENCODING,
     payload_bytes: jsonl.length,
-    record_count: input.records.length,
+    record_count: texts.count,
     ...(sealed ? { seal: SEAL_SCHEME } : {}),
   });
   const headerBytes = Buffer.from(JSON.stringify(header), 'utf8');

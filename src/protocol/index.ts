@@ -15,7 +15,9 @@ export {
   SEALED_PROTOCOL_VERSION,
   type SealedBatch,
   type SealInput,
+  type SealTextsInput,
   sealBatch,
+  sealTexts,
   sha256Hex,
   UNSEALED_PROTOCOL_VERSION,
   verifyBatchFrame,
@@ -24,7 +26,13 @@ export {
 export { displayBytes, fromWireBytes, isRawBytes, toWireBytes, type WireBytes } from './bytes.js';
 export { generateSigningKeyPair, loadPrivateKey, loadPublicKey, type SigningKeyPair } from './keys.js';
 export { LIMITS } from './limits.js';
-export { recordJson } from './record-json.js';
+export {
+  joinTexts,
+  NO_TEXTS,
+  type RecordTexts,
+  splitTexts,
+  textsOf,
+} from './record-texts.js';
 export {
   type ArgvSource,
   type Creds,

@@ -73,6 +73,8 @@ export interface TracefsHealth extends SourceHealth {
 }
 
 const MARK = 'pofr-clock ';
+/** Unnamed fds of one process kept in an array up to this many; past it, a Set (see #fdUnnamed). */
+const FD_ARRAY_MAX = 16;
 /** Events younger than this at a drain wait for the next: every CPU has committed older ones. */
 const SETTLE_NS = 1e6;
 const RECALIBRATE_NS = 10e9;
@@ -114,9 +116,11 @@ export class TracefsSource implements RecorderSource {
    * Descriptors that only /proc can name, per process: opens that came without their path (direct
    * system calls of static programs, Go, ld.so) and sockets. An entry goes when its close is seen,
    * so an fd opened and closed between two drains (ld.so's, at every start of a dynamic program)
-   * sends the sampler to no fd table it could not learn from.
+   * sends the sampler to no fd table it could not learn from. A short array, not a Set, until it
+   * grows: it mostly holds one or two fds for microseconds (ld.so's opens at each start), and a
+   * Set per exec was a hash table allocated and dropped each time.
    */
-  #fdUnnamed = new Map<number, Set<number>>();
+  #fdUnnamed = new Map<number, number[] | Set<number>>();
   #filesState = 'off';
   #lookups: LookupEvents | null = null;
   #lookupsState = 'off';
@@ -467,14 +471,24 @@ export class TracefsSource implements RecorderSource {
   #unnamedOpen(tid: number, fd: number): void {
     const pid = this.#processes.tgidOf(tid);
     const fds = this.#fdUnnamed.get(pid);
-    if (fds) fds.add(fd);
-    else this.#fdUnnamed.set(pid, new Set([fd]));
+    if (fds === undefined) this.#fdUnnamed.set(pid, [fd]);
+    else if (!Array.isArray(fds)) fds.add(fd);
+    else if (fds.length >= FD_ARRAY_MAX) this.#fdUnnamed.set(pid, new Set([...fds, fd]));
+    else if (!fds.includes(fd)) fds.push(fd);
   }
 
   #unnamedClose(tid: number, fd: number): void {
     const pid = this.#processes.tgidOf(tid);
     const fds = this.#fdUnnamed.get(pid);
-    if (fds?.delete(fd) && fds.size === 0) this.#fdUnnamed.delete(pid);
+    if (fds === undefined) return;
+    if (!Array.isArray(fds)) {
+      if (fds.delete(fd) && fds.size === 0) this.#fdUnnamed.delete(pid);
+      return;
+    }
+    const i = fds.lastIndexOf(fd);
+    if (i < 0) return;
+    if (fds.length === 1) this.#fdUnnamed.delete(pid);
+    else fds.splice(i, 1);
   }
 
   /** True once after the kernel lost events: the sampler should check everything against /proc. */

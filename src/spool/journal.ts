@@ -9,7 +9,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { dirname } from 'node:path';
-import { type PofrRecord, recordJson, recordSchema, sha256Hex } from '../protocol/index.js';
+import { type PofrRecord, type RecordTexts, recordSchema, sha256Hex, textsOf } from '../protocol/index.js';
 
 export const DEFAULT_JOURNAL_MAX_BYTES = 64 * 1024 * 1024;
 /** At most one fdatasync of the journal per this many ms (default). */
@@ -172,36 +172,41 @@ export class CrashJournal {
 
   /** This cycle's records (possibly none: the frame then only says the recorder was alive at `t`). */
   write(t: number, records: readonly PofrRecord[]): void {
+    this.writeTexts(t, textsOf(records));
+  }
+
+  /** write(), for records serialised already (the batch assembler makes each record's text once). */
+  writeTexts(t: number, texts: RecordTexts): void {
     if (this.#fd === null) return;
-    if (records.length === 0 && t - this.#lastFrame < ALIVE_EVERY_US) return;
+    if (texts.count === 0 && t - this.#lastFrame < ALIVE_EVERY_US) return;
     if (this.#needsReset && !this.#reset(t, [])) {
-      this.#count(t, records, this.#lastError ?? 'the journal could not be emptied');
+      this.#count(t, texts, this.#lastError ?? 'the journal could not be emptied');
       return;
     }
-    if (records.length === 0 && this.#unsealed === 0 && this.#lossAt === null) {
+    if (texts.count === 0 && this.#unsealed === 0 && this.#lossAt === null) {
       // Only ticks since the last seal: keep the file small on an idle host.
       if (this.#size > IDLE_COMPACT_BYTES && !this.#reset(t, [])) return;
     }
     if (this.#lossAt === null) {
-      const frame = encodeCycleFrame(t, records);
+      const frame = encodeCycleFrame(t, texts);
       if (this.#size + frame.length <= this.maxBytes) {
         if (this.#append(frame)) {
           this.#lastFrame = t;
-          this.#unsealed += records.length;
+          this.#unsealed += texts.count;
           this.#maybeSync();
           return;
         }
-        this.#count(t, records, this.#lastError ?? 'write failed');
+        this.#count(t, texts, this.#lastError ?? 'write failed');
       } else {
         this.#count(
           t,
-          records,
+          texts,
           `journal ${this.path} reached its ${this.maxBytes}-byte bound; raise --journal-max`,
         );
       }
       this.#lossAt = this.#size;
     } else {
-      this.#count(t, records, this.#lost?.reason ?? 'journal full');
+      this.#count(t, texts, this.#lost?.reason ?? 'journal full');
     }
     this.#writeLoss(t);
   }
@@ -303,16 +308,11 @@ export class CrashJournal {
     }
   }
 
-  #count(t: number, records: readonly PofrRecord[], reason: string): void {
-    if (records.length === 0) return;
-    let from = Number.MAX_SAFE_INTEGER;
-    let to = 0;
-    let dropped = 0;
-    for (const r of records) {
-      from = Math.min(from, r.type === 'gap' ? r.from : r.t);
-      to = Math.max(to, r.type === 'gap' ? r.to : r.t, t);
-      dropped += r.type === 'gap' ? (r.dropped ?? 0) : 1;
-    }
+  #count(t: number, texts: RecordTexts, reason: string): void {
+    if (texts.count === 0) return;
+    const from = texts.lossFrom;
+    const to = Math.max(texts.lossTo, t);
+    const dropped = texts.dropped;
     const l = this.#lost;
     this.#lost = l
       ? { from: Math.min(l.from, from), to: Math.max(l.to, to), dropped: l.dropped + dropped, reason }
@@ -369,9 +369,23 @@ function encodeFrame(value: object): Buffer {
   return frameOf(JSON.stringify(value));
 }
 
-/** `encodeFrame({ t, r: records })`, with each record's text made once for journal and batch alike. */
-function encodeCycleFrame(t: number, records: readonly PofrRecord[]): Buffer {
-  return frameOf(`{"t":${JSON.stringify(t)},"r":[${records.map(recordJson).join(',')}]}`);
+/**
+ * `encodeFrame({ t, r: records })`, from the records' text made once for journal and batch alike:
+ * the JSON Lines are copied into the line and their newlines made commas there (a byte 0x0a is a
+ * newline in UTF-8, and JSON text has none of its own), no string built for the frame.
+ */
+function encodeCycleFrame(t: number, texts: RecordTexts): Buffer {
+  const head = `{"t":${JSON.stringify(t)},"r":[`;
+  const n = head.length + texts.jsonl.length + 2;
+  const line = Buffer.allocUnsafe(n + 18);
+  let at = 17 + line.write(head, 17, 'latin1');
+  const bodyEnd = at + texts.jsonl.copy(line, at);
+  for (let nl = line.indexOf(0x0a, at); nl >= 0 && nl < bodyEnd; nl = line.indexOf(0x0a, nl + 1))
+    line[nl] = 0x2c;
+  at = bodyEnd;
+  line[at] = 0x5d; // ]
+  line[at + 1] = 0x7d; // }
+  return sealLine(line, n);
 }
 
 function frameOf(json: string): Buffer {
@@ -379,9 +393,14 @@ function frameOf(json: string): Buffer {
   const n = Buffer.byteLength(json, 'utf8');
   const line = Buffer.allocUnsafe(n + 18);
   line.write(json, 17, n, 'utf8');
+  return sealLine(line, n);
+}
+
+/** `line` holds `n` bytes of JSON at offset 17: the checksum goes before it, the newline after. */
+function sealLine(line: Buffer, n: number): Buffer {
   line.write(sha256Hex(line.subarray(17, 17 + n)).slice(0, 16), 0, 'latin1');
   line[16] = 0x20;
-  line[line.length - 1] = 0x0a;
+  line[17 + n] = 0x0a;
   return line;
 }
 

@@ -2,7 +2,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { argvProbeFormat } from '../../src/recorder/sources/tracefs/argv-probe.js';
-import { type EventFormat, parseEventFormat } from '../../src/recorder/sources/tracefs/event-format.js';
+import {
+  type EventFormat,
+  parseEventFormat,
+  readIntField,
+} from '../../src/recorder/sources/tracefs/event-format.js';
 import { EventDecoder, type KernelEvent } from '../../src/recorder/sources/tracefs/kernel-events.js';
 import { readSubbuffer } from '../../src/recorder/sources/tracefs/ring-buffer-page.js';
 
@@ -143,6 +147,34 @@ test('format files give each field its offset, size, sign and dynamic kind', () 
   assert.equal(newtask.fields.get('clone_flags')?.size, 8);
   assert.equal(marker.fields.get('buf')?.size, 0);
   assert.throws(() => parseEventFormat('x', 'nothing here'), /not a trace event format/);
+});
+
+test('8-byte fields read as Number(BigInt) would: negative returns, pointers, values past 2^53', () => {
+  const b = Buffer.alloc(8);
+  const field = (signed: boolean) => ({
+    name: 'v',
+    offset: 0,
+    size: 8,
+    signed,
+    dataLoc: false,
+    relLoc: false,
+  });
+  const values = [
+    0n,
+    3n,
+    -2n,
+    -100n,
+    0x7ffd_1234_5678n,
+    2n ** 53n + 1n,
+    2n ** 63n - 1n,
+    -(2n ** 63n),
+    -(2n ** 40n) + 7n,
+  ];
+  for (const v of values) {
+    b.writeBigInt64LE(v);
+    assert.equal(readIntField(b, 0, field(true)), Number(v), `signed ${v}`);
+    assert.equal(readIntField(b, 0, field(false)), Number(b.readBigUInt64LE(0)), `unsigned ${v}`);
+  }
 });
 
 test('a sub-buffer yields its records in order with their times, through time extends and padding', () => {

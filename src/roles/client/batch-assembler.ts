@@ -1,6 +1,15 @@
 import type { KeyObject } from 'node:crypto';
 import { isPofrError } from '../../errors.js';
-import { LIMITS, type PofrRecord, type SealedBatch, sealBatch } from '../../protocol/index.js';
+import {
+  joinTexts,
+  LIMITS,
+  type PofrRecord,
+  type RecordTexts,
+  type SealedBatch,
+  sealTexts,
+  splitTexts,
+  textsOf,
+} from '../../protocol/index.js';
 
 /** The part of the spool the assembler needs: where sealed batches go and the chain head they extend. */
 export interface BatchSink {
@@ -15,8 +24,11 @@ export interface BatchSink {
  * recorder killed before its next seal does not take those records along.
  */
 export interface PendingJournal {
-  /** One call per add(), that is per cycle, even with no records (it says the recorder was alive). */
-  write(t: number, records: readonly PofrRecord[]): void;
+  /**
+   * One call per add(), that is per cycle, even with no records (it says the recorder was alive),
+   * with the records' text as the batch will carry it.
+   */
+  writeTexts(t: number, texts: RecordTexts): void;
   /** Everything pending went into the spool or was counted lost; `carry` is the gap record still owed. */
   sealed(head: { seq: number; hash: string }, t: number, carry: readonly PofrRecord[]): void;
 }
@@ -40,9 +52,14 @@ export interface AssemblerOptions {
 /**
  * Turns the recorder's record stream into sealed, chained batches in the spool. Loss is never
  * silent: records that could not be spooled become one `gap` record at the head of the next batch.
+ *
+ * Pending records are held as their JSON text, one string per cycle (record-texts.ts): each
+ * record is serialised once, for the journal and the batch alike, and the objects are not kept
+ * alive for the seconds until the seal.
  */
 export class BatchAssembler {
-  private pending: PofrRecord[] = [];
+  private pending: RecordTexts[] = [];
+  private pendingRecords = 0;
   private firstPendingAt = 0;
   private lost: { from: number; to: number; dropped: number; reason: string } | null = null;
   private retryingGap = false;
@@ -55,18 +72,20 @@ export class BatchAssembler {
   }
 
   get pendingCount(): number {
-    return this.pending.length;
+    return this.pendingRecords;
   }
 
   add(records: readonly PofrRecord[], nowMs = Date.now()): void {
-    this.opts.journal?.write(nowMs * 1000, records);
-    if (records.length > 0) {
-      if (this.pending.length === 0) this.firstPendingAt = nowMs;
-      for (const r of records) this.pending.push(r);
+    const texts = textsOf(records);
+    this.opts.journal?.writeTexts(nowMs * 1000, texts);
+    if (texts.count > 0) {
+      if (this.pendingRecords === 0) this.firstPendingAt = nowMs;
+      this.pending.push(texts);
+      this.pendingRecords += texts.count;
     }
     if (
-      this.pending.length >= this.maxRecords ||
-      (this.pending.length > 0 && nowMs - this.firstPendingAt >= this.maxAgeMs)
+      this.pendingRecords >= this.maxRecords ||
+      (this.pendingRecords > 0 && nowMs - this.firstPendingAt >= this.maxAgeMs)
     ) {
       this.seal();
     }
@@ -74,19 +93,21 @@ export class BatchAssembler {
 
   /** Seals everything pending now (also called at shutdown). Returns the number of batches spooled. */
   seal(): number {
-    if (this.pending.length === 0 && this.lost === null) return 0;
-    const records = this.pending;
+    if (this.pendingRecords === 0 && this.lost === null) return 0;
+    const parts = this.pending;
     this.pending = [];
+    this.pendingRecords = 0;
     try {
-      if (this.lost !== null) records.unshift(this.takeGap());
-      const spooled = this.sealChunks(records);
-      if (this.lost === null || records.length === 1) return spooled;
+      if (this.lost !== null) parts.unshift(textsOf([this.takeGap()]));
+      const texts = joinTexts(parts);
+      const spooled = this.sealChunks(texts);
+      if (this.lost === null || texts.count === 1) return spooled;
       // Nothing else fitted: the loss itself must still reach the server, and a batch of the gap
       // record alone is the smallest there is (a nearly full spool has room for it long before it has
       // room for a busy host's batch).
       this.retryingGap = true;
       try {
-        return spooled + this.sealChunks([this.takeGap()]);
+        return spooled + this.sealChunks(textsOf([this.takeGap()]));
       } finally {
         this.retryingGap = false;
       }
@@ -107,23 +128,10 @@ export class BatchAssembler {
     return gapRecord(l);
   }
 
-  private recordLoss(records: readonly PofrRecord[], why: string): void {
+  private recordLoss(texts: RecordTexts, why: string): void {
     // The gap record's reason has a bounded length in the protocol; an error message has none.
     const reason = why.length > 1024 ? `${why.slice(0, 1023)}…` : why;
-    let from = Number.MAX_SAFE_INTEGER;
-    let to = 0;
-    let dropped = 0;
-    for (const r of records) {
-      if (r.type === 'gap') {
-        from = Math.min(from, r.from);
-        to = Math.max(to, r.to);
-        dropped += r.dropped ?? 0;
-        continue;
-      }
-      from = Math.min(from, r.t);
-      to = Math.max(to, r.t);
-      dropped += 1;
-    }
+    const { lossFrom: from, lossTo: to, dropped } = texts;
     const prev = this.lost;
     this.lost = prev
       ? {
@@ -138,22 +146,21 @@ export class BatchAssembler {
   }
 
   /** Seals in as few batches as the size limits allow, halving a chunk that comes out too large. */
-  private sealChunks(records: PofrRecord[]): number {
+  private sealChunks(texts: RecordTexts): number {
     const head = this.opts.sink.chainHead();
     const seq = head.seq + 1;
-    const sealed = sealBatch(
-      { host_id: this.opts.hostId, boot_id: this.opts.bootId, seq, prev_hash: head.hash, records },
+    const sealed = sealTexts(
+      { host_id: this.opts.hostId, boot_id: this.opts.bootId, seq, prev_hash: head.hash, texts },
       this.opts.signingKey,
       this.opts.sink.sealKeyFor?.(seq) ?? null,
     );
     const tooBig =
       sealed.bytes.length > LIMITS.maxBatchBytes || sealed.header.payload_bytes > LIMITS.maxPayloadBytes;
-    if (tooBig && records.length > 1) {
-      const mid = records.length >> 1;
+    if (tooBig && texts.count > 1) {
       let spooled = 0;
       let failure: unknown = null;
       // Both halves are tried even when the first fails, so neither is dropped without its count.
-      for (const half of [records.slice(0, mid), records.slice(mid)]) {
+      for (const half of splitTexts(texts)) {
         try {
           spooled += this.sealChunks(half);
         } catch (e) {
@@ -167,7 +174,7 @@ export class BatchAssembler {
       this.opts.sink.append(sealed);
     } catch (e) {
       // These records are gone from memory either way: whatever failed, the next batch says so.
-      this.recordLoss(records, e instanceof Error ? e.message : String(e));
+      this.recordLoss(texts, e instanceof Error ? e.message : String(e));
       // A full spool is expected operation; anything else (EIO, EACCES, a bug) also reaches the log.
       if (!isPofrError(e) || e.code !== 'POFR_SPOOL_FULL') throw e;
       return 0;

@@ -79,8 +79,15 @@ export function readIntField(buf: Buffer, base: number, f: EventField): number {
       return f.signed ? buf.readInt16LE(at) : buf.readUInt16LE(at);
     case 4:
       return f.signed ? buf.readInt32LE(at) : buf.readUInt32LE(at);
-    case 8:
-      return Number(f.signed ? buf.readBigInt64LE(at) : buf.readBigUInt64LE(at));
+    case 8: {
+      // Two 32-bit halves, not a BigInt: each BigInt was a heap object, and syscall returns, close
+      // fds, clone flags and the argv probe's pointers are 8 bytes wide (a tenth of the recorder's
+      // allocation under an exec storm). hi × 2^32 is exact and adding lo rounds once, so the value
+      // is the one Number(BigInt) gives, exact below 2^53.
+      const lo = buf.readUInt32LE(at);
+      const hi = f.signed ? buf.readInt32LE(at + 4) : buf.readUInt32LE(at + 4);
+      return hi * 0x1_0000_0000 + lo;
+    }
     default:
       throw new Error(`field ${f.name} has size ${f.size}, not an integer size`);
   }
