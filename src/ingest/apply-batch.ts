@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { type Kysely, sql } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { GeoLookup } from '../enrich/index.js';
 import { type ErrorCode, isPofrError } from '../errors.js';
 import {
@@ -68,6 +68,21 @@ class Refusal extends Error {
 }
 
 /**
+ * Where one batch's statements run. Alone, a batch reads through the store and writes in a
+ * transaction of its own; in a commit group (commit-group.ts) it runs inside the group's
+ * transaction, its writes under a savepoint, so a refused batch leaves the others' rows alone.
+ */
+export interface IngestScope {
+  readonly db: Kysely<Database>;
+  /** Runs fn's writes all or nothing: a throw leaves none of them (and rethrows). */
+  atomically<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T>;
+}
+
+function ownTransaction(store: Store): IngestScope {
+  return { db: store.db, atomically: (fn) => store.db.transaction().execute(fn) };
+}
+
+/**
  * Verifies, dedupes and stores one signed batch in one transaction. Refusals are data, recorded in
  * refused_batches; it throws only when the store itself fails, and then nothing may be ACKed.
  *
@@ -76,13 +91,26 @@ class Refusal extends Error {
  * if (r.status !== 'refused') ack(r.seq);
  */
 export async function ingestBatch(store: Store, bytes: Buffer, ctx: IngestContext): Promise<IngestResult> {
+  return ingestInScope(store, ownTransaction(store), bytes, ctx);
+}
+
+/**
+ * ingestBatch with the batch's statements run in `scope`. What it returns is durable only once
+ * the scope's transaction has committed: a commit group ACKs nothing before that.
+ */
+export async function ingestInScope(
+  store: Store,
+  scope: IngestScope,
+  bytes: Buffer,
+  ctx: IngestContext,
+): Promise<IngestResult> {
   const receivedAt = ctx.receivedAt ?? Date.now() * 1000;
   try {
-    return await verifyAndApply(store, bytes, ctx.principal, receivedAt, ctx.geo, ctx.onApplied);
+    return await verifyAndApply(store, scope, bytes, ctx.principal, receivedAt, ctx.geo, ctx.onApplied);
   } catch (e) {
     if (!(e instanceof Refusal)) throw e;
     // After the rollback, in its own statement: the refusal is evidence too.
-    await store.db
+    await scope.db
       .insertInto('refused_batches')
       .values({
         host_id: ctx.principal,
@@ -100,6 +128,7 @@ export async function ingestBatch(store: Store, bytes: Buffer, ctx: IngestContex
 
 async function verifyAndApply(
   store: Store,
+  scope: IngestScope,
   bytes: Buffer,
   principal: string,
   receivedAt: number,
@@ -116,7 +145,7 @@ async function verifyAndApply(
     );
   }
   // With it, whether this seq is stored already (one round trip, not two: on PostgreSQL each costs).
-  const host = (await hostForBatch.run(store.db, store.caps, principal, header.seq)).rows[0];
+  const host = (await hostForBatch.run(scope.db, store.caps, principal, header.seq)).rows[0];
   if (!host) {
     throw new Refusal(
       'POFR_HOST_UNKNOWN',
@@ -155,7 +184,7 @@ async function verifyAndApply(
   // The batch's weeks exist before its transaction, so it never waits on DDL (or holds locks through it).
   if (store.caps.timePartitions) await ensurePartitions(store.db, header.t_from, header.t_to);
   try {
-    return await store.db.transaction().execute(async (trx) => {
+    return await scope.atomically(async (trx) => {
       // One host's batches apply one after the other, whichever connection or server node they
       // reach: batch N+1 must see N committed, or its chain looks broken and its intervals are
       // applied on a state that lacks N's. Other hosts are not held up. The lock is taken by the
@@ -224,7 +253,7 @@ async function verifyAndApply(
     });
   } catch (e) {
     // Another server node may have stored the same (host, seq) between our check and our insert.
-    const raced = await storedBatch(store, principal, header.seq);
+    const raced = await storedBatch(scope.db, principal, header.seq);
     if (raced) return duplicateOrReplay(raced.hash, frame);
     if (isBatchContentError(e)) {
       throw new Refusal(
@@ -384,8 +413,8 @@ function chainBreakDetail(
   return `batch ${seq} names prev_hash ${prevHash} but stored batch ${seq - 1} has hash ${storedPrev}`;
 }
 
-async function storedBatch(store: Store, hostId: string, seq: number) {
-  return store.db
+async function storedBatch(db: Kysely<Database>, hostId: string, seq: number) {
+  return db
     .selectFrom('batches')
     .select('hash')
     .where('host_id', '=', hostId)

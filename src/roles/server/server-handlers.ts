@@ -1,6 +1,6 @@
 import { type CompiledRule, recordAlerts } from '../../detect/index.js';
 import type { GeoLookup } from '../../enrich/index.js';
-import { ingestBatch } from '../../ingest/index.js';
+import { createBatchIngestor } from '../../ingest/index.js';
 import type { Store } from '../../store/index.js';
 import type { BatchAck, ServerHandlers } from '../../transport/index.js';
 import { batchRefusalKind } from './audit-kinds.js';
@@ -37,6 +37,8 @@ export function createServerHandlers(deps: HandlerDeps): ServerHandlers {
         };
   // The version each host's client last announced, so it is written once per change, not per batch.
   const knownVersions = new Map<string, string>();
+  // Batches from every connection share COMMITs when they queue (SQLite): see commit-group.ts.
+  const ingestor = createBatchIngestor(store);
   return {
     async authorize(username, key) {
       if (username === 'enroll') return { ok: true, principal: 'enroll' };
@@ -88,7 +90,7 @@ export function createServerHandlers(deps: HandlerDeps): ServerHandlers {
       }
       // Throws only when the store itself failed: the transport then closes the channel without an
       // ACK and the client keeps the batch for a retry.
-      const result = await ingestBatch(store, batch, { principal, geo, onApplied });
+      const result = await ingestor.ingest(batch, { principal, geo, onApplied });
       if (result.status === 'refused') {
         log('refused batch', {
           remote: ctx.remote,

@@ -1,0 +1,196 @@
+import { sql, type Transaction } from 'kysely';
+import type { Database, Store } from '../store/index.js';
+import {
+  type IngestContext,
+  type IngestResult,
+  type IngestScope,
+  ingestBatch,
+  ingestInScope,
+} from './apply-batch.js';
+
+/** What a server hands each batch to: resolves once the batch's outcome is durable. */
+export interface BatchIngestor {
+  ingest(bytes: Buffer, ctx: IngestContext): Promise<IngestResult>;
+  /** How many COMMITs the batches took so far: groups ≤ batches (logs, tests, benchmarks). */
+  stats(): GroupStats;
+}
+
+export interface GroupStats {
+  readonly groups: number;
+  readonly batches: number;
+  readonly largest: number;
+}
+
+export interface CommitGroupOptions {
+  /** At most this many batches share one COMMIT; default 64. */
+  readonly maxBatches?: number;
+  /** And at most this many bytes of them; default 16 MiB. */
+  readonly maxBytes?: number;
+}
+
+interface Job {
+  readonly bytes: Buffer;
+  readonly ctx: IngestContext;
+  resolve(r: IngestResult): void;
+  reject(e: unknown): void;
+}
+
+type Outcome = { readonly ok: IngestResult } | { readonly error: unknown };
+
+const SAVEPOINT = 'pofr_batch';
+
+/**
+ * Group commit, for a store with one writer (SQLite). Every batch used to be a transaction of its
+ * own, so every batch paid a COMMIT: a WAL fsync that blocks the only thread (better-sqlite3 is
+ * synchronous) and the WAL frames of every page it dirtied, written again by the next batch. At a
+ * thousand hosts the server spent a third of its wall time waiting in fsync and fell behind with a
+ * core to spare (docs/benchmarks.md, fleet). Here the batches that arrived while the last group
+ * was committing share one transaction, each under a savepoint, and one COMMIT. Nothing waits to
+ * form a group: an idle server commits each batch alone, as before; a busy one groups what queued.
+ *
+ * Each batch keeps its own outcome. A refused batch's savepoint is rolled back and its refusal
+ * row written in the group; a batch whose statements fail is rolled back alone and rejected (its
+ * channel closes unacknowledged and the client retries), unless the failure ended the transaction
+ * itself (a full disk): then every batch of the group is rejected, as none is stored. No result
+ * leaves before the COMMIT that makes it durable: an ACK still means the batch is on disk.
+ *
+ * A store with concurrent writers (PostgreSQL) gets ingestBatch unchanged: each batch takes its
+ * host's lock in its own transaction, and one transaction holding several hosts' locks could
+ * deadlock with another server node taking them in another order.
+ */
+export function createBatchIngestor(store: Store, opts: CommitGroupOptions = {}): BatchIngestor {
+  const counts = { groups: 0, batches: 0, largest: 0 };
+  const stats = (): GroupStats => ({ ...counts });
+  const count = (n: number) => {
+    counts.groups++;
+    counts.batches += n;
+    counts.largest = Math.max(counts.largest, n);
+  };
+  if (store.caps.concurrentWriters) {
+    return {
+      ingest: (bytes, ctx) => {
+        count(1);
+        return ingestBatch(store, bytes, ctx);
+      },
+      stats,
+    };
+  }
+  const maxBatches = opts.maxBatches ?? 64;
+  const maxBytes = opts.maxBytes ?? 16 * 1024 * 1024;
+  const queue: Job[] = [];
+  let scheduled = false;
+  let running = false;
+
+  function schedule(): void {
+    if (scheduled || running || queue.length === 0) return;
+    scheduled = true;
+    // setImmediate, not a microtask: the event loop first reads what the sockets hold, so batches
+    // that arrived during the last COMMIT join this group instead of each waiting for its own.
+    setImmediate(() => {
+      scheduled = false;
+      void runGroup();
+    });
+  }
+
+  async function runGroup(): Promise<void> {
+    running = true;
+    const jobs = takeGroup(queue, maxBatches, maxBytes);
+    count(jobs.length);
+    const outcomes: Outcome[] = [];
+    try {
+      await store.db.transaction().execute(async (trx) => {
+        const scope = savepointScope(trx);
+        // A host whose batch failed here sends nothing more through this group: its next batch
+        // would be stored with a gap before the one that failed, which the client resends later.
+        const failed = new Map<string, unknown>();
+        for (const job of jobs) {
+          const before = failed.get(job.ctx.principal);
+          if (before !== undefined) {
+            outcomes.push({ error: notAfterFailure(job, before) });
+            continue;
+          }
+          try {
+            outcomes.push({ ok: await ingestInScope(store, scope, job.bytes, job.ctx) });
+          } catch (e) {
+            if (scope.broken !== undefined) throw scope.broken;
+            failed.set(job.ctx.principal, e);
+            outcomes.push({ error: e });
+          }
+        }
+      });
+    } catch (e) {
+      // The COMMIT failed, or a batch's failure took the transaction with it: nothing is stored.
+      for (const job of jobs) job.reject(e);
+      return;
+    } finally {
+      running = false;
+      schedule();
+    }
+    jobs.forEach((job, i) => {
+      const o = outcomes[i]!;
+      if ('ok' in o) job.resolve(o.ok);
+      else job.reject(o.error);
+    });
+  }
+
+  return {
+    ingest(bytes, ctx) {
+      return new Promise<IngestResult>((resolve, reject) => {
+        // Stamped on arrival: a batch's received_at is not delayed by the group it waits for.
+        const stamped = ctx.receivedAt === undefined ? { ...ctx, receivedAt: Date.now() * 1000 } : ctx;
+        queue.push({ bytes, ctx: stamped, resolve, reject });
+        schedule();
+      });
+    },
+    stats,
+  };
+}
+
+function notAfterFailure(job: Job, cause: unknown): Error {
+  return new Error(
+    `batch of host ${job.ctx.principal} not applied: an earlier batch of that host in the same commit group failed (${(cause as Error).message ?? String(cause)}); it was not stored and may be resent`,
+    { cause },
+  );
+}
+
+/** The oldest queued batches that fit in one group (always at least one). */
+function takeGroup(queue: Job[], maxBatches: number, maxBytes: number): Job[] {
+  let n = 0;
+  let bytes = 0;
+  while (n < queue.length && n < maxBatches && (n === 0 || bytes + queue[n]!.bytes.length <= maxBytes)) {
+    bytes += queue[n]!.bytes.length;
+    n++;
+  }
+  return queue.splice(0, n);
+}
+
+interface SavepointScope extends IngestScope {
+  /** Set when rolling back to the savepoint failed: the transaction is gone. */
+  broken: unknown;
+}
+
+function savepointScope(trx: Transaction<Database>): SavepointScope {
+  const scope: SavepointScope = {
+    db: trx,
+    broken: undefined,
+    async atomically<T>(fn: (t: Transaction<Database>) => Promise<T>): Promise<T> {
+      await sql.raw(`SAVEPOINT ${SAVEPOINT}`).execute(trx);
+      let result: T;
+      try {
+        result = await fn(trx);
+      } catch (e) {
+        try {
+          await sql.raw(`ROLLBACK TO ${SAVEPOINT}`).execute(trx);
+          await sql.raw(`RELEASE ${SAVEPOINT}`).execute(trx);
+        } catch {
+          // SQLite rolls the whole transaction back by itself on SQLITE_FULL, IOERR, NOMEM.
+          scope.broken = e;
+        }
+        throw e;
+      }
+      await sql.raw(`RELEASE ${SAVEPOINT}`).execute(trx);
+      return result;
+    },
+  };
+  return scope;
+}
