@@ -282,13 +282,14 @@ export class SimHost {
   }
 }
 
-/** Enrolls `n` hosts, `concurrency` at a time. */
+/** Enrolls `n` hosts, `concurrency` at a time, numbered from `first`. */
 export async function enrollFleet(
   port: number,
   fingerprint: string,
   token: string,
   n: number,
   concurrency = 8,
+  first = 0,
 ): Promise<SimHost[]> {
   const hosts: SimHost[] = new Array(n);
   let next = 0;
@@ -296,7 +297,7 @@ export async function enrollFleet(
     Array.from({ length: concurrency }, async () => {
       while (next < n) {
         const i = next++;
-        hosts[i] = await SimHost.enroll(port, fingerprint, token, i);
+        hosts[i] = await SimHost.enroll(port, fingerprint, token, first + i);
       }
     }),
   );

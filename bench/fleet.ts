@@ -21,6 +21,7 @@ import {
   enrollFleet,
   POFR_MAIN,
   percentile,
+  type ServerProcess,
   type SimHost,
   startServerProcess,
 } from './fleet-sim.js';
@@ -35,10 +36,14 @@ import {
  * refused; then the time one host takes to drain a one-hour backlog (720 such batches) through its
  * connection. Baseline, same run: the bare ingest floor — ingestBatch of the same batches in this
  * process into a fresh SQLite store, no SSH — as CPU per batch; the ratio is what SSH, framing and
- * the server around ingest add.
+ * the server around ingest add. Then the goal's load itself: POFR_BENCH_FLEET_CARRY hosts (default
+ * 1,000) sending at once to the same server, and whether it carried them (all acknowledged, none
+ * refused, ACK p99 under a second, the server keeping pace).
  */
 const HOSTS = Number(process.env.POFR_BENCH_FLEET_HOSTS ?? 200);
 const SECONDS = Number(process.env.POFR_BENCH_FLEET_SECONDS ?? 60);
+/** Hosts of the second phase, sent at once to one server (the goal's load); 0 leaves it out. */
+const CARRY = Number(process.env.POFR_BENCH_FLEET_CARRY ?? 1000);
 const BATCH_SECONDS = 5;
 const PROCS_PER_BATCH = 10;
 const BACKLOG_BATCHES = 3600 / BATCH_SECONDS;
@@ -95,6 +100,47 @@ async function ingestFloor(batches: number): Promise<number> {
   }
 }
 
+/**
+ * Every host sends one batch every BATCH_SECONDS for `seconds`, spread over each round as
+ * independent recorders' timers would be; resolves when every batch is acknowledged. Every batch
+ * is sealed beforehand, so that what this process does while the server is measured is sending.
+ */
+async function sendRounds(hosts: readonly SimHost[], server: ServerProcess, seconds: number) {
+  const rounds = Math.max(1, Math.floor(seconds / BATCH_SECONDS));
+  const planned = hosts.map((h, i) =>
+    Array.from({ length: rounds }, (_, r) =>
+      h.seal(busyRecords(Date.now() * 1000 + r * 5_000_000, PROCS_PER_BATCH, 1000 + i * 10_000 + r * 20)),
+    ),
+  );
+  const seen = hosts.map((h) => h.queue.latenciesMs.length);
+  const refusedBefore = hosts.reduce((n, h) => n + h.queue.refused, 0);
+  const cpu0 = server.cpuSeconds();
+  const simCpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  for (let r = 0; r < rounds; r++) {
+    const roundStart = t0 + r * BATCH_SECONDS * 1000;
+    for (let i = 0; i < hosts.length; i++) {
+      const due = roundStart + (i / hosts.length) * BATCH_SECONDS * 1000;
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((res) => setTimeout(res, wait));
+      hosts[i].send(planned[i][r]);
+    }
+  }
+  await Promise.all(hosts.map((h) => h.flush(300_000)));
+  const wallS = (performance.now() - t0) / 1000;
+  const cpuS = server.cpuSeconds() - cpu0;
+  const simCpu = process.cpuUsage(simCpu0);
+  return {
+    hosts: hosts.length,
+    sent: rounds * hosts.length,
+    wallS,
+    cpuS,
+    simCpuS: (simCpu.user + simCpu.system) / 1e6,
+    latencies: hosts.flatMap((h, i) => h.queue.latenciesMs.slice(seen[i])),
+    refused: hosts.reduce((n, h) => n + h.queue.refused, 0) - refusedBefore,
+  };
+}
+
 function availableCores(): number {
   return Number(execFileSync('nproc').toString().trim());
 }
@@ -117,34 +163,8 @@ export async function run(): Promise<BenchResult> {
     const backlogHost = hosts.pop()!;
     await connectFleet(hosts, server.port, server.fingerprint);
 
-    // Every batch of the run sealed beforehand, so that what this process does while the server is
-    // measured is only sending.
-    const rounds = Math.max(1, Math.floor(SECONDS / BATCH_SECONDS));
-    const planned = hosts.map((h, i) =>
-      Array.from({ length: rounds }, (_, r) =>
-        h.seal(busyRecords(Date.now() * 1000 + r * 5_000_000, PROCS_PER_BATCH, 1000 + i * 10_000 + r * 20)),
-      ),
-    );
-    const cpu0 = server.cpuSeconds();
-    const simCpu0 = process.cpuUsage();
-    const t0 = performance.now();
-    for (let r = 0; r < rounds; r++) {
-      const roundStart = t0 + r * BATCH_SECONDS * 1000;
-      // The hosts' batches are spread over the round, as independent recorders' timers would be.
-      for (let i = 0; i < hosts.length; i++) {
-        const due = roundStart + (i / hosts.length) * BATCH_SECONDS * 1000;
-        const wait = due - performance.now();
-        if (wait > 0) await new Promise((res) => setTimeout(res, wait));
-        hosts[i].send(planned[i][r]);
-      }
-    }
-    await Promise.all(hosts.map((h) => h.flush(120_000)));
-    const wallS = (performance.now() - t0) / 1000;
-    const cpuS = server.cpuSeconds() - cpu0;
-    const simCpu = process.cpuUsage(simCpu0);
-    const simCpuS = (simCpu.user + simCpu.system) / 1e6;
-    const latencies = hosts.flatMap((h) => h.queue.latenciesMs);
-    const refused = hosts.reduce((n, h) => n + h.queue.refused, 0);
+    const main = await sendRounds(hosts, server, SECONDS);
+    const { wallS, cpuS, simCpuS, latencies, refused } = main;
     const batches = latencies.length;
     const peakRss = server.peakRssBytes();
 
@@ -159,6 +179,19 @@ export async function run(): Promise<BenchResult> {
     await backlogHost.flush(600_000);
     const drainS = (performance.now() - tDrain) / 1000;
     const backlogRefused = backlogHost.queue.refused;
+
+    // The goal's own load, measured rather than extrapolated: CARRY hosts at once (the fleet above
+    // and more), carried if every batch is acknowledged, none refused, ACK p99 under a second and
+    // the server keeping pace (the last round acknowledged within a round of being sent).
+    let carry: Awaited<ReturnType<typeof sendRounds>> | undefined;
+    if (CARRY > hosts.length) {
+      const more = CARRY - hosts.length;
+      const token2 = pofr(['server', 'token', '--data', data, '--approve', '--uses', String(more)]).trim();
+      const extra = await enrollFleet(server.port, server.fingerprint, token2, more, 8, HOSTS + 1);
+      everyHost.push(...extra);
+      await connectFleet(extra, server.port, server.fingerprint);
+      carry = await sendRounds([...hosts, ...extra], server, SECONDS);
+    }
 
     const floorMs = median([await ingestFloor(120), await ingestFloor(120), await ingestFloor(120)]);
     const cpuPerBatchMs = (cpuS * 1000) / batches;
@@ -195,6 +228,27 @@ export async function run(): Promise<BenchResult> {
       `baseline, bare ingest floor (ingestBatch in-process, same batches, median of 3): ${floorMs.toFixed(2)} ms CPU per batch`,
       `server CPU per batch over SSH: ${cpuPerBatchMs.toFixed(2)} ms — ${(cpuPerBatchMs / floorMs).toFixed(2)} × the floor`,
     );
+    if (carry) {
+      const carried =
+        carry.refused === 0 &&
+        carry.latencies.length === carry.sent &&
+        percentile(carry.latencies, 99) < 1000 &&
+        carry.wallS < SECONDS + BATCH_SECONDS;
+      Object.assign(metrics, {
+        carry_hosts: carry.hosts,
+        carry_seconds: carry.wallS,
+        carry_batches: carry.latencies.length,
+        carry_refused: carry.refused,
+        carry_server_core: carry.cpuS / carry.wallS,
+        carry_cpu_per_batch_ms: (carry.cpuS * 1000) / carry.latencies.length,
+        carry_ack_p50_ms: percentile(carry.latencies, 50),
+        carry_ack_p99_ms: percentile(carry.latencies, 99),
+        carried,
+      });
+      lines.push(
+        `${carry.hosts} busy hosts at once: ${carry.latencies.length} of ${carry.sent} batches acknowledged, refused ${carry.refused}, in ${carry.wallS.toFixed(1)} s for ${SECONDS} s of sending; server CPU ${((100 * carry.cpuS) / carry.wallS).toFixed(1)} % of a core (${((carry.cpuS * 1000) / carry.latencies.length).toFixed(2)} ms a batch); ACK p50 ${percentile(carry.latencies, 50).toFixed(1)} ms, p99 ${percentile(carry.latencies, 99).toFixed(1)} ms → ${carried ? 'carried' : 'NOT carried (ACK p99 ≥ 1 s or the server fell behind)'}`,
+      );
+    }
     return { name: 'fleet', lines, metrics };
   } finally {
     for (const h of everyHost) await h.stop();
