@@ -86,12 +86,21 @@ for (const dialect of DIALECTS) {
       const failing = async (_trx: unknown, applied: { seq: number }) => {
         if (applied.seq === 1) throw new Error('detection store write failed');
       };
-      const [ra1, rb1, ra2, rb2] = await Promise.all([
-        settle(ingestor.ingest(a1.bytes, { principal: a.hostId, onApplied: failing })),
-        settle(ingestor.ingest(b1.bytes, { principal: b.hostId })),
-        settle(ingestor.ingest(a2.bytes, { principal: a.hostId })),
-        settle(ingestor.ingest(b2.bytes, { principal: b.hostId })),
-      ]);
+      const send = (batch: SealedBatch, host: TestHost, onApplied?: typeof failing) =>
+        settle(ingestor.ingest(batch.bytes, { principal: host.hostId, onApplied }));
+      // SQLite: all four queued at once, so a1 and a2 share a group (as after a reconnect, when two
+      // channels of one host overlap). PostgreSQL has no groups and would race a host's two
+      // batches against each other: there each host sends in order, as its channel does.
+      const [ra1, rb1, ra2, rb2] =
+        dialect === 'sqlite'
+          ? await Promise.all([send(a1, a, failing), send(b1, b), send(a2, a), send(b2, b)])
+          : await (async () => {
+              const [[x1, x2], [y1, y2]] = await Promise.all([
+                (async () => [await send(a1, a, failing), await send(a2, a)])(),
+                (async () => [await send(b1, b), await send(b2, b)])(),
+              ]);
+              return [x1, y1, x2, y2];
+            })();
       assert.ok(ra1 instanceof Error && /detection store write failed/.test(ra1.message), String(ra1));
       assert.equal((rb1 as IngestResult).status, 'accepted');
       assert.equal((rb2 as IngestResult).status, 'accepted');
