@@ -37,7 +37,8 @@ interface Job {
 
 type Outcome = { readonly ok: IngestResult } | { readonly error: unknown };
 
-const SAVEPOINT = 'pofr_batch';
+const JOB_SAVEPOINT = 'pofr_batch';
+const APPLY_SAVEPOINT = 'pofr_batch_rows';
 
 /**
  * Group commit, for a store with one writer (SQLite). Every batch used to be a transaction of its
@@ -104,15 +105,21 @@ export function createBatchIngestor(store: Store, opts: CommitGroupOptions = {})
         // would be stored with a gap before the one that failed, which the client resends later.
         const failed = new Map<string, unknown>();
         for (const job of jobs) {
-          const before = failed.get(job.ctx.principal);
-          if (before !== undefined) {
-            outcomes.push({ error: notAfterFailure(job, before) });
+          if (failed.has(job.ctx.principal)) {
+            outcomes.push({ error: notAfterFailure(job, failed.get(job.ctx.principal)) });
             continue;
           }
+          // The whole batch under a savepoint of its own, its refusal row included: whatever
+          // fails in it, rolling back to here tells whether the group's transaction survived.
+          await sql.raw(`SAVEPOINT ${JOB_SAVEPOINT}`).execute(trx);
           try {
-            outcomes.push({ ok: await ingestInScope(store, scope, job.bytes, job.ctx) });
+            const result = await ingestInScope(store, scope, job.bytes, job.ctx);
+            await sql.raw(`RELEASE ${JOB_SAVEPOINT}`).execute(trx);
+            outcomes.push({ ok: result });
           } catch (e) {
-            if (scope.broken !== undefined) throw scope.broken;
+            // SQLite rolls the whole transaction back by itself on SQLITE_FULL, IOERR, NOMEM: then
+            // the savepoint is gone, and with it every batch of the group.
+            if (!(await rolledBackTo(trx, JOB_SAVEPOINT))) throw e;
             failed.set(job.ctx.principal, e);
             outcomes.push({ error: e });
           }
@@ -164,33 +171,33 @@ function takeGroup(queue: Job[], maxBatches: number, maxBytes: number): Job[] {
   return queue.splice(0, n);
 }
 
-interface SavepointScope extends IngestScope {
-  /** Set when rolling back to the savepoint failed: the transaction is gone. */
-  broken: unknown;
-}
-
-function savepointScope(trx: Transaction<Database>): SavepointScope {
-  const scope: SavepointScope = {
+/** The batch's writes, under a savepoint inside its job's: a refusal keeps only its refusal row. */
+function savepointScope(trx: Transaction<Database>): IngestScope {
+  return {
     db: trx,
-    broken: undefined,
     async atomically<T>(fn: (t: Transaction<Database>) => Promise<T>): Promise<T> {
-      await sql.raw(`SAVEPOINT ${SAVEPOINT}`).execute(trx);
+      await sql.raw(`SAVEPOINT ${APPLY_SAVEPOINT}`).execute(trx);
       let result: T;
       try {
         result = await fn(trx);
       } catch (e) {
-        try {
-          await sql.raw(`ROLLBACK TO ${SAVEPOINT}`).execute(trx);
-          await sql.raw(`RELEASE ${SAVEPOINT}`).execute(trx);
-        } catch {
-          // SQLite rolls the whole transaction back by itself on SQLITE_FULL, IOERR, NOMEM.
-          scope.broken = e;
-        }
+        // If this fails, the transaction is gone: the job's own savepoint finds out and says so.
+        await rolledBackTo(trx, APPLY_SAVEPOINT);
         throw e;
       }
-      await sql.raw(`RELEASE ${SAVEPOINT}`).execute(trx);
+      await sql.raw(`RELEASE ${APPLY_SAVEPOINT}`).execute(trx);
       return result;
     },
   };
-  return scope;
+}
+
+/** Rolls back to and releases `name`; false when that cannot be done (no transaction any more). */
+async function rolledBackTo(trx: Transaction<Database>, name: string): Promise<boolean> {
+  try {
+    await sql.raw(`ROLLBACK TO ${name}`).execute(trx);
+    await sql.raw(`RELEASE ${name}`).execute(trx);
+    return true;
+  } catch {
+    return false;
+  }
 }
