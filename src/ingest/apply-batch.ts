@@ -79,7 +79,7 @@ export interface IngestScope {
 }
 
 function ownTransaction(store: Store): IngestScope {
-  return { db: store.db, atomically: (fn) => store.db.transaction().execute(fn) };
+  return { db: store.db, atomically: (fn) => store.writeTransaction(fn) };
 }
 
 /**

@@ -19,6 +19,8 @@ export interface GroupStats {
   readonly groups: number;
   readonly batches: number;
   readonly largest: number;
+  /** Groups run a second time, each batch isolated, after one of them failed having written. */
+  readonly retried: number;
 }
 
 export interface CommitGroupOptions {
@@ -60,7 +62,7 @@ const APPLY_SAVEPOINT = 'pofr_batch_rows';
  * deadlock with another server node taking them in another order.
  */
 export function createBatchIngestor(store: Store, opts: CommitGroupOptions = {}): BatchIngestor {
-  const counts = { groups: 0, batches: 0, largest: 0 };
+  const counts = { groups: 0, batches: 0, largest: 0, retried: 0 };
   const stats = (): GroupStats => ({ ...counts });
   const count = (n: number) => {
     counts.groups++;
@@ -97,34 +99,14 @@ export function createBatchIngestor(store: Store, opts: CommitGroupOptions = {})
     running = true;
     const jobs = takeGroup(queue, maxBatches, maxBytes);
     count(jobs.length);
-    const outcomes: Outcome[] = [];
+    let outcomes: Outcome[] | null;
     try {
-      await store.db.transaction().execute(async (trx) => {
-        const scope = savepointScope(trx);
-        // A host whose batch failed here sends nothing more through this group: its next batch
-        // would be stored with a gap before the one that failed, which the client resends later.
-        const failed = new Map<string, unknown>();
-        for (const job of jobs) {
-          if (failed.has(job.ctx.principal)) {
-            outcomes.push({ error: notAfterFailure(job, failed.get(job.ctx.principal)) });
-            continue;
-          }
-          // The whole batch under a savepoint of its own, its refusal row included: whatever
-          // fails in it, rolling back to here tells whether the group's transaction survived.
-          await sql.raw(`SAVEPOINT ${JOB_SAVEPOINT}`).execute(trx);
-          try {
-            const result = await ingestInScope(store, scope, job.bytes, job.ctx);
-            await sql.raw(`RELEASE ${JOB_SAVEPOINT}`).execute(trx);
-            outcomes.push({ ok: result });
-          } catch (e) {
-            // SQLite rolls the whole transaction back by itself on SQLITE_FULL, IOERR, NOMEM: then
-            // the savepoint is gone, and with it every batch of the group.
-            if (!(await rolledBackTo(trx, JOB_SAVEPOINT))) throw e;
-            failed.set(job.ctx.principal, e);
-            outcomes.push({ error: e });
-          }
-        }
-      });
+      outcomes = jobs.length === 1 ? [await alone(jobs[0]!)] : await together(jobs);
+      // Something in the group failed and took every batch's rows with it: each again, isolated.
+      if (outcomes === null) {
+        counts.retried++;
+        outcomes = await isolated(jobs);
+      }
     } catch (e) {
       // The COMMIT failed, or a batch's failure took the transaction with it: nothing is stored.
       for (const job of jobs) job.reject(e);
@@ -140,6 +122,87 @@ export function createBatchIngestor(store: Store, opts: CommitGroupOptions = {})
     });
   }
 
+  /** One batch: a transaction of its own, exactly as ingestBatch (a store error is its rejection). */
+  async function alone(job: Job): Promise<Outcome> {
+    try {
+      return { ok: await ingestBatch(store, job.bytes, job.ctx) };
+    } catch (e) {
+      return { error: e };
+    }
+  }
+
+  /**
+   * The fast path: every batch straight in the group's transaction, no savepoint. A savepoint
+   * costs more than its statements: each page a batch touches is first copied to the statement
+   * journal (a temp file: two writes a page), and FTS5 flushes its pending trigrams into a new
+   * segment at every savepoint, which its merges then rewrite (docs/benchmarks.md, fleet). The
+   * price is paid only when a batch fails after it wrote: then the whole group is rolled back and
+   * null says to run it again, each batch isolated. A refusal decided before any write (frame,
+   * key, signature, seal, replay) needs no rollback: its refusal row is one statement.
+   */
+  async function together(jobs: readonly Job[]): Promise<Outcome[] | null> {
+    const outcomes: Outcome[] = [];
+    try {
+      await store.writeTransaction(async (trx) => {
+        let wrote = false;
+        const scope: IngestScope = {
+          db: trx,
+          async atomically(fn) {
+            try {
+              return await fn(trx);
+            } catch (e) {
+              // Some of its rows may be written: only a rollback of the group takes them away.
+              wrote = true;
+              throw e;
+            }
+          },
+        };
+        for (const job of jobs) {
+          const result = await ingestInScope(store, scope, job.bytes, job.ctx);
+          if (wrote) throw new GroupRetry();
+          outcomes.push({ ok: result });
+        }
+      });
+    } catch {
+      // Whatever failed (a batch, a statement, the COMMIT), nothing of the group is stored; the
+      // isolated run finds out which batch it was and answers for each.
+      return null;
+    }
+    return outcomes;
+  }
+
+  /** Each batch under a savepoint of its own: a failing batch is rolled back alone. */
+  async function isolated(jobs: readonly Job[]): Promise<Outcome[]> {
+    const outcomes: Outcome[] = [];
+    await store.writeTransaction(async (trx) => {
+      const scope = savepointScope(trx);
+      // A host whose batch failed here sends nothing more through this group: its next batch
+      // would be stored with a gap before the one that failed, which the client resends later.
+      const failed = new Map<string, unknown>();
+      for (const job of jobs) {
+        if (failed.has(job.ctx.principal)) {
+          outcomes.push({ error: notAfterFailure(job, failed.get(job.ctx.principal)) });
+          continue;
+        }
+        // The whole batch under a savepoint of its own, its refusal row included: whatever
+        // fails in it, rolling back to here tells whether the group's transaction survived.
+        await sql.raw(`SAVEPOINT ${JOB_SAVEPOINT}`).execute(trx);
+        try {
+          const result = await ingestInScope(store, scope, job.bytes, job.ctx);
+          await sql.raw(`RELEASE ${JOB_SAVEPOINT}`).execute(trx);
+          outcomes.push({ ok: result });
+        } catch (e) {
+          // SQLite rolls the whole transaction back by itself on SQLITE_FULL, IOERR, NOMEM: then
+          // the savepoint is gone, and with it every batch of the group.
+          if (!(await rolledBackTo(trx, JOB_SAVEPOINT))) throw e;
+          failed.set(job.ctx.principal, e);
+          outcomes.push({ error: e });
+        }
+      }
+    });
+    return outcomes;
+  }
+
   return {
     ingest(bytes, ctx) {
       return new Promise<IngestResult>((resolve, reject) => {
@@ -151,6 +214,13 @@ export function createBatchIngestor(store: Store, opts: CommitGroupOptions = {})
     },
     stats,
   };
+}
+
+/** Thrown out of the fast path's transaction to roll the whole group back. */
+class GroupRetry extends Error {
+  constructor() {
+    super('a batch of the commit group failed after writing: the group is run again, each batch isolated');
+  }
 }
 
 function notAfterFailure(job: Job, cause: unknown): Error {

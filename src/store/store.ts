@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { PofrError } from '../errors.js';
 import type { Capabilities } from './capabilities.js';
 import type { EngineHandle } from './dialects/engine-handle.js';
@@ -28,6 +28,14 @@ export interface Store {
   readonly config: StoreConfig;
   /** Analyst SQL, enforced read-only by the engine itself. */
   readOnlyQuery(text: string, params?: readonly unknown[]): Promise<Record<string, unknown>[]>;
+  /**
+   * A transaction for ingest's many-row writes. On SQLite its statement journals stay in memory:
+   * every multi-row INSERT (and every savepoint) first copies each page it touches to a statement
+   * journal, a temp file past 64 KiB, at two writes a page; at a thousand hosts that was a third
+   * of the server's CPU (docs/benchmarks.md, fleet). Only for its length: an analyst's query on
+   * the same connection keeps its large sorts and temp tables on disk.
+   */
+  writeTransaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
 
@@ -50,6 +58,7 @@ export async function openStore(config: StoreConfig): Promise<Store> {
     caps: engine.caps,
     config,
     readOnlyQuery: engine.readOnlyQuery,
+    writeTransaction: engine.writeTransaction,
     close: engine.close,
   });
 }

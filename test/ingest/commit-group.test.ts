@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { sql } from 'kysely';
 import { createBatchIngestor, type IngestResult, verifyStore } from '../../src/ingest/index.js';
 import { generateSigningKeyPair, type PofrRecord, type SealedBatch } from '../../src/protocol/index.js';
 import { openStore } from '../../src/store/index.js';
@@ -70,6 +71,8 @@ for (const dialect of DIALECTS) {
       if (dialect === 'sqlite')
         assert.ok(stats.groups < 9, `queued batches shared COMMITs: ${JSON.stringify(stats)}`);
       else assert.equal(stats.groups, 9, 'PostgreSQL: a transaction per batch, as each takes its host lock');
+      // Refused for its signature before it wrote anything: the group needed no second run.
+      assert.equal(stats.retried, 0);
       for (const report of await verifyStore(store))
         assert.equal(report.ok, true, JSON.stringify(report.failures));
     }));
@@ -125,6 +128,48 @@ for (const dialect of DIALECTS) {
       assert.equal(await countRows(store, 'file_opens'), 12);
       const gaps = await store.db.selectFrom('gaps').select(['host_id', 'seq']).execute();
       assert.deepEqual(gaps, dialect === 'sqlite' ? [] : [{ host_id: a.hostId, seq: 2 }]);
+      // SQLite: a1 failed after writing, in the fast path, so its group ran again isolated.
+      assert.equal(ingestor.stats().retried > 0, dialect === 'sqlite', JSON.stringify(ingestor.stats()));
+    }));
+
+  test(`[${dialect}] a batch refused for its content after it wrote rows, amid a group: refused, none of its rows kept, the others stored`, (t) =>
+    withStore(t, dialect, async (store) => {
+      // A constraint the data breaks, raised by the store at the batch's file row, after its process row.
+      if (dialect === 'sqlite') {
+        await sql`CREATE TRIGGER refuse_boom BEFORE INSERT ON file_opens WHEN NEW.path = '/boom'
+          BEGIN SELECT RAISE(ABORT, 'path /boom is refused'); END`.execute(store.db);
+      } else {
+        await sql`CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
+          BEGIN IF NEW.path = '/boom' THEN RAISE EXCEPTION 'path /boom is refused' USING ERRCODE = '23514'; END IF;
+          RETURN NEW; END $$`.execute(store.db);
+        await sql`CREATE TRIGGER refuse_boom BEFORE INSERT ON file_opens FOR EACH ROW EXECUTE FUNCTION refuse_boom()`.execute(
+          store.db,
+        );
+      }
+      const hosts = await Promise.all([addHost(store), addHost(store), addHost(store)]);
+      const ingestor = createBatchIngestor(store);
+      const boom = hosts[1]!.next([
+        { type: 'process_start', t: T0, proc: proc(7777, 1) },
+        { type: 'file_open', t: T0 + 5, file: file(7777, 1, 3, '/boom') },
+      ]);
+      const batches = [batchOf(hosts[0]!), boom, batchOf(hosts[2]!), batchOf(hosts[0]!)];
+      const results = await Promise.all(
+        batches.map((b) => ingestor.ingest(b.bytes, { principal: b.header.host_id })),
+      );
+      assert.deepEqual(
+        results.map((r) => (r.status === 'refused' ? r.code : r.status)),
+        ['accepted', 'POFR_BATCH_MALFORMED', 'accepted', 'accepted'],
+      );
+      const boomRows = await store.db
+        .selectFrom('processes')
+        .select('pid')
+        .where('host_id', '=', hosts[1]!.hostId)
+        .execute();
+      assert.deepEqual(boomRows, [], 'the process row written before the refusal is gone');
+      assert.equal(await countRows(store, 'processes'), 3);
+      assert.equal(await countRows(store, 'file_opens'), 9);
+      assert.equal(await countRows(store, 'refused_batches'), 1);
+      if (dialect === 'sqlite') assert.ok(ingestor.stats().retried > 0, JSON.stringify(ingestor.stats()));
     }));
 }
 

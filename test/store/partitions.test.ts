@@ -204,6 +204,7 @@ test('[postgres] migration 0015 on a store holding rows: weeks made for its batc
         caps: { ...engine.caps, timePartitions: false },
         config: { kind: 'postgres', url: url.toString() },
         readOnlyQuery: engine.readOnlyQuery,
+        writeTransaction: engine.writeTransaction,
         close: engine.close,
       };
       await history(before);

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Capabilities } from '../capabilities.js';
 import type { Database } from '../schema.js';
 
@@ -8,5 +8,7 @@ export interface EngineHandle {
   readonly caps: Capabilities;
   /** Runs analyst SQL that the engine itself guarantees cannot write. */
   readOnlyQuery(text: string, params?: readonly unknown[]): Promise<Record<string, unknown>[]>;
+  /** A transaction for ingest's writes, tuned for them where the engine allows (see Store). */
+  writeTransaction<T>(fn: (trx: Transaction<Database>) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }

@@ -21,6 +21,7 @@ export function openPostgresEngine(url: string): EngineHandle {
   return {
     db,
     caps: postgresCapabilities,
+    writeTransaction: (fn) => db.transaction().execute(fn),
     async readOnlyQuery(text: string, params: readonly unknown[] = []) {
       analystRoleReady ??= ensureAnalystRole(pool).catch((e: Error) => {
         analystRoleReady = null;

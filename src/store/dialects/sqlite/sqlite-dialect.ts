@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { type DatabaseConnection, type Driver, Kysely, SqliteDialect, SqliteDriver } from 'kysely';
+import { type DatabaseConnection, type Driver, Kysely, SqliteDialect, SqliteDriver, sql } from 'kysely';
 import { PofrError } from '../../../errors.js';
 import { sqliteCapabilities, sqliteRegex } from '../../capabilities.js';
 import type { Database as Schema } from '../../schema.js';
@@ -116,6 +116,19 @@ export function openSqliteEngine(path: string): EngineHandle {
   return {
     db,
     caps: sqliteCapabilities,
+    writeTransaction: (fn) =>
+      // One connection throughout, so no other query runs between the pragmas and the transaction.
+      // temp_store decides where statement journals go (SQLITE_STMTJRNL_SPILL, which would keep
+      // them in memory whatever the temp store, is a process-wide setting better-sqlite3 does not
+      // expose); a journal holds the pages one statement or savepoint touched, so a batch bounds it.
+      db.connection().execute(async (conn) => {
+        await sql`PRAGMA temp_store = MEMORY`.execute(conn);
+        try {
+          return await conn.transaction().execute(fn);
+        } finally {
+          await sql`PRAGMA temp_store = DEFAULT`.execute(conn);
+        }
+      }),
     async readOnlyQuery(text: string, params: readonly unknown[] = []) {
       const ro = new Database(path, { readonly: true, fileMustExist: true });
       try {
