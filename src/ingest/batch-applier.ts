@@ -133,11 +133,12 @@ const imagesOfPids = fixedQuery(3, (db, hostId: string, bootId: string, pids: nu
     .orderBy('exec_index'),
 );
 
-/** The open descriptors of these process images. */
-const openFilesOf = fixedQuery(1, (db, processIds: number[]) =>
+/** The open descriptors of these process images (the host named: the partial index of open rows). */
+const openFilesOf = fixedQuery(2, (db, hostId: string, processIds: number[]) =>
   db
     .selectFrom('file_opens')
     .select(['id', 'process_id', 'fd', 'path', 'path_raw'])
+    .where('host_id', '=', hostId)
     .where('process_id', 'in', processIds)
     .where('is_open', '=', sql.lit(1))
     .orderBy('id'),
@@ -746,7 +747,7 @@ export class BatchApplier {
   /** Reads the open file rows of these images (id → its process identity) into their descriptor maps. */
   private async loadOpenFiles(keyOfImage: ReadonlyMap<number, string>): Promise<void> {
     for (const part of chunks([...keyOfImage.keys()], MAX_PARAMS)) {
-      const { rows } = await openFilesOf.run(this.trx, this.caps, part);
+      const { rows } = await openFilesOf.run(this.trx, this.caps, this.scope.hostId, part);
       for (const r of rows) {
         const fds = this.fds.get(keyOfImage.get(Number(r.process_id)) as string);
         fds?.set(Number(r.fd), { id: Number(r.id), row: null, path: r.path, path_raw: r.path_raw });

@@ -19,6 +19,7 @@ import { searchAndTreeIndexesMigration } from './migrations/0016-search-and-tree
 import { boundedIndexKeysMigration } from './migrations/0017-bounded-index-keys.js';
 import { processTimeIndexesMigration } from './migrations/0018-process-time-indexes.js';
 import { trigramDoclistsMigration } from './migrations/0020-trigram-doclists.js';
+import { redundantIngestIndexesMigration } from './migrations/0021-redundant-ingest-indexes.js';
 import type { Database } from './schema.js';
 
 /** Migrations live in code (no directory scan), so a bundled or packed pofr still finds them. */
@@ -46,6 +47,7 @@ export function createMigrator(db: Kysely<Database>, caps: Capabilities): Migrat
           '0017-bounded-index-keys': boundedIndexKeysMigration(caps),
           '0018-process-time-indexes': processTimeIndexesMigration(),
           '0020-trigram-doclists': trigramDoclistsMigration(caps),
+          '0021-redundant-ingest-indexes': redundantIngestIndexesMigration(),
         };
       },
     },
