@@ -3,13 +3,12 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { sql } from 'kysely';
 import { createBatchIngestor, type IngestResult, verifyStore } from '../../src/ingest/index.js';
 import { generateSigningKeyPair, type PofrRecord, type SealedBatch } from '../../src/protocol/index.js';
 import { openStore } from '../../src/store/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
 import { TINY_DISK_SKIP, withTinyDisk } from '../helpers/tiny-disk.js';
-import { addHost, countRows, file, proc, T0, type TestHost } from './host-fixture.js';
+import { addHost, countRows, file, proc, refusePath, T0, type TestHost } from './host-fixture.js';
 
 let st = 0;
 /** A batch of one process with a few files: enough rows that a lost savepoint would show. */
@@ -135,17 +134,7 @@ for (const dialect of DIALECTS) {
   test(`[${dialect}] a batch refused for its content after it wrote rows, amid a group: refused, none of its rows kept, the others stored`, (t) =>
     withStore(t, dialect, async (store) => {
       // A constraint the data breaks, raised by the store at the batch's file row, after its process row.
-      if (dialect === 'sqlite') {
-        await sql`CREATE TRIGGER refuse_boom BEFORE INSERT ON file_opens WHEN NEW.path = '/boom'
-          BEGIN SELECT RAISE(ABORT, 'path /boom is refused'); END`.execute(store.db);
-      } else {
-        await sql`CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
-          BEGIN IF NEW.path = '/boom' THEN RAISE EXCEPTION 'path /boom is refused' USING ERRCODE = '23514'; END IF;
-          RETURN NEW; END $$`.execute(store.db);
-        await sql`CREATE TRIGGER refuse_boom BEFORE INSERT ON file_opens FOR EACH ROW EXECUTE FUNCTION refuse_boom()`.execute(
-          store.db,
-        );
-      }
+      await refusePath(store, '/boom');
       const hosts = await Promise.all([addHost(store), addHost(store), addHost(store)]);
       const ingestor = createBatchIngestor(store);
       const boom = hosts[1]!.next([

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
 import {
   type EndpointInfo,
   type FileInfo,
@@ -160,4 +161,25 @@ export async function countRows(
     .select((eb) => eb.fn.countAll<number>().as('n'))
     .executeTakeFirstOrThrow();
   return Number(r.n);
+}
+
+/**
+ * Makes the store itself refuse any file row with this path, as a constraint the data breaks
+ * (SQLITE_CONSTRAINT_TRIGGER, SQLSTATE 23514): a content error raised after a batch's earlier rows
+ * were written. The path is a test constant, inlined into the trigger's text.
+ */
+export async function refusePath(store: Store, path: string): Promise<void> {
+  const lit = sql.lit(path);
+  const message = sql.lit(`path ${path} is refused`);
+  if (store.caps.engine === 'sqlite') {
+    await sql`CREATE TRIGGER refuse_path BEFORE INSERT ON file_opens WHEN NEW.path = ${lit}
+      BEGIN SELECT RAISE(ABORT, ${message}); END`.execute(store.db);
+    return;
+  }
+  await sql`CREATE FUNCTION refuse_path() RETURNS trigger LANGUAGE plpgsql AS $fn$
+    BEGIN IF NEW.path = ${lit} THEN RAISE EXCEPTION ${message} USING ERRCODE = '23514'; END IF;
+    RETURN NEW; END $fn$`.execute(store.db);
+  await sql`CREATE TRIGGER refuse_path BEFORE INSERT ON file_opens FOR EACH ROW EXECUTE FUNCTION refuse_path()`.execute(
+    store.db,
+  );
 }

@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { ingestBatch } from '../../src/ingest/index.js';
 import { GENESIS_HASH, generateSigningKeyPair, type PofrRecord } from '../../src/protocol/index.js';
 import { DIALECTS, withStore } from '../helpers/store-dialects.js';
-import { addHost, countRows, file, proc, T0 } from './host-fixture.js';
+import { addHost, countRows, file, proc, refusePath, T0 } from './host-fixture.js';
 
 const start = (pid: number, st: number, over = {}): PofrRecord => ({
   type: 'process_start',
@@ -260,17 +260,7 @@ for (const dialect of DIALECTS) {
   test(`[${dialect}] a store error while applying rolls the whole batch back: refused when the data is at fault`, (t) =>
     withStore(t, dialect, async (store) => {
       const host = await addHost(store);
-      if (store.caps.engine === 'sqlite') {
-        await sql`CREATE TRIGGER refuse_boom BEFORE INSERT ON file_opens WHEN NEW.path = '/boom'
-          BEGIN SELECT RAISE(ABORT, 'path /boom is refused'); END`.execute(store.db);
-      } else {
-        await sql`CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$
-          BEGIN IF NEW.path = '/boom' THEN RAISE EXCEPTION 'path /boom is refused' USING ERRCODE = '23514'; END IF;
-          RETURN NEW; END $$`.execute(store.db);
-        await sql`CREATE TRIGGER refuse_boom BEFORE INSERT ON file_opens FOR EACH ROW EXECUTE FUNCTION refuse_boom()`.execute(
-          store.db,
-        );
-      }
+      await refusePath(store, '/boom');
       const batch = host.next([
         start(100, 5),
         { type: 'file_open', t: T0 + 60_000, file: file(100, 5, 3, '/boom') },
