@@ -48,11 +48,12 @@ const APPLY_SAVEPOINT = 'pofr_batch_rows';
  * synchronous) and the WAL frames of every page it dirtied, written again by the next batch. At a
  * thousand hosts the server spent a third of its wall time waiting in fsync and fell behind with a
  * core to spare (docs/benchmarks.md, fleet). Here the batches that arrived while the last group
- * was committing share one transaction, each under a savepoint, and one COMMIT. Nothing waits to
- * form a group: an idle server commits each batch alone, as before; a busy one groups what queued.
+ * was committing share one transaction and one COMMIT (`together`; after a failure, `isolated`).
+ * Nothing waits to form a group: an idle server commits each batch alone, as before; a busy one
+ * groups what queued.
  *
- * Each batch keeps its own outcome. A refused batch's savepoint is rolled back and its refusal
- * row written in the group; a batch whose statements fail is rolled back alone and rejected (its
+ * Each batch keeps its own outcome. A refused batch leaves only its refusal row in the group; a
+ * batch whose statements fail is rolled back alone and rejected (its
  * channel closes unacknowledged and the client retries), unless the failure ended the transaction
  * itself (a full disk): then every batch of the group is rejected, as none is stored. No result
  * leaves before the COMMIT that makes it durable: an ACK still means the batch is on disk.
@@ -134,8 +135,8 @@ export function createBatchIngestor(store: Store, opts: CommitGroupOptions = {})
   /**
    * The fast path: every batch straight in the group's transaction, no savepoint. A savepoint
    * costs more than its statements: each page a batch touches is first copied to the statement
-   * journal (a temp file: two writes a page), and FTS5 flushes its pending trigrams into a new
-   * segment at every savepoint, which its merges then rewrite (docs/benchmarks.md, fleet). The
+   * journal, and FTS5 flushes its pending trigrams into a new segment at every savepoint, which
+   * its merges then rewrite (docs/benchmarks.md, fleet). The
    * price is paid only when a batch fails after it wrote: then the whole group is rolled back and
    * null says to run it again, each batch isolated. A refusal decided before any write (frame,
    * key, signature, seal, replay) needs no rollback: its refusal row is one statement.
@@ -144,6 +145,7 @@ export function createBatchIngestor(store: Store, opts: CommitGroupOptions = {})
     const outcomes: Outcome[] = [];
     try {
       await store.writeTransaction(async (trx) => {
+        // Set when a batch's writes threw: some of its rows may be in the transaction.
         let wrote = false;
         const scope: IngestScope = {
           db: trx,
@@ -151,7 +153,7 @@ export function createBatchIngestor(store: Store, opts: CommitGroupOptions = {})
             try {
               return await fn(trx);
             } catch (e) {
-              // Some of its rows may be written: only a rollback of the group takes them away.
+              // Only a rollback of the group takes them away (ingestInScope may turn this into a refusal).
               wrote = true;
               throw e;
             }
